@@ -1,0 +1,230 @@
+//! The command lines of the components: pure functions of where the files
+//! are and which ports were picked, so they can be read and tested alone.
+
+use std::path::{Path, PathBuf};
+
+/// The service CIDR; nothing routes it locally, but the apiserver allocates
+/// ClusterIPs from it and `vnest-pki` puts its first address in the
+/// apiserver's certificate.
+pub(crate) const SERVICE_CIDR: &str = "10.96.0.0/12";
+pub(crate) const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// Where a control plane's files live inside its work directory.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub(crate) dir: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn pki(&self, file: &str) -> PathBuf {
+        self.dir.join("pki").join(file)
+    }
+    pub(crate) fn etcd_data(&self) -> PathBuf {
+        self.dir.join("etcd-data")
+    }
+    pub(crate) fn log(&self, name: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{name}.log"))
+    }
+    pub(crate) fn kubeconfig(&self, user: &str) -> PathBuf {
+        self.dir.join(format!("{user}.kubeconfig"))
+    }
+}
+
+/// The loopback ports one control plane listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ports {
+    pub(crate) etcd_client: u16,
+    pub(crate) etcd_peer: u16,
+    pub(crate) etcd_metrics: u16,
+    pub(crate) apiserver: u16,
+    pub(crate) controller_manager: u16,
+    pub(crate) scheduler: u16,
+}
+
+fn flag(name: &str, value: impl AsRef<Path>) -> String {
+    format!("--{name}={}", value.as_ref().display())
+}
+
+pub(crate) fn etcd(layout: &Layout, ports: &Ports, name: &str) -> Vec<String> {
+    let client = format!("https://127.0.0.1:{}", ports.etcd_client);
+    let peer = format!("https://127.0.0.1:{}", ports.etcd_peer);
+    vec![
+        flag("name", name),
+        flag("data-dir", layout.etcd_data()),
+        flag("listen-client-urls", &client),
+        flag("advertise-client-urls", &client),
+        flag("listen-peer-urls", &peer),
+        flag("initial-advertise-peer-urls", &peer),
+        flag("initial-cluster", format!("{name}={peer}")),
+        flag("initial-cluster-state", "new"),
+        // Plain-HTTP health and metrics on loopback, as kubeadm does for probes.
+        flag(
+            "listen-metrics-urls",
+            format!("http://127.0.0.1:{}", ports.etcd_metrics),
+        ),
+        flag("client-cert-auth", "true"),
+        flag("trusted-ca-file", layout.pki("etcd/ca.crt")),
+        flag("cert-file", layout.pki("etcd/server.crt")),
+        flag("key-file", layout.pki("etcd/server.key")),
+        flag("peer-client-cert-auth", "true"),
+        flag("peer-trusted-ca-file", layout.pki("etcd/ca.crt")),
+        flag("peer-cert-file", layout.pki("etcd/peer.crt")),
+        flag("peer-key-file", layout.pki("etcd/peer.key")),
+        flag("snapshot-count", "10000"),
+    ]
+}
+
+pub(crate) fn apiserver(layout: &Layout, ports: &Ports) -> Vec<String> {
+    vec![
+        flag("bind-address", "127.0.0.1"),
+        flag("advertise-address", "127.0.0.1"),
+        flag("secure-port", ports.apiserver.to_string()),
+        flag(
+            "etcd-servers",
+            format!("https://127.0.0.1:{}", ports.etcd_client),
+        ),
+        flag("etcd-cafile", layout.pki("etcd/ca.crt")),
+        flag("etcd-certfile", layout.pki("apiserver-etcd-client.crt")),
+        flag("etcd-keyfile", layout.pki("apiserver-etcd-client.key")),
+        flag("tls-cert-file", layout.pki("apiserver.crt")),
+        flag("tls-private-key-file", layout.pki("apiserver.key")),
+        flag("client-ca-file", layout.pki("ca.crt")),
+        flag("kubelet-client-certificate", layout.pki("apiserver-kubelet-client.crt")),
+        flag("kubelet-client-key", layout.pki("apiserver-kubelet-client.key")),
+        flag("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"),
+        flag("proxy-client-cert-file", layout.pki("front-proxy-client.crt")),
+        flag("proxy-client-key-file", layout.pki("front-proxy-client.key")),
+        flag("requestheader-client-ca-file", layout.pki("front-proxy-ca.crt")),
+        flag("requestheader-allowed-names", "front-proxy-client"),
+        flag("requestheader-username-headers", "X-Remote-User"),
+        flag("requestheader-group-headers", "X-Remote-Group"),
+        flag("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
+        flag(
+            "service-account-issuer",
+            format!("https://kubernetes.default.svc.{CLUSTER_DOMAIN}"),
+        ),
+        flag("service-account-key-file", layout.pki("sa.pub")),
+        flag("service-account-signing-key-file", layout.pki("sa.key")),
+        flag("service-cluster-ip-range", SERVICE_CIDR),
+        flag("authorization-mode", "Node,RBAC"),
+        flag("enable-admission-plugins", "NodeRestriction"),
+        flag("enable-bootstrap-token-auth", "true"),
+        flag("allow-privileged", "true"),
+        flag("profiling", "false"),
+        flag("cert-dir", layout.dir.join("apiserver-certs")),
+    ]
+}
+
+pub(crate) fn controller_manager(layout: &Layout, ports: &Ports, cluster: &str) -> Vec<String> {
+    let kubeconfig = layout.kubeconfig("controller-manager");
+    vec![
+        flag("kubeconfig", &kubeconfig),
+        flag("authentication-kubeconfig", &kubeconfig),
+        flag("authorization-kubeconfig", &kubeconfig),
+        flag("bind-address", "127.0.0.1"),
+        flag("secure-port", ports.controller_manager.to_string()),
+        flag("client-ca-file", layout.pki("ca.crt")),
+        flag("requestheader-client-ca-file", layout.pki("front-proxy-ca.crt")),
+        flag("root-ca-file", layout.pki("ca.crt")),
+        flag("service-account-private-key-file", layout.pki("sa.key")),
+        flag("cluster-signing-cert-file", layout.pki("ca.crt")),
+        flag("cluster-signing-key-file", layout.pki("ca.key")),
+        flag("cluster-name", cluster),
+        flag("service-cluster-ip-range", SERVICE_CIDR),
+        flag("use-service-account-credentials", "true"),
+        flag("controllers", "*,bootstrapsigner,tokencleaner"),
+        flag("leader-elect", "false"),
+        flag("profiling", "false"),
+    ]
+}
+
+pub(crate) fn scheduler(layout: &Layout, ports: &Ports) -> Vec<String> {
+    let kubeconfig = layout.kubeconfig("scheduler");
+    vec![
+        flag("kubeconfig", &kubeconfig),
+        flag("authentication-kubeconfig", &kubeconfig),
+        flag("authorization-kubeconfig", &kubeconfig),
+        flag("bind-address", "127.0.0.1"),
+        flag("secure-port", ports.scheduler.to_string()),
+        flag("leader-elect", "false"),
+        flag("profiling", "false"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> (Layout, Ports) {
+        (
+            Layout {
+                dir: PathBuf::from("/w"),
+            },
+            Ports {
+                etcd_client: 1001,
+                etcd_peer: 1002,
+                etcd_metrics: 1003,
+                apiserver: 1004,
+                controller_manager: 1005,
+                scheduler: 1006,
+            },
+        )
+    }
+
+    fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+        let prefix = format!("--{name}=");
+        args.iter().find_map(|a| a.strip_prefix(&prefix))
+    }
+
+    #[test]
+    fn every_listener_is_on_loopback_and_uses_its_own_port() {
+        let (layout, ports) = fixture();
+        let etcd = etcd(&layout, &ports, "e");
+        let api = apiserver(&layout, &ports);
+        let kcm = controller_manager(&layout, &ports, "c");
+        let sched = scheduler(&layout, &ports);
+        let cases = [
+            (value(&etcd, "listen-client-urls"), "https://127.0.0.1:1001"),
+            (value(&etcd, "listen-peer-urls"), "https://127.0.0.1:1002"),
+            (value(&etcd, "listen-metrics-urls"), "http://127.0.0.1:1003"),
+            (value(&api, "bind-address"), "127.0.0.1"),
+            (value(&api, "secure-port"), "1004"),
+            (value(&api, "etcd-servers"), "https://127.0.0.1:1001"),
+            (value(&kcm, "bind-address"), "127.0.0.1"),
+            (value(&kcm, "secure-port"), "1005"),
+            (value(&sched, "bind-address"), "127.0.0.1"),
+            (value(&sched, "secure-port"), "1006"),
+        ];
+        for (i, (got, want)) in cases.into_iter().enumerate() {
+            assert_eq!(got, Some(want), "case {i}");
+        }
+    }
+
+    #[test]
+    fn etcd_requires_client_certificates_from_its_own_ca() {
+        let (layout, ports) = fixture();
+        let args = etcd(&layout, &ports, "e");
+        assert_eq!(value(&args, "client-cert-auth"), Some("true"));
+        assert_eq!(value(&args, "peer-client-cert-auth"), Some("true"));
+        assert_eq!(value(&args, "trusted-ca-file"), Some("/w/pki/etcd/ca.crt"));
+        let api = apiserver(&layout, &ports);
+        assert_eq!(value(&api, "etcd-cafile"), Some("/w/pki/etcd/ca.crt"));
+        assert_eq!(
+            value(&api, "etcd-certfile"),
+            Some("/w/pki/apiserver-etcd-client.crt")
+        );
+    }
+
+    #[test]
+    fn service_account_tokens_are_signed_and_verified_with_one_key_pair() {
+        let (layout, ports) = fixture();
+        let api = apiserver(&layout, &ports);
+        let kcm = controller_manager(&layout, &ports, "c");
+        assert_eq!(
+            value(&api, "service-account-signing-key-file"),
+            value(&kcm, "service-account-private-key-file")
+        );
+        assert_eq!(value(&api, "service-account-key-file"), Some("/w/pki/sa.pub"));
+        assert_eq!(value(&api, "authorization-mode"), Some("Node,RBAC"));
+    }
+}

@@ -1,0 +1,169 @@
+//! One child process of the control plane: started with its output in a log
+//! file, tied to this process's life, stopped gracefully or killed.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::binaries::Component;
+use crate::error::{Error, IoContext, Result};
+
+/// How many lines of a component's log an error shows.
+const LOG_TAIL_LINES: usize = 25;
+
+pub(crate) struct ManagedProcess {
+    component: Component,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ManagedProcess {
+    /// Starts `binary args…` with stdout and stderr appended to `log`.
+    ///
+    /// The child gets `PR_SET_PDEATHSIG(SIGKILL)`: if the thread that started
+    /// it dies (a test aborted, the CLI killed with SIGKILL) the kernel kills
+    /// the child, so no etcd or apiserver outlives its owner.
+    pub(crate) fn spawn(
+        component: Component,
+        binary: &Path,
+        args: &[String],
+        log: PathBuf,
+    ) -> Result<Self> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .context(|| format!("opening {}", log.display()))?;
+        let err = out
+            .try_clone()
+            .context(|| format!("opening {}", log.display()))?;
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        die_with_parent(&mut command);
+        let child = command
+            .spawn()
+            .context(|| format!("starting {}", binary.display()))?;
+        tracing::debug!(%component, pid = child.id(), log = %log.display(), "started");
+        Ok(Self {
+            component,
+            child,
+            log,
+        })
+    }
+
+    pub(crate) fn component(&self) -> Component {
+        self.component
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// An error when the process has exited; start-up treats any exit as failure.
+    pub(crate) fn ensure_running(&mut self) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(Error::Exited {
+                component: self.component,
+                status: status.to_string(),
+                log: self.log.clone(),
+                tail: log_tail(&self.log),
+            }),
+            Err(source) => Err(Error::Io {
+                context: format!("checking on {}", self.component),
+                source,
+            }),
+        }
+    }
+
+    /// The error for a component that did not become ready in time.
+    pub(crate) fn not_ready(&self, waited: Duration) -> Error {
+        Error::NotReady {
+            component: self.component,
+            waited,
+            log: self.log.clone(),
+            tail: log_tail(&self.log),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns once the process is gone.
+    pub(crate) async fn terminate(&mut self, grace: Duration) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let pid = Pid::from_raw(self.child.id() as i32);
+        if kill(pid, Signal::SIGTERM).is_ok() {
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    tracing::debug!(component = %self.component, "stopped");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tracing::warn!(component = %self.component, ?grace, "did not stop in time; killing");
+        }
+        self.kill_and_reap();
+    }
+
+    /// SIGKILL and reap, synchronously; used on drop.
+    pub(crate) fn kill_and_reap(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs between fork and exec and only makes the
+    // async-signal-safe syscalls prctl, getppid and _exit.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The parent may have died between fork and prctl.
+            if nix::unistd::getppid() != parent {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The last lines of a log file, for error messages.
+pub(crate) fn log_tail(log: &Path) -> String {
+    const MAX_BYTES: u64 = 16 * 1024;
+    let Ok(mut file) = File::open(log) else {
+        return String::from("(no log)");
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(MAX_BYTES)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
