@@ -1,1 +1,110 @@
-//! placeholder
+//! The one way tests get a real Kubernetes environment: locating the pinned
+//! upstream binaries and starting control planes that, when a test fails,
+//! keep their component logs in a folder the test prints.
+#![allow(clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use vnest_local::{BIN_DIR_ENV, LocalControlPlane, LocalOptions, UpstreamBinaries};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives inside the workspace")
+        .to_owned()
+}
+
+/// The pinned upstream binaries: `$VNEST_UPSTREAM_BIN_DIR` if set, else the
+/// directory `tools/upstream/build.sh` builds into. Panics with the command to
+/// run when they have not been built, because every integration test needs them.
+pub fn upstream_binaries() -> UpstreamBinaries {
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV).filter(|d| !d.is_empty()) {
+        return UpstreamBinaries::Dir(dir.into());
+    }
+    let script = workspace_root().join("tools/upstream/build.sh");
+    let output = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("--print")
+        .output()
+        .expect("running tools/upstream/build.sh --print");
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    assert!(
+        dir.join("kube-apiserver").exists(),
+        "the upstream binaries are not built; run `{}` first (or set {BIN_DIR_ENV})",
+        script.display()
+    );
+    UpstreamBinaries::Dir(dir)
+}
+
+/// A name unique within this test process and across parallel test binaries.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Options for a test control plane named after `prefix`.
+pub fn control_plane_options(prefix: &str) -> LocalOptions {
+    let mut options = LocalOptions::new(unique_name(prefix));
+    options.binaries = upstream_binaries();
+    options
+}
+
+/// A local control plane for one test. If the test panics while it is alive,
+/// its component logs are copied to `target/test-logs/<name>/` and the path
+/// is printed before everything is torn down.
+pub struct TestControlPlane {
+    // `None` only after `stop` took it.
+    inner: Option<LocalControlPlane>,
+}
+
+impl TestControlPlane {
+    pub async fn start(prefix: &str) -> Self {
+        Self::start_with(control_plane_options(prefix)).await
+    }
+
+    pub async fn start_with(options: LocalOptions) -> Self {
+        let inner = LocalControlPlane::start(options)
+            .await
+            .unwrap_or_else(|e| panic!("starting a local control plane: {e}"));
+        Self { inner: Some(inner) }
+    }
+
+    /// Stops gracefully (the path a well-behaved test takes).
+    pub async fn stop(mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.stop().await;
+        }
+    }
+}
+
+impl std::ops::Deref for TestControlPlane {
+    type Target = LocalControlPlane;
+    fn deref(&self) -> &LocalControlPlane {
+        self.inner.as_ref().expect("present until stop")
+    }
+}
+
+impl Drop for TestControlPlane {
+    fn drop(&mut self) {
+        let Some(inner) = &self.inner else { return };
+        if std::thread::panicking() {
+            let dest = workspace_root().join("target/test-logs").join(inner.name());
+            if std::fs::create_dir_all(&dest).is_ok() {
+                for (component, _, log) in inner.components() {
+                    let _ = std::fs::copy(&log, dest.join(format!("{component}.log")));
+                }
+                eprintln!(
+                    "component logs of {} kept in {}",
+                    inner.name(),
+                    dest.display()
+                );
+            }
+        }
+    }
+}

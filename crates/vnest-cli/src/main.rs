@@ -1,1 +1,62 @@
-fn main(){}
+//! `vnest`: the command line of vnest.
+
+mod local;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// vnest gives every tenant its own Kubernetes control plane.
+///
+/// Today the CLI runs throwaway control planes on this machine (`vnest local`),
+/// for tests and CI jobs that need a real API server and no host cluster.
+#[derive(Debug, Parser)]
+#[command(name = "vnest", version, propagate_version = true)]
+struct Cli {
+    /// Log filter for vnest's own diagnostics on stderr (e.g. `debug`).
+    #[arg(long, global = true, env = "VNEST_LOG", default_value = "warn")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(subcommand)]
+    Local(local::LocalCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(local::run(cli.command_local())) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Cli {
+    fn command_local(self) -> local::LocalCommand {
+        match self.command {
+            Command::Local(c) => c,
+        }
+    }
+}

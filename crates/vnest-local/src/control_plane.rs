@@ -145,7 +145,10 @@ impl LocalControlPlane {
                     });
                 }
                 Err(error) if attempt < PORT_ATTEMPTS && port_was_taken(&error) => {
-                    tracing::warn!(attempt, "a picked port was taken meanwhile; retrying with new ports");
+                    tracing::warn!(
+                        attempt,
+                        "a picked port was taken meanwhile; retrying with new ports"
+                    );
                     attempt += 1;
                     let data = layout.etcd_data();
                     if data.exists() {
@@ -217,7 +220,9 @@ impl LocalControlPlane {
     }
 }
 
-fn validate_name(name: &str) -> Result<()> {
+/// Checks that `name` can name a local control plane: a DNS label of at
+/// most 40 characters, since it ends up in certificate and file names.
+pub fn validate_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.len() <= 40
         && name
@@ -307,9 +312,15 @@ impl Launch<'_> {
         mut self,
         progress: &mut impl FnMut(Progress),
     ) -> Result<(Vec<ManagedProcess>, String, Client)> {
-        let (layout, ports, binaries, name) = (self.layout, self.ports, self.binaries, &self.options.name);
+        let (layout, ports, binaries, name) =
+            (self.layout, self.ports, self.binaries, &self.options.name);
 
-        self.spawn(Component::Etcd, &binaries.etcd, flags::etcd(layout, &ports, name), progress)?;
+        self.spawn(
+            Component::Etcd,
+            &binaries.etcd,
+            flags::etcd(layout, &ports, name),
+            progress,
+        )?;
         self.wait_ready(progress, || http_ok(ports.etcd_metrics, "/readyz"))
             .await?;
 
@@ -319,7 +330,12 @@ impl Launch<'_> {
         self.write_kubeconfig("scheduler", &server, &self.pki.scheduler)?;
         let client = client_for(&admin_kubeconfig).await?;
 
-        self.spawn(Component::ApiServer, &binaries.apiserver, flags::apiserver(layout, &ports), progress)?;
+        self.spawn(
+            Component::ApiServer,
+            &binaries.apiserver,
+            flags::apiserver(layout, &ports),
+            progress,
+        )?;
         self.wait_ready(progress, || async {
             let request = http::Request::get("/readyz").body(Vec::new());
             match request {
@@ -344,7 +360,12 @@ impl Launch<'_> {
         .await?;
 
         if let Some(scheduler) = &binaries.scheduler {
-            self.spawn(Component::Scheduler, scheduler, flags::scheduler(layout, &ports), progress)?;
+            self.spawn(
+                Component::Scheduler,
+                scheduler,
+                flags::scheduler(layout, &ports),
+                progress,
+            )?;
             let health = health_client(ports.scheduler)?;
             self.wait_ready(progress, || async {
                 match http::Request::get("/healthz").body(Vec::new()) {
@@ -462,7 +483,10 @@ mod tests {
             assert!(validate_name(good).is_ok(), "{good}");
         }
         for bad in ["", "A", "-a", "a-", "a_b", "a.b", &"x".repeat(41)] {
-            assert!(matches!(validate_name(bad), Err(Error::InvalidName(_))), "{bad}");
+            assert!(
+                matches!(validate_name(bad), Err(Error::InvalidName(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -474,7 +498,9 @@ mod tests {
             log: PathBuf::from("/l"),
             tail: tail.into(),
         };
-        assert!(port_was_taken(&exited("listen tcp 127.0.0.1:5: bind: address already in use")));
+        assert!(port_was_taken(&exited(
+            "listen tcp 127.0.0.1:5: bind: address already in use"
+        )));
         assert!(!port_was_taken(&exited("permission denied")));
     }
 }

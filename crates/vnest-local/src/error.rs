@@ -52,7 +52,9 @@ pub enum Error {
     #[error("{0:?} is not a valid URL")]
     InvalidUrl(String),
 
-    #[error("the name {0:?} is not valid: use lower-case letters, digits and '-', at most 40 characters")]
+    #[error(
+        "the name {0:?} is not valid: use lower-case letters, digits and '-', at most 40 characters"
+    )]
     InvalidName(String),
 }
 

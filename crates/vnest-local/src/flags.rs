@@ -78,6 +78,9 @@ pub(crate) fn apiserver(layout: &Layout, ports: &Ports) -> Vec<String> {
     vec![
         flag("bind-address", "127.0.0.1"),
         flag("advertise-address", "127.0.0.1"),
+        // The endpoint reconciler refuses a loopback advertise address; nothing
+        // in a local control plane dials the `kubernetes` Service anyway.
+        flag("endpoint-reconciler-type", "none"),
         flag("secure-port", ports.apiserver.to_string()),
         flag(
             "etcd-servers",
@@ -89,12 +92,30 @@ pub(crate) fn apiserver(layout: &Layout, ports: &Ports) -> Vec<String> {
         flag("tls-cert-file", layout.pki("apiserver.crt")),
         flag("tls-private-key-file", layout.pki("apiserver.key")),
         flag("client-ca-file", layout.pki("ca.crt")),
-        flag("kubelet-client-certificate", layout.pki("apiserver-kubelet-client.crt")),
-        flag("kubelet-client-key", layout.pki("apiserver-kubelet-client.key")),
-        flag("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"),
-        flag("proxy-client-cert-file", layout.pki("front-proxy-client.crt")),
-        flag("proxy-client-key-file", layout.pki("front-proxy-client.key")),
-        flag("requestheader-client-ca-file", layout.pki("front-proxy-ca.crt")),
+        flag(
+            "kubelet-client-certificate",
+            layout.pki("apiserver-kubelet-client.crt"),
+        ),
+        flag(
+            "kubelet-client-key",
+            layout.pki("apiserver-kubelet-client.key"),
+        ),
+        flag(
+            "kubelet-preferred-address-types",
+            "InternalIP,ExternalIP,Hostname",
+        ),
+        flag(
+            "proxy-client-cert-file",
+            layout.pki("front-proxy-client.crt"),
+        ),
+        flag(
+            "proxy-client-key-file",
+            layout.pki("front-proxy-client.key"),
+        ),
+        flag(
+            "requestheader-client-ca-file",
+            layout.pki("front-proxy-ca.crt"),
+        ),
         flag("requestheader-allowed-names", "front-proxy-client"),
         flag("requestheader-username-headers", "X-Remote-User"),
         flag("requestheader-group-headers", "X-Remote-Group"),
@@ -124,7 +145,10 @@ pub(crate) fn controller_manager(layout: &Layout, ports: &Ports, cluster: &str) 
         flag("bind-address", "127.0.0.1"),
         flag("secure-port", ports.controller_manager.to_string()),
         flag("client-ca-file", layout.pki("ca.crt")),
-        flag("requestheader-client-ca-file", layout.pki("front-proxy-ca.crt")),
+        flag(
+            "requestheader-client-ca-file",
+            layout.pki("front-proxy-ca.crt"),
+        ),
         flag("root-ca-file", layout.pki("ca.crt")),
         flag("service-account-private-key-file", layout.pki("sa.key")),
         flag("cluster-signing-cert-file", layout.pki("ca.crt")),
@@ -224,7 +248,10 @@ mod tests {
             value(&api, "service-account-signing-key-file"),
             value(&kcm, "service-account-private-key-file")
         );
-        assert_eq!(value(&api, "service-account-key-file"), Some("/w/pki/sa.pub"));
+        assert_eq!(
+            value(&api, "service-account-key-file"),
+            Some("/w/pki/sa.pub")
+        );
         assert_eq!(value(&api, "authorization-mode"), Some("Node,RBAC"));
     }
 }

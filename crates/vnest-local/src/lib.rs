@@ -17,5 +17,5 @@ mod process;
 mod workdir;
 
 pub use binaries::{BIN_DIR_ENV, Component, UpstreamBinaries};
-pub use control_plane::{LocalControlPlane, LocalOptions, Progress};
+pub use control_plane::{LocalControlPlane, LocalOptions, Progress, validate_name};
 pub use error::{Error, Result};

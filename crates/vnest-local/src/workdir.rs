@@ -33,7 +33,8 @@ impl WorkDir {
     /// `path`, created if missing; it must be empty.
     pub(crate) fn at(path: &Path) -> Result<Self> {
         std::fs::create_dir_all(path).context(|| format!("creating {}", path.display()))?;
-        let mut entries = std::fs::read_dir(path).context(|| format!("reading {}", path.display()))?;
+        let mut entries =
+            std::fs::read_dir(path).context(|| format!("reading {}", path.display()))?;
         if entries.next().is_some() {
             return Err(crate::Error::Io {
                 context: format!("using {} as a work directory", path.display()),

@@ -12,6 +12,8 @@ mod error;
 mod kubeconfig;
 
 pub use authority::{CertAndKey, CertificateAuthority, LeafSpec, Usage, Validity};
-pub use control_plane::{identity, ControlPlanePki, ControlPlaneSpec, PkiFile, ServiceAccountKeyPair};
+pub use control_plane::{
+    ControlPlanePki, ControlPlaneSpec, PkiFile, ServiceAccountKeyPair, identity,
+};
 pub use error::{Error, Result};
 pub use kubeconfig::{ClientCredentials, render_kubeconfig};
