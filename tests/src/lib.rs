@@ -38,6 +38,18 @@ pub fn upstream_binaries() -> UpstreamBinaries {
     UpstreamBinaries::Dir(dir)
 }
 
+/// Whether process `pid` has exited. A zombie (exited, not yet reaped by
+/// whichever process inherited it) counts as exited.
+pub fn process_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
 /// A name unique within this test process and across parallel test binaries.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

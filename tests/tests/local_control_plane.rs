@@ -9,10 +9,7 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, Config};
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
-use vnest_tests::{TestControlPlane, control_plane_options};
+use vnest_tests::{TestControlPlane, control_plane_options, process_is_gone};
 
 fn named<T: kube::Resource<DynamicType = ()> + Default>(name: &str) -> T {
     let mut object = T::default();
@@ -195,10 +192,6 @@ async fn two_control_planes_run_side_by_side_and_share_nothing() {
     tokio::join!(a.stop(), b.stop());
 }
 
-fn is_gone(pid: u32) -> bool {
-    kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH)
-}
-
 #[tokio::test]
 async fn stopping_leaves_no_process_and_no_directory() {
     let cp = TestControlPlane::start_with({
@@ -216,7 +209,7 @@ async fn stopping_leaves_no_process_and_no_directory() {
     let dir = cp.workdir().to_owned();
     cp.stop().await;
     for (component, pid, _) in components {
-        assert!(is_gone(pid), "{component} (pid {pid}) still runs");
+        assert!(process_is_gone(pid), "{component} (pid {pid}) still runs");
     }
     assert!(!dir.exists(), "{} still exists", dir.display());
 }
@@ -235,7 +228,7 @@ async fn a_panicking_owner_leaves_no_process_and_no_directory() {
     assert!(task.await.unwrap_err().is_panic());
     let (pids, dir) = rx.await.unwrap();
     for pid in pids {
-        assert!(is_gone(pid), "pid {pid} survived the panic");
+        assert!(process_is_gone(pid), "pid {pid} survived the panic");
     }
     assert!(!dir.exists(), "{} survived the panic", dir.display());
 }

@@ -11,7 +11,13 @@ use clap::{Parser, Subcommand};
 /// Today the CLI runs throwaway control planes on this machine (`vnest local`),
 /// for tests and CI jobs that need a real API server and no host cluster.
 #[derive(Debug, Parser)]
-#[command(name = "vnest", version, propagate_version = true)]
+#[command(
+    name = "vnest",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success, 1 error (the message says what to do), 130 interrupted.\n\
+                  Docs: docs/local-control-plane.md"
+)]
 struct Cli {
     /// Log filter for vnest's own diagnostics on stderr (e.g. `debug`).
     #[arg(long, global = true, env = "VNEST_LOG", default_value = "warn")]
@@ -23,6 +29,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Throwaway control planes on this machine, for tests and CI (no host cluster needed).
     #[command(subcommand)]
     Local(local::LocalCommand),
 }

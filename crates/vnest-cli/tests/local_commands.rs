@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vnest_local::UpstreamBinaries;
-use vnest_tests::{unique_name, upstream_binaries};
+use vnest_tests::{process_is_gone, unique_name, upstream_binaries};
 
 /// One isolated state directory per test, removed at the end.
 struct Env {
@@ -74,13 +73,9 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn is_gone(pid: u32) -> bool {
-    kill(Pid::from_raw(pid as i32), None) == Err(Errno::ESRCH)
-}
-
 fn wait_gone(pids: &[u32]) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while pids.iter().any(|&p| !is_gone(p)) {
+    while pids.iter().any(|&p| !process_is_gone(p)) {
         assert!(Instant::now() < deadline, "still running: {pids:?}");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -89,3 +89,26 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_binary_says_where_it_looked_and_how_to_build_it() {
+        let dir = UpstreamBinaries::Dir(PathBuf::from("/nonexistent/bin"));
+        let message = match dir.locate(Component::ApiServer) {
+            Err(error) => error.to_string(),
+            Ok(path) => panic!("found {}", path.display()),
+        };
+        assert!(
+            message.contains("kube-apiserver was not found"),
+            "{message}"
+        );
+        assert!(
+            message.contains("VNEST_UPSTREAM_BIN_DIR=/nonexistent/bin"),
+            "{message}"
+        );
+        assert!(message.contains("tools/upstream/build.sh"), "{message}");
+    }
+}

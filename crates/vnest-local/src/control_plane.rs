@@ -11,8 +11,9 @@ use vnest_pki::{ClientCredentials, ControlPlanePki, ControlPlaneSpec, render_kub
 
 use crate::binaries::{Component, UpstreamBinaries};
 use crate::error::{Error, IoContext, Result};
-use crate::flags::{self, Layout, Ports};
+use crate::flags::{self, Ports};
 use crate::health::{free_loopback_port, http_ok};
+use crate::layout::{Layout, write_file};
 use crate::process::ManagedProcess;
 use crate::workdir::WorkDir;
 
@@ -116,7 +117,7 @@ impl LocalControlPlane {
 
         progress(Progress::IssuingCertificates);
         let pki = ControlPlanePki::generate(&ControlPlaneSpec::new(&options.name))?;
-        write_pki(&layout, &pki)?;
+        layout.write_pki(&pki)?;
 
         let mut attempt = 1;
         loop {
@@ -271,28 +272,6 @@ fn pick_ports() -> Result<Ports> {
 
 fn port_was_taken(error: &Error) -> bool {
     matches!(error, Error::Exited { tail, .. } if tail.contains("address already in use"))
-}
-
-fn write_pki(layout: &Layout, pki: &ControlPlanePki) -> Result<()> {
-    for file in pki.files() {
-        write_file(&layout.pki(file.path), file.contents, file.secret)?;
-    }
-    Ok(())
-}
-
-fn write_file(path: &Path, contents: &str, secret: bool) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mode = if secret { 0o600 } else { 0o644 };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .context(|| format!("writing {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .context(|| format!("writing {}", path.display()))
 }
 
 /// One attempt at starting every component on one set of ports. On error the

@@ -1,51 +1,33 @@
 //! The command lines of the components: pure functions of where the files
-//! are and which ports were picked, so they can be read and tested alone.
+//! are and which ports were picked, so they can be read and tested alone, and
+//! reused by anything that must start the components exactly as vnest does.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+pub use crate::layout::Layout;
 
 /// The service CIDR; nothing routes it locally, but the apiserver allocates
 /// ClusterIPs from it and `vnest-pki` puts its first address in the
 /// apiserver's certificate.
-pub(crate) const SERVICE_CIDR: &str = "10.96.0.0/12";
-pub(crate) const CLUSTER_DOMAIN: &str = "cluster.local";
-
-/// Where a control plane's files live inside its work directory.
-#[derive(Clone, Debug)]
-pub(crate) struct Layout {
-    pub(crate) dir: PathBuf,
-}
-
-impl Layout {
-    pub(crate) fn pki(&self, file: &str) -> PathBuf {
-        self.dir.join("pki").join(file)
-    }
-    pub(crate) fn etcd_data(&self) -> PathBuf {
-        self.dir.join("etcd-data")
-    }
-    pub(crate) fn log(&self, name: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{name}.log"))
-    }
-    pub(crate) fn kubeconfig(&self, user: &str) -> PathBuf {
-        self.dir.join(format!("{user}.kubeconfig"))
-    }
-}
+pub const SERVICE_CIDR: &str = "10.96.0.0/12";
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// The loopback ports one control plane listens on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ports {
-    pub(crate) etcd_client: u16,
-    pub(crate) etcd_peer: u16,
-    pub(crate) etcd_metrics: u16,
-    pub(crate) apiserver: u16,
-    pub(crate) controller_manager: u16,
-    pub(crate) scheduler: u16,
+pub struct Ports {
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub etcd_metrics: u16,
+    pub apiserver: u16,
+    pub controller_manager: u16,
+    pub scheduler: u16,
 }
 
 fn flag(name: &str, value: impl AsRef<Path>) -> String {
     format!("--{name}={}", value.as_ref().display())
 }
 
-pub(crate) fn etcd(layout: &Layout, ports: &Ports, name: &str) -> Vec<String> {
+pub fn etcd(layout: &Layout, ports: &Ports, name: &str) -> Vec<String> {
     let client = format!("https://127.0.0.1:{}", ports.etcd_client);
     let peer = format!("https://127.0.0.1:{}", ports.etcd_peer);
     vec![
@@ -74,7 +56,7 @@ pub(crate) fn etcd(layout: &Layout, ports: &Ports, name: &str) -> Vec<String> {
     ]
 }
 
-pub(crate) fn apiserver(layout: &Layout, ports: &Ports) -> Vec<String> {
+pub fn apiserver(layout: &Layout, ports: &Ports) -> Vec<String> {
     vec![
         flag("bind-address", "127.0.0.1"),
         flag("advertise-address", "127.0.0.1"),
@@ -136,7 +118,7 @@ pub(crate) fn apiserver(layout: &Layout, ports: &Ports) -> Vec<String> {
     ]
 }
 
-pub(crate) fn controller_manager(layout: &Layout, ports: &Ports, cluster: &str) -> Vec<String> {
+pub fn controller_manager(layout: &Layout, ports: &Ports, cluster: &str) -> Vec<String> {
     let kubeconfig = layout.kubeconfig("controller-manager");
     vec![
         flag("kubeconfig", &kubeconfig),
@@ -162,7 +144,7 @@ pub(crate) fn controller_manager(layout: &Layout, ports: &Ports, cluster: &str) 
     ]
 }
 
-pub(crate) fn scheduler(layout: &Layout, ports: &Ports) -> Vec<String> {
+pub fn scheduler(layout: &Layout, ports: &Ports) -> Vec<String> {
     let kubeconfig = layout.kubeconfig("scheduler");
     vec![
         flag("kubeconfig", &kubeconfig),
@@ -178,6 +160,7 @@ pub(crate) fn scheduler(layout: &Layout, ports: &Ports) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn fixture() -> (Layout, Ports) {
         (

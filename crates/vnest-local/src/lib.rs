@@ -11,8 +11,9 @@
 mod binaries;
 mod control_plane;
 mod error;
-mod flags;
+pub mod flags;
 mod health;
+pub mod layout;
 mod process;
 mod workdir;
 

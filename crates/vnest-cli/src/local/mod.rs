@@ -50,7 +50,7 @@ pub(crate) enum LocalCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
-    /// The control plane's name: lower-case letters, digits and '-'.
+    /// The control plane's name: lower-case letters, digits and '-', at most 40.
     #[arg(default_value = "default")]
     pub name: String,
     /// Also copy the admin kubeconfig to this file.

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
+use vnest_local::layout::write_file;
 use vnest_local::{LocalControlPlane, LocalOptions, Progress};
 
 use super::ServeArgs;
@@ -48,7 +49,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
 
     let kubeconfig = plane_dir.kubeconfig();
-    write_private(&kubeconfig, plane.admin_kubeconfig())?;
+    write_file(&kubeconfig, plane.admin_kubeconfig(), true)?;
     state.phase = Phase::Running;
     state.server = Some(plane.server().to_owned());
     state.kubeconfig = Some(kubeconfig);
@@ -94,19 +95,4 @@ fn step_of(progress: &Progress) -> Step {
             elapsed_ms: Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)),
         },
     }
-}
-
-/// Writes a file only its owner can read (kubeconfigs hold private keys).
-pub(crate) fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }

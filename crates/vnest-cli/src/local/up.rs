@@ -5,11 +5,11 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use vnest_local::layout::write_file;
 use vnest_local::{Component, UpstreamBinaries, validate_name};
 
 use super::UpArgs;
 use super::down::stop_serving;
-use super::serve::write_private;
 use super::state::{Phase, PlaneDir, State, is_alive};
 
 /// `serve`'s log filter unless VNEST_LOG says otherwise. kube-client logs every
@@ -84,7 +84,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(out) = &args.kubeconfig_out {
         let contents = std::fs::read_to_string(&kubeconfig)
             .with_context(|| format!("reading {}", kubeconfig.display()))?;
-        write_private(out, &contents)?;
+        write_file(out, &contents, true)?;
     }
     let shown = args.kubeconfig_out.as_ref().unwrap_or(&kubeconfig);
     eprintln!(
