@@ -38,16 +38,9 @@ pub fn upstream_binaries() -> UpstreamBinaries {
     UpstreamBinaries::Dir(dir)
 }
 
-/// Whether process `pid` has exited. A zombie (exited, not yet reaped by
-/// whichever process inherited it) counts as exited.
+/// Whether process `pid` has exited (a zombie counts as exited).
 pub fn process_is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
+    !vnest_local::process_running(pid)
 }
 
 /// A name unique within this test process and across parallel test binaries.

@@ -185,6 +185,41 @@ fn a_killed_serving_process_takes_its_components_with_it() {
 }
 
 #[test]
+fn a_component_that_dies_marks_the_plane_failed_and_keeps_its_logs() {
+    let env = Env::new();
+    let name = unique_name("fail");
+    let up = env.run(&["local", "up", &name]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let pids = env.pids(&name);
+    let etcd = env.state(&name)["components"][0].clone();
+    assert_eq!(etcd[0], "etcd");
+    kill(
+        Pid::from_raw(etcd[1].as_u64().unwrap() as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_gone(&pids);
+
+    let list = env.run(&["local", "list", "-o", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "Failed", "{rows}");
+    let error = env.state(&name)["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("etcd exited"), "{error}");
+    assert!(
+        env.plane_dir(&name).join("plane/logs/etcd.log").exists(),
+        "logs kept for a post-mortem"
+    );
+    let down = env.run(&["local", "down", &name]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert!(
+        stderr(&down).contains("which had failed"),
+        "{}",
+        stderr(&down)
+    );
+    assert!(!env.plane_dir(&name).exists());
+}
+
+#[test]
 fn ctrl_c_during_up_leaves_nothing_behind() {
     let env = Env::new();
     let name = unique_name("int");

@@ -203,6 +203,13 @@ impl LocalControlPlane {
             .collect()
     }
 
+    /// An error naming the first component that has exited since start-up.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        self.processes
+            .iter_mut()
+            .try_for_each(ManagedProcess::ensure_running)
+    }
+
     /// Leaves the work directory (certificates, data, logs) on disk when the
     /// control plane stops, for a post-mortem.
     pub fn keep_workdir(&mut self) {

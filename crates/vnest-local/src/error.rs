@@ -27,7 +27,7 @@ pub enum Error {
     #[error(transparent)]
     Pki(#[from] vnest_pki::Error),
 
-    #[error("{component} exited during start-up ({status}); last lines of {log}:\n{tail}")]
+    #[error("{component} exited ({status}); last lines of {log}:\n{tail}")]
     Exited {
         component: Component,
         status: String,

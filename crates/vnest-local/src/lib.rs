@@ -20,3 +20,4 @@ mod workdir;
 pub use binaries::{BIN_DIR_ENV, Component, UpstreamBinaries};
 pub use control_plane::{LocalControlPlane, LocalOptions, Progress, validate_name};
 pub use error::{Error, Result};
+pub use process::process_running;

@@ -153,6 +153,22 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (exited, waiting
+/// to be reaped by whichever process inherited it).
+pub fn process_running(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    if kill(Pid::from_raw(raw), None) == Err(nix::errno::Errno::ESRCH) {
+        return false;
+    }
+    // The state letter follows the parenthesised command name.
+    !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
 /// The last lines of a log file, for error messages.
 pub(crate) fn log_tail(log: &Path) -> String {
     const MAX_BYTES: u64 = 16 * 1024;

@@ -3,10 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
-
 use crate::error::{IoContext, Result};
 
 const TEMP_PREFIX: &str = "vnest-local-";
@@ -91,10 +87,10 @@ fn sweep_orphans(temp: &Path) {
         let Ok(owner) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
             continue;
         };
-        let Ok(pid) = owner.trim().parse::<i32>() else {
+        let Ok(pid) = owner.trim().parse::<u32>() else {
             continue;
         };
-        if kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH) {
+        if !crate::process::process_running(pid) {
             tracing::info!(dir = %dir.display(), pid, "removing the directory of a control plane whose owner died");
             let _ = std::fs::remove_dir_all(&dir);
         }

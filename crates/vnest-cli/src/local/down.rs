@@ -8,7 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::DownArgs;
-use super::state::{self, PlaneDir, is_alive, name_of};
+use super::state::{self, Phase, PlaneDir, is_alive, name_of};
 
 /// How long `serve` gets to stop its components before it is killed (its
 /// components then die with it: they carry PR_SET_PDEATHSIG).
@@ -40,8 +40,10 @@ pub(crate) async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             state => {
-                // The serving process died without cleaning up; its components
-                // died with it, but make sure before removing their files.
+                // The serving process is gone: it stopped after a component
+                // failed, or it died. Its components died with it; make sure
+                // before removing their files.
+                let failed = state.as_ref().is_some_and(|s| s.phase == Phase::Failed);
                 for (component, pid) in state.map(|s| s.components).unwrap_or_default() {
                     if is_alive(pid) {
                         tracing::warn!(component, pid, "killing a left-over component");
@@ -49,7 +51,11 @@ pub(crate) async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 plane.remove()?;
-                eprintln!("Removed the remains of {name:?}, whose serving process had died.");
+                if failed {
+                    eprintln!("Removed {name:?}, which had failed.");
+                } else {
+                    eprintln!("Removed the remains of {name:?}, whose serving process had died.");
+                }
             }
         }
     }

@@ -27,6 +27,7 @@ pub(crate) fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         let state = plane.read().ok().flatten();
         let status = match &state {
             None => "Unknown",
+            Some(s) if s.phase == Phase::Failed => "Failed",
             Some(s) if !is_alive(s.pid) => "Dead",
             Some(s) => match s.phase {
                 Phase::Starting => "Starting",

@@ -1,6 +1,7 @@
 //! `vnest local serve NAME`: owns one control plane until SIGTERM or SIGINT.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
@@ -9,6 +10,9 @@ use vnest_local::{LocalControlPlane, LocalOptions, Progress};
 
 use super::ServeArgs;
 use super::state::{Phase, PlaneDir, State, Step};
+
+/// How often a running control plane checks that its components still run.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let plane_dir = PlaneDir::new(&args.name)?;
@@ -37,7 +41,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ = terminate.recv() => return stopped_during_start(&plane_dir),
         _ = interrupt.recv() => return stopped_during_start(&plane_dir),
     };
-    let plane = match started {
+    let mut plane = match started {
         Ok(plane) => plane,
         Err(error) => {
             tracing::error!(%error, "start-up failed");
@@ -61,9 +65,24 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     plane_dir.write(&state)?;
     tracing::info!(server = plane.server(), "serving until SIGTERM");
 
-    tokio::select! {
-        _ = terminate.recv() => {},
-        _ = interrupt.recv() => {},
+    let mut health = tokio::time::interval(HEALTH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = health.tick() => {
+                if let Err(error) = plane.ensure_running() {
+                    // Keep the files: the logs say why it died. `down` removes them.
+                    tracing::error!(%error, "a component died; stopping the rest");
+                    state.phase = Phase::Failed;
+                    state.error = Some(error.to_string());
+                    plane_dir.write(&state)?;
+                    plane.keep_workdir();
+                    plane.stop().await;
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
     }
     state.phase = Phase::Stopping;
     plane_dir.write(&state)?;

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use nix::errno::Errno;
-use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -146,14 +144,8 @@ pub(crate) fn is_alive(pid: u32) -> bool {
     match waitpid(Pid::from_raw(raw), Some(WaitPidFlag::WNOHANG)) {
         Ok(WaitStatus::StillAlive) => true,
         Ok(_) => false,
-        // Not our child: it runs if it exists and is not a zombie.
-        Err(_) => {
-            kill(Pid::from_raw(raw), None) != Err(Errno::ESRCH)
-                && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    stat.rsplit_once(')')
-                        .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
-                })
-        }
+        // Not our child.
+        Err(_) => vnest_local::process_running(pid),
     }
 }
 
