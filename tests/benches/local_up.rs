@@ -193,7 +193,7 @@ async fn bare_start(binaries: &UpstreamBinaries) -> (f64, f64) {
         ),
         spawn(
             &binaries.locate(Component::ApiServer).unwrap(),
-            &flags::apiserver(&layout, &ports),
+            &flags::apiserver(&layout, &ports, std::net::IpAddr::from([127, 0, 0, 1])),
             &dir.path().join("apiserver.log"),
         ),
     ]);

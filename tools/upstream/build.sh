@@ -2,7 +2,9 @@
 # Builds the pinned upstream Kubernetes and etcd binaries from Go modules and
 # prints the directory that holds them.
 #
-# The pins live in go.mod next to this script. The output directory is keyed by
+# The pins live in go.mod next to this script (Kubernetes, etcd) and in
+# coredns/go.mod (CoreDNS, a module of its own so that its dependencies never
+# move the ones Kubernetes is built with). The output directory is keyed by
 # the pinned versions and a hash of go.mod/go.sum, so changing a pin builds into
 # a new directory and an unchanged pin reuses what is already there. Binaries
 # that already exist are skipped; each is built into a temporary file and moved
@@ -24,7 +26,9 @@ command -v go >/dev/null || { echo "build.sh: go is not installed; install Go >=
 k8s_version="$(awk '$1=="k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' go.mod)"
 etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3" && $2 ~ /^v/ {print $2; exit}' go.mod)"
 [ -n "$k8s_version" ] && [ -n "$etcd_version" ] || { echo "build.sh: cannot read the pins from go.mod" >&2; exit 1; }
-pin_hash="$(cat go.mod go.sum build.sh | sha256sum | cut -c1-12)"
+coredns_version="$(awk '$1=="github.com/coredns/coredns" && $2 ~ /^v/ {print $2; exit}' coredns/go.mod)"
+[ -n "$coredns_version" ] || { echo "build.sh: cannot read the CoreDNS pin from coredns/go.mod" >&2; exit 1; }
+pin_hash="$(cat go.mod go.sum coredns/go.mod coredns/go.sum build.sh | sha256sum | cut -c1-12)"
 cache_root="${VNEST_CACHE_DIR:-$HOME/.cache/vnest}"
 out="$cache_root/upstream/k8s-${k8s_version}_etcd-${etcd_version}_${pin_hash}/bin"
 
@@ -35,16 +39,17 @@ fi
 
 mkdir -p "$out"
 
-# name:package
+# module-dir:name:package
 targets=(
-  "kube-apiserver:k8s.io/kubernetes/cmd/kube-apiserver"
-  "kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager"
-  "kube-scheduler:k8s.io/kubernetes/cmd/kube-scheduler"
-  "kubelet:k8s.io/kubernetes/cmd/kubelet"
-  "kube-proxy:k8s.io/kubernetes/cmd/kube-proxy"
-  "kubectl:k8s.io/kubernetes/cmd/kubectl"
-  "etcd:go.etcd.io/etcd/server/v3"
-  "etcdctl:go.etcd.io/etcd/etcdctl/v3"
+  ".:kube-apiserver:k8s.io/kubernetes/cmd/kube-apiserver"
+  ".:kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager"
+  ".:kube-scheduler:k8s.io/kubernetes/cmd/kube-scheduler"
+  ".:kubelet:k8s.io/kubernetes/cmd/kubelet"
+  ".:kube-proxy:k8s.io/kubernetes/cmd/kube-proxy"
+  ".:kubectl:k8s.io/kubernetes/cmd/kubectl"
+  ".:etcd:go.etcd.io/etcd/server/v3"
+  ".:etcdctl:go.etcd.io/etcd/etcdctl/v3"
+  "coredns:coredns:github.com/coredns/coredns"
 )
 
 # Kubernetes reports its version from these variables (hack/lib/version.sh sets
@@ -63,13 +68,15 @@ export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false -trimpath"
 start=$(date +%s)
 built=0
 for t in "${targets[@]}"; do
-  name="${t%%:*}"; pkg="${t#*:}"
+  IFS=: read -r module name pkg <<<"$t"
   if [ -x "$out/$name" ]; then
     continue
   fi
   echo "build.sh: building $name ($pkg)" >&2
   tmp="$(mktemp "$out/.$name.XXXXXX")"
-  if ! go build -ldflags "$ldflags" -o "$tmp" "$pkg" >&2; then
+  flags="-s -w"
+  [ "$module" = "." ] && flags="$ldflags"
+  if ! (cd "$module" && go build -ldflags "$flags" -o "$tmp" "$pkg") >&2; then
     rm -f "$tmp"
     echo "build.sh: building $name failed" >&2
     exit 1

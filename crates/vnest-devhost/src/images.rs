@@ -41,7 +41,11 @@ fn busybox_base(reference: &str) -> anyhow::Result<ImageSpec> {
     let mut spec = ImageSpec::new(reference)
         .file("/bin/busybox", BUSYBOX, 0o755)
         .dir("/tmp", 0o1777)
-        .contents("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n", 0o644)
+        .contents(
+            "/etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+            0o644,
+        )
         .contents("/etc/group", "root:x:0:\nnobody:x:65534:\n", 0o644);
     for applet in busybox_applets()? {
         spec = spec.symlink(&format!("/bin/{applet}"), "/bin/busybox");

@@ -26,7 +26,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let result = match Cli::parse().command {
         Command::Images { out } => images::build_all(&out).map(|written| {
             for path in written {

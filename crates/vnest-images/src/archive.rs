@@ -88,8 +88,13 @@ pub fn write_oci_archive(spec: &ImageSpec, out: &Path) -> Result<ImageDigests> {
         (blob_path(&config_digest), &config),
         (blob_path(&manifest_digest), &manifest),
     ];
-    append_bytes(&mut archive, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#, 0o644)
-        .map_err(write_err)?;
+    append_bytes(
+        &mut archive,
+        "oci-layout",
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+        0o644,
+    )
+    .map_err(write_err)?;
     append_bytes(&mut archive, "index.json", &index, 0o644).map_err(write_err)?;
     for (path, bytes) in blobs {
         append_bytes(&mut archive, &path, bytes, 0o644).map_err(write_err)?;
@@ -208,8 +213,7 @@ fn build_layer(spec: &ImageSpec) -> Result<Vec<u8>> {
                     .map_err(io)?;
             }
             Some(Entry::Contents { contents, mode, .. }) => {
-                let mut header =
-                    header(tar::EntryType::Regular, *mode, contents.len() as u64);
+                let mut header = header(tar::EntryType::Regular, *mode, contents.len() as u64);
                 archive
                     .append_data(&mut header, &path, contents.as_slice())
                     .map_err(io)?;
@@ -283,7 +287,10 @@ mod tests {
         }
         let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
         let annotations = &index["manifests"][0]["annotations"];
-        assert_eq!(annotations["io.containerd.image.name"], "registry.example/tools:1.0");
+        assert_eq!(
+            annotations["io.containerd.image.name"],
+            "registry.example/tools:1.0"
+        );
         assert_eq!(annotations["org.opencontainers.image.ref.name"], "1.0");
         let config: serde_json::Value =
             serde_json::from_slice(&files[&blob_path(&digests.config)]).unwrap();
@@ -332,11 +339,20 @@ mod tests {
         let out = dir.path().join("x.tar");
         for bad in ["../etc/passwd", "a/../b", "/", ""] {
             let spec = ImageSpec::new("r.example/x:1").contents(bad, b"".to_vec(), 0o644);
-            assert!(matches!(write_oci_archive(&spec, &out), Err(Error::InvalidPath(_))), "{bad}");
+            assert!(
+                matches!(write_oci_archive(&spec, &out), Err(Error::InvalidPath(_))),
+                "{bad}"
+            );
         }
         for bad in ["no-tag", "r.example/x:", ":1", "r.example/x:bad tag"] {
             let spec = ImageSpec::new(bad);
-            assert!(matches!(write_oci_archive(&spec, &out), Err(Error::InvalidReference(_))), "{bad}");
+            assert!(
+                matches!(
+                    write_oci_archive(&spec, &out),
+                    Err(Error::InvalidReference(_))
+                ),
+                "{bad}"
+            );
         }
         assert!(!out.exists());
     }

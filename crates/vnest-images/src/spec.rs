@@ -56,7 +56,9 @@ impl ImageSpec {
     pub fn new(reference: impl Into<String>) -> Self {
         Self {
             reference: reference.into(),
-            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()],
+            env: vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            ],
             ..Self::default()
         }
     }

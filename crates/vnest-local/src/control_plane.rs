@@ -1,6 +1,7 @@
 //! Starting, reaching and stopping one local control plane.
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,9 @@ pub struct LocalOptions {
     pub with_scheduler: bool,
     /// How long each component may take to become ready.
     pub startup_timeout: Duration,
+    /// Where the apiserver listens and what it advertises; loopback unless
+    /// nodes or pods elsewhere must reach it. etcd stays on loopback.
+    pub address: IpAddr,
 }
 
 impl LocalOptions {
@@ -49,6 +53,7 @@ impl LocalOptions {
             workdir: None,
             with_scheduler: false,
             startup_timeout: Duration::from_secs(120),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 }
@@ -71,7 +76,7 @@ pub struct LocalControlPlane {
     name: String,
     // Declared before `workdir` so the processes are gone before the
     // directory they write into is removed.
-    processes: Vec<ManagedProcess>,
+    processes: Vec<(Component, ManagedProcess)>,
     pki: ControlPlanePki,
     server: String,
     admin_kubeconfig: String,
@@ -116,7 +121,9 @@ impl LocalControlPlane {
         let _guard = span.enter();
 
         progress(Progress::IssuingCertificates);
-        let pki = ControlPlanePki::generate(&ControlPlaneSpec::new(&options.name))?;
+        let mut spec = ControlPlaneSpec::new(&options.name);
+        spec.apiserver_names.push(options.address.to_string());
+        let pki = ControlPlanePki::generate(&spec)?;
         layout.write_pki(&pki)?;
 
         let mut attempt = 1;
@@ -138,7 +145,7 @@ impl LocalControlPlane {
                         name: options.name.clone(),
                         processes,
                         pki,
-                        server: format!("https://127.0.0.1:{}", ports.apiserver),
+                        server: server_url(options.address, ports.apiserver),
                         admin_kubeconfig,
                         client,
                         layout,
@@ -166,7 +173,7 @@ impl LocalControlPlane {
         &self.name
     }
 
-    /// The apiserver's URL, `https://127.0.0.1:PORT`.
+    /// The apiserver's URL, `https://ADDRESS:PORT`.
     pub fn server(&self) -> &str {
         &self.server
     }
@@ -199,7 +206,7 @@ impl LocalControlPlane {
     pub fn components(&self) -> Vec<(Component, u32, PathBuf)> {
         self.processes
             .iter()
-            .map(|p| (p.component(), p.pid(), p.log().to_owned()))
+            .map(|(c, p)| (*c, p.pid(), p.log().to_owned()))
             .collect()
     }
 
@@ -207,7 +214,7 @@ impl LocalControlPlane {
     pub fn ensure_running(&mut self) -> Result<()> {
         self.processes
             .iter_mut()
-            .try_for_each(ManagedProcess::ensure_running)
+            .try_for_each(|(_, p)| p.ensure_running())
     }
 
     /// Leaves the work directory (certificates, data, logs) on disk when the
@@ -221,7 +228,7 @@ impl LocalControlPlane {
     pub async fn stop(mut self) {
         let span = tracing::info_span!("local_control_plane", name = %self.name);
         let _guard = span.enter();
-        for process in self.processes.iter_mut().rev() {
+        for (_, process) in self.processes.iter_mut().rev() {
             process.terminate(STOP_GRACE).await;
         }
         tracing::info!("control plane stopped");
@@ -277,6 +284,10 @@ fn pick_ports() -> Result<Ports> {
     })
 }
 
+fn server_url(address: IpAddr, port: u16) -> String {
+    format!("https://{}", std::net::SocketAddr::new(address, port))
+}
+
 fn port_was_taken(error: &Error) -> bool {
     matches!(error, Error::Exited { tail, .. } if tail.contains("address already in use"))
 }
@@ -290,14 +301,14 @@ struct Launch<'a> {
     pki: &'a ControlPlanePki,
     ports: Ports,
     started: Instant,
-    processes: Vec<ManagedProcess>,
+    processes: Vec<(Component, ManagedProcess)>,
 }
 
 impl Launch<'_> {
     async fn run(
         mut self,
         progress: &mut impl FnMut(Progress),
-    ) -> Result<(Vec<ManagedProcess>, String, Client)> {
+    ) -> Result<(Vec<(Component, ManagedProcess)>, String, Client)> {
         let (layout, ports, binaries, name) =
             (self.layout, self.ports, self.binaries, &self.options.name);
 
@@ -310,7 +321,7 @@ impl Launch<'_> {
         self.wait_ready(progress, || http_ok(ports.etcd_metrics, "/readyz"))
             .await?;
 
-        let server = format!("https://127.0.0.1:{}", ports.apiserver);
+        let server = server_url(self.options.address, ports.apiserver);
         let admin_kubeconfig = self.write_kubeconfig("admin", &server, &self.pki.admin)?;
         self.write_kubeconfig("controller-manager", &server, &self.pki.controller_manager)?;
         self.write_kubeconfig("scheduler", &server, &self.pki.scheduler)?;
@@ -319,7 +330,7 @@ impl Launch<'_> {
         self.spawn(
             Component::ApiServer,
             &binaries.apiserver,
-            flags::apiserver(layout, &ports),
+            flags::apiserver(layout, &ports, self.options.address),
             progress,
         )?;
         self.wait_ready(progress, || async {
@@ -373,8 +384,8 @@ impl Launch<'_> {
     ) -> Result<()> {
         progress(Progress::Starting(component));
         let log = self.layout.log(component.binary());
-        self.processes
-            .push(ManagedProcess::spawn(component, binary, &args, log)?);
+        let process = ManagedProcess::spawn(component.binary(), binary, &args, log)?;
+        self.processes.push((component, process));
         Ok(())
     }
 
@@ -390,13 +401,13 @@ impl Launch<'_> {
     {
         let since = Instant::now();
         let timeout = self.options.startup_timeout;
-        let Some(process) = self.processes.last_mut() else {
+        let Some((component, process)) = self.processes.last_mut() else {
             return Ok(());
         };
+        let component = *component;
         loop {
             process.ensure_running()?;
             if tokio::time::timeout(PROBE_TIMEOUT, probe()).await == Ok(true) {
-                let component = process.component();
                 tracing::info!(%component, took = ?since.elapsed(), "ready");
                 progress(Progress::Ready {
                     component,
@@ -479,7 +490,7 @@ mod tests {
     #[test]
     fn only_a_taken_port_is_retried() {
         let exited = |tail: &str| Error::Exited {
-            component: Component::Etcd,
+            process: "etcd".into(),
             status: "exit status: 1".into(),
             log: PathBuf::from("/l"),
             tail: tail.into(),

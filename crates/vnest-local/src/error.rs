@@ -1,8 +1,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::binaries::Component;
-
 /// What can go wrong while running a local control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,17 +25,17 @@ pub enum Error {
     #[error(transparent)]
     Pki(#[from] vnest_pki::Error),
 
-    #[error("{component} exited ({status}); last lines of {log}:\n{tail}")]
+    #[error("{process} exited ({status}); last lines of {log}:\n{tail}")]
     Exited {
-        component: Component,
+        process: String,
         status: String,
         log: PathBuf,
         tail: String,
     },
 
-    #[error("{component} was not ready after {waited:?}; last lines of {log}:\n{tail}")]
+    #[error("{process} was not ready after {waited:?}; last lines of {log}:\n{tail}")]
     NotReady {
-        component: Component,
+        process: String,
         waited: Duration,
         log: PathBuf,
         tail: String,

@@ -2,6 +2,7 @@
 //! are and which ports were picked, so they can be read and tested alone, and
 //! reused by anything that must start the components exactly as vnest does.
 
+use std::net::IpAddr;
 use std::path::Path;
 
 pub use crate::layout::Layout;
@@ -56,13 +57,21 @@ pub fn etcd(layout: &Layout, ports: &Ports, name: &str) -> Vec<String> {
     ]
 }
 
-pub fn apiserver(layout: &Layout, ports: &Ports) -> Vec<String> {
+/// `address` is where the apiserver listens and what it advertises: loopback
+/// for a control plane only this machine uses, or an address nodes and pods
+/// reach it under.
+pub fn apiserver(layout: &Layout, ports: &Ports, address: IpAddr) -> Vec<String> {
+    // The endpoint reconciler refuses a loopback advertise address; with
+    // loopback nothing dials the `kubernetes` Service anyway.
+    let reconciler = if address.is_loopback() {
+        "none"
+    } else {
+        "lease"
+    };
     vec![
-        flag("bind-address", "127.0.0.1"),
-        flag("advertise-address", "127.0.0.1"),
-        // The endpoint reconciler refuses a loopback advertise address; nothing
-        // in a local control plane dials the `kubernetes` Service anyway.
-        flag("endpoint-reconciler-type", "none"),
+        flag("bind-address", address.to_string()),
+        flag("advertise-address", address.to_string()),
+        flag("endpoint-reconciler-type", reconciler),
         flag("secure-port", ports.apiserver.to_string()),
         flag(
             "etcd-servers",
@@ -160,7 +169,10 @@ pub fn scheduler(layout: &Layout, ports: &Ports) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
     use std::path::PathBuf;
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn fixture() -> (Layout, Ports) {
         (
@@ -187,7 +199,7 @@ mod tests {
     fn every_listener_is_on_loopback_and_uses_its_own_port() {
         let (layout, ports) = fixture();
         let etcd = etcd(&layout, &ports, "e");
-        let api = apiserver(&layout, &ports);
+        let api = apiserver(&layout, &ports, LOOPBACK);
         let kcm = controller_manager(&layout, &ports, "c");
         let sched = scheduler(&layout, &ports);
         let cases = [
@@ -214,7 +226,7 @@ mod tests {
         assert_eq!(value(&args, "client-cert-auth"), Some("true"));
         assert_eq!(value(&args, "peer-client-cert-auth"), Some("true"));
         assert_eq!(value(&args, "trusted-ca-file"), Some("/w/pki/etcd/ca.crt"));
-        let api = apiserver(&layout, &ports);
+        let api = apiserver(&layout, &ports, LOOPBACK);
         assert_eq!(value(&api, "etcd-cafile"), Some("/w/pki/etcd/ca.crt"));
         assert_eq!(
             value(&api, "etcd-certfile"),
@@ -225,7 +237,7 @@ mod tests {
     #[test]
     fn service_account_tokens_are_signed_and_verified_with_one_key_pair() {
         let (layout, ports) = fixture();
-        let api = apiserver(&layout, &ports);
+        let api = apiserver(&layout, &ports, LOOPBACK);
         let kcm = controller_manager(&layout, &ports, "c");
         assert_eq!(
             value(&api, "service-account-signing-key-file"),
@@ -236,5 +248,16 @@ mod tests {
             Some("/w/pki/sa.pub")
         );
         assert_eq!(value(&api, "authorization-mode"), Some("Node,RBAC"));
+    }
+
+    #[test]
+    fn a_reachable_address_is_advertised_and_reconciled() {
+        let (layout, ports) = fixture();
+        let loopback = apiserver(&layout, &ports, LOOPBACK);
+        assert_eq!(value(&loopback, "endpoint-reconciler-type"), Some("none"));
+        let bridge = apiserver(&layout, &ports, IpAddr::from([172, 30, 0, 1]));
+        assert_eq!(value(&bridge, "bind-address"), Some("172.30.0.1"));
+        assert_eq!(value(&bridge, "advertise-address"), Some("172.30.0.1"));
+        assert_eq!(value(&bridge, "endpoint-reconciler-type"), Some("lease"));
     }
 }

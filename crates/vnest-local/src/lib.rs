@@ -14,7 +14,7 @@ mod error;
 pub mod flags;
 mod health;
 pub mod layout;
-mod process;
+pub mod process;
 mod workdir;
 
 pub use binaries::{BIN_DIR_ENV, Component, UpstreamBinaries};

@@ -1,5 +1,6 @@
-//! One child process of the control plane: started with its output in a log
-//! file, tied to this process's life, stopped gracefully or killed.
+//! A child process started with its output in a log file, tied to this
+//! process's life, stopped gracefully or killed. The control plane's
+//! components run as these, and so can anything else a test environment runs.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -10,14 +11,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::binaries::Component;
 use crate::error::{Error, IoContext, Result};
 
 /// How many lines of a component's log an error shows.
 const LOG_TAIL_LINES: usize = 25;
 
-pub(crate) struct ManagedProcess {
-    component: Component,
+pub struct ManagedProcess {
+    name: String,
     child: Child,
     log: PathBuf,
 }
@@ -28,12 +28,25 @@ impl ManagedProcess {
     /// The child gets `PR_SET_PDEATHSIG(SIGKILL)`: if the thread that started
     /// it dies (a test aborted, the CLI killed with SIGKILL) the kernel kills
     /// the child, so no etcd or apiserver outlives its owner.
-    pub(crate) fn spawn(
-        component: Component,
+    pub fn spawn(
+        name: impl Into<String>,
         binary: &Path,
         args: &[String],
         log: PathBuf,
     ) -> Result<Self> {
+        let mut command = Command::new(binary);
+        command.args(args);
+        Self::spawn_command(name, command, log)
+    }
+
+    /// [`spawn`](Self::spawn) for a command built by the caller (for
+    /// example wrapped in `nsenter`, or with its own environment).
+    pub fn spawn_command(
+        name: impl Into<String>,
+        mut command: Command,
+        log: PathBuf,
+    ) -> Result<Self> {
+        let name = name.into();
         let out = File::options()
             .create(true)
             .append(true)
@@ -42,57 +55,48 @@ impl ManagedProcess {
         let err = out
             .try_clone()
             .context(|| format!("opening {}", log.display()))?;
-        let mut command = Command::new(binary);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
         die_with_parent(&mut command);
         let child = command
             .spawn()
-            .context(|| format!("starting {}", binary.display()))?;
-        tracing::debug!(%component, pid = child.id(), log = %log.display(), "started");
-        Ok(Self {
-            component,
-            child,
-            log,
-        })
+            .context(|| format!("starting {name} ({:?})", command.get_program()))?;
+        tracing::debug!(process = %name, pid = child.id(), log = %log.display(), "started");
+        Ok(Self { name, child, log })
     }
 
-    pub(crate) fn component(&self) -> Component {
-        self.component
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub(crate) fn log(&self) -> &Path {
+    pub fn log(&self) -> &Path {
         &self.log
     }
 
-    /// An error when the process has exited; start-up treats any exit as failure.
-    pub(crate) fn ensure_running(&mut self) -> Result<()> {
+    /// An error, with the log's last lines, when the process has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(Error::Exited {
-                component: self.component,
+                process: self.name.clone(),
                 status: status.to_string(),
                 log: self.log.clone(),
                 tail: log_tail(&self.log),
             }),
             Err(source) => Err(Error::Io {
-                context: format!("checking on {}", self.component),
+                context: format!("checking on {}", self.name),
                 source,
             }),
         }
     }
 
-    /// The error for a component that did not become ready in time.
-    pub(crate) fn not_ready(&self, waited: Duration) -> Error {
+    /// The error for a process that did not become ready in time.
+    pub fn not_ready(&self, waited: Duration) -> Error {
         Error::NotReady {
-            component: self.component,
+            process: self.name.clone(),
             waited,
             log: self.log.clone(),
             tail: log_tail(&self.log),
@@ -100,7 +104,7 @@ impl ManagedProcess {
     }
 
     /// SIGTERM, then SIGKILL after `grace`; returns once the process is gone.
-    pub(crate) async fn terminate(&mut self, grace: Duration) {
+    pub async fn terminate(&mut self, grace: Duration) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
@@ -109,18 +113,18 @@ impl ManagedProcess {
             let deadline = Instant::now() + grace;
             while Instant::now() < deadline {
                 if matches!(self.child.try_wait(), Ok(Some(_))) {
-                    tracing::debug!(component = %self.component, "stopped");
+                    tracing::debug!(process = %self.name, "stopped");
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tracing::warn!(component = %self.component, ?grace, "did not stop in time; killing");
+            tracing::warn!(process = %self.name, ?grace, "did not stop in time; killing");
         }
         self.kill_and_reap();
     }
 
     /// SIGKILL and reap, synchronously; used on drop.
-    pub(crate) fn kill_and_reap(&mut self) {
+    pub fn kill_and_reap(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
