@@ -12,11 +12,20 @@ pub const BUSYBOX_IMAGE: &str = "vnest.local/busybox:1";
 
 const BUSYBOX: &str = "/bin/busybox";
 
+/// Where CoreDNS's image comes from: upstream's name, our build.
+pub const COREDNS_REPOSITORY: &str = "registry.k8s.io/coredns/coredns";
+
 /// Writes every image as `<name>.tar` into `out` and returns the archives.
-pub fn build_all(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// `coredns` is the binary `tools/upstream/build.sh` built.
+pub fn build_all(out: &Path, coredns: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut written = Vec::new();
-    for (file, spec) in [("pause.tar", pause()?), ("busybox.tar", busybox()?)] {
+    let images = [
+        ("pause.tar", pause()?),
+        ("busybox.tar", busybox()?),
+        ("coredns.tar", coredns_image(coredns)?),
+    ];
+    for (file, spec) in images {
         let path = out.join(file);
         write_oci_archive(&spec, &path).with_context(|| format!("writing {}", spec.reference))?;
         written.push(path);
@@ -66,4 +75,30 @@ fn busybox() -> anyhow::Result<ImageSpec> {
     // Like Docker Hub's busybox: no entrypoint, so a pod's `args` or
     // `command` is the whole command line.
     Ok(busybox_base(BUSYBOX_IMAGE)?.cmd(&["/bin/sh"]))
+}
+
+/// `registry.k8s.io/coredns/coredns:vX.Y.Z`, the tag taken from the binary.
+pub fn coredns_reference(coredns: &Path) -> anyhow::Result<String> {
+    let output = std::process::Command::new(coredns)
+        .arg("-version")
+        .output()
+        .with_context(|| format!("running {} -version", coredns.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("CoreDNS-"))
+        .with_context(|| format!("{} -version printed no version: {text}", coredns.display()))?;
+    Ok(format!("{COREDNS_REPOSITORY}:v{version}"))
+}
+
+fn coredns_image(coredns: &Path) -> anyhow::Result<ImageSpec> {
+    Ok(ImageSpec::new(coredns_reference(coredns)?)
+        .file("/coredns", coredns, 0o755)
+        .contents(
+            "/etc/passwd",
+            "nobody:x:65534:65534:nobody:/:/bin/false\n",
+            0o644,
+        )
+        .entrypoint(&["/coredns"])
+        .user("65534"))
 }

@@ -1,15 +1,21 @@
-//! `vnest-devhost`: development and test tooling, kept apart from vnest's
-//! product code. Builds the images a local host cluster needs.
-
-mod images;
+//! `vnest-devhost`: brings a real host cluster up on this machine and down
+//! again. Development and test tooling, kept apart from vnest's product code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use vnest_devhost::{DevHost, DevHostOptions, images};
+use vnest_local::UpstreamBinaries;
 
 #[derive(Debug, Parser)]
-#[command(name = "vnest-devhost", version)]
+#[command(
+    name = "vnest-devhost",
+    version,
+    about = "A real Kubernetes host cluster on this machine, for developing and testing vnest"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,30 +23,89 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Assemble the development images as OCI archives (no daemon, no registry).
+    /// Bring the host up and keep it until Ctrl-C or SIGTERM, then tear it down.
+    ///
+    /// Needs root and Debian's containerd, runc, containernetworking-plugins,
+    /// iptables, conntrack and busybox-static (tools/host/install-prerequisites.sh).
+    /// Prints the admin kubeconfig's path on stdout once ready.
+    Up {
+        /// How many nodes (kubelets), each in its own network namespace.
+        #[arg(long, default_value_t = 2)]
+        nodes: u8,
+        /// Where the host keeps its files; removed on teardown.
+        #[arg(long, default_value = "/var/lib/vnest-devhost")]
+        dir: PathBuf,
+        /// How long each stage may take.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "3m")]
+        timeout: Duration,
+    },
+    /// Remove what a crashed host left behind (network namespaces, bridge,
+    /// processes, mounts, cgroups, files).
+    Down {
+        #[arg(long, default_value = "/var/lib/vnest-devhost")]
+        dir: PathBuf,
+    },
+    /// Assemble the host's images as OCI archives (no daemon, no registry).
     Images {
-        /// Where to write `<image>.tar`.
         #[arg(long, default_value = "target/devhost-images")]
         out: PathBuf,
     },
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VNEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let result = match Cli::parse().command {
-        Command::Images { out } => images::build_all(&out).map(|written| {
-            for path in written {
-                println!("{}", path.display());
-            }
-        }),
-    };
-    match result {
+    match run(Cli::parse().command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up {
+            nodes,
+            dir,
+            timeout,
+        } => {
+            let mut options = DevHostOptions::new(nodes, dir, UpstreamBinaries::from_env());
+            options.timeout = timeout;
+            let host = DevHost::up(options, |stage| eprintln!("  … {stage}")).await?;
+            let kubeconfig = host
+                .control_plane()
+                .map(|cp| cp.admin_kubeconfig_path())
+                .context("no control plane")?;
+            println!("{}", kubeconfig.display());
+            eprintln!("Host ready. Ctrl-C tears it down.");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            eprintln!("Tearing down…");
+            host.down().await;
+            Ok(())
+        }
+        Command::Down { dir } => {
+            vnest_devhost::sweep(&dir);
+            Ok(())
+        }
+        Command::Images { out } => {
+            let coredns = UpstreamBinaries::from_env().locate_binary("coredns")?;
+            for path in images::build_all(&out, &coredns)? {
+                println!("{}", path.display());
+            }
+            Ok(())
         }
     }
 }

@@ -1,0 +1,300 @@
+//! The whole development host: bridge and node namespaces, a control plane
+//! reachable from them, the nodes, and cluster DNS; torn down completely.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Client};
+use vnest_local::{LocalControlPlane, LocalOptions, UpstreamBinaries};
+
+use crate::node::RunningNode;
+use crate::topology::{HOST_IP, MAX_NODES, NodeSpec};
+use crate::{cgroups, dns, images, mounts, network};
+
+/// How to bring the host up.
+#[derive(Clone, Debug)]
+pub struct DevHostOptions {
+    pub nodes: Vec<NodeSpec>,
+    /// Node files, control-plane files, images; removed on teardown.
+    pub base_dir: PathBuf,
+    pub binaries: UpstreamBinaries,
+    /// How long each stage may take.
+    pub timeout: Duration,
+}
+
+impl DevHostOptions {
+    /// `count` plain nodes under `base_dir`.
+    pub fn new(count: u8, base_dir: PathBuf, binaries: UpstreamBinaries) -> Self {
+        Self {
+            nodes: (1..=count).map(NodeSpec::new).collect(),
+            base_dir,
+            binaries,
+            timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+/// A running host cluster.
+pub struct DevHost {
+    control_plane: Option<LocalControlPlane>,
+    nodes: Vec<RunningNode>,
+    base_dir: PathBuf,
+    previous_forwarding: Option<String>,
+    pod_namespaces_before: HashSet<String>,
+}
+
+impl DevHost {
+    /// Brings everything up; `progress` hears each stage. On failure,
+    /// whatever had started is torn down before the error returns.
+    pub async fn up(
+        options: DevHostOptions,
+        mut progress: impl FnMut(&str),
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            nix::unistd::geteuid().is_root(),
+            "the development host needs root (network namespaces, cgroups, containerd)"
+        );
+        anyhow::ensure!(
+            !options.nodes.is_empty() && options.nodes.len() <= usize::from(MAX_NODES),
+            "a host has 1 to {MAX_NODES} nodes"
+        );
+        anyhow::ensure!(
+            network::existing_node_namespaces().is_empty(),
+            "a development host already runs on this machine (or a crashed one left \
+             network namespaces behind); `vnest-devhost down` removes it"
+        );
+        std::fs::create_dir_all(&options.base_dir)
+            .with_context(|| format!("creating {}", options.base_dir.display()))?;
+        let mut host = DevHost {
+            control_plane: None,
+            nodes: Vec::new(),
+            base_dir: options.base_dir.clone(),
+            previous_forwarding: None,
+            pod_namespaces_before: mounts::pod_namespaces().into_iter().collect(),
+        };
+        match host.bring_up(&options, &mut progress).await {
+            Ok(()) => Ok(host),
+            Err(error) => {
+                progress("start-up failed; tearing down");
+                host.down().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn bring_up(
+        &mut self,
+        options: &DevHostOptions,
+        progress: &mut impl FnMut(&str),
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        progress("building images");
+        let coredns = options.binaries.locate_binary("coredns")?;
+        let image_dir = options.base_dir.join("images");
+        let archives = images::build_all(&image_dir, &coredns)?;
+        let coredns_image = images::coredns_reference(&coredns)?;
+
+        progress("creating the network");
+        self.previous_forwarding = Some(network::create_bridge()?);
+        for node in &options.nodes {
+            network::create_node_network(node)?;
+        }
+
+        progress("starting the control plane");
+        let mut cp_options = LocalOptions::new("vnest-devhost");
+        cp_options.binaries = options.binaries.clone();
+        cp_options.workdir = Some(options.base_dir.join("control-plane"));
+        cp_options.with_scheduler = true;
+        cp_options.address = IpAddr::V4(HOST_IP);
+        cp_options.startup_timeout = options.timeout;
+        let cp = LocalControlPlane::start(cp_options).await?;
+        let client = cp.client();
+        self.control_plane = Some(cp);
+
+        for spec in &options.nodes {
+            progress(&format!("starting node {}", spec.name()));
+            let cp = self.control_plane.as_ref().context("control plane")?;
+            let node = RunningNode::start(
+                spec.clone(),
+                &options.base_dir,
+                cp,
+                &options.binaries,
+                images::PAUSE_IMAGE,
+                &archives,
+            )
+            .await?;
+            self.nodes.push(node);
+        }
+        let nodes: Api<Node> = Api::all(client.clone());
+        for node in &mut self.nodes {
+            node.wait_ready(&nodes, options.timeout).await?;
+            progress(&format!("node {} Ready", node.spec.name()));
+        }
+
+        progress("starting CoreDNS");
+        dns::install(&client, &coredns_image).await?;
+        dns::wait_ready(&client, options.timeout).await?;
+        progress(&format!(
+            "host ready in {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    pub fn control_plane(&self) -> Option<&LocalControlPlane> {
+        self.control_plane.as_ref()
+    }
+
+    /// An admin client for the host's apiserver.
+    pub fn client(&self) -> Option<Client> {
+        self.control_plane.as_ref().map(LocalControlPlane::client)
+    }
+
+    pub fn nodes(&self) -> &[RunningNode] {
+        &self.nodes
+    }
+
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// Every component's log file, for a post-mortem.
+    pub fn logs(&self) -> Vec<PathBuf> {
+        let mut logs: Vec<PathBuf> = self
+            .control_plane
+            .iter()
+            .flat_map(|cp| cp.components().into_iter().map(|(_, _, log)| log))
+            .collect();
+        for node in &self.nodes {
+            for process in ["containerd", "kubelet", "kube-proxy"] {
+                logs.push(node.paths.log(process));
+            }
+        }
+        logs
+    }
+
+    /// Deletes every pod (so the kubelets tear down their sandboxes, network
+    /// namespaces and mounts), then stops everything and removes every
+    /// process, mount, network namespace, cgroup and file the host made.
+    pub async fn down(mut self) {
+        if let Some(client) = self.client() {
+            // Bounded as a whole: with a dead etcd every request hangs.
+            let timeout = Duration::from_secs(60);
+            if tokio::time::timeout(timeout, delete_all_pods(&client, timeout))
+                .await
+                .is_err()
+            {
+                tracing::warn!("the apiserver did not answer; tearing down without deleting pods");
+            }
+        }
+        for node in std::mem::take(&mut self.nodes) {
+            let paths = node.paths.clone();
+            let spec = node.spec.clone();
+            node.stop().await;
+            cgroups::kill_all(&spec.cgroup_root());
+            mounts::unmount_all_under(&paths.dir);
+            let busy = cgroups::remove(&spec.cgroup_root());
+            if !busy.is_empty() {
+                tracing::warn!(?busy, "cgroups still in use");
+            }
+            network::delete_node_network(&spec);
+        }
+        if let Some(cp) = self.control_plane.take() {
+            cp.stop().await;
+        }
+        for ns in mounts::pod_namespaces() {
+            if !self.pod_namespaces_before.contains(&ns) {
+                mounts::remove_pod_namespace(&ns);
+            }
+        }
+        network::delete_bridge(self.previous_forwarding.as_deref());
+        mounts::unmount_all_under(&self.base_dir);
+        if let Err(error) = std::fs::remove_dir_all(&self.base_dir) {
+            tracing::warn!(%error, dir = %self.base_dir.display(), "could not remove the host's files");
+        }
+    }
+}
+
+/// Deletes every workload controller and pod, then waits until no pod is
+/// left: the kubelets have stopped the sandboxes, so their network
+/// namespaces and mounts are gone.
+async fn delete_all_pods(client: &Client, timeout: Duration) {
+    delete_every::<Deployment>(client).await;
+    delete_every::<DaemonSet>(client).await;
+    delete_every::<StatefulSet>(client).await;
+    delete_every::<ReplicaSet>(client).await;
+    delete_every::<Job>(client).await;
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        match delete_every::<Pod>(client).await {
+            0 => return,
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    tracing::warn!(?timeout, "pods were still terminating; tearing down anyway");
+}
+
+/// Deletes every object of kind `K` in every namespace; returns how many
+/// there were.
+async fn delete_every<K>(client: &Client) -> usize
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let Ok(list) = Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    else {
+        return 0;
+    };
+    let params = DeleteParams::background().grace_period(1);
+    for object in &list.items {
+        let meta = object.meta();
+        if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name)
+            && meta.deletion_timestamp.is_none()
+        {
+            let _ = Api::<K>::namespaced(client.clone(), ns)
+                .delete(name, &params)
+                .await;
+        }
+    }
+    list.items.len()
+}
+
+/// Removes what a host that died without tearing down left behind: its
+/// processes (found by `base_dir` in their command lines), mounts, pod and
+/// node network namespaces, the bridge, cgroups and files. Assumes no other
+/// containerd on this machine pins pod namespaces under /run/netns.
+pub fn sweep(base_dir: &Path) {
+    let needle = base_dir.display().to_string();
+    for pid in crate::procs::with_cmdline_containing(&[&needle]) {
+        crate::procs::kill(pid);
+    }
+    // Give the kernel a moment to reap before unmounting and removing.
+    std::thread::sleep(Duration::from_millis(500));
+    mounts::unmount_all_under(base_dir);
+    for ns in mounts::pod_namespaces() {
+        mounts::remove_pod_namespace(&ns);
+    }
+    for index in 1..=MAX_NODES {
+        let spec = NodeSpec::new(index);
+        cgroups::kill_all(&spec.cgroup_root());
+        cgroups::remove(&spec.cgroup_root());
+    }
+    for ns in network::existing_node_namespaces() {
+        if let Some(index) = ns.strip_prefix("vnest-node").and_then(|i| i.parse().ok()) {
+            network::delete_node_network(&NodeSpec::new(index));
+        }
+    }
+    network::delete_bridge(None);
+    let _ = std::fs::remove_dir_all(base_dir);
+}

@@ -1,0 +1,21 @@
+//! Development and test tooling, kept apart from vnest's product code: a real
+//! host cluster on one machine. A control plane from `vnest-local` listens on
+//! a bridge; each node is a network namespace on that bridge running Debian's
+//! containerd and runc, the pinned kubelet and kube-proxy, with the bridge CNI
+//! plugin; CoreDNS serves cluster DNS; images are assembled locally and
+//! imported, so no pull ever leaves the machine.
+
+mod cgroups;
+mod command;
+mod dns;
+mod host;
+pub mod images;
+mod mounts;
+mod network;
+mod node;
+pub mod node_config;
+mod procs;
+pub mod topology;
+
+pub use host::{DevHost, DevHostOptions, sweep};
+pub use node::RunningNode;
