@@ -113,3 +113,76 @@ impl Drop for TestControlPlane {
         }
     }
 }
+
+/// A development host cluster for one test (see `vnest-devhost`). If the
+/// test panics while it is alive, the component logs are copied to
+/// `target/test-logs/host-<pid>/` and everything is swept away.
+pub struct TestHost {
+    // `None` only after `stop` took it.
+    inner: Option<vnest_devhost::DevHost>,
+    base_dir: PathBuf,
+}
+
+impl TestHost {
+    /// Brings up a host with `nodes`; progress goes to stderr.
+    pub async fn start(nodes: Vec<vnest_devhost::topology::NodeSpec>) -> Self {
+        let base_dir = tempfile::Builder::new()
+            .prefix("vnest-host-")
+            .tempdir()
+            .expect("creating the host's directory")
+            .keep();
+        let mut options =
+            vnest_devhost::DevHostOptions::new(0, base_dir.clone(), upstream_binaries());
+        options.nodes = nodes;
+        let host = vnest_devhost::DevHost::up(options, |stage| eprintln!("host: {stage}"))
+            .await
+            .unwrap_or_else(|e| panic!("bringing the host up: {e:#}"));
+        Self {
+            inner: Some(host),
+            base_dir,
+        }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.host().client().expect("the host has a control plane")
+    }
+
+    pub fn host(&self) -> &vnest_devhost::DevHost {
+        self.inner.as_ref().expect("present until stop")
+    }
+
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// Tears down in order (the path a passing test takes).
+    pub async fn stop(mut self) {
+        if let Some(host) = self.inner.take() {
+            host.down().await;
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let Some(host) = self.inner.take() else {
+            return;
+        };
+        let dest = workspace_root()
+            .join("target/test-logs")
+            .join(format!("host-{}", std::process::id()));
+        if std::fs::create_dir_all(&dest).is_ok() {
+            for log in host.logs() {
+                let name = log
+                    .strip_prefix(&self.base_dir)
+                    .map(|p| p.display().to_string().replace('/', "_"))
+                    .unwrap_or_else(|_| log.display().to_string());
+                let _ = std::fs::copy(&log, dest.join(name));
+            }
+            eprintln!("host component logs kept in {}", dest.display());
+        }
+        // Dropping kills the processes the host owns; the sweep removes the rest.
+        drop(host);
+        vnest_devhost::sweep(&self.base_dir);
+    }
+}

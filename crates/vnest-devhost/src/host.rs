@@ -98,7 +98,7 @@ impl DevHost {
         progress("building images");
         let coredns = options.binaries.locate_binary("coredns")?;
         let image_dir = options.base_dir.join("images");
-        let archives = images::build_all(&image_dir, &coredns)?;
+        let archives = images::node_images(&image_dir, &options.binaries)?;
         let coredns_image = images::coredns_reference(&coredns)?;
 
         progress("creating the network");

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use vnest_images::{ImageSpec, write_oci_archive};
+use vnest_local::UpstreamBinaries;
 
 /// The sandbox ("pause") image containerd starts first in every pod.
 pub const PAUSE_IMAGE: &str = "vnest.local/pause:1";
@@ -15,22 +16,143 @@ const BUSYBOX: &str = "/bin/busybox";
 /// Where CoreDNS's image comes from: upstream's name, our build.
 pub const COREDNS_REPOSITORY: &str = "registry.k8s.io/coredns/coredns";
 
-/// Writes every image as `<name>.tar` into `out` and returns the archives.
-/// `coredns` is the binary `tools/upstream/build.sh` built.
-pub fn build_all(out: &Path, coredns: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The images every node imports: the sandbox image, the test workload
+/// image and CoreDNS. Written as `<name>.tar` into `out`.
+pub fn node_images(out: &Path, binaries: &UpstreamBinaries) -> anyhow::Result<Vec<PathBuf>> {
+    let coredns = binaries.locate_binary("coredns")?;
+    write_all(
+        out,
+        vec![
+            ("pause.tar", pause()?),
+            ("busybox.tar", busybox()?),
+            ("coredns.tar", coredns_image(&coredns)?),
+        ],
+    )
+}
+
+/// The control-plane images under their upstream names
+/// (`registry.k8s.io/kube-apiserver:v1.37.2`, …, `registry.k8s.io/etcd:3.7.3-0`),
+/// each the pinned binary alone, running as an unprivileged user.
+pub fn control_plane_images(
+    out: &Path,
+    binaries: &UpstreamBinaries,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let apiserver = binaries.locate_binary("kube-apiserver")?;
+    let kube_tag = version_word(&apiserver, "--version", "v")?;
+    let mut images = Vec::new();
+    for name in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        let binary = binaries.locate_binary(name)?;
+        let reference = format!("registry.k8s.io/{name}:{kube_tag}");
+        images.push((name, single_binary(&reference, name, &binary)));
+    }
+    let etcd = binaries.locate_binary("etcd")?;
+    let etcd_version = version_word(&etcd, "--version", "3.")?;
+    let mut etcd_image = single_binary(
+        &format!("registry.k8s.io/etcd:{etcd_version}-0"),
+        "etcd",
+        &etcd,
+    );
+    etcd_image = etcd_image.file(
+        "/usr/local/bin/etcdctl",
+        binaries.locate_binary("etcdctl")?,
+        0o755,
+    );
+    images.push(("etcd", etcd_image));
+    write_all(
+        out,
+        images.into_iter().map(|(n, s)| (tar_name(n), s)).collect(),
+    )
+}
+
+/// vnest's own image from a built `vnest` binary. The binary links glibc
+/// dynamically, so the shared libraries it needs go in at the paths `ldd`
+/// reports (what a distroless "cc" base image provides).
+pub fn vnest_image(out: &Path, vnest: &Path) -> anyhow::Result<PathBuf> {
+    let reference = format!("vnest.local/vnest:{}", env!("CARGO_PKG_VERSION"));
+    let mut spec = single_binary(&reference, "vnest", vnest);
+    for library in shared_libraries(vnest)? {
+        let path = library.display().to_string();
+        spec = spec.file(&path, &library, 0o755);
+    }
+    let path = out.join("vnest.tar");
+    write_oci_archive(&spec, &path).with_context(|| format!("writing {reference}"))?;
+    Ok(path)
+}
+
+/// The shared libraries (and the loader) `binary` needs, from `ldd`.
+fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let output = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .with_context(|| format!("running ldd {}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("not a dynamic executable") || text.contains("statically linked") {
+        return Ok(Vec::new());
+    }
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            // "libc.so.6 => /lib/…/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+            let path = line.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+fn tar_name(name: &str) -> &'static str {
+    match name {
+        "kube-apiserver" => "kube-apiserver.tar",
+        "kube-controller-manager" => "kube-controller-manager.tar",
+        "kube-scheduler" => "kube-scheduler.tar",
+        _ => "etcd.tar",
+    }
+}
+
+fn write_all(out: &Path, images: Vec<(&str, ImageSpec)>) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut written = Vec::new();
-    let images = [
-        ("pause.tar", pause()?),
-        ("busybox.tar", busybox()?),
-        ("coredns.tar", coredns_image(coredns)?),
-    ];
     for (file, spec) in images {
         let path = out.join(file);
         write_oci_archive(&spec, &path).with_context(|| format!("writing {}", spec.reference))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// `/usr/local/bin/<name>` as the entrypoint, run as the distroless
+/// `nonroot` user (65532).
+fn single_binary(reference: &str, name: &str, binary: &Path) -> ImageSpec {
+    let target = format!("/usr/local/bin/{name}");
+    ImageSpec::new(reference)
+        .file(&target, binary, 0o755)
+        .contents(
+            "/etc/passwd",
+            "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
+            0o644,
+        )
+        .contents("/etc/group", "nonroot:x:65532:\n", 0o644)
+        .dir("/home/nonroot", 0o755)
+        .dir("/tmp", 0o1777)
+        .entrypoint(&[&target])
+        .user("65532")
+}
+
+/// The first word of `binary flag`'s output that starts with `prefix`
+/// (`Kubernetes v1.37.2` → `v1.37.2`, `etcd Version: 3.7.3` → `3.7.3`).
+fn version_word(binary: &Path, flag: &str, prefix: &str) -> anyhow::Result<String> {
+    let output = std::process::Command::new(binary)
+        .arg(flag)
+        .output()
+        .with_context(|| format!("running {} {flag}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .find(|w| w.starts_with(prefix))
+        .map(str::to_owned)
+        .with_context(|| format!("{} {flag} printed no version: {text}", binary.display()))
 }
 
 fn busybox_applets() -> anyhow::Result<Vec<String>> {
@@ -79,16 +201,11 @@ fn busybox() -> anyhow::Result<ImageSpec> {
 
 /// `registry.k8s.io/coredns/coredns:vX.Y.Z`, the tag taken from the binary.
 pub fn coredns_reference(coredns: &Path) -> anyhow::Result<String> {
-    let output = std::process::Command::new(coredns)
-        .arg("-version")
-        .output()
-        .with_context(|| format!("running {} -version", coredns.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let version = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("CoreDNS-"))
-        .with_context(|| format!("{} -version printed no version: {text}", coredns.display()))?;
-    Ok(format!("{COREDNS_REPOSITORY}:v{version}"))
+    let word = version_word(coredns, "-version", "CoreDNS-")?;
+    Ok(format!(
+        "{COREDNS_REPOSITORY}:v{}",
+        word.trim_start_matches("CoreDNS-")
+    ))
 }
 
 fn coredns_image(coredns: &Path) -> anyhow::Result<ImageSpec> {

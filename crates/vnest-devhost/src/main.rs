@@ -45,10 +45,16 @@ enum Command {
         #[arg(long, default_value = "/var/lib/vnest-devhost")]
         dir: PathBuf,
     },
-    /// Assemble the host's images as OCI archives (no daemon, no registry).
+    /// Assemble images as OCI archives (no daemon, no registry): the node
+    /// images, the control-plane images under their upstream names, and with
+    /// --vnest vnest's own image. Import one with
+    /// `ctr -n k8s.io images import FILE`.
     Images {
         #[arg(long, default_value = "target/devhost-images")]
         out: PathBuf,
+        /// A built `vnest` binary to package as vnest.local/vnest:VERSION.
+        #[arg(long, value_name = "BINARY")]
+        vnest: Option<PathBuf>,
     },
 }
 
@@ -100,9 +106,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             vnest_devhost::sweep(&dir);
             Ok(())
         }
-        Command::Images { out } => {
-            let coredns = UpstreamBinaries::from_env().locate_binary("coredns")?;
-            for path in images::build_all(&out, &coredns)? {
+        Command::Images { out, vnest } => {
+            let binaries = UpstreamBinaries::from_env();
+            let mut written = images::node_images(&out, &binaries)?;
+            written.extend(images::control_plane_images(&out, &binaries)?);
+            if let Some(vnest) = vnest {
+                written.push(images::vnest_image(&out, &vnest)?);
+            }
+            for path in written {
                 println!("{}", path.display());
             }
             Ok(())

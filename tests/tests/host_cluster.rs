@@ -1,0 +1,262 @@
+//! The development host cluster, from nothing to nothing: real kubelets in
+//! their own network namespaces run a two-pod workload with a Service and a
+//! DNS lookup, pods land on the node a selector names, `logs` and `exec`
+//! work, and teardown leaves no process, mount, network namespace, link,
+//! cgroup, iptables rule or file behind.
+//!
+//! Needs root and the packages of tools/host/install-prerequisites.sh.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use kube::Api;
+use kube::api::{AttachParams, LogParams, PostParams};
+use serde_json::json;
+use vnest_devhost::images::BUSYBOX_IMAGE;
+use vnest_devhost::topology::NodeSpec;
+use vnest_tests::TestHost;
+
+const NS: &str = "workload";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
+    let before = Footprint::capture("");
+    let mut pool_b = NodeSpec::new(2);
+    pool_b.labels.push(("vnest.dev/pool".into(), "b".into()));
+    let host = TestHost::start(vec![NodeSpec::new(1), pool_b]).await;
+    let base = host.base_dir().display().to_string();
+    let client = host.client();
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": NS } })).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+
+    // The server runs on the node of pool "b", chosen by label selector;
+    // the client is pinned to the other node by name.
+    create_pod(
+        &pods,
+        "web",
+        json!({ "vnest.dev/pool": "b" }),
+        &[
+            "sh",
+            "-c",
+            "echo hello-from-web > /tmp/index.html; echo serving; exec httpd -f -p 8080 -h /tmp",
+        ],
+    )
+    .await;
+    create_pod(
+        &pods,
+        "client",
+        json!({ "kubernetes.io/hostname": "vnest-node1" }),
+        &["sleep", "3600"],
+    )
+    .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let service: Service = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] },
+    }))
+    .unwrap();
+    let service = services
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap();
+    let cluster_ip = service.spec.unwrap().cluster_ip.unwrap();
+
+    let web = wait_running(&pods, "web").await;
+    let client_pod = wait_running(&pods, "client").await;
+    assert_eq!(node_of(&web), "vnest-node2", "the selector names pool b");
+    assert_eq!(node_of(&client_pod), "vnest-node1");
+
+    // logs: through the apiserver to the kubelet in its namespace.
+    let logs = eventually(|| async {
+        let text = pods.logs("web", &LogParams::default()).await.ok()?;
+        text.contains("serving").then_some(text)
+    })
+    .await;
+    assert!(logs.contains("serving"));
+
+    // exec + Service: the client on node 1 reaches the server on node 2 via
+    // the ClusterIP, which kube-proxy on node 1 translates.
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {cluster_ip} 80");
+    let reply = eventually(|| async {
+        let out = exec(&pods, "client", &["sh", "-c", &request]).await;
+        out.contains("hello-from-web").then_some(out)
+    })
+    .await;
+    assert!(reply.contains("200 OK"), "{reply}");
+
+    // DNS: CoreDNS resolves the Service's name to its ClusterIP.
+    let fqdn = format!("web.{NS}.svc.cluster.local");
+    let answer = eventually(|| async {
+        let out = exec(&pods, "client", &["nslookup", &fqdn]).await;
+        out.contains(&cluster_ip).then_some(out)
+    })
+    .await;
+    assert!(answer.contains(&fqdn), "{answer}");
+
+    let during = Footprint::capture(&base);
+    assert!(
+        !during.processes.is_empty(),
+        "the footprint check sees the host's processes"
+    );
+    assert!(
+        during.netns.contains("vnest-node1"),
+        "the footprint check sees node namespaces"
+    );
+
+    host.stop().await;
+    let after = Footprint::capture(&base);
+    assert!(
+        after.processes.is_empty(),
+        "processes left: {:?}",
+        after.processes
+    );
+    assert_eq!(before.netns, after.netns, "network namespaces");
+    assert_eq!(before.links, after.links, "links");
+    assert_eq!(before.mounts, after.mounts, "mounts");
+    assert_eq!(before.cgroups, after.cgroups, "cgroups");
+    assert_eq!(
+        before.iptables, after.iptables,
+        "iptables rules of the machine"
+    );
+    assert!(!std::path::Path::new(&base).exists(), "{base} left behind");
+}
+
+async fn create_pod(pods: &Api<Pod>, name: &str, node_selector: serde_json::Value, args: &[&str]) {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "nodeSelector": node_selector,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{ "name": name, "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never", "args": args }],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+}
+
+async fn wait_running(pods: &Api<Pod>, name: &str) -> Pod {
+    eventually(|| async {
+        let pod = pods.get(name).await.ok()?;
+        let phase = pod.status.as_ref()?.phase.clone()?;
+        (phase == "Running").then_some(pod)
+    })
+    .await
+}
+
+fn node_of(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
+}
+
+async fn exec(pods: &Api<Pod>, name: &str, command: &[&str]) -> String {
+    let params = AttachParams::default().stderr(false);
+    let Ok(mut process) = pods.exec(name, command.iter().copied(), &params).await else {
+        return String::new();
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = process.stdout() {
+        use tokio::io::AsyncReadExt;
+        let _ = stdout.read_to_string(&mut out).await;
+    }
+    let _ = process.join().await;
+    out
+}
+
+/// Retries `probe` for up to two minutes.
+async fn eventually<T, F, Fut>(mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..240 {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("condition not met within two minutes");
+}
+
+/// What the machine has that a host could leave behind.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    processes: Vec<String>,
+    netns: BTreeSet<String>,
+    links: BTreeSet<String>,
+    mounts: BTreeSet<String>,
+    cgroups: BTreeSet<String>,
+    iptables: Vec<String>,
+}
+
+impl Footprint {
+    /// `base` names the host's directory; processes mentioning it count.
+    fn capture(base: &str) -> Self {
+        let run = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let processes = if base.is_empty() {
+            Vec::new()
+        } else {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| pid != std::process::id() && vnest_local::process_running(pid))
+                .filter_map(|pid| {
+                    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+                    cmdline
+                        .contains(base)
+                        .then_some(format!("{pid}: {cmdline}"))
+                })
+                .collect()
+        };
+        let cgroups = std::fs::read_dir("/sys/fs/cgroup/memory")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| n.starts_with("vnest-node"))
+            .collect();
+        Self {
+            processes,
+            netns: run("ip", &["netns", "list"])
+                .lines()
+                .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+                .collect(),
+            links: run("ip", &["-o", "link", "show"])
+                .lines()
+                .filter_map(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
+                })
+                .collect(),
+            mounts: std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+                .collect(),
+            cgroups,
+            // Rules only: chain counters change by themselves.
+            iptables: run("iptables-save", &[])
+                .lines()
+                .filter(|l| l.starts_with('-'))
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the development host cluster (vnest-devhost)
+# runs on: containerd and runc, the CNI plugins, iptables and conntrack for
+# kube-proxy, busybox-static for the test images, iproute2 and util-linux for
+# network namespaces. Installs only what is missing; needs root to install.
+set -euo pipefail
+packages=(containerd runc containernetworking-plugins iptables conntrack busybox-static iproute2 util-linux)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-prerequisites.sh: missing ${missing[*]}; run as root: apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-prerequisites.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
