@@ -3,6 +3,7 @@
 //! keep their component logs in a folder the test prints.
 #![allow(clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -118,14 +119,30 @@ impl Drop for TestControlPlane {
 /// test panics while it is alive, the component logs are copied to
 /// `target/test-logs/host-<pid>/` and everything is swept away.
 pub struct TestHost {
-    // `None` only after `stop` took it.
+    // `None` only after `stop` or `abandon` took it.
     inner: Option<vnest_devhost::DevHost>,
     base_dir: PathBuf,
+    slot: Option<HostSlot>,
+}
+
+/// The right to run the machine's one development host (it takes fixed
+/// names: bridge, node namespaces). A test holds it from before it measures
+/// the machine until after it has checked the teardown. Serializes tests
+/// within one test process; cargo runs test binaries one after another.
+pub struct HostSlot(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+
+static HOST_SLOT: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+impl HostSlot {
+    pub async fn acquire() -> Self {
+        Self(HOST_SLOT.clone().lock_owned().await)
+    }
 }
 
 impl TestHost {
     /// Brings up a host with `nodes`; progress goes to stderr.
-    pub async fn start(nodes: Vec<vnest_devhost::topology::NodeSpec>) -> Self {
+    pub async fn start(slot: HostSlot, nodes: Vec<vnest_devhost::topology::NodeSpec>) -> Self {
         let base_dir = tempfile::Builder::new()
             .prefix("vnest-host-")
             .tempdir()
@@ -140,6 +157,7 @@ impl TestHost {
         Self {
             inner: Some(host),
             base_dir,
+            slot: Some(slot),
         }
     }
 
@@ -155,11 +173,25 @@ impl TestHost {
         &self.base_dir
     }
 
-    /// Tears down in order (the path a passing test takes).
-    pub async fn stop(mut self) {
+    /// Leaves everything running, as an owner that crashed would, and
+    /// returns the host's directory (for testing the sweep).
+    pub fn abandon(mut self) -> (PathBuf, HostSlot) {
+        if let Some(host) = self.inner.take() {
+            std::mem::forget(host);
+        }
+        (
+            self.base_dir.clone(),
+            self.slot.take().expect("held until now"),
+        )
+    }
+
+    /// Tears down in order (the path a passing test takes) and hands the
+    /// slot back for checking what is left.
+    pub async fn stop(mut self) -> HostSlot {
         if let Some(host) = self.inner.take() {
             host.down().await;
         }
+        self.slot.take().expect("held until now")
     }
 }
 
@@ -184,5 +216,81 @@ impl Drop for TestHost {
         // Dropping kills the processes the host owns; the sweep removes the rest.
         drop(host);
         vnest_devhost::sweep(&self.base_dir);
+    }
+}
+
+/// What the machine has that a development host could leave behind:
+/// processes naming the host's directory, network namespaces, links, mounts,
+/// `vnest-node*` cgroups and the iptables rules of the machine's namespace.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MachineFootprint {
+    pub processes: Vec<String>,
+    pub netns: BTreeSet<String>,
+    pub links: BTreeSet<String>,
+    pub mounts: BTreeSet<String>,
+    pub cgroups: BTreeSet<String>,
+    pub iptables: Vec<String>,
+}
+
+impl MachineFootprint {
+    /// `base` names the host's directory; processes mentioning it count.
+    pub fn capture(base: &str) -> Self {
+        let run = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let processes = if base.is_empty() {
+            Vec::new()
+        } else {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&pid| pid != std::process::id() && vnest_local::process_running(pid))
+                .filter_map(|pid| {
+                    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                    let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+                    cmdline
+                        .contains(base)
+                        .then_some(format!("{pid}: {cmdline}"))
+                })
+                .collect()
+        };
+        let cgroups = std::fs::read_dir("/sys/fs/cgroup/memory")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| n.starts_with("vnest-node"))
+            .collect();
+        Self {
+            processes,
+            netns: run("ip", &["netns", "list"])
+                .lines()
+                .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+                .collect(),
+            links: run("ip", &["-o", "link", "show"])
+                .lines()
+                .filter_map(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
+                })
+                .collect(),
+            mounts: std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+                .collect(),
+            cgroups,
+            // Rules only: chain counters change by themselves.
+            iptables: run("iptables-save", &[])
+                .lines()
+                .filter(|l| l.starts_with('-'))
+                .map(str::to_owned)
+                .collect(),
+        }
     }
 }

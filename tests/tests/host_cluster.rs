@@ -7,7 +7,6 @@
 //! Needs root and the packages of tools/host/install-prerequisites.sh.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -16,16 +15,17 @@ use kube::api::{AttachParams, LogParams, PostParams};
 use serde_json::json;
 use vnest_devhost::images::BUSYBOX_IMAGE;
 use vnest_devhost::topology::NodeSpec;
-use vnest_tests::TestHost;
+use vnest_tests::{HostSlot, MachineFootprint, TestHost};
 
 const NS: &str = "workload";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
-    let before = Footprint::capture("");
+    let slot = HostSlot::acquire().await;
+    let before = MachineFootprint::capture("");
     let mut pool_b = NodeSpec::new(2);
     pool_b.labels.push(("vnest.dev/pool".into(), "b".into()));
-    let host = TestHost::start(vec![NodeSpec::new(1), pool_b]).await;
+    let host = TestHost::start(slot, vec![NodeSpec::new(1), pool_b]).await;
     let base = host.base_dir().display().to_string();
     let client = host.client();
 
@@ -101,7 +101,7 @@ async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
     .await;
     assert!(answer.contains(&fqdn), "{answer}");
 
-    let during = Footprint::capture(&base);
+    let during = MachineFootprint::capture(&base);
     assert!(
         !during.processes.is_empty(),
         "the footprint check sees the host's processes"
@@ -111,8 +111,8 @@ async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
         "the footprint check sees node namespaces"
     );
 
-    host.stop().await;
-    let after = Footprint::capture(&base);
+    let _slot = host.stop().await;
+    let after = MachineFootprint::capture(&base);
     assert!(
         after.processes.is_empty(),
         "processes left: {:?}",
@@ -127,6 +127,38 @@ async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
         "iptables rules of the machine"
     );
     assert!(!std::path::Path::new(&base).exists(), "{base} left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_owner_died_is_swept_clean() {
+    let slot = HostSlot::acquire().await;
+    let before = MachineFootprint::capture("");
+    let host = TestHost::start(slot, vec![NodeSpec::new(1)]).await;
+    let pods: Api<Pod> = Api::namespaced(host.client(), "default");
+    create_pod(&pods, "orphan", json!({}), &["sleep", "3600"]).await;
+    wait_running(&pods, "orphan").await;
+
+    // The owner "crashes": nothing is stopped, nothing unmounted.
+    let (base, _slot) = host.abandon();
+    let base_str = base.display().to_string();
+    assert!(!MachineFootprint::capture(&base_str).processes.is_empty());
+
+    vnest_devhost::sweep(&base);
+    let after = MachineFootprint::capture(&base_str);
+    assert!(
+        after.processes.is_empty(),
+        "processes left: {:?}",
+        after.processes
+    );
+    assert_eq!(before.netns, after.netns, "network namespaces");
+    assert_eq!(before.links, after.links, "links");
+    assert_eq!(before.mounts, after.mounts, "mounts");
+    assert_eq!(before.cgroups, after.cgroups, "cgroups");
+    assert_eq!(
+        before.iptables, after.iptables,
+        "iptables rules of the machine"
+    );
+    assert!(!base.exists(), "{base_str} left behind");
 }
 
 async fn create_pod(pods: &Api<Pod>, name: &str, node_selector: serde_json::Value, args: &[&str]) {
@@ -185,78 +217,4 @@ where
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("condition not met within two minutes");
-}
-
-/// What the machine has that a host could leave behind.
-#[derive(Debug, PartialEq, Eq)]
-struct Footprint {
-    processes: Vec<String>,
-    netns: BTreeSet<String>,
-    links: BTreeSet<String>,
-    mounts: BTreeSet<String>,
-    cgroups: BTreeSet<String>,
-    iptables: Vec<String>,
-}
-
-impl Footprint {
-    /// `base` names the host's directory; processes mentioning it count.
-    fn capture(base: &str) -> Self {
-        let run = |program: &str, args: &[&str]| {
-            let out = std::process::Command::new(program)
-                .args(args)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
-        let processes = if base.is_empty() {
-            Vec::new()
-        } else {
-            std::fs::read_dir("/proc")
-                .unwrap()
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&pid| pid != std::process::id() && vnest_local::process_running(pid))
-                .filter_map(|pid| {
-                    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-                    let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-                    cmdline
-                        .contains(base)
-                        .then_some(format!("{pid}: {cmdline}"))
-                })
-                .collect()
-        };
-        let cgroups = std::fs::read_dir("/sys/fs/cgroup/memory")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter(|n| n.starts_with("vnest-node"))
-            .collect();
-        Self {
-            processes,
-            netns: run("ip", &["netns", "list"])
-                .lines()
-                .map(|l| l.split(' ').next().unwrap_or("").to_owned())
-                .collect(),
-            links: run("ip", &["-o", "link", "show"])
-                .lines()
-                .filter_map(|l| {
-                    l.split(':')
-                        .nth(1)
-                        .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
-                })
-                .collect(),
-            mounts: std::fs::read_to_string("/proc/self/mountinfo")
-                .unwrap()
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-                .collect(),
-            cgroups,
-            // Rules only: chain counters change by themselves.
-            iptables: run("iptables-save", &[])
-                .lines()
-                .filter(|l| l.starts_with('-'))
-                .map(str::to_owned)
-                .collect(),
-        }
-    }
 }
