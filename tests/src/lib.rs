@@ -1,7 +1,7 @@
 //! The one way tests get a real Kubernetes environment: locating the pinned
 //! upstream binaries and starting control planes that, when a test fails,
 //! keep their component logs in a folder the test prints.
-#![allow(clippy::expect_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
