@@ -143,6 +143,15 @@ impl HostSlot {
 impl TestHost {
     /// Brings up a host with `nodes`; progress goes to stderr.
     pub async fn start(slot: HostSlot, nodes: Vec<vnest_devhost::topology::NodeSpec>) -> Self {
+        Self::start_with(slot, nodes, Vec::new()).await
+    }
+
+    /// [`start`](Self::start) with simulated (kwok) nodes, each with its labels.
+    pub async fn start_with(
+        slot: HostSlot,
+        nodes: Vec<vnest_devhost::topology::NodeSpec>,
+        simulated_nodes: Vec<Vec<(String, String)>>,
+    ) -> Self {
         let base_dir = tempfile::Builder::new()
             .prefix("vnest-host-")
             .tempdir()
@@ -151,6 +160,7 @@ impl TestHost {
         let mut options =
             vnest_devhost::DevHostOptions::new(0, base_dir.clone(), upstream_binaries());
         options.nodes = nodes;
+        options.simulated_nodes = simulated_nodes;
         let host = vnest_devhost::DevHost::up(options, |stage| eprintln!("host: {stage}"))
             .await
             .unwrap_or_else(|e| panic!("bringing the host up: {e:#}"));

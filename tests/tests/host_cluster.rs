@@ -1,19 +1,22 @@
 //! The development host cluster, from nothing to nothing: real kubelets in
 //! their own network namespaces run a two-pod workload with a Service and a
 //! DNS lookup, pods land on the node a selector names, `logs` and `exec`
-//! work, and teardown leaves no process, mount, network namespace, link,
-//! cgroup, iptables rule or file behind.
+//! work, simulated (kwok) nodes take what asks for them, and teardown leaves
+//! no process, mount, network namespace, link, cgroup, iptables rule or file
+//! behind.
 //!
 //! Needs root and the packages of tools/host/install-prerequisites.sh.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::Api;
-use kube::api::{AttachParams, LogParams, PostParams};
+use kube::api::{AttachParams, ListParams, LogParams, PostParams};
 use serde_json::json;
 use vnest_devhost::images::BUSYBOX_IMAGE;
+use vnest_devhost::simulated::SIMULATED_TAINT_KEY;
 use vnest_devhost::topology::NodeSpec;
 use vnest_tests::{HostSlot, MachineFootprint, TestHost};
 
@@ -25,7 +28,13 @@ async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
     let before = MachineFootprint::capture("");
     let mut pool_b = NodeSpec::new(2);
     pool_b.labels.push(("vnest.dev/pool".into(), "b".into()));
-    let host = TestHost::start(slot, vec![NodeSpec::new(1), pool_b]).await;
+    let sim_pool = vec![("vnest.dev/pool".to_owned(), "sim".to_owned())];
+    let host = TestHost::start_with(
+        slot,
+        vec![NodeSpec::new(1), pool_b],
+        vec![sim_pool.clone(), sim_pool],
+    )
+    .await;
     let base = host.base_dir().display().to_string();
     let client = host.client();
 
@@ -100,6 +109,52 @@ async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
     })
     .await;
     assert!(answer.contains(&fqdn), "{answer}");
+
+    // Simulated nodes take a Deployment that asks for them (selector and
+    // toleration of their taint); kwok reports its pods Running.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "sim" },
+        "spec": {
+            "replicas": 4,
+            "selector": { "matchLabels": { "app": "sim" } },
+            "template": {
+                "metadata": { "labels": { "app": "sim" } },
+                "spec": {
+                    "nodeSelector": { "vnest.dev/pool": "sim" },
+                    "tolerations": [{ "key": SIMULATED_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule" }],
+                    "containers": [{ "name": "c", "image": BUSYBOX_IMAGE }],
+                },
+            },
+        },
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let placed = eventually(|| async {
+        let list = pods
+            .list(&ListParams::default().labels("app=sim"))
+            .await
+            .ok()?;
+        let running: Vec<String> = list
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .map(node_of)
+            .collect();
+        (running.len() == 4).then_some(running)
+    })
+    .await;
+    assert!(
+        placed.iter().all(|n| n.starts_with("vnest-sim")),
+        "{placed:?}"
+    );
+    assert!(
+        placed.iter().any(|n| n == "vnest-sim1") && placed.iter().any(|n| n == "vnest-sim2"),
+        "{placed:?}"
+    );
 
     let during = MachineFootprint::capture(&base);
     assert!(

@@ -3,8 +3,8 @@
 # prints the directory that holds them.
 #
 # The pins live in go.mod next to this script (Kubernetes, etcd) and in
-# coredns/go.mod (CoreDNS, a module of its own so that its dependencies never
-# move the ones Kubernetes is built with). The output directory is keyed by
+# coredns/go.mod and kwok/go.mod (CoreDNS and kwok, modules of their own so
+# that their dependencies never move the ones Kubernetes is built with). The output directory is keyed by
 # the pinned versions and a hash of go.mod/go.sum, so changing a pin builds into
 # a new directory and an unchanged pin reuses what is already there. Binaries
 # that already exist are skipped; each is built into a temporary file and moved
@@ -28,7 +28,7 @@ etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3" && $2 ~ /^v/ {print $2; exi
 [ -n "$k8s_version" ] && [ -n "$etcd_version" ] || { echo "build.sh: cannot read the pins from go.mod" >&2; exit 1; }
 coredns_version="$(awk '$1=="github.com/coredns/coredns" && $2 ~ /^v/ {print $2; exit}' coredns/go.mod)"
 [ -n "$coredns_version" ] || { echo "build.sh: cannot read the CoreDNS pin from coredns/go.mod" >&2; exit 1; }
-pin_hash="$(cat go.mod go.sum coredns/go.mod coredns/go.sum build.sh | sha256sum | cut -c1-12)"
+pin_hash="$(cat go.mod go.sum coredns/go.mod coredns/go.sum kwok/go.mod kwok/go.sum build.sh | sha256sum | cut -c1-12)"
 cache_root="${VNEST_CACHE_DIR:-$HOME/.cache/vnest}"
 out="$cache_root/upstream/k8s-${k8s_version}_etcd-${etcd_version}_${pin_hash}/bin"
 
@@ -50,6 +50,7 @@ targets=(
   ".:etcd:go.etcd.io/etcd/server/v3"
   ".:etcdctl:go.etcd.io/etcd/etcdctl/v3"
   "coredns:coredns:github.com/coredns/coredns"
+  "kwok:kwok:sigs.k8s.io/kwok/cmd/kwok"
 )
 
 # Kubernetes reports its version from these variables (hack/lib/version.sh sets
@@ -85,6 +86,18 @@ for t in "${targets[@]}"; do
   mv -f "$tmp" "$out/$name"
   built=$((built + 1))
 done
+# kwok simulates nothing without stages; ship upstream's "fast" node and pod
+# stages and the node heartbeat beside the binary, from the pinned module.
+if [ ! -f "$out/kwok-stages.yaml" ]; then
+  kwok_dir="$(cd kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  tmp="$(mktemp "$out/.kwok-stages.XXXXXX")"
+  for stage in node/fast/node-initialize node/heartbeat/node-heartbeat pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    echo "---"
+    cat "$kwok_dir/kustomize/stage/$stage.yaml"
+  done > "$tmp"
+  mv -f "$tmp" "$out/kwok-stages.yaml"
+fi
+
 if [ "$built" -gt 0 ]; then
   echo "build.sh: built $built binaries in $(( $(date +%s) - start ))s into $out" >&2
 fi

@@ -14,9 +14,10 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use vnest_local::{LocalControlPlane, LocalOptions, UpstreamBinaries};
 
-use crate::node::RunningNode;
+use crate::node::{RunningNode, is_ready};
 use crate::topology::{HOST_IP, MAX_NODES, NodeSpec};
-use crate::{cgroups, dns, images, mounts, network};
+use crate::{cgroups, dns, images, mounts, network, simulated};
+use vnest_local::process::ManagedProcess;
 
 /// How to bring the host up.
 #[derive(Clone, Debug)]
@@ -27,6 +28,8 @@ pub struct DevHostOptions {
     pub binaries: UpstreamBinaries,
     /// How long each stage may take.
     pub timeout: Duration,
+    /// Simulated nodes (kwok), each with its labels; see [`crate::simulated`].
+    pub simulated_nodes: Vec<Vec<(String, String)>>,
 }
 
 impl DevHostOptions {
@@ -37,12 +40,15 @@ impl DevHostOptions {
             base_dir,
             binaries,
             timeout: Duration::from_secs(180),
+            simulated_nodes: Vec::new(),
         }
     }
 }
 
 /// A running host cluster.
 pub struct DevHost {
+    // Stopped before the control plane it talks to.
+    kwok: Option<ManagedProcess>,
     control_plane: Option<LocalControlPlane>,
     nodes: Vec<RunningNode>,
     base_dir: PathBuf,
@@ -73,6 +79,7 @@ impl DevHost {
         std::fs::create_dir_all(&options.base_dir)
             .with_context(|| format!("creating {}", options.base_dir.display()))?;
         let mut host = DevHost {
+            kwok: None,
             control_plane: None,
             nodes: Vec::new(),
             base_dir: options.base_dir.clone(),
@@ -138,6 +145,29 @@ impl DevHost {
             progress(&format!("node {} Ready", node.spec.name()));
         }
 
+        if !options.simulated_nodes.is_empty() {
+            progress("starting kwok for simulated nodes");
+            let cp = self.control_plane.as_ref().context("control plane")?;
+            let log = options.base_dir.join("kwok.log");
+            self.kwok = Some(simulated::start_kwok(
+                &options.binaries,
+                &cp.admin_kubeconfig_path(),
+                &log,
+            )?);
+            for (i, labels) in options.simulated_nodes.iter().enumerate() {
+                let index = u16::try_from(i + 1).context("too many simulated nodes")?;
+                simulated::apply_node(&client, index, labels).await?;
+            }
+            for i in 1..=options.simulated_nodes.len() {
+                let name = simulated::name(u16::try_from(i).unwrap_or(u16::MAX));
+                wait_node_ready(&nodes, &name, options.timeout).await?;
+            }
+            progress(&format!(
+                "{} simulated nodes Ready",
+                options.simulated_nodes.len()
+            ));
+        }
+
         progress("starting CoreDNS");
         dns::install(&client, &coredns_image).await?;
         dns::wait_ready(&client, options.timeout).await?;
@@ -172,6 +202,7 @@ impl DevHost {
             .iter()
             .flat_map(|cp| cp.components().into_iter().map(|(_, _, log)| log))
             .collect();
+        logs.extend(self.kwok.as_ref().map(|k| k.log().to_owned()));
         for node in &self.nodes {
             for process in ["containerd", "kubelet", "kube-proxy"] {
                 logs.push(node.paths.log(process));
@@ -206,6 +237,9 @@ impl DevHost {
             }
             network::delete_node_network(&spec);
         }
+        if let Some(mut kwok) = self.kwok.take() {
+            kwok.terminate(Duration::from_secs(5)).await;
+        }
         if let Some(cp) = self.control_plane.take() {
             cp.stop().await;
         }
@@ -219,6 +253,22 @@ impl DevHost {
         if let Err(error) = std::fs::remove_dir_all(&self.base_dir) {
             tracing::warn!(%error, dir = %self.base_dir.display(), "could not remove the host's files");
         }
+    }
+}
+
+async fn wait_node_ready(nodes: &Api<Node>, name: &str, timeout: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(node)) = nodes.get_opt(name).await
+            && is_ready(&node)
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            start.elapsed() < timeout,
+            "simulated node {name} was not Ready after {timeout:?}; see kwok.log"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -15,6 +15,7 @@ mod network;
 mod node;
 pub mod node_config;
 mod procs;
+pub mod simulated;
 pub mod topology;
 
 pub use host::{DevHost, DevHostOptions, sweep};

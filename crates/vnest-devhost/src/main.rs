@@ -32,6 +32,10 @@ enum Command {
         /// How many nodes (kubelets), each in its own network namespace.
         #[arg(long, default_value_t = 2)]
         nodes: u8,
+        /// How many simulated nodes (kwok): Ready Node objects whose pods are
+        /// reported Running without running, for placement and scale tests.
+        #[arg(long, default_value_t = 0)]
+        simulated_nodes: u16,
         /// Where the host keeps its files; removed on teardown.
         #[arg(long, default_value = "/var/lib/vnest-devhost")]
         dir: PathBuf,
@@ -80,11 +84,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up {
             nodes,
+            simulated_nodes,
             dir,
             timeout,
         } => {
             let mut options = DevHostOptions::new(nodes, dir, UpstreamBinaries::from_env());
             options.timeout = timeout;
+            options.simulated_nodes = vec![Vec::new(); usize::from(simulated_nodes)];
             let host = DevHost::up(options, |stage| eprintln!("  … {stage}")).await?;
             let kubeconfig = host
                 .control_plane()
