@@ -243,6 +243,26 @@ pub struct MachineFootprint {
 }
 
 impl MachineFootprint {
+    /// Asserts that this footprint, taken after a host was torn down or
+    /// swept, shows nothing the host made: no process naming `base`, and the
+    /// namespaces, links, mounts, cgroups and iptables rules of `before`.
+    pub fn assert_nothing_left(&self, before: &MachineFootprint, base: &Path) {
+        assert!(
+            self.processes.is_empty(),
+            "processes left: {:?}",
+            self.processes
+        );
+        assert_eq!(before.netns, self.netns, "network namespaces");
+        assert_eq!(before.links, self.links, "links");
+        assert_eq!(before.mounts, self.mounts, "mounts");
+        assert_eq!(before.cgroups, self.cgroups, "cgroups");
+        assert_eq!(
+            before.iptables, self.iptables,
+            "iptables rules of the machine"
+        );
+        assert!(!base.exists(), "{} left behind", base.display());
+    }
+
     /// `base` names the host's directory; processes mentioning it count.
     pub fn capture(base: &str) -> Self {
         let run = |program: &str, args: &[&str]| {

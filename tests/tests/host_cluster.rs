@@ -167,21 +167,7 @@ async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
     );
 
     let _slot = host.stop().await;
-    let after = MachineFootprint::capture(&base);
-    assert!(
-        after.processes.is_empty(),
-        "processes left: {:?}",
-        after.processes
-    );
-    assert_eq!(before.netns, after.netns, "network namespaces");
-    assert_eq!(before.links, after.links, "links");
-    assert_eq!(before.mounts, after.mounts, "mounts");
-    assert_eq!(before.cgroups, after.cgroups, "cgroups");
-    assert_eq!(
-        before.iptables, after.iptables,
-        "iptables rules of the machine"
-    );
-    assert!(!std::path::Path::new(&base).exists(), "{base} left behind");
+    MachineFootprint::capture(&base).assert_nothing_left(&before, std::path::Path::new(&base));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,21 +185,7 @@ async fn a_host_whose_owner_died_is_swept_clean() {
     assert!(!MachineFootprint::capture(&base_str).processes.is_empty());
 
     vnest_devhost::sweep(&base);
-    let after = MachineFootprint::capture(&base_str);
-    assert!(
-        after.processes.is_empty(),
-        "processes left: {:?}",
-        after.processes
-    );
-    assert_eq!(before.netns, after.netns, "network namespaces");
-    assert_eq!(before.links, after.links, "links");
-    assert_eq!(before.mounts, after.mounts, "mounts");
-    assert_eq!(before.cgroups, after.cgroups, "cgroups");
-    assert_eq!(
-        before.iptables, after.iptables,
-        "iptables rules of the machine"
-    );
-    assert!(!base.exists(), "{base_str} left behind");
+    MachineFootprint::capture(&base_str).assert_nothing_left(&before, &base);
 }
 
 async fn create_pod(pods: &Api<Pod>, name: &str, node_selector: serde_json::Value, args: &[&str]) {
