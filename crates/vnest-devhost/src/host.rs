@@ -14,7 +14,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use vnest_local::{LocalControlPlane, LocalOptions, UpstreamBinaries};
 
-use crate::node::{RunningNode, is_ready};
+use crate::node::{RunningNode, wait_node_ready};
 use crate::topology::{HOST_IP, MAX_NODES, NodeSpec};
 use crate::{cgroups, dns, images, mounts, network, simulated};
 use vnest_local::process::ManagedProcess;
@@ -158,9 +158,13 @@ impl DevHost {
                 let index = u16::try_from(i + 1).context("too many simulated nodes")?;
                 simulated::apply_node(&client, index, labels).await?;
             }
+            let kwok = self.kwok.as_mut().context("kwok")?;
             for i in 1..=options.simulated_nodes.len() {
                 let name = simulated::name(u16::try_from(i).unwrap_or(u16::MAX));
-                wait_node_ready(&nodes, &name, options.timeout).await?;
+                wait_node_ready(&nodes, &name, options.timeout, &log, || {
+                    Ok(kwok.ensure_running()?)
+                })
+                .await?;
             }
             progress(&format!(
                 "{} simulated nodes Ready",
@@ -253,22 +257,6 @@ impl DevHost {
         if let Err(error) = std::fs::remove_dir_all(&self.base_dir) {
             tracing::warn!(%error, dir = %self.base_dir.display(), "could not remove the host's files");
         }
-    }
-}
-
-async fn wait_node_ready(nodes: &Api<Node>, name: &str, timeout: Duration) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(node)) = nodes.get_opt(name).await
-            && is_ready(&node)
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            start.elapsed() < timeout,
-            "simulated node {name} was not Ready after {timeout:?}; see kwok.log"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

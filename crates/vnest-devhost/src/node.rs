@@ -103,23 +103,9 @@ impl RunningNode {
 
     /// Waits until the node reports Ready, failing early if a process exits.
     pub async fn wait_ready(&mut self, nodes: &Api<Node>, timeout: Duration) -> anyhow::Result<()> {
-        let start = Instant::now();
         let name = self.spec.name();
-        loop {
-            self.ensure_running()?;
-            if let Ok(Some(node)) = nodes.get_opt(&name).await
-                && is_ready(&node)
-            {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
-                bail!(
-                    "node {name} was not Ready after {timeout:?}; see {}",
-                    self.paths.log("kubelet").display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let log = self.paths.log("kubelet");
+        wait_node_ready(nodes, &name, timeout, &log, || self.ensure_running()).await
     }
 
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {
@@ -196,7 +182,34 @@ impl RunningNode {
     }
 }
 
-pub(crate) fn is_ready(node: &Node) -> bool {
+/// Waits until node `name` reports Ready; `alive` fails the wait early when
+/// whatever should make it Ready has died. `log` is where to look on timeout.
+pub(crate) async fn wait_node_ready(
+    nodes: &Api<Node>,
+    name: &str,
+    timeout: Duration,
+    log: &Path,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        alive()?;
+        if let Ok(Some(node)) = nodes.get_opt(name).await
+            && is_ready(&node)
+        {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "node {name} was not Ready after {timeout:?}; see {}",
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
