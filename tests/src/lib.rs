@@ -1,6 +1,9 @@
 //! The one way tests get a real Kubernetes environment: locating the pinned
-//! upstream binaries and starting control planes that, when a test fails,
-//! keep their component logs in a folder the test prints.
+//! upstream binaries, starting local control planes ([`TestControlPlane`]) and
+//! development host clusters ([`TestHost`], one at a time per machine via
+//! [`HostSlot`]), and measuring that a host left nothing behind
+//! ([`MachineFootprint`]). When a test fails, component logs are kept in a
+//! folder under `target/test-logs/` that the test prints.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
