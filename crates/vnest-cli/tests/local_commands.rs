@@ -269,6 +269,32 @@ fn processes_under(dir: &Path) -> Vec<u32> {
 }
 
 #[test]
+fn two_ups_racing_for_one_name_start_it_once() {
+    let env = Env::new();
+    let name = unique_name("race");
+    let spawn = || {
+        env.vnest()
+            .args(["local", "up", &name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let winners = [&a, &b].iter().filter(|o| o.status.success()).count();
+    assert_eq!(winners, 1, "a: {}\nb: {}", stderr(&a), stderr(&b));
+    let loser = if a.status.success() { &b } else { &a };
+    let message = stderr(loser);
+    assert!(
+        message.contains("is being started by another") || message.contains("already runs"),
+        "{message}"
+    );
+    let down = env.run(&["local", "down", &name]);
+    assert!(down.status.success(), "{}", stderr(&down));
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let env = Env::new();
     let cases: [(&[&str], &str); 3] = [

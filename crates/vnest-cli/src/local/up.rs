@@ -53,8 +53,18 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             args.name
         );
     }
-    std::fs::create_dir_all(&plane_dir.dir)
-        .with_context(|| format!("creating {}", plane_dir.dir.display()))?;
+    if let Some(root) = plane_dir.dir.parent() {
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    }
+    // Creating the directory claims the name: of two `up`s racing for it,
+    // exactly one succeeds.
+    match std::fs::create_dir(&plane_dir.dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "a local control plane named {:?} is being started by another `vnest local up`",
+            args.name
+        ),
+        other => other.with_context(|| format!("creating {}", plane_dir.dir.display()))?,
+    }
 
     let started = Instant::now();
     let pid = spawn_serve(&args, &plane_dir)?;
