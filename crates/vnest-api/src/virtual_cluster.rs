@@ -1,0 +1,293 @@
+//! The `VirtualCluster` custom resource: one tenant's own control plane on
+//! the host, as a cluster admin (or GitOps, or a CI job) asks for it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A tenant's own Kubernetes control plane (apiserver, etcd,
+/// controller-manager) running as pods in host namespaces of its own, with
+/// its workloads synced to a node pool of its own.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "vnest.dev",
+    version = "v1alpha1",
+    kind = "VirtualCluster",
+    namespaced,
+    shortname = "vc",
+    category = "vnest",
+    doc = "A tenant's own Kubernetes control plane on the host; see docs/ for the isolation layers it gets.",
+    status = "VirtualClusterStatus",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        priority = 1
+    ),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("!(has(self.ttl) && has(self.expiresAt))").message("set either ttl or expiresAt, not both"))]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualClusterSpec {
+    /// The tenant's Kubernetes version, like `v1.37.2`. Unset means the
+    /// version this vnest release pins.
+    #[x_kube(validation = Rule::new(r"self.matches('^v1\\.[0-9]+\\.[0-9]+$')").message("must be a Kubernetes release like v1.37.2"))]
+    #[schemars(length(max = 32))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+
+    #[serde(default)]
+    pub control_plane: ControlPlane,
+
+    #[serde(default)]
+    pub datastore: Datastore,
+
+    /// Required: which nodes run the tenant's workloads is a decision the
+    /// admin makes, not a default.
+    pub node_pool: NodePool,
+
+    #[serde(default)]
+    pub isolation: Isolation,
+
+    /// Delete the cluster this long after it was created: a number and a
+    /// unit, e.g. `30m`, `2h`, `7d`, or `1h30m`.
+    #[x_kube(validation = Rule::new(r"self.matches('^([0-9]+(s|m|h|d))+$')").message("must be a duration like 30m, 2h or 1h30m"))]
+    #[schemars(length(max = 32))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+
+    /// Delete the cluster at this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+
+    /// Scale the control plane to zero, keeping its data; false resumes it.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// The tenant's apiserver and controller-manager.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlane {
+    /// apiserver replicas.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 5").message("must be between 1 and 5"))]
+    #[serde(default = "one")]
+    pub replicas: i32,
+
+    /// Requests and limits of the apiserver container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// More kube-apiserver flags, each `--name=value`. Flags vnest sets for
+    /// isolation (authorization, admission, etcd, certificates) cannot be
+    /// overridden here.
+    #[x_kube(validation = Rule::new("self.all(a, a.startsWith('--') && a.contains('='))").message("each argument must look like --name=value"))]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_api_server_args: Vec<String>,
+
+    #[serde(default)]
+    pub expose: Expose,
+}
+
+impl Default for ControlPlane {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            resources: None,
+            extra_api_server_args: Vec::new(),
+            expose: Expose::default(),
+        }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// How the tenant's apiserver is reached from outside its host namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Expose {
+    #[serde(default, rename = "type")]
+    pub type_: ExposeType,
+
+    /// More DNS names or IP addresses for the apiserver's certificate.
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_sans: Vec<String>,
+}
+
+/// The kind of host Service in front of the tenant's apiserver.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ExposeType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// Where the tenant's data lives: an etcd of its own (the default) or
+/// external etcd endpoints.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!(has(self.etcd) && has(self.external))").message("choose an etcd of the tenant's own or external endpoints, not both"))]
+#[serde(rename_all = "camelCase")]
+pub struct Datastore {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<OwnedEtcd>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalEtcd>,
+}
+
+/// An etcd run for this tenant alone, as a StatefulSet in its namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedEtcd {
+    /// Members: 1, 3 or 5 (an even number adds no fault tolerance).
+    #[x_kube(validation = Rule::new("self in [1, 3, 5]").message("must be 1, 3 or 5"))]
+    #[serde(default = "one")]
+    pub replicas: i32,
+    /// The size of each member's volume.
+    #[serde(default = "default_storage")]
+    pub storage: Quantity,
+}
+
+fn default_storage() -> Quantity {
+    Quantity("1Gi".to_owned())
+}
+
+/// etcd endpoints run elsewhere.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalEtcd {
+    /// `https://host:port` URLs.
+    #[x_kube(validation = Rule::new("size(self) > 0 && self.all(e, e.startsWith('https://'))").message("give at least one endpoint, each https://host:port"))]
+    #[schemars(length(max = 16), inner(length(max = 512)))]
+    pub endpoints: Vec<String>,
+    /// A Secret in the VirtualCluster's namespace with `ca.crt`, `tls.crt`
+    /// and `tls.key` for the etcd client.
+    pub client_cert_secret_name: String,
+}
+
+/// Which host nodes the tenant's workloads may run on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("self.mode == 'Shared' || size(self.nodeSelector) > 0").message("a Dedicated node pool needs a nodeSelector that names its nodes"))]
+#[serde(rename_all = "camelCase")]
+pub struct NodePool {
+    #[serde(default)]
+    pub mode: NodePoolMode,
+    /// Labels the pool's nodes carry; the tenant's pods are bound to them.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// Whether other tenants' workloads may share the pool's nodes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NodePoolMode {
+    /// Only this tenant's workloads run there (the default).
+    #[default]
+    Dedicated,
+    /// The admin allows sharing; pair it with a sandboxed RuntimeClass.
+    Shared,
+}
+
+/// The isolation layers vnest puts around the tenant's workloads on the
+/// host; each is on unless turned off.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Isolation {
+    /// The Pod Security Standard enforced on the tenant's host namespace.
+    #[serde(default)]
+    pub pod_security: PodSecurityLevel,
+    /// NetworkPolicies: workloads reach their own apiserver and DNS, never
+    /// the tenant's etcd, other tenants, the host apiserver or kubelets.
+    #[serde(default = "yes")]
+    pub network_policy: bool,
+    /// ResourceQuota `hard` limits for the tenant's workloads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_quota: BTreeMap<String, Quantity>,
+    /// LimitRange defaults for the tenant's containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_container_resources: Option<ResourceRequirements>,
+    /// A RuntimeClass (e.g. a VM sandbox) forced on every tenant pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    /// At most this many processes per tenant pod (fork-bomb guard).
+    #[x_kube(validation = Rule::new("self >= 16").message("must be at least 16"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_limit: Option<i64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Self {
+            pod_security: PodSecurityLevel::default(),
+            network_policy: true,
+            resource_quota: BTreeMap::new(),
+            default_container_resources: None,
+            runtime_class_name: None,
+            pid_limit: None,
+        }
+    }
+}
+
+/// Pod Security Standards levels.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurityLevel {
+    Privileged,
+    Baseline,
+    #[default]
+    Restricted,
+}
+
+/// What the supervisor reports.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualClusterStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// One per stage: Certificates, Datastore, APIServer, ControllerManager,
+    /// Syncer, and Ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Where the tenant's apiserver is reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The Kubernetes version running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The Secret holding the tenant's admin kubeconfig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+}
+
+/// Where a VirtualCluster is in its life.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Provisioning,
+    Ready,
+    Paused,
+    Failed,
+    Deleting,
+}

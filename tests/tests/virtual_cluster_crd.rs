@@ -1,0 +1,148 @@
+//! The VirtualCluster CRD on a real kube-apiserver: it installs, a valid
+//! object gets the documented defaults, and each invalid one is refused by
+//! the schema with the message that says what to fix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, PostParams};
+use kube::{Api, CustomResourceExt};
+use serde_json::json;
+use vnest_api::{NodePoolMode, PodSecurityLevel, VirtualCluster};
+use vnest_tests::TestControlPlane;
+
+async fn install_crd(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &VirtualCluster::crd())
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let crd = crds.get("virtualclusters.vnest.dev").await.unwrap();
+        let established = crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if established {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the CRD never became Established");
+}
+
+/// Untyped, so that objects the Rust type could not even hold reach the
+/// apiserver's validation.
+fn object(name: &str, spec: serde_json::Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "vnest.dev/v1alpha1",
+        "kind": "VirtualCluster",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reason() {
+    let cp = TestControlPlane::start("crd").await;
+    let client = cp.client();
+    install_crd(&client).await;
+    let vcs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::erase::<VirtualCluster>(&()),
+    );
+    let valid = json!({ "nodePool": { "nodeSelector": { "pool": "a" } } });
+    vcs.create(&PostParams::default(), &object("ok", valid))
+        .await
+        .unwrap();
+    let typed: Api<VirtualCluster> = Api::namespaced(client.clone(), "default");
+    let spec = typed.get("ok").await.unwrap().spec;
+    assert_eq!(spec.control_plane.replicas, 1);
+    assert_eq!(spec.node_pool.mode, NodePoolMode::Dedicated);
+    assert_eq!(spec.isolation.pod_security, PodSecurityLevel::Restricted);
+    assert!(
+        spec.isolation.network_policy,
+        "NetworkPolicy is on by default"
+    );
+    assert!(!spec.paused);
+
+    let pool = json!({ "nodeSelector": { "pool": "a" } });
+    let cases = [
+        ("no-pool", json!({}), "spec.nodePool: Required value"),
+        (
+            "empty-pool",
+            json!({ "nodePool": {} }),
+            "a Dedicated node pool needs a nodeSelector",
+        ),
+        (
+            "both-expiries",
+            json!({ "nodePool": pool, "ttl": "2h", "expiresAt": "2030-01-01T00:00:00Z" }),
+            "set either ttl or expiresAt, not both",
+        ),
+        (
+            "bad-ttl",
+            json!({ "nodePool": pool, "ttl": "2 hours" }),
+            "must be a duration like 30m",
+        ),
+        (
+            "bad-version",
+            json!({ "nodePool": pool, "kubernetesVersion": "1.37" }),
+            "must be a Kubernetes release like v1.37.2",
+        ),
+        (
+            "no-replicas",
+            json!({ "nodePool": pool, "controlPlane": { "replicas": 0 } }),
+            "must be between 1 and 5",
+        ),
+        (
+            "bad-args",
+            json!({ "nodePool": pool, "controlPlane": { "extraApiServerArgs": ["--v"] } }),
+            "each argument must look like --name=value",
+        ),
+        (
+            "bad-expose",
+            json!({ "nodePool": pool, "controlPlane": { "expose": { "type": "Ingress" } } }),
+            "Unsupported value: \"Ingress\"",
+        ),
+        (
+            "two-datastores",
+            json!({ "nodePool": pool, "datastore": { "etcd": {}, "external": { "endpoints": ["https://e:2379"], "clientCertSecretName": "s" } } }),
+            "not both",
+        ),
+        (
+            "even-etcd",
+            json!({ "nodePool": pool, "datastore": { "etcd": { "replicas": 2 } } }),
+            "must be 1, 3 or 5",
+        ),
+        (
+            "plain-http-etcd",
+            json!({ "nodePool": pool, "datastore": { "external": { "endpoints": ["http://e:2379"], "clientCertSecretName": "s" } } }),
+            "each https://host:port",
+        ),
+        (
+            "tiny-pid-limit",
+            json!({ "nodePool": pool, "isolation": { "pidLimit": 2 } }),
+            "must be at least 16",
+        ),
+    ];
+    for (name, spec, expected) in cases {
+        match vcs
+            .create(&PostParams::default(), &object(name, spec))
+            .await
+        {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{name}: {status:?}");
+                assert!(
+                    status.message.contains(expected),
+                    "{name}: expected {expected:?} in {:?}",
+                    status.message
+                );
+            }
+            Err(other) => panic!("{name}: {other}"),
+        }
+    }
+    cp.stop().await;
+}
