@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 /// A tenant's own Kubernetes control plane (apiserver, etcd,
 /// controller-manager) running as pods in host namespaces of its own, with
 /// its workloads synced to a node pool of its own.
+// clippy reads the repeated `type_ = …` of `printcolumn(…)` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "vnest.dev",
