@@ -1,7 +1,8 @@
 //! vnest's API types, and nothing else: the `VirtualCluster` custom resource
-//! (group `vnest.dev`, version `v1alpha1`). Logic lives in the crates that
-//! use them.
+//! (group `vnest.dev`, version `v1alpha1`) and the names and labels its
+//! objects get on the host. Logic lives in the crates that use them.
 
+pub mod host_names;
 mod virtual_cluster;
 
 pub use virtual_cluster::*;

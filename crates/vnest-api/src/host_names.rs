@@ -1,0 +1,131 @@
+//! How a VirtualCluster's objects on the host are named and labelled.
+//!
+//! Host namespace names are deterministic and never collide: a tenant's
+//! namespace and name may both contain `-`, so plain concatenation is
+//! ambiguous (`a-b`/`c` and `a`/`b-c` would both give `a-b-c`) and a tenant
+//! could claim another's host namespace. Every name therefore ends in a hash
+//! of the unambiguous `namespace/name`; the readable part is only a hint and
+//! is shortened, never the hash, when the 63-character limit bites. The
+//! exact identity is also in labels.
+
+use sha2::{Digest, Sha256};
+
+/// Label keys and values vnest puts on every host object it creates.
+pub mod labels {
+    /// Which component manages the object (`vnest-supervisor`).
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const MANAGER: &str = "vnest-supervisor";
+    /// The VirtualCluster's name and namespace the object belongs to.
+    pub const VIRTUAL_CLUSTER: &str = "vnest.dev/virtualcluster";
+    pub const VIRTUAL_CLUSTER_NAMESPACE: &str = "vnest.dev/virtualcluster-namespace";
+    /// What a host namespace holds: `control-plane` or `workloads`.
+    pub const ROLE: &str = "vnest.dev/role";
+}
+
+/// What a host namespace of a VirtualCluster holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostNamespaceRole {
+    /// etcd, apiserver, controller-manager, syncer.
+    ControlPlane,
+    /// The tenant's pods, synced down.
+    Workloads,
+}
+
+impl HostNamespaceRole {
+    pub fn label_value(self) -> &'static str {
+        match self {
+            HostNamespaceRole::ControlPlane => "control-plane",
+            HostNamespaceRole::Workloads => "workloads",
+        }
+    }
+    fn suffix(self) -> &'static str {
+        match self {
+            HostNamespaceRole::ControlPlane => "cp",
+            HostNamespaceRole::Workloads => "wl",
+        }
+    }
+}
+
+const MAX_LABEL: usize = 63;
+const HASH_HEX: usize = 10;
+
+/// The host namespace of `role` for VirtualCluster `namespace/name`:
+/// `vnest-<namespace>-<name>-<hash>-<cp|wl>`, shortened to 63 characters.
+pub fn host_namespace(namespace: &str, name: &str, role: HostNamespaceRole) -> String {
+    let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
+    let hash: String = digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..HASH_HEX]
+        .to_owned();
+    let suffix = format!("-{hash}-{}", role.suffix());
+    let mut readable = format!("vnest-{namespace}-{name}");
+    readable.truncate(MAX_LABEL - suffix.len());
+    let readable = readable.trim_end_matches('-');
+    format!("{readable}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_dns_label(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= MAX_LABEL
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    }
+
+    #[test]
+    fn names_are_readable_deterministic_and_per_role() {
+        let cp = host_namespace("tenants", "team-a", HostNamespaceRole::ControlPlane);
+        assert!(
+            cp.starts_with("vnest-tenants-team-a-") && cp.ends_with("-cp"),
+            "{cp}"
+        );
+        assert_eq!(
+            cp,
+            host_namespace("tenants", "team-a", HostNamespaceRole::ControlPlane)
+        );
+        let wl = host_namespace("tenants", "team-a", HostNamespaceRole::Workloads);
+        assert!(wl.ends_with("-wl"));
+        assert_ne!(cp, wl);
+    }
+
+    #[test]
+    fn dashes_cannot_make_two_clusters_share_a_namespace() {
+        let cases = [
+            (("a-b", "c"), ("a", "b-c")),
+            (("x", "y-z"), ("x-y", "z")),
+            (("t", "a"), ("t", "a-")),
+        ];
+        for ((ns1, n1), (ns2, n2)) in cases {
+            for role in [
+                HostNamespaceRole::ControlPlane,
+                HostNamespaceRole::Workloads,
+            ] {
+                assert_ne!(
+                    host_namespace(ns1, n1, role),
+                    host_namespace(ns2, n2, role),
+                    "{ns1}/{n1} vs {ns2}/{n2}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_names_are_shortened_but_stay_valid_and_distinct() {
+        let long_ns = "n".repeat(63);
+        let a = host_namespace(&long_ns, &"a".repeat(63), HostNamespaceRole::ControlPlane);
+        let b = host_namespace(&long_ns, &"a".repeat(62), HostNamespaceRole::ControlPlane);
+        for name in [&a, &b] {
+            assert!(is_dns_label(name), "{name} ({} chars)", name.len());
+        }
+        assert_ne!(a, b, "names that differ only past the cut stay distinct");
+        // A cut that lands on a '-' does not leave a double dash or a trailing one.
+        let dashy = host_namespace(&"a-".repeat(30), "b", HostNamespaceRole::Workloads);
+        assert!(is_dns_label(&dashy) && !dashy.contains("--"), "{dashy}");
+    }
+}
