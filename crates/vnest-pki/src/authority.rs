@@ -232,3 +232,14 @@ fn subject_alt_name(name: &str) -> Result<SanType> {
     }
     Ok(SanType::DnsName(name.try_into().map_err(|_| invalid())?))
 }
+
+/// When the PEM certificate `pem` (named `path` in errors) expires.
+pub(crate) fn not_after(path: &str, pem: &str) -> Result<OffsetDateTime> {
+    let invalid = || Error::InvalidCertificate {
+        path: path.to_owned(),
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| invalid())?;
+    let cert = pem.parse_x509().map_err(|_| invalid())?;
+    OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
+        .map_err(|_| invalid())
+}

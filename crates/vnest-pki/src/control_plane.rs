@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use rcgen::KeyPair;
+use time::OffsetDateTime;
 
 use crate::authority::{CertAndKey, CertificateAuthority, LeafSpec, Usage, Validity};
 use crate::error::{Error, Result};
@@ -160,7 +161,6 @@ pub struct PkiFile<'a> {
 impl ControlPlanePki {
     /// Issues the whole set with fresh keys.
     pub fn generate(spec: &ControlPlaneSpec) -> Result<Self> {
-        use identity::*;
         let ca_validity = Validity::starting_now(Validity::CA_LIFETIME);
         let ca = CertificateAuthority::generate(&format!("{}-ca", spec.cluster_name), ca_validity)?;
         let etcd_ca =
@@ -169,6 +169,36 @@ impl ControlPlanePki {
             &format!("{}-front-proxy-ca", spec.cluster_name),
             ca_validity,
         )?;
+        Self::issue_leaves(
+            ca,
+            etcd_ca,
+            front_proxy_ca,
+            ServiceAccountKeyPair::generate()?,
+            spec,
+        )
+    }
+
+    /// The same CAs and service-account key, every leaf certificate issued
+    /// anew (fresh keys, a year of validity): what renewal before expiry
+    /// does, so clients that trust the CAs keep working.
+    pub fn renew_leaves(self, spec: &ControlPlaneSpec) -> Result<Self> {
+        Self::issue_leaves(
+            self.ca,
+            self.etcd_ca,
+            self.front_proxy_ca,
+            self.service_account,
+            spec,
+        )
+    }
+
+    fn issue_leaves(
+        ca: CertificateAuthority,
+        etcd_ca: CertificateAuthority,
+        front_proxy_ca: CertificateAuthority,
+        service_account: ServiceAccountKeyPair,
+        spec: &ControlPlaneSpec,
+    ) -> Result<Self> {
+        use identity::*;
         let etcd_names = spec.etcd_subject_alt_names();
         Ok(Self {
             apiserver: ca.issue(&LeafSpec::server(
@@ -197,11 +227,66 @@ impl ControlPlanePki {
             ))?,
             front_proxy_client: front_proxy_ca
                 .issue(&LeafSpec::client(FRONT_PROXY_CLIENT_USER, None))?,
-            service_account: ServiceAccountKeyPair::generate()?,
+            service_account,
             ca,
             etcd_ca,
             front_proxy_ca,
         })
+    }
+
+    /// Loads a set stored earlier under the names [`files`](Self::files)
+    /// gives (from a directory, or a Secret's data): `file` returns a file's
+    /// contents by its path.
+    pub fn from_files(file: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |path: &str| {
+            file(path).ok_or_else(|| Error::MissingFile {
+                path: path.to_owned(),
+            })
+        };
+        let pair = |crt: &str, key: &str| -> Result<CertAndKey> {
+            Ok(CertAndKey {
+                cert_pem: get(crt)?,
+                key_pem: get(key)?,
+            })
+        };
+        let authority = |crt: &str, key: &str| -> Result<CertificateAuthority> {
+            CertificateAuthority::from_pem(&get(crt)?, &get(key)?)
+        };
+        Ok(Self {
+            ca: authority("ca.crt", "ca.key")?,
+            etcd_ca: authority("etcd/ca.crt", "etcd/ca.key")?,
+            front_proxy_ca: authority("front-proxy-ca.crt", "front-proxy-ca.key")?,
+            service_account: ServiceAccountKeyPair {
+                private_key_pem: get("sa.key")?,
+                public_key_pem: get("sa.pub")?,
+            },
+            apiserver: pair("apiserver.crt", "apiserver.key")?,
+            apiserver_etcd_client: pair("apiserver-etcd-client.crt", "apiserver-etcd-client.key")?,
+            apiserver_kubelet_client: pair(
+                "apiserver-kubelet-client.crt",
+                "apiserver-kubelet-client.key",
+            )?,
+            front_proxy_client: pair("front-proxy-client.crt", "front-proxy-client.key")?,
+            etcd_server: pair("etcd/server.crt", "etcd/server.key")?,
+            etcd_peer: pair("etcd/peer.crt", "etcd/peer.key")?,
+            controller_manager: pair("controller-manager.crt", "controller-manager.key")?,
+            scheduler: pair("scheduler.crt", "scheduler.key")?,
+            admin: pair("admin.crt", "admin.key")?,
+        })
+    }
+
+    /// The leaf certificates (by file name) that expire before `deadline`;
+    /// renew them with [`renew_leaves`](Self::renew_leaves) when any do.
+    pub fn leaves_expiring_before(&self, deadline: OffsetDateTime) -> Result<Vec<&'static str>> {
+        let cas = ["ca.crt", "etcd/ca.crt", "front-proxy-ca.crt"];
+        let mut expiring = Vec::new();
+        for file in self.files() {
+            let leaf = file.path.ends_with(".crt") && !cas.contains(&file.path);
+            if leaf && crate::authority::not_after(file.path, file.contents)? < deadline {
+                expiring.push(file.path);
+            }
+        }
+        Ok(expiring)
     }
 
     /// The set as files, under the names kubeadm gives them in

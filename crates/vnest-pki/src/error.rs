@@ -17,6 +17,12 @@ pub enum Error {
     #[error("the certificate authority could not be loaded: {0}")]
     InvalidAuthority(#[source] rcgen::Error),
 
+    #[error("{path} is missing from the stored certificates")]
+    MissingFile { path: String },
+
+    #[error("{path} is not a PEM certificate")]
+    InvalidCertificate { path: String },
+
     #[error("rendering the kubeconfig failed: {0}")]
     Kubeconfig(#[source] serde_yaml_ng::Error),
 }

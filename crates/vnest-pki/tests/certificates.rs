@@ -426,3 +426,90 @@ fn pki_files_follow_the_kubeadm_layout_and_mark_keys_secret() {
         assert_eq!(f.contents.contains("PRIVATE KEY"), f.secret, "{}", f.path);
     }
 }
+
+#[test]
+fn a_stored_set_loads_back_and_renewal_keeps_the_authorities() {
+    let spec = spec();
+    let pki = ControlPlanePki::generate(&spec).unwrap();
+    let stored: std::collections::BTreeMap<String, String> = pki
+        .files()
+        .iter()
+        .map(|f| (f.path.to_owned(), f.contents.to_owned()))
+        .collect();
+    let loaded = ControlPlanePki::from_files(|path| stored.get(path).cloned()).unwrap();
+    let reloaded: std::collections::BTreeMap<String, String> = loaded
+        .files()
+        .iter()
+        .map(|f| (f.path.to_owned(), f.contents.to_owned()))
+        .collect();
+    assert_eq!(stored, reloaded, "every file survives the round trip");
+
+    let renewed = loaded.renew_leaves(&spec).unwrap();
+    for kept in [
+        "ca.crt",
+        "ca.key",
+        "etcd/ca.crt",
+        "front-proxy-ca.key",
+        "sa.key",
+        "sa.pub",
+    ] {
+        let now = renewed
+            .files()
+            .into_iter()
+            .find(|f| f.path == kept)
+            .unwrap();
+        assert_eq!(now.contents, stored[kept], "{kept} must survive renewal");
+    }
+    for changed in [
+        "apiserver.crt",
+        "apiserver.key",
+        "admin.crt",
+        "etcd/server.crt",
+    ] {
+        let now = renewed
+            .files()
+            .into_iter()
+            .find(|f| f.path == changed)
+            .unwrap();
+        assert_ne!(now.contents, stored[changed], "{changed} must be renewed");
+    }
+    with_cert(&stored["ca.crt"], |ca| {
+        with_cert(&renewed.apiserver.cert_pem, |leaf| {
+            leaf.verify_signature(Some(ca.public_key()))
+                .expect("a renewed leaf chains to the kept CA");
+        })
+    });
+}
+
+#[test]
+fn expiring_leaves_are_found_and_cas_are_not_counted() {
+    let pki = ControlPlanePki::generate(&spec()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        pki.leaves_expiring_before(now + time::Duration::days(30))
+            .unwrap()
+            .is_empty()
+    );
+    let soon = pki
+        .leaves_expiring_before(now + time::Duration::days(400))
+        .unwrap();
+    assert_eq!(soon.len(), 9, "{soon:?}");
+    assert!(
+        soon.contains(&"apiserver.crt") && !soon.contains(&"ca.crt"),
+        "{soon:?}"
+    );
+}
+
+#[test]
+fn a_missing_stored_file_is_named() {
+    let pki = ControlPlanePki::generate(&spec()).unwrap();
+    let stored: std::collections::BTreeMap<String, String> = pki
+        .files()
+        .iter()
+        .filter(|f| f.path != "etcd/peer.key")
+        .map(|f| (f.path.to_owned(), f.contents.to_owned()))
+        .collect();
+    let err =
+        ControlPlanePki::from_files(|path| stored.get(path).cloned()).expect_err("incomplete");
+    assert!(err.to_string().contains("etcd/peer.key"), "{err}");
+}
