@@ -1,0 +1,3 @@
+//! What the host should hold for one VirtualCluster, as pure functions.
+
+pub mod namespaces;
