@@ -1,3 +1,4 @@
 //! What the host should hold for one VirtualCluster, as pure functions.
 
+pub mod certificates;
 pub mod namespaces;

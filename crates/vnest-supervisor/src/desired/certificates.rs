@@ -1,0 +1,243 @@
+//! A VirtualCluster's certificates on the host: the names they must carry,
+//! the Secret that stores them, and whether to keep, create or renew them.
+//! Certificates are never regenerated needlessly: a stored set is kept until
+//! a leaf comes within [`RENEW_BEFORE`] of expiry, and then only the leaves
+//! are renewed, under the same CAs.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use time::{Duration, OffsetDateTime};
+use vnest_api::VirtualCluster;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace};
+use vnest_pki::{ControlPlanePki, ControlPlaneSpec};
+
+/// Leaves are renewed this long before they expire (kubeadm's
+/// `certs check-expiration` warns at 30 days too).
+pub const RENEW_BEFORE: Duration = Duration::days(30);
+/// The Secret in the control-plane namespace holding the whole set.
+pub const PKI_SECRET: &str = "vnest-pki";
+/// The Services the apiserver and etcd are reached through.
+pub const APISERVER_SERVICE: &str = "apiserver";
+pub const ETCD_SERVICE: &str = "etcd";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error(
+        "the stored certificates in Secret {secret} cannot be used: {source}; delete the Secret to issue a new set (tenants' kubeconfigs stop working)"
+    )]
+    Stored {
+        secret: String,
+        #[source]
+        source: vnest_pki::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] vnest_pki::Error),
+}
+
+/// The names the tenant's control plane is reached under.
+pub fn pki_spec(vc: &VirtualCluster) -> ControlPlaneSpec {
+    let vc_ns = vc.metadata.namespace.as_deref().unwrap_or("default");
+    let vc_name = vc.metadata.name.as_deref().unwrap_or_default();
+    let host_ns = host_namespace(vc_ns, vc_name, HostNamespaceRole::ControlPlane);
+    let mut spec = ControlPlaneSpec::new(vc_name);
+    let apiserver = format!("{APISERVER_SERVICE}.{host_ns}");
+    spec.apiserver_names = vec![
+        apiserver.clone(),
+        format!("{apiserver}.svc"),
+        format!("{apiserver}.svc.{}", spec.cluster_domain),
+    ];
+    spec.apiserver_names
+        .extend(vc.spec.control_plane.expose.extra_sans.iter().cloned());
+    let replicas = vc
+        .spec
+        .datastore
+        .etcd
+        .as_ref()
+        .map_or(1, |e| e.replicas.max(1));
+    let etcd = format!("{ETCD_SERVICE}.{host_ns}.svc");
+    spec.etcd_names = vec![etcd.clone(), format!("{etcd}.{}", spec.cluster_domain)];
+    for i in 0..replicas {
+        spec.etcd_names.push(format!("{ETCD_SERVICE}-{i}.{etcd}"));
+        spec.etcd_names
+            .push(format!("{ETCD_SERVICE}-{i}.{etcd}.{}", spec.cluster_domain));
+    }
+    spec
+}
+
+/// What reconcile does with the certificates.
+#[derive(Debug)]
+pub enum CertificatePlan {
+    /// The stored set is complete and not close to expiry.
+    Keep(ControlPlanePki),
+    /// Nothing stored yet: a new set.
+    Create(ControlPlanePki),
+    /// These leaves expire within [`RENEW_BEFORE`]: all leaves renewed under
+    /// the stored CAs; the control plane's pods must be rolled.
+    Renew {
+        pki: ControlPlanePki,
+        expiring: Vec<&'static str>,
+    },
+}
+
+/// Decides from what is stored (the PKI Secret, if any) and `now`.
+pub fn plan(
+    vc: &VirtualCluster,
+    stored: Option<&Secret>,
+    now: OffsetDateTime,
+) -> Result<CertificatePlan, CertificateError> {
+    let spec = pki_spec(vc);
+    let Some(secret) = stored else {
+        return Ok(CertificatePlan::Create(ControlPlanePki::generate(&spec)?));
+    };
+    let stored_error = |source| CertificateError::Stored {
+        secret: secret.metadata.name.clone().unwrap_or_default(),
+        source,
+    };
+    let pki = from_secret(secret).map_err(stored_error)?;
+    let expiring = pki
+        .leaves_expiring_before(now + RENEW_BEFORE)
+        .map_err(stored_error)?;
+    if expiring.is_empty() {
+        Ok(CertificatePlan::Keep(pki))
+    } else {
+        Ok(CertificatePlan::Renew {
+            pki: pki.renew_leaves(&spec)?,
+            expiring,
+        })
+    }
+}
+
+/// Secret data keys may not contain `/`: `etcd/ca.crt` is stored as
+/// `etcd-ca.crt`. No two file names of the set map to the same key (a test
+/// checks it).
+fn key_of(path: &str) -> String {
+    path.replace('/', "-")
+}
+
+/// The Secret holding `pki` in the control-plane namespace of `vc`.
+pub fn to_secret(vc: &VirtualCluster, pki: &ControlPlanePki) -> Secret {
+    let vc_ns = vc.metadata.namespace.as_deref().unwrap_or("default");
+    let vc_name = vc.metadata.name.as_deref().unwrap_or_default();
+    let data: BTreeMap<String, ByteString> = pki
+        .files()
+        .into_iter()
+        .map(|f| (key_of(f.path), ByteString(f.contents.as_bytes().to_vec())))
+        .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(PKI_SECRET.to_owned()),
+            namespace: Some(host_namespace(
+                vc_ns,
+                vc_name,
+                HostNamespaceRole::ControlPlane,
+            )),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+/// The set stored in a Secret written by [`to_secret`].
+pub fn from_secret(secret: &Secret) -> Result<ControlPlanePki, vnest_pki::Error> {
+    let data = secret.data.clone().unwrap_or_default();
+    ControlPlanePki::from_files(|path| {
+        data.get(&key_of(path))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn vc() -> VirtualCluster {
+        let mut vc = VirtualCluster::new("team-a", Default::default());
+        vc.metadata.namespace = Some("tenants".into());
+        vc.spec.control_plane.expose.extra_sans = vec!["team-a.example.com".into()];
+        vc
+    }
+
+    #[test]
+    fn certificates_carry_the_in_cluster_and_extra_names() {
+        let spec = pki_spec(&vc());
+        let host_ns = host_namespace("tenants", "team-a", HostNamespaceRole::ControlPlane);
+        let names = spec.apiserver_subject_alt_names();
+        for expected in [
+            format!("apiserver.{host_ns}.svc"),
+            format!("apiserver.{host_ns}.svc.cluster.local"),
+            "team-a.example.com".to_owned(),
+            "kubernetes.default.svc".to_owned(),
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        assert!(
+            spec.etcd_subject_alt_names()
+                .contains(&format!("etcd-0.etcd.{host_ns}.svc"))
+        );
+    }
+
+    #[test]
+    fn nothing_stored_creates_fresh_stored_keeps_expiring_renews() {
+        let vc = vc();
+        let now = OffsetDateTime::now_utc();
+        let CertificatePlan::Create(pki) = plan(&vc, None, now).unwrap() else {
+            panic!("nothing stored must create");
+        };
+        let secret = to_secret(&vc, &pki);
+        assert!(secret.data.as_ref().unwrap().contains_key("etcd-ca.crt"));
+        let CertificatePlan::Keep(kept) = plan(&vc, Some(&secret), now).unwrap() else {
+            panic!("a fresh set must be kept");
+        };
+        assert_eq!(
+            kept.apiserver.cert_pem, pki.apiserver.cert_pem,
+            "kept means not regenerated"
+        );
+
+        // 340 days later every leaf (valid one year) is within 30 days of expiry.
+        let later = now + Duration::days(340);
+        let CertificatePlan::Renew {
+            pki: renewed,
+            expiring,
+        } = plan(&vc, Some(&secret), later).unwrap()
+        else {
+            panic!("an expiring set must be renewed");
+        };
+        assert!(expiring.contains(&"apiserver.crt"), "{expiring:?}");
+        assert_eq!(
+            renewed.ca.cert().cert_pem,
+            pki.ca.cert().cert_pem,
+            "the CA is kept"
+        );
+        assert_ne!(renewed.apiserver.cert_pem, pki.apiserver.cert_pem);
+    }
+
+    #[test]
+    fn every_file_gets_its_own_secret_key() {
+        let pki = ControlPlanePki::generate(&pki_spec(&vc())).unwrap();
+        let secret = to_secret(&vc(), &pki);
+        assert_eq!(secret.data.unwrap().len(), pki.files().len());
+    }
+
+    #[test]
+    fn an_unusable_stored_set_is_reported_with_what_to_do() {
+        let vc = vc();
+        let pki = ControlPlanePki::generate(&pki_spec(&vc)).unwrap();
+        let mut secret = to_secret(&vc, &pki);
+        secret.data.as_mut().unwrap().remove("sa.key");
+        let err = plan(&vc, Some(&secret), OffsetDateTime::now_utc()).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("sa.key") && message.contains("delete the Secret"),
+            "{message}"
+        );
+    }
+}
