@@ -2,3 +2,4 @@
 
 pub mod certificates;
 pub mod namespaces;
+pub mod quota;

@@ -1,0 +1,165 @@
+//! The resource isolation layer of a tenant's workloads namespace: a
+//! ResourceQuota that caps what the tenant can take from the host, and a
+//! LimitRange that gives every container requests (so the scheduler and
+//! the quota see it) and a memory limit (so one container cannot take the
+//! node). Control-plane pods live in the other namespace and do not count.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, ResourceQuota, ResourceQuotaSpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::ObjectMeta;
+use vnest_api::VirtualCluster;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace};
+
+pub const QUOTA_NAME: &str = "vnest-tenant";
+pub const LIMIT_RANGE_NAME: &str = "vnest-tenant";
+
+/// What the quota holds when the VirtualCluster says nothing: a bounded
+/// number of pods, and no node ports or load balancers, which would open the
+/// host's network to the tenant. Entries of `spec.isolation.resourceQuota`
+/// replace these and add to them.
+pub fn default_quota() -> BTreeMap<String, Quantity> {
+    [
+        ("pods", "100"),
+        ("services.nodeports", "0"),
+        ("services.loadbalancers", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+    .collect()
+}
+
+/// Container defaults when the VirtualCluster gives none.
+pub fn default_container_requests() -> BTreeMap<String, Quantity> {
+    [("cpu", "50m"), ("memory", "64Mi")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+        .collect()
+}
+pub fn default_container_limits() -> BTreeMap<String, Quantity> {
+    BTreeMap::from([("memory".to_owned(), Quantity("512Mi".to_owned()))])
+}
+
+fn workloads_namespace(vc: &VirtualCluster) -> String {
+    host_namespace(
+        vc.metadata.namespace.as_deref().unwrap_or("default"),
+        vc.metadata.name.as_deref().unwrap_or_default(),
+        HostNamespaceRole::Workloads,
+    )
+}
+
+pub fn resource_quota(vc: &VirtualCluster) -> ResourceQuota {
+    let mut hard = default_quota();
+    hard.extend(vc.spec.isolation.resource_quota.clone());
+    ResourceQuota {
+        metadata: ObjectMeta {
+            name: Some(QUOTA_NAME.to_owned()),
+            namespace: Some(workloads_namespace(vc)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..ResourceQuotaSpec::default()
+        }),
+        ..ResourceQuota::default()
+    }
+}
+
+pub fn limit_range(vc: &VirtualCluster) -> LimitRange {
+    let given = vc.spec.isolation.default_container_resources.as_ref();
+    let requests = given
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_else(default_container_requests);
+    let limits = given
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_else(default_container_limits);
+    LimitRange {
+        metadata: ObjectMeta {
+            name: Some(LIMIT_RANGE_NAME.to_owned()),
+            namespace: Some(workloads_namespace(vc)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".to_owned(),
+                default_request: Some(requests),
+                default: Some(limits),
+                ..LimitRangeItem::default()
+            }],
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+
+    fn vc() -> VirtualCluster {
+        let mut vc = VirtualCluster::new("team-a", Default::default());
+        vc.metadata.namespace = Some("tenants".into());
+        vc
+    }
+
+    fn q(s: &str) -> Quantity {
+        Quantity(s.to_owned())
+    }
+
+    #[test]
+    fn the_quota_defaults_close_host_ports_and_admin_entries_win() {
+        let mut vc = vc();
+        let hard = resource_quota(&vc).spec.unwrap().hard.unwrap();
+        assert_eq!(hard.get("services.nodeports"), Some(&q("0")));
+        assert_eq!(hard.get("services.loadbalancers"), Some(&q("0")));
+        assert_eq!(hard.get("pods"), Some(&q("100")));
+
+        vc.spec.isolation.resource_quota = BTreeMap::from([
+            ("pods".to_owned(), q("5")),
+            ("requests.cpu".to_owned(), q("2")),
+        ]);
+        let quota = resource_quota(&vc);
+        let hard = quota.spec.unwrap().hard.unwrap();
+        assert_eq!(
+            hard.get("pods"),
+            Some(&q("5")),
+            "the admin's value replaces the default"
+        );
+        assert_eq!(hard.get("requests.cpu"), Some(&q("2")));
+        assert_eq!(
+            hard.get("services.nodeports"),
+            Some(&q("0")),
+            "other defaults stay"
+        );
+        assert_eq!(
+            quota.metadata.namespace.as_deref(),
+            Some(host_namespace("tenants", "team-a", HostNamespaceRole::Workloads).as_str())
+        );
+    }
+
+    #[test]
+    fn containers_get_default_requests_and_a_memory_limit_unless_given() {
+        let mut vc = vc();
+        let item = &limit_range(&vc).spec.unwrap().limits[0];
+        assert_eq!(item.type_, "Container");
+        assert_eq!(item.default_request, Some(default_container_requests()));
+        assert_eq!(item.default, Some(default_container_limits()));
+
+        vc.spec.isolation.default_container_resources = Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([("cpu".to_owned(), q("1"))])),
+            ..ResourceRequirements::default()
+        });
+        let item = &limit_range(&vc).spec.unwrap().limits[0];
+        assert_eq!(
+            item.default_request,
+            Some(BTreeMap::from([("cpu".to_owned(), q("1"))]))
+        );
+        assert_eq!(
+            item.default,
+            Some(default_container_limits()),
+            "limits still default"
+        );
+    }
+}
