@@ -95,6 +95,7 @@ pub fn limit_range(vc: &VirtualCluster) -> LimitRange {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use k8s_openapi::api::core::v1::ResourceRequirements;
 
