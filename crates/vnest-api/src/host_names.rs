@@ -10,6 +10,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::VirtualCluster;
+
 /// Label keys and values vnest puts on every host object it creates.
 pub mod labels {
     /// Which component manages the object (`vnest-supervisor`).
@@ -63,6 +65,21 @@ pub fn host_namespace(namespace: &str, name: &str, role: HostNamespaceRole) -> S
     readable.truncate(MAX_LABEL - suffix.len());
     let readable = readable.trim_end_matches('-');
     format!("{readable}{suffix}")
+}
+
+/// The namespace and name of `vc` (a VirtualCluster read from the API
+/// always has both; `default` and empty stand in otherwise).
+pub fn identity(vc: &VirtualCluster) -> (&str, &str) {
+    (
+        vc.metadata.namespace.as_deref().unwrap_or("default"),
+        vc.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// [`host_namespace`] of `vc`.
+pub fn host_namespace_of(vc: &VirtualCluster, role: HostNamespaceRole) -> String {
+    let (namespace, name) = identity(vc);
+    host_namespace(namespace, name, role)
 }
 
 #[cfg(test)]

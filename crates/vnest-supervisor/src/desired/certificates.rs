@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 use time::{Duration, OffsetDateTime};
 use vnest_api::VirtualCluster;
-use vnest_api::host_names::{HostNamespaceRole, host_namespace};
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity};
 use vnest_pki::{ControlPlanePki, ControlPlaneSpec};
 
 /// Leaves are renewed this long before they expire (kubeadm's
@@ -39,9 +39,8 @@ pub enum CertificateError {
 
 /// The names the tenant's control plane is reached under.
 pub fn pki_spec(vc: &VirtualCluster) -> ControlPlaneSpec {
-    let vc_ns = vc.metadata.namespace.as_deref().unwrap_or("default");
-    let vc_name = vc.metadata.name.as_deref().unwrap_or_default();
-    let host_ns = host_namespace(vc_ns, vc_name, HostNamespaceRole::ControlPlane);
+    let (_, vc_name) = identity(vc);
+    let host_ns = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
     let mut spec = ControlPlaneSpec::new(vc_name);
     let apiserver = format!("{APISERVER_SERVICE}.{host_ns}");
     spec.apiserver_names = vec![
@@ -119,8 +118,6 @@ fn key_of(path: &str) -> String {
 
 /// The Secret holding `pki` in the control-plane namespace of `vc`.
 pub fn to_secret(vc: &VirtualCluster, pki: &ControlPlanePki) -> Secret {
-    let vc_ns = vc.metadata.namespace.as_deref().unwrap_or("default");
-    let vc_name = vc.metadata.name.as_deref().unwrap_or_default();
     let data: BTreeMap<String, ByteString> = pki
         .files()
         .into_iter()
@@ -129,11 +126,7 @@ pub fn to_secret(vc: &VirtualCluster, pki: &ControlPlanePki) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(PKI_SECRET.to_owned()),
-            namespace: Some(host_namespace(
-                vc_ns,
-                vc_name,
-                HostNamespaceRole::ControlPlane,
-            )),
+            namespace: Some(host_namespace_of(vc, HostNamespaceRole::ControlPlane)),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_owned()),
@@ -155,6 +148,7 @@ pub fn from_secret(secret: &Secret) -> Result<ControlPlanePki, vnest_pki::Error>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use vnest_api::host_names::host_namespace;
 
     fn vc() -> VirtualCluster {
         let mut vc = VirtualCluster::new("team-a", Default::default());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::ObjectMeta;
-use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
+use vnest_api::host_names::{HostNamespaceRole, host_namespace, identity, labels};
 use vnest_api::{PodSecurityLevel, VirtualCluster};
 
 const PSA_PREFIX: &str = "pod-security.kubernetes.io/";
@@ -21,8 +21,7 @@ const PSA_PREFIX: &str = "pod-security.kubernetes.io/";
 /// `warn` and `audit` follow `enforce`, so `kubectl` users see a refusal's
 /// reason as a warning too. Versions track `latest` of the host.
 pub fn host_namespaces(vc: &VirtualCluster) -> [Namespace; 2] {
-    let ns = vc.metadata.namespace.as_deref().unwrap_or("default");
-    let name = vc.metadata.name.as_deref().unwrap_or_default();
+    let (ns, name) = identity(vc);
     let workload_level = vc.spec.isolation.pod_security;
     [
         namespace(

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 use vnest_api::VirtualCluster;
-use vnest_api::host_names::{HostNamespaceRole, host_namespace};
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 
 pub const QUOTA_NAME: &str = "vnest-tenant";
 pub const LIMIT_RANGE_NAME: &str = "vnest-tenant";
@@ -43,21 +43,13 @@ pub fn default_container_limits() -> BTreeMap<String, Quantity> {
     BTreeMap::from([("memory".to_owned(), Quantity("512Mi".to_owned()))])
 }
 
-fn workloads_namespace(vc: &VirtualCluster) -> String {
-    host_namespace(
-        vc.metadata.namespace.as_deref().unwrap_or("default"),
-        vc.metadata.name.as_deref().unwrap_or_default(),
-        HostNamespaceRole::Workloads,
-    )
-}
-
 pub fn resource_quota(vc: &VirtualCluster) -> ResourceQuota {
     let mut hard = default_quota();
     hard.extend(vc.spec.isolation.resource_quota.clone());
     ResourceQuota {
         metadata: ObjectMeta {
             name: Some(QUOTA_NAME.to_owned()),
-            namespace: Some(workloads_namespace(vc)),
+            namespace: Some(host_namespace_of(vc, HostNamespaceRole::Workloads)),
             ..ObjectMeta::default()
         },
         spec: Some(ResourceQuotaSpec {
@@ -79,7 +71,7 @@ pub fn limit_range(vc: &VirtualCluster) -> LimitRange {
     LimitRange {
         metadata: ObjectMeta {
             name: Some(LIMIT_RANGE_NAME.to_owned()),
-            namespace: Some(workloads_namespace(vc)),
+            namespace: Some(host_namespace_of(vc, HostNamespaceRole::Workloads)),
             ..ObjectMeta::default()
         },
         spec: Some(LimitRangeSpec {
@@ -98,6 +90,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use k8s_openapi::api::core::v1::ResourceRequirements;
+    use vnest_api::host_names::host_namespace;
 
     fn vc() -> VirtualCluster {
         let mut vc = VirtualCluster::new("team-a", Default::default());
