@@ -10,6 +10,12 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The Kubernetes version a VirtualCluster runs when it names none: the one
+/// this vnest release is built and tested with (tools/upstream/go.mod).
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.37.2";
+/// The etcd image tag tenant datastores run (etcd 3.7.3, tools/upstream/go.mod).
+pub const ETCD_IMAGE_TAG: &str = "3.7.3-0";
+
 /// A tenant's own Kubernetes control plane (apiserver, etcd,
 /// controller-manager) running as pods in host namespaces of its own, with
 /// its workloads synced to a node pool of its own.
@@ -102,6 +108,11 @@ pub struct ControlPlane {
 
     #[serde(default)]
     pub expose: Expose,
+
+    /// Host node labels the control plane's pods (etcd, apiserver,
+    /// controller-manager) are placed on; unset places them on any node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
 }
 
 impl Default for ControlPlane {
@@ -111,6 +122,7 @@ impl Default for ControlPlane {
             resources: None,
             extra_api_server_args: Vec::new(),
             expose: Expose::default(),
+            node_selector: BTreeMap::new(),
         }
     }
 }
@@ -164,6 +176,20 @@ pub struct OwnedEtcd {
     /// The size of each member's volume.
     #[serde(default = "default_storage")]
     pub storage: Quantity,
+    /// The StorageClass of the members' volumes; unset uses the host's
+    /// default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for OwnedEtcd {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            storage: default_storage(),
+            storage_class_name: None,
+        }
+    }
 }
 
 fn default_storage() -> Quantity {

@@ -31,7 +31,7 @@ fn flag(name: &str, value: impl AsRef<Path>) -> String {
 pub fn etcd(layout: &Layout, ports: &Ports, name: &str) -> Vec<String> {
     let client = format!("https://127.0.0.1:{}", ports.etcd_client);
     let peer = format!("https://127.0.0.1:{}", ports.etcd_peer);
-    vec![
+    let mut args = vec![
         flag("name", name),
         flag("data-dir", layout.etcd_data()),
         flag("listen-client-urls", &client),
@@ -45,6 +45,15 @@ pub fn etcd(layout: &Layout, ports: &Ports, name: &str) -> Vec<String> {
             "listen-metrics-urls",
             format!("http://127.0.0.1:{}", ports.etcd_metrics),
         ),
+    ];
+    args.extend(etcd_security(layout));
+    args
+}
+
+/// The flags of etcd that do not depend on where it listens: mutual TLS
+/// with the etcd CA for clients and peers.
+pub fn etcd_security(layout: &Layout) -> Vec<String> {
+    vec![
         flag("client-cert-auth", "true"),
         flag("trusted-ca-file", layout.pki("etcd/ca.crt")),
         flag("cert-file", layout.pki("etcd/server.crt")),
@@ -68,7 +77,7 @@ pub fn apiserver(layout: &Layout, ports: &Ports, address: IpAddr) -> Vec<String>
     } else {
         "lease"
     };
-    vec![
+    let mut args = vec![
         flag("bind-address", address.to_string()),
         flag("advertise-address", address.to_string()),
         flag("endpoint-reconciler-type", reconciler),
@@ -77,6 +86,15 @@ pub fn apiserver(layout: &Layout, ports: &Ports, address: IpAddr) -> Vec<String>
             "etcd-servers",
             format!("https://127.0.0.1:{}", ports.etcd_client),
         ),
+    ];
+    args.extend(apiserver_security(layout));
+    args
+}
+
+/// The flags of the apiserver that do not depend on where it or etcd
+/// listen: certificates, authentication, authorization, admission.
+pub fn apiserver_security(layout: &Layout) -> Vec<String> {
+    vec![
         flag("etcd-cafile", layout.pki("etcd/ca.crt")),
         flag("etcd-certfile", layout.pki("apiserver-etcd-client.crt")),
         flag("etcd-keyfile", layout.pki("apiserver-etcd-client.key")),
@@ -128,13 +146,24 @@ pub fn apiserver(layout: &Layout, ports: &Ports, address: IpAddr) -> Vec<String>
 }
 
 pub fn controller_manager(layout: &Layout, ports: &Ports, cluster: &str) -> Vec<String> {
+    let mut args = vec![
+        flag("bind-address", "127.0.0.1"),
+        flag("secure-port", ports.controller_manager.to_string()),
+        flag("leader-elect", "false"),
+    ];
+    args.extend(controller_manager_security(layout, cluster));
+    args
+}
+
+/// The flags of the controller-manager that do not depend on where it
+/// listens: its kubeconfig, the CAs it trusts and signs with, the
+/// service-account key, and the controllers it runs.
+pub fn controller_manager_security(layout: &Layout, cluster: &str) -> Vec<String> {
     let kubeconfig = layout.kubeconfig("controller-manager");
     vec![
         flag("kubeconfig", &kubeconfig),
         flag("authentication-kubeconfig", &kubeconfig),
         flag("authorization-kubeconfig", &kubeconfig),
-        flag("bind-address", "127.0.0.1"),
-        flag("secure-port", ports.controller_manager.to_string()),
         flag("client-ca-file", layout.pki("ca.crt")),
         flag(
             "requestheader-client-ca-file",
@@ -148,7 +177,6 @@ pub fn controller_manager(layout: &Layout, ports: &Ports, cluster: &str) -> Vec<
         flag("service-cluster-ip-range", SERVICE_CIDR),
         flag("use-service-account-credentials", "true"),
         flag("controllers", "*,bootstrapsigner,tokencleaner"),
-        flag("leader-elect", "false"),
         flag("profiling", "false"),
     ]
 }

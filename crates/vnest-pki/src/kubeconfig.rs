@@ -15,17 +15,42 @@ pub enum ClientCredentials<'a> {
     Token(&'a str),
 }
 
+/// Where a kubeconfig's cluster is reached: the URL, and optionally the
+/// name the server's certificate is checked against when the URL's host is
+/// not one of its names (a NodePort on a node address, a port-forward).
+#[derive(Clone, Copy, Debug)]
+pub struct Server<'a> {
+    pub url: &'a str,
+    pub tls_server_name: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Server<'a> {
+    fn from(url: &'a str) -> Self {
+        Server {
+            url,
+            tls_server_name: None,
+        }
+    }
+}
+
+impl<'a> From<&'a String> for Server<'a> {
+    fn from(url: &'a String) -> Self {
+        Server::from(url.as_str())
+    }
+}
+
 /// Renders a kubeconfig with one cluster, one user and one current context.
 ///
 /// `cluster_name` names the cluster, the user is `user_name`, and the context
 /// is `user_name@cluster_name` as kubeadm writes it.
-pub fn render_kubeconfig(
+pub fn render_kubeconfig<'s>(
     cluster_name: &str,
-    server: &str,
+    server: impl Into<Server<'s>>,
     ca_pem: &str,
     user_name: &str,
     credentials: ClientCredentials<'_>,
 ) -> Result<String> {
+    let server = server.into();
     let context_name = format!("{user_name}@{cluster_name}");
     let user = match credentials {
         ClientCredentials::Certificate(ck) => User {
@@ -45,7 +70,8 @@ pub fn render_kubeconfig(
         clusters: vec![Named {
             name: cluster_name.to_owned(),
             cluster: Some(Cluster {
-                server: server.to_owned(),
+                server: server.url.to_owned(),
+                tls_server_name: server.tls_server_name.map(str::to_owned),
                 certificate_authority_data: STANDARD.encode(ca_pem),
             }),
             user: None,
@@ -99,6 +125,8 @@ struct Named {
 #[serde(rename_all = "kebab-case")]
 struct Cluster {
     server: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_server_name: Option<String>,
     certificate_authority_data: String,
 }
 

@@ -16,4 +16,4 @@ pub use control_plane::{
     ControlPlanePki, ControlPlaneSpec, PkiFile, ServiceAccountKeyPair, identity,
 };
 pub use error::{Error, Result};
-pub use kubeconfig::{ClientCredentials, render_kubeconfig};
+pub use kubeconfig::{ClientCredentials, Server, render_kubeconfig};

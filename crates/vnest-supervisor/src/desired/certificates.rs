@@ -14,6 +14,8 @@ use vnest_api::VirtualCluster;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity};
 use vnest_pki::{ControlPlanePki, ControlPlaneSpec};
 
+use super::pods::secret_key;
+
 /// Leaves are renewed this long before they expire (kubeadm's
 /// `certs check-expiration` warns at 30 days too).
 pub const RENEW_BEFORE: Duration = Duration::days(30);
@@ -109,19 +111,17 @@ pub fn plan(
     }
 }
 
-/// Secret data keys may not contain `/`: `etcd/ca.crt` is stored as
-/// `etcd-ca.crt`. No two file names of the set map to the same key (a test
-/// checks it).
-fn key_of(path: &str) -> String {
-    path.replace('/', "-")
-}
-
 /// The Secret holding `pki` in the control-plane namespace of `vc`.
 pub fn to_secret(vc: &VirtualCluster, pki: &ControlPlanePki) -> Secret {
     let data: BTreeMap<String, ByteString> = pki
         .files()
         .into_iter()
-        .map(|f| (key_of(f.path), ByteString(f.contents.as_bytes().to_vec())))
+        .map(|f| {
+            (
+                secret_key(f.path),
+                ByteString(f.contents.as_bytes().to_vec()),
+            )
+        })
         .collect();
     Secret {
         metadata: ObjectMeta {
@@ -139,7 +139,7 @@ pub fn to_secret(vc: &VirtualCluster, pki: &ControlPlanePki) -> Secret {
 pub fn from_secret(secret: &Secret) -> Result<ControlPlanePki, vnest_pki::Error> {
     let data = secret.data.clone().unwrap_or_default();
     ControlPlanePki::from_files(|path| {
-        data.get(&key_of(path))
+        data.get(&secret_key(path))
             .and_then(|b| String::from_utf8(b.0.clone()).ok())
     })
 }

@@ -1,5 +1,11 @@
 //! What the host should hold for one VirtualCluster, as pure functions.
 
+pub mod apiserver;
 pub mod certificates;
+pub mod controller_manager;
+pub mod datastore;
+pub mod kubeconfig;
 pub mod namespaces;
+pub mod network_policy;
+pub mod pods;
 pub mod quota;

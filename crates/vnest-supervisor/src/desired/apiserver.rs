@@ -1,0 +1,294 @@
+//! The tenant's kube-apiserver: a Deployment in the control-plane namespace
+//! and the Service in front of it, of the type the VirtualCluster asks for.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec, PodTemplateSpec,
+    Probe, Service, ServicePort, ServiceSpec, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::ObjectMeta;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
+use vnest_api::{ExposeType, VirtualCluster};
+use vnest_local::flags;
+
+use super::certificates::APISERVER_SERVICE;
+use super::datastore::{self, EXTERNAL_CLIENT_SECRET};
+use super::pods::{self, Settings};
+
+pub const COMPONENT: &str = "apiserver";
+pub const SECURE_PORT: i32 = 6443;
+/// The port of the apiserver Service.
+pub const SERVICE_PORT: i32 = 443;
+const EXTERNAL_ETCD_DIR: &str = "/etc/vnest/etcd-client";
+
+/// The files of the PKI Secret the apiserver mounts (not the CA keys: only
+/// the controller-manager signs).
+pub const APISERVER_FILES: &[&str] = &[
+    "ca.crt",
+    "apiserver.crt",
+    "apiserver.key",
+    "apiserver-etcd-client.crt",
+    "apiserver-etcd-client.key",
+    "apiserver-kubelet-client.crt",
+    "apiserver-kubelet-client.key",
+    "front-proxy-ca.crt",
+    "front-proxy-client.crt",
+    "front-proxy-client.key",
+    "sa.key",
+    "sa.pub",
+    "etcd/ca.crt",
+];
+
+/// The in-cluster URL of the tenant's apiserver.
+pub fn in_cluster_url(vc: &VirtualCluster) -> String {
+    format!("https://{}:{SERVICE_PORT}", in_cluster_host(vc))
+}
+
+/// The Service's DNS name, which the apiserver's certificate carries.
+pub fn in_cluster_host(vc: &VirtualCluster) -> String {
+    let ns = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    format!("{APISERVER_SERVICE}.{ns}.svc")
+}
+
+fn flag_name(arg: &str) -> &str {
+    arg.trim_start_matches('-')
+        .split('=')
+        .next()
+        .unwrap_or_default()
+}
+
+/// The apiserver's command line: where it listens, its etcd, the security
+/// flags vnest always sets, then the VirtualCluster's extra flags.
+pub fn args(vc: &VirtualCluster) -> Vec<String> {
+    let mut args = vec![
+        "--bind-address=0.0.0.0".to_owned(),
+        "--advertise-address=$(POD_IP)".to_owned(),
+        "--endpoint-reconciler-type=lease".to_owned(),
+        format!("--secure-port={SECURE_PORT}"),
+        format!("--etcd-servers={}", datastore::client_urls(vc).join(",")),
+    ];
+    let external = vc.spec.datastore.external.is_some();
+    for arg in flags::apiserver_security(&pods::layout()) {
+        let name = flag_name(&arg);
+        if external && name.starts_with("etcd-") {
+            continue;
+        }
+        args.push(arg);
+    }
+    if external {
+        args.extend([
+            format!("--etcd-cafile={EXTERNAL_ETCD_DIR}/ca.crt"),
+            format!("--etcd-certfile={EXTERNAL_ETCD_DIR}/tls.crt"),
+            format!("--etcd-keyfile={EXTERNAL_ETCD_DIR}/tls.key"),
+        ]);
+    }
+    args.extend(vc.spec.control_plane.extra_api_server_args.iter().cloned());
+    args
+}
+
+/// Extra apiserver flags may not replace a flag vnest sets: each of those is
+/// an isolation or wiring decision (authorization, admission, certificates,
+/// etcd). Returns the refused flags' names.
+pub fn protected_flags_in_extra_args(vc: &VirtualCluster) -> Vec<String> {
+    let mut own = args(&VirtualCluster::new("probe", vc.spec.clone()));
+    own.truncate(own.len() - vc.spec.control_plane.extra_api_server_args.len());
+    let protected: Vec<&str> = own.iter().map(|a| flag_name(a)).collect();
+    vc.spec
+        .control_plane
+        .extra_api_server_args
+        .iter()
+        .map(|a| flag_name(a))
+        .filter(|name| protected.contains(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn deployment(
+    vc: &VirtualCluster,
+    settings: &Settings,
+    pki_data: &BTreeMap<String, Vec<u8>>,
+) -> Deployment {
+    let replicas = if vc.spec.paused {
+        0
+    } else {
+        vc.spec.control_plane.replicas
+    };
+    let probe = |path: &str, period, failures| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(SECURE_PORT),
+            scheme: Some("HTTPS".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    };
+    let mut mounts = vec![pods::config_mount()];
+    let mut volumes = vec![pods::config_volume(APISERVER_FILES, &[])];
+    if vc.spec.datastore.external.is_some() {
+        volumes.push(pods::secret_volume(
+            "etcd-client",
+            EXTERNAL_CLIENT_SECRET,
+            &["ca.crt", "tls.crt", "tls.key"],
+        ));
+        mounts.push(VolumeMount {
+            name: "etcd-client".to_owned(),
+            mount_path: EXTERNAL_ETCD_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    let container = Container {
+        name: COMPONENT.to_owned(),
+        image: Some(pods::kubernetes_image(settings, "kube-apiserver", vc)),
+        command: Some(vec!["kube-apiserver".to_owned()]),
+        args: Some(args(vc)),
+        env: Some(vec![EnvVar {
+            name: "POD_IP".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        ports: Some(vec![datastore::container_port("https", SECURE_PORT)]),
+        startup_probe: Some(probe("/livez", 2, 90)),
+        readiness_probe: Some(probe("/readyz", 5, 3)),
+        liveness_probe: Some(probe("/livez", 10, 6)),
+        resources: vc.spec.control_plane.resources.clone(),
+        volume_mounts: Some(mounts),
+        security_context: Some(pods::container_security_context()),
+        ..Container::default()
+    };
+    let mut annotations = pods::template_annotations(pki_data, APISERVER_FILES);
+    annotations.extend(external_secret_annotation(vc));
+    Deployment {
+        metadata: pods::control_plane_meta(vc, COMPONENT, COMPONENT),
+        spec: DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(pods::selector(COMPONENT)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pods::component_labels(vc, COMPONENT)),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..pods::pod_spec(vc)
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+fn external_secret_annotation(vc: &VirtualCluster) -> Option<(String, String)> {
+    vc.spec.datastore.external.as_ref().map(|e| {
+        (
+            "vnest.dev/etcd-client-secret".to_owned(),
+            e.client_cert_secret_name.clone(),
+        )
+    })
+}
+
+pub fn service(vc: &VirtualCluster) -> Service {
+    let type_ = match vc.spec.control_plane.expose.type_ {
+        ExposeType::ClusterIP => "ClusterIP",
+        ExposeType::NodePort => "NodePort",
+        ExposeType::LoadBalancer => "LoadBalancer",
+    };
+    Service {
+        metadata: pods::control_plane_meta(vc, APISERVER_SERVICE, COMPONENT),
+        spec: Some(ServiceSpec {
+            type_: Some(type_.to_owned()),
+            selector: Some(pods::selector(COMPONENT)),
+            ports: Some(vec![ServicePort {
+                name: Some("https".to_owned()),
+                port: SERVICE_PORT,
+                target_port: Some(IntOrString::Int(SECURE_PORT)),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::api::core::v1::Volume;
+
+    fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+        let prefix = format!("--{name}=");
+        args.iter().find_map(|a| a.strip_prefix(&prefix))
+    }
+
+    #[test]
+    fn the_apiserver_never_mounts_a_ca_key() {
+        assert!(APISERVER_FILES.iter().all(|f| !f.ends_with("ca.key")));
+        let d = deployment(
+            &VirtualCluster::new("a", Default::default()),
+            &Settings::default(),
+            &BTreeMap::new(),
+        );
+        let volumes: Vec<Volume> = d.spec.template.spec.unwrap().volumes.unwrap();
+        assert_eq!(volumes.len(), 1);
+    }
+
+    #[test]
+    fn extra_args_come_last_and_cannot_replace_protected_flags() {
+        let mut vc = VirtualCluster::new("a", Default::default());
+        vc.spec.control_plane.extra_api_server_args = vec![
+            "--audit-log-maxage=3".into(),
+            "--authorization-mode=AlwaysAllow".into(),
+            "--anonymous-auth=true".into(),
+        ];
+        let args = args(&vc);
+        assert_eq!(args.last().unwrap(), "--anonymous-auth=true");
+        assert_eq!(
+            protected_flags_in_extra_args(&vc),
+            vec!["authorization-mode".to_owned()]
+        );
+    }
+
+    #[test]
+    fn external_etcd_uses_the_admins_client_certificate() {
+        let mut vc = VirtualCluster::new("a", Default::default());
+        vc.spec.datastore.external = Some(vnest_api::ExternalEtcd {
+            endpoints: vec!["https://db:2379".into(), "https://db2:2379".into()],
+            client_cert_secret_name: "c".into(),
+        });
+        let args = args(&vc);
+        assert_eq!(
+            value(&args, "etcd-servers"),
+            Some("https://db:2379,https://db2:2379")
+        );
+        assert_eq!(
+            value(&args, "etcd-certfile"),
+            Some("/etc/vnest/etcd-client/tls.crt")
+        );
+        assert_eq!(
+            args.iter()
+                .filter(|a| a.starts_with("--etcd-cafile"))
+                .count(),
+            1
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! The tenant's kube-controller-manager: a Deployment reaching the tenant
+//! apiserver through its Service with a kubeconfig of its own. It is the
+//! only component that mounts the cluster CA's key (it signs CSRs).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Secret,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::ObjectMeta;
+use vnest_api::VirtualCluster;
+use vnest_api::host_names::identity;
+use vnest_local::flags;
+use vnest_pki::{ClientCredentials, ControlPlanePki, render_kubeconfig};
+
+use super::apiserver::in_cluster_url;
+use super::datastore::container_port;
+use super::pods::{self, Settings};
+
+pub const COMPONENT: &str = "controller-manager";
+pub const SECURE_PORT: i32 = 10257;
+/// The Secret holding the controller-manager's kubeconfig.
+pub const KUBECONFIG_SECRET: &str = "controller-manager-kubeconfig";
+const KUBECONFIG_FILE: &str = "controller-manager.kubeconfig";
+
+pub const CONTROLLER_MANAGER_FILES: &[&str] = &["ca.crt", "ca.key", "front-proxy-ca.crt", "sa.key"];
+
+/// The controller-manager's kubeconfig, to the apiserver's Service.
+pub fn kubeconfig_secret(
+    vc: &VirtualCluster,
+    pki: &ControlPlanePki,
+) -> Result<Secret, vnest_pki::Error> {
+    let (_, name) = identity(vc);
+    let kubeconfig = render_kubeconfig(
+        name,
+        &in_cluster_url(vc),
+        &pki.ca.cert().cert_pem,
+        vnest_pki::identity::CONTROLLER_MANAGER_USER,
+        ClientCredentials::Certificate(&pki.controller_manager),
+    )?;
+    Ok(Secret {
+        metadata: pods::control_plane_meta(vc, KUBECONFIG_SECRET, COMPONENT),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            KUBECONFIG_FILE.to_owned(),
+            ByteString(kubeconfig.into_bytes()),
+        )])),
+        ..Secret::default()
+    })
+}
+
+pub fn args(vc: &VirtualCluster) -> Vec<String> {
+    let (_, name) = identity(vc);
+    let mut args = vec![
+        "--bind-address=0.0.0.0".to_owned(),
+        format!("--secure-port={SECURE_PORT}"),
+        // Two instances overlap during a rolling update; the lease keeps
+        // one active.
+        "--leader-elect=true".to_owned(),
+    ];
+    args.extend(flags::controller_manager_security(&pods::layout(), name));
+    args
+}
+
+/// The pods roll when a mounted file or the client certificate in the
+/// kubeconfig changes.
+pub fn deployment(
+    vc: &VirtualCluster,
+    settings: &Settings,
+    pki_data: &BTreeMap<String, Vec<u8>>,
+) -> Deployment {
+    let replicas = if vc.spec.paused { 0 } else { 1 };
+    let probe = |period, failures| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".to_owned()),
+            port: IntOrString::Int(SECURE_PORT),
+            scheme: Some("HTTPS".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: COMPONENT.to_owned(),
+        image: Some(pods::kubernetes_image(
+            settings,
+            "kube-controller-manager",
+            vc,
+        )),
+        command: Some(vec!["kube-controller-manager".to_owned()]),
+        args: Some(args(vc)),
+        ports: Some(vec![container_port("https", SECURE_PORT)]),
+        startup_probe: Some(probe(2, 90)),
+        readiness_probe: Some(probe(5, 3)),
+        liveness_probe: Some(probe(10, 6)),
+        volume_mounts: Some(vec![pods::config_mount()]),
+        security_context: Some(pods::container_security_context()),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: pods::control_plane_meta(vc, COMPONENT, COMPONENT),
+        spec: DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(pods::selector(COMPONENT)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pods::component_labels(vc, COMPONENT)),
+                    annotations: Some(pods::template_annotations(
+                        pki_data,
+                        &[
+                            CONTROLLER_MANAGER_FILES,
+                            &["controller-manager.crt", "controller-manager.key"],
+                        ]
+                        .concat(),
+                    )),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(vec![pods::config_volume(
+                        CONTROLLER_MANAGER_FILES,
+                        &[(KUBECONFIG_SECRET, KUBECONFIG_FILE)],
+                    )]),
+                    ..pods::pod_spec(vc)
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_kubeconfig_flag_names_the_mounted_file() {
+        let args = args(&VirtualCluster::new("a", Default::default()));
+        assert!(args.contains(&format!(
+            "--kubeconfig={}/{KUBECONFIG_FILE}",
+            pods::CONFIG_DIR
+        )));
+        assert!(args.contains(&"--cluster-signing-key-file=/etc/kubernetes/pki/ca.key".to_owned()));
+    }
+}

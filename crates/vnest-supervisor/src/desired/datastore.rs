@@ -1,0 +1,336 @@
+//! The tenant's datastore: an etcd of its own as a StatefulSet behind a
+//! headless Service (members find each other by their stable DNS names), or
+//! external endpoints reached with a client certificate the admin provides.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
+    Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::ObjectMeta;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
+use vnest_api::{OwnedEtcd, VirtualCluster};
+use vnest_local::flags;
+
+use super::certificates::ETCD_SERVICE;
+use super::pods::{self, Settings};
+
+pub const CLIENT_PORT: i32 = 2379;
+pub const PEER_PORT: i32 = 2380;
+/// Plain-HTTP health and metrics, for the kubelet's probes.
+pub const METRICS_PORT: i32 = 2381;
+pub const COMPONENT: &str = "etcd";
+const DATA_DIR: &str = "/var/lib/etcd";
+/// The copy, in the control-plane namespace, of the external etcd's client
+/// certificate Secret (pods can only mount Secrets of their own namespace).
+pub const EXTERNAL_CLIENT_SECRET: &str = "etcd-client";
+
+/// The files of the PKI Secret an etcd member mounts.
+pub const ETCD_FILES: &[&str] = &[
+    "etcd/ca.crt",
+    "etcd/server.crt",
+    "etcd/server.key",
+    "etcd/peer.crt",
+    "etcd/peer.key",
+];
+
+/// The etcd the tenant owns, unless it uses external endpoints.
+pub fn owned_etcd(vc: &VirtualCluster) -> Option<OwnedEtcd> {
+    match (&vc.spec.datastore.etcd, &vc.spec.datastore.external) {
+        (_, Some(_)) => None,
+        (Some(etcd), None) => Some(etcd.clone()),
+        (None, None) => Some(OwnedEtcd::default()),
+    }
+}
+
+fn member(index: i32) -> String {
+    format!("{ETCD_SERVICE}-{index}")
+}
+
+fn member_host(vc: &VirtualCluster, member: &str) -> String {
+    let ns = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    format!("{member}.{ETCD_SERVICE}.{ns}.svc")
+}
+
+/// The client URLs the apiserver is given.
+pub fn client_urls(vc: &VirtualCluster) -> Vec<String> {
+    match (owned_etcd(vc), &vc.spec.datastore.external) {
+        (Some(etcd), _) => (0..etcd.replicas.max(1))
+            .map(|i| format!("https://{}:{CLIENT_PORT}", member_host(vc, &member(i))))
+            .collect(),
+        (None, Some(external)) => external.endpoints.clone(),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// The headless Service giving each member a stable DNS name; addresses are
+/// published before members are ready, or they could never find each other
+/// to become ready.
+pub fn headless_service(vc: &VirtualCluster) -> Service {
+    Service {
+        metadata: pods::control_plane_meta(vc, ETCD_SERVICE, COMPONENT),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(pods::selector(COMPONENT)),
+            ports: Some(vec![
+                service_port("client", CLIENT_PORT),
+                service_port("peer", PEER_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_owned()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        ..ServicePort::default()
+    }
+}
+
+/// etcd's command line inside a member pod (`$(POD_NAME)` is expanded by
+/// the kubelet from the environment).
+pub fn args(vc: &VirtualCluster, etcd: &OwnedEtcd) -> Vec<String> {
+    let own = member_host(vc, "$(POD_NAME)");
+    let initial_cluster = (0..etcd.replicas.max(1))
+        .map(|i| {
+            let name = member(i);
+            format!("{name}=https://{}:{PEER_PORT}", member_host(vc, &name))
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut args = vec![
+        "--name=$(POD_NAME)".to_owned(),
+        format!("--data-dir={DATA_DIR}/data"),
+        format!("--listen-client-urls=https://0.0.0.0:{CLIENT_PORT}"),
+        format!("--advertise-client-urls=https://{own}:{CLIENT_PORT}"),
+        format!("--listen-peer-urls=https://0.0.0.0:{PEER_PORT}"),
+        format!("--initial-advertise-peer-urls=https://{own}:{PEER_PORT}"),
+        format!("--initial-cluster={initial_cluster}"),
+        "--initial-cluster-state=new".to_owned(),
+        format!(
+            "--initial-cluster-token={}",
+            host_namespace_of(vc, HostNamespaceRole::ControlPlane)
+        ),
+        format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
+    ];
+    args.extend(flags::etcd_security(&pods::layout()));
+    args
+}
+
+/// The members as a StatefulSet; `paused` scales it to zero, keeping the
+/// volumes and so the data.
+pub fn stateful_set(
+    vc: &VirtualCluster,
+    etcd: &OwnedEtcd,
+    settings: &Settings,
+    pki_data: &BTreeMap<String, Vec<u8>>,
+) -> StatefulSet {
+    let replicas = if vc.spec.paused { 0 } else { etcd.replicas };
+    let probe = |path: &str, period, failures| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(METRICS_PORT),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: COMPONENT.to_owned(),
+        image: Some(pods::etcd_image(settings)),
+        command: Some(vec!["etcd".to_owned()]),
+        args: Some(args(vc, etcd)),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        ports: Some(vec![
+            container_port("client", CLIENT_PORT),
+            container_port("peer", PEER_PORT),
+            container_port("metrics", METRICS_PORT),
+        ]),
+        readiness_probe: Some(probe("/readyz", 5, 3)),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(15),
+            ..probe("/livez", 10, 8)
+        }),
+        volume_mounts: Some(vec![
+            pods::config_mount(),
+            VolumeMount {
+                name: "data".to_owned(),
+                mount_path: DATA_DIR.to_owned(),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(pods::container_security_context()),
+        ..Container::default()
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: etcd.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    etcd.storage.clone(),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    StatefulSet {
+        metadata: pods::control_plane_meta(vc, ETCD_SERVICE, COMPONENT),
+        spec: StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(ETCD_SERVICE.to_owned()),
+            // Every member must start for any to become ready.
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(pods::selector(COMPONENT)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pods::component_labels(vc, COMPONENT)),
+                    annotations: Some(pods::template_annotations(pki_data, ETCD_FILES)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(vec![pods::config_volume(ETCD_FILES, &[])]),
+                    ..pods::pod_spec(vc)
+                }),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}
+
+pub fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+/// The copy of the external etcd's client Secret in the control-plane
+/// namespace, from the admin's Secret in the VirtualCluster's namespace;
+/// `None` when that Secret lacks a key (the reason says which).
+pub fn external_client_secret(vc: &VirtualCluster, source: &Secret) -> Result<Secret, String> {
+    let data = source.data.clone().unwrap_or_default();
+    for key in ["ca.crt", "tls.crt", "tls.key"] {
+        if !data.contains_key(key) {
+            return Err(format!(
+                "Secret {} has no key {key}; it needs ca.crt, tls.crt and tls.key",
+                source.metadata.name.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(Secret {
+        metadata: pods::control_plane_meta(vc, EXTERNAL_CLIENT_SECRET, COMPONENT),
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use vnest_api::ExternalEtcd;
+
+    fn vc(replicas: i32) -> VirtualCluster {
+        let mut vc = VirtualCluster::new("a", Default::default());
+        vc.metadata.namespace = Some("t".into());
+        vc.spec.datastore.etcd = Some(OwnedEtcd {
+            replicas,
+            ..OwnedEtcd::default()
+        });
+        vc
+    }
+
+    #[test]
+    fn members_know_each_other_by_stable_names() {
+        let vc = vc(3);
+        let etcd = owned_etcd(&vc).unwrap();
+        let args = args(&vc, &etcd);
+        let ns = host_namespace_of(&vc, HostNamespaceRole::ControlPlane);
+        let initial = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--initial-cluster="))
+            .unwrap();
+        assert_eq!(initial.split(',').count(), 3);
+        assert!(initial.contains(&format!("etcd-2=https://etcd-2.etcd.{ns}.svc:2380")));
+        assert!(args.contains(&"--client-cert-auth=true".to_owned()));
+        assert_eq!(client_urls(&vc).len(), 3);
+    }
+
+    #[test]
+    fn paused_keeps_the_volumes_and_scales_to_zero() {
+        let mut vc = vc(1);
+        vc.spec.paused = true;
+        let sts = stateful_set(
+            &vc,
+            &owned_etcd(&vc).unwrap(),
+            &Settings::default(),
+            &BTreeMap::new(),
+        );
+        let spec = sts.spec;
+        assert_eq!(spec.replicas, Some(0));
+        assert_eq!(spec.volume_claim_templates.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn external_endpoints_replace_the_owned_etcd() {
+        let mut vc = vc(1);
+        vc.spec.datastore.etcd = None;
+        vc.spec.datastore.external = Some(ExternalEtcd {
+            endpoints: vec!["https://db:2379".into()],
+            client_cert_secret_name: "etcd-cert".into(),
+        });
+        assert!(owned_etcd(&vc).is_none());
+        assert_eq!(client_urls(&vc), vec!["https://db:2379".to_owned()]);
+        let incomplete = Secret {
+            metadata: ObjectMeta {
+                name: Some("etcd-cert".into()),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        };
+        let reason = external_client_secret(&vc, &incomplete).unwrap_err();
+        assert!(
+            reason.contains("etcd-cert") && reason.contains("ca.crt"),
+            "{reason}"
+        );
+    }
+}

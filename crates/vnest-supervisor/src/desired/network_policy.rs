@@ -1,0 +1,356 @@
+//! The network layer of a tenant's isolation, as NetworkPolicies in its two
+//! host namespaces. They take effect where the host's network plugin
+//! enforces NetworkPolicy (docs/isolation.md says which threats need it).
+//!
+//! Workloads namespace (when `isolation.networkPolicy` is on): nothing in or
+//! out, except traffic among the tenant's own pods, to the tenant's own
+//! apiserver, and to addresses outside the cluster other than the host's
+//! nodes (kubelets) and the host apiserver.
+//!
+//! Control-plane namespace (always): etcd accepts only the tenant's
+//! apiserver (clients) and its own members (peers); the apiserver accepts
+//! its own namespace, the tenant's workloads and the supervisor (and anyone
+//! when it is exposed as a NodePort or LoadBalancer); the control plane
+//! itself may not dial the host's nodes or apiserver (a tenant's webhook or
+//! aggregated API pointed at them would otherwise turn its apiserver into a
+//! proxy onto the host).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::ObjectMeta;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
+use vnest_api::{ExposeType, VirtualCluster};
+
+use super::datastore::{CLIENT_PORT, PEER_PORT};
+use super::pods::{self, Settings};
+use super::{apiserver, datastore};
+
+const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
+
+/// Addresses on the host that tenant-controlled traffic must never reach:
+/// every node's addresses (kubelets, node ports of other tenants) and the
+/// host apiserver's endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostAddresses(pub Vec<String>);
+
+impl HostAddresses {
+    fn as_cidrs(&self) -> Vec<String> {
+        let mut cidrs: Vec<String> = self
+            .0
+            .iter()
+            .map(|ip| {
+                if ip.contains(':') {
+                    format!("{ip}/128")
+                } else {
+                    format!("{ip}/32")
+                }
+            })
+            .collect();
+        cidrs.sort();
+        cidrs.dedup();
+        cidrs
+    }
+}
+
+/// Every NetworkPolicy of `vc`, in both host namespaces.
+pub fn network_policies(
+    vc: &VirtualCluster,
+    settings: &Settings,
+    host: &HostAddresses,
+) -> Vec<NetworkPolicy> {
+    let cp = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    let wl = host_namespace_of(vc, HostNamespaceRole::Workloads);
+    let anywhere_but_host = NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: "0.0.0.0/0".to_owned(),
+            except: Some(host.as_cidrs()),
+        }),
+        ..NetworkPolicyPeer::default()
+    };
+    let mut policies = vec![
+        policy(
+            vc,
+            &cp,
+            "vnest-default-deny",
+            all_pods(),
+            Some(Vec::new()),
+            None,
+        ),
+        policy(
+            vc,
+            &cp,
+            "vnest-etcd",
+            component(datastore::COMPONENT),
+            Some(vec![
+                ingress(vec![pod_peer(apiserver::COMPONENT)], &[CLIENT_PORT]),
+                ingress(vec![pod_peer(datastore::COMPONENT)], &[PEER_PORT]),
+            ]),
+            None,
+        ),
+        policy(
+            vc,
+            &cp,
+            "vnest-apiserver",
+            component(apiserver::COMPONENT),
+            Some(vec![ingress(
+                apiserver_clients(vc, &cp, &wl, settings),
+                &[apiserver::SECURE_PORT],
+            )]),
+            None,
+        ),
+        policy(
+            vc,
+            &cp,
+            "vnest-control-plane-egress",
+            all_pods(),
+            None,
+            Some(vec![
+                egress(vec![namespace_peer(&cp), namespace_peer(&wl)]),
+                egress(vec![host_dns()]),
+                egress(vec![anywhere_but_host.clone()]),
+            ]),
+        ),
+    ];
+    if vc.spec.isolation.network_policy {
+        policies.push(policy(
+            vc,
+            &wl,
+            "vnest-workloads",
+            all_pods(),
+            Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![namespace_peer(&wl)]),
+                ports: None,
+            }]),
+            Some(vec![
+                egress(vec![namespace_peer(&wl)]),
+                NetworkPolicyEgressRule {
+                    to: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(namespace_selector(&cp)),
+                        pod_selector: Some(component(apiserver::COMPONENT)),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ports: Some(ports(&[apiserver::SECURE_PORT])),
+                },
+                egress(vec![anywhere_but_host]),
+            ]),
+        ));
+    }
+    policies
+}
+
+fn apiserver_clients(
+    vc: &VirtualCluster,
+    cp: &str,
+    wl: &str,
+    settings: &Settings,
+) -> Vec<NetworkPolicyPeer> {
+    let mut peers = vec![
+        namespace_peer(cp),
+        namespace_peer(wl),
+        namespace_peer(&settings.supervisor_namespace),
+    ];
+    if vc.spec.control_plane.expose.type_ != ExposeType::ClusterIP {
+        peers.push(NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: "0.0.0.0/0".to_owned(),
+                except: None,
+            }),
+            ..NetworkPolicyPeer::default()
+        });
+    }
+    peers
+}
+
+/// A policy of the given kinds: `Some(rules)` makes it an Ingress or Egress
+/// policy allowing those rules (`Some(vec![])` allows nothing).
+fn policy(
+    vc: &VirtualCluster,
+    namespace: &str,
+    name: &str,
+    pod_selector: LabelSelector,
+    ingress: Option<Vec<NetworkPolicyIngressRule>>,
+    egress: Option<Vec<NetworkPolicyEgressRule>>,
+) -> NetworkPolicy {
+    let mut types = Vec::new();
+    if ingress.is_some() {
+        types.push("Ingress".to_owned());
+    }
+    if egress.is_some() {
+        types.push("Egress".to_owned());
+    }
+    NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(pods::owner_labels(vc)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(pod_selector),
+            ingress,
+            egress,
+            policy_types: Some(types),
+        }),
+    }
+}
+
+fn all_pods() -> LabelSelector {
+    LabelSelector::default()
+}
+
+fn component(name: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(pods::selector(name)),
+        ..LabelSelector::default()
+    }
+}
+
+fn namespace_selector(namespace: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            NAMESPACE_NAME.to_owned(),
+            namespace.to_owned(),
+        )])),
+        ..LabelSelector::default()
+    }
+}
+
+fn namespace_peer(namespace: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(namespace_selector(namespace)),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+fn pod_peer(component_name: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(component(component_name)),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+/// The host's cluster DNS (the control plane resolves Service names).
+fn host_dns() -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(namespace_selector("kube-system")),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "k8s-app".to_owned(),
+                "kube-dns".to_owned(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+fn ports(numbers: &[i32]) -> Vec<NetworkPolicyPort> {
+    numbers
+        .iter()
+        .map(|p| NetworkPolicyPort {
+            port: Some(IntOrString::Int(*p)),
+            protocol: Some("TCP".to_owned()),
+            ..NetworkPolicyPort::default()
+        })
+        .collect()
+}
+
+fn ingress(from: Vec<NetworkPolicyPeer>, port_numbers: &[i32]) -> NetworkPolicyIngressRule {
+    NetworkPolicyIngressRule {
+        from: Some(from),
+        ports: Some(ports(port_numbers)),
+    }
+}
+
+fn egress(to: Vec<NetworkPolicyPeer>) -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: Some(to),
+        ports: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn vc() -> VirtualCluster {
+        let mut vc = VirtualCluster::new("a", Default::default());
+        vc.metadata.namespace = Some("t".into());
+        vc
+    }
+
+    fn named<'a>(policies: &'a [NetworkPolicy], name: &str) -> &'a NetworkPolicySpec {
+        policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .and_then(|p| p.spec.as_ref())
+            .unwrap()
+    }
+
+    #[test]
+    fn etcd_admits_only_its_apiserver_and_its_members() {
+        let policies = network_policies(&vc(), &Settings::default(), &HostAddresses::default());
+        let etcd = named(&policies, "vnest-etcd");
+        let ingress = etcd.ingress.as_ref().unwrap();
+        assert_eq!(ingress.len(), 2);
+        for rule in ingress {
+            for peer in rule.from.as_ref().unwrap() {
+                assert!(peer.namespace_selector.is_none() && peer.ip_block.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn workloads_may_not_dial_host_nodes_or_the_host_apiserver() {
+        let host = HostAddresses(vec!["172.30.0.10".into(), "172.30.0.1".into()]);
+        let policies = network_policies(&vc(), &Settings::default(), &host);
+        let workloads = named(&policies, "vnest-workloads");
+        let except = workloads
+            .egress
+            .as_ref()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.to.clone().unwrap())
+            .find_map(|p| p.ip_block)
+            .unwrap()
+            .except
+            .unwrap();
+        assert_eq!(except, vec!["172.30.0.1/32", "172.30.0.10/32"]);
+    }
+
+    #[test]
+    fn turning_network_policy_off_removes_only_the_workloads_policy() {
+        let mut vc = vc();
+        let on = network_policies(&vc, &Settings::default(), &HostAddresses::default());
+        vc.spec.isolation.network_policy = false;
+        let off = network_policies(&vc, &Settings::default(), &HostAddresses::default());
+        assert_eq!(on.len(), off.len() + 1);
+        assert!(
+            off.iter()
+                .all(|p| p.metadata.name.as_deref() != Some("vnest-workloads"))
+        );
+    }
+
+    #[test]
+    fn an_exposed_apiserver_admits_outside_clients() {
+        let mut vc = vc();
+        let internal = network_policies(&vc, &Settings::default(), &HostAddresses::default());
+        vc.spec.control_plane.expose.type_ = ExposeType::NodePort;
+        let exposed = network_policies(&vc, &Settings::default(), &HostAddresses::default());
+        let peers = |p: &[NetworkPolicy]| {
+            named(p, "vnest-apiserver").ingress.as_ref().unwrap()[0]
+                .from
+                .as_ref()
+                .unwrap()
+                .len()
+        };
+        assert_eq!(peers(&exposed), peers(&internal) + 1);
+    }
+}
