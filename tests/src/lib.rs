@@ -155,6 +155,30 @@ impl TestHost {
         nodes: Vec<vnest_devhost::topology::NodeSpec>,
         simulated_nodes: Vec<Vec<(String, String)>>,
     ) -> Self {
+        Self::start_configured(slot, nodes, |options| {
+            options.simulated_nodes = simulated_nodes;
+        })
+        .await
+    }
+
+    /// [`start`](Self::start) with vnest's own image made from `binaries`
+    /// (and the control-plane images) on every node.
+    pub async fn start_for_vnest(
+        slot: HostSlot,
+        nodes: Vec<vnest_devhost::topology::NodeSpec>,
+        binaries: Vec<PathBuf>,
+    ) -> Self {
+        Self::start_configured(slot, nodes, |options| {
+            options.vnest_binaries = binaries;
+        })
+        .await
+    }
+
+    async fn start_configured(
+        slot: HostSlot,
+        nodes: Vec<vnest_devhost::topology::NodeSpec>,
+        configure: impl FnOnce(&mut vnest_devhost::DevHostOptions),
+    ) -> Self {
         let base_dir = tempfile::Builder::new()
             .prefix("vnest-host-")
             .tempdir()
@@ -163,7 +187,7 @@ impl TestHost {
         let mut options =
             vnest_devhost::DevHostOptions::new(0, base_dir.clone(), upstream_binaries());
         options.nodes = nodes;
-        options.simulated_nodes = simulated_nodes;
+        configure(&mut options);
         let host = vnest_devhost::DevHost::up(options, |stage| eprintln!("host: {stage}"))
             .await
             .unwrap_or_else(|e| panic!("bringing the host up: {e:#}"));
@@ -172,6 +196,19 @@ impl TestHost {
             base_dir,
             slot: Some(slot),
         }
+    }
+
+    /// The host's admin kubeconfig file.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.host()
+            .control_plane()
+            .expect("the host has a control plane")
+            .admin_kubeconfig_path()
+    }
+
+    /// Runs the pinned kubectl with `kubeconfig`; returns (success, stdout, stderr).
+    pub fn kubectl(&self, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+        kubectl(kubeconfig, args)
     }
 
     pub fn client(&self) -> kube::Client {
@@ -230,6 +267,24 @@ impl Drop for TestHost {
         drop(host);
         vnest_devhost::sweep(&self.base_dir);
     }
+}
+
+/// Runs the pinned kubectl with `kubeconfig`; returns (success, stdout, stderr).
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let kubectl = upstream_binaries()
+        .locate_binary("kubectl")
+        .expect("kubectl is among the upstream binaries");
+    let output = std::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// What the machine has that a development host could leave behind:

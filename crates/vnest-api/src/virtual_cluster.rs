@@ -157,6 +157,7 @@ pub enum ExposeType {
 /// external etcd endpoints.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new("!(has(self.etcd) && has(self.external))").message("choose an etcd of the tenant's own or external endpoints, not both"))]
+#[x_kube(validation = Rule::new("self == oldSelf").message("the datastore cannot be changed after creation (etcd members and volumes are fixed when the cluster is made)"))]
 #[serde(rename_all = "camelCase")]
 pub struct Datastore {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@ use vnest_local::{LocalControlPlane, LocalOptions, UpstreamBinaries};
 
 use crate::node::{RunningNode, wait_node_ready};
 use crate::topology::{HOST_IP, MAX_NODES, NodeSpec};
-use crate::{cgroups, dns, images, mounts, network, simulated};
+use crate::{cgroups, dns, images, mounts, network, simulated, storage};
 use vnest_local::process::ManagedProcess;
 
 /// How to bring the host up.
@@ -30,6 +30,10 @@ pub struct DevHostOptions {
     pub timeout: Duration,
     /// Simulated nodes (kwok), each with its labels; see [`crate::simulated`].
     pub simulated_nodes: Vec<Vec<(String, String)>>,
+    /// Built vnest binaries: when given, every node also gets the
+    /// control-plane images and vnest's own image made from them, so the
+    /// supervisor and tenant control planes run here.
+    pub vnest_binaries: Vec<PathBuf>,
 }
 
 impl DevHostOptions {
@@ -41,6 +45,7 @@ impl DevHostOptions {
             binaries,
             timeout: Duration::from_secs(180),
             simulated_nodes: Vec::new(),
+            vnest_binaries: Vec::new(),
         }
     }
 }
@@ -105,7 +110,11 @@ impl DevHost {
         progress("building images");
         let coredns = options.binaries.locate_binary("coredns")?;
         let image_dir = options.base_dir.join("images");
-        let archives = images::node_images(&image_dir, &options.binaries)?;
+        let mut archives = images::node_images(&image_dir, &options.binaries)?;
+        if !options.vnest_binaries.is_empty() {
+            archives.extend(images::control_plane_images(&image_dir, &options.binaries)?);
+            archives.push(images::vnest_image(&image_dir, &options.vnest_binaries)?);
+        }
         let coredns_image = images::coredns_reference(&coredns)?;
 
         progress("creating the network");
@@ -171,6 +180,9 @@ impl DevHost {
                 options.simulated_nodes.len()
             ));
         }
+
+        progress("creating local volumes");
+        storage::install(&client, &options.base_dir, &self.nodes).await?;
 
         progress("starting CoreDNS");
         dns::install(&client, &coredns_image).await?;

@@ -68,19 +68,50 @@ pub fn control_plane_images(
     )
 }
 
-/// vnest's own image from a built `vnest` binary. The binary links glibc
-/// dynamically, so the shared libraries it needs go in at the paths `ldd`
-/// reports (what a distroless "cc" base image provides).
-pub fn vnest_image(out: &Path, vnest: &Path) -> anyhow::Result<PathBuf> {
-    let reference = format!("vnest.local/vnest:{}", env!("CARGO_PKG_VERSION"));
-    let mut spec = single_binary(&reference, "vnest", vnest);
-    for library in shared_libraries(vnest)? {
+/// vnest's own image from built vnest binaries (`vnest`,
+/// `vnest-supervisor`, …), each at `/usr/local/bin/<file name>`, the first
+/// as the entrypoint. The binaries link glibc dynamically, so the shared
+/// libraries they need go in at the paths `ldd` reports (what a distroless
+/// "cc" base image provides).
+pub fn vnest_image(out: &Path, binaries: &[PathBuf]) -> anyhow::Result<PathBuf> {
+    let reference = vnest_reference();
+    let (first, rest) = binaries
+        .split_first()
+        .context("vnest's image needs at least one binary")?;
+    let mut spec = single_binary(&reference, &file_name(first)?, first);
+    for binary in rest {
+        spec = spec.file(
+            &format!("/usr/local/bin/{}", file_name(binary)?),
+            binary,
+            0o755,
+        );
+    }
+    let mut libraries = Vec::new();
+    for binary in binaries {
+        libraries.extend(shared_libraries(binary)?);
+    }
+    libraries.sort();
+    libraries.dedup();
+    for library in libraries {
         let path = library.display().to_string();
         spec = spec.file(&path, &library, 0o755);
     }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = out.join("vnest.tar");
     write_oci_archive(&spec, &path).with_context(|| format!("writing {reference}"))?;
     Ok(path)
+}
+
+/// The reference vnest's image is known by on the development host (and
+/// in `manifests/`).
+pub fn vnest_reference() -> String {
+    format!("vnest.local/vnest:{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn file_name(path: &Path) -> anyhow::Result<String> {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .with_context(|| format!("{} names no file", path.display()))
 }
 
 /// The shared libraries (and the loader) `binary` needs, from `ldd`.

@@ -16,6 +16,7 @@ mod node;
 pub mod node_config;
 mod procs;
 pub mod simulated;
+pub mod storage;
 pub mod topology;
 
 pub use host::{DevHost, DevHostOptions, sweep};

@@ -51,14 +51,15 @@ enum Command {
     },
     /// Assemble images as OCI archives (no daemon, no registry): the node
     /// images, the control-plane images under their upstream names, and with
-    /// --vnest vnest's own image. Import one with
+    /// --binary vnest's own image. Import one with
     /// `ctr -n k8s.io images import FILE`.
     Images {
         #[arg(long, default_value = "target/devhost-images")]
         out: PathBuf,
-        /// A built `vnest` binary to package as vnest.local/vnest:VERSION.
-        #[arg(long, value_name = "BINARY")]
-        vnest: Option<PathBuf>,
+        /// Built vnest binaries (`vnest`, `vnest-supervisor`) to package as
+        /// vnest.local/vnest:VERSION; repeat for each.
+        #[arg(long = "binary", value_name = "BINARY")]
+        binaries: Vec<PathBuf>,
     },
 }
 
@@ -112,11 +113,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             vnest_devhost::sweep(&dir);
             Ok(())
         }
-        Command::Images { out, vnest } => {
+        Command::Images {
+            out,
+            binaries: vnest,
+        } => {
             let binaries = UpstreamBinaries::from_env();
             let mut written = images::node_images(&out, &binaries)?;
             written.extend(images::control_plane_images(&out, &binaries)?);
-            if let Some(vnest) = vnest {
+            if !vnest.is_empty() {
                 written.push(images::vnest_image(&out, &vnest)?);
             }
             for path in written {

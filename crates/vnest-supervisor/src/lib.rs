@@ -2,9 +2,14 @@
 //! into a running, isolated tenant control plane.
 //!
 //! As in linkerd's policy controller, what the host should hold for a
-//! VirtualCluster is computed by pure functions over types (`desired`),
-//! tested table-driven without a server; reconcile applies it with
-//! server-side apply. So far only the desired state of the host namespaces
-//! exists.
+//! VirtualCluster is computed by pure functions over types (`desired`) and
+//! what the user is told by pure functions too (`status`), both tested
+//! without a server; `reconcile` applies the one with server-side apply and
+//! writes the other; `controller` runs reconcile on every change.
 
+pub mod controller;
 pub mod desired;
+pub mod error;
+pub mod host_facts;
+pub mod reconcile;
+pub mod status;

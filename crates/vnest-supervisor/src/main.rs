@@ -1,1 +1,52 @@
-fn main() {}
+//! `vnest-supervisor`: runs the VirtualCluster controller against the host
+//! cluster it finds (in-cluster config, or `KUBECONFIG`).
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use vnest_supervisor::controller;
+use vnest_supervisor::desired::pods::Settings;
+
+/// Turns VirtualCluster objects into running tenant control planes.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The registry the upstream images (kube-apiserver, etcd, …) come from.
+    #[arg(long, env = "VNEST_IMAGE_REGISTRY", default_value = "registry.k8s.io")]
+    image_registry: String,
+    /// The namespace the supervisor runs in; tenant apiservers accept its
+    /// traffic.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "vnest-system")]
+    namespace: String,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the host cluster (in-cluster config or KUBECONFIG)")?;
+    let settings = Settings {
+        registry: args.image_registry,
+        supervisor_namespace: args.namespace,
+    };
+    tracing::info!(registry = %settings.registry, namespace = %settings.supervisor_namespace, "supervisor starting");
+    controller::run(client, settings).await;
+    tracing::info!("supervisor stopped");
+    Ok(())
+}

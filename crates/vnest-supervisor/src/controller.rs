@@ -1,0 +1,100 @@
+//! The kube-runtime controller: VirtualClusters are reconciled when they
+//! change and when the Deployments, StatefulSets or Services vnest made for
+//! them change (found by their labels: objects in the host namespaces cannot
+//! carry an owner reference to a VirtualCluster in another namespace).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource};
+use vnest_api::VirtualCluster;
+use vnest_api::host_names::labels;
+
+use crate::desired::pods::Settings;
+use crate::error::Error;
+use crate::reconcile;
+
+/// The field manager of every object the supervisor applies.
+pub const FIELD_MANAGER: &str = "vnest-supervisor";
+/// The finalizer that removes a VirtualCluster's host objects before it goes.
+pub const FINALIZER: &str = "vnest.dev/cleanup";
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub recorder: Recorder,
+}
+
+/// Runs until the process is told to stop.
+pub async fn run(client: Client, settings: Settings) {
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let context = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client: client.clone(),
+        settings,
+    });
+    let ours =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    Controller::new(
+        Api::<VirtualCluster>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Deployment>::all(client.clone()),
+        ours.clone(),
+        owner_of,
+    )
+    .watches(
+        Api::<StatefulSet>::all(client.clone()),
+        ours.clone(),
+        owner_of,
+    )
+    .watches(Api::<Service>::all(client), ours, owner_of)
+    .shutdown_on_signal()
+    .run(reconcile::reconcile, error_policy, context)
+    .for_each(|result| async move {
+        match result {
+            Ok((vc, _)) => {
+                tracing::debug!(name = %vc.name, namespace = ?vc.namespace, "reconciled")
+            }
+            Err(error) => tracing::warn!(%error, "reconcile failed"),
+        }
+    })
+    .await;
+}
+
+/// The VirtualCluster a host object of vnest's belongs to, by its labels.
+fn owner_of<K: Resource>(object: K) -> Option<ObjectRef<VirtualCluster>> {
+    let labels = object.meta().labels.as_ref()?;
+    let name = labels.get(labels::VIRTUAL_CLUSTER)?;
+    let namespace = labels.get(labels::VIRTUAL_CLUSTER_NAMESPACE)?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// Transient failures are retried soon; the condition already tells the
+/// user what failed.
+fn error_policy(vc: Arc<VirtualCluster>, error: &Error, _: Arc<Context>) -> Action {
+    let retry = match error {
+        Error::StillDeleting(_) => Duration::from_secs(3),
+        _ => Duration::from_secs(10),
+    };
+    tracing::info!(
+        name = vc.metadata.name.as_deref().unwrap_or_default(),
+        namespace = vc.metadata.namespace.as_deref().unwrap_or_default(),
+        %error,
+        retry_in_s = retry.as_secs(),
+        "will retry"
+    );
+    Action::requeue(retry)
+}

@@ -1,0 +1,22 @@
+//! What can go wrong while reconciling a VirtualCluster.
+
+use crate::desired::certificates::CertificateError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("talking to the host apiserver: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Certificates(#[from] CertificateError),
+    #[error("issuing a kubeconfig: {0}")]
+    Pki(#[from] vnest_pki::Error),
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// Cleanup waits for the host to finish deleting these namespaces.
+    #[error("waiting for host namespace {0} to be deleted")]
+    StillDeleting(String),
+    #[error("the object has no {0}")]
+    Incomplete(&'static str),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

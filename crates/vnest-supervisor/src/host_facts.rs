@@ -1,0 +1,48 @@
+//! What the supervisor reads of the host itself: where nodes are (the
+//! NodePort endpoint of a tenant apiserver, and addresses tenant traffic
+//! must never reach) and where the host apiserver is.
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use crate::desired::network_policy::HostAddresses;
+
+#[derive(Clone, Debug, Default)]
+pub struct HostFacts {
+    /// InternalIP addresses of Ready nodes.
+    pub node_addresses: Vec<String>,
+    /// Every node address and every host apiserver endpoint.
+    pub forbidden: HostAddresses,
+}
+
+pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut facts = HostFacts::default();
+    for node in nodes.list(&ListParams::default()).await? {
+        let status = node.status.unwrap_or_default();
+        let ready = status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        for address in status.addresses.unwrap_or_default() {
+            if ready && address.type_ == "InternalIP" {
+                facts.node_addresses.push(address.address.clone());
+            }
+            if address.type_ == "InternalIP" || address.type_ == "ExternalIP" {
+                facts.forbidden.0.push(address.address);
+            }
+        }
+    }
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let apiserver = ListParams::default().labels("kubernetes.io/service-name=kubernetes");
+    for slice in slices.list(&apiserver).await? {
+        for endpoint in slice.endpoints.into_iter().flatten() {
+            facts.forbidden.0.extend(endpoint.addresses);
+        }
+    }
+    facts.node_addresses.sort();
+    Ok(facts)
+}

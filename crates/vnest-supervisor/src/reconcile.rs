@@ -1,0 +1,527 @@
+//! One reconcile of a VirtualCluster: apply everything the host should hold
+//! for it (server-side apply, one field manager), read back how far each
+//! stage got, and say so in the status. Idempotent: a second run with
+//! nothing changed writes nothing. Deletion goes through a finalizer that
+//! removes the host namespaces (and so everything in them) first.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
+use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
+
+use crate::controller::{Context, FIELD_MANAGER, FINALIZER};
+use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
+use crate::desired::{
+    apiserver, controller_manager, datastore, kubeconfig, namespaces, network_policy, pods, quota,
+};
+use crate::error::{Error, Result};
+use crate::host_facts;
+use crate::status::{self, Stage};
+
+pub async fn reconcile(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let (namespace, _) = identity(&vc);
+    let api: Api<VirtualCluster> = Api::namespaced(ctx.client.clone(), namespace);
+    finalizer(&api, FINALIZER, vc, |event| async {
+        match event {
+            FinalizerEvent::Apply(vc) => apply(&vc, &ctx).await,
+            FinalizerEvent::Cleanup(vc) => cleanup(&vc, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Server-side applies a namespaced `object` and returns what the host now
+/// holds.
+pub async fn apply_object<K>(ctx: &Context, object: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let meta = object.meta();
+    let name = meta.name.as_deref().ok_or(Error::Incomplete("name"))?;
+    let namespace = meta
+        .namespace
+        .as_deref()
+        .ok_or(Error::Incomplete("namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api.patch(name, &params, &Patch::Apply(object)).await?)
+}
+
+async fn apply_namespace(ctx: &Context, namespace: &Namespace) -> Result<Namespace> {
+    let name = namespace
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(Error::Incomplete("name"))?;
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api.patch(name, &params, &Patch::Apply(namespace)).await?)
+}
+
+async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
+    let now = Timestamp::now();
+    let expires_at = match status::expires_at(vc) {
+        Ok(at) => at,
+        Err(reason) => return refuse(vc, ctx, "InvalidTTL", reason).await,
+    };
+    if let Some(at) = expires_at
+        && at <= now
+    {
+        return expire(vc, ctx).await;
+    }
+    let protected = apiserver::protected_flags_in_extra_args(vc);
+    if !protected.is_empty() {
+        let message = format!(
+            "controlPlane.extraApiServerArgs may not set {}: vnest sets these flags for isolation; nothing was changed",
+            protected.join(", ")
+        );
+        return refuse(vc, ctx, "ProtectedFlag", message).await;
+    }
+
+    for namespace in namespaces::host_namespaces(vc) {
+        apply_namespace(ctx, &namespace).await?;
+    }
+    let mut stages = Vec::new();
+    let Some((pki, pki_stage)) = certificates(vc, ctx).await? else {
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+    stages.push(pki_stage);
+    let pki_data: BTreeMap<String, Vec<u8>> = pki
+        .files()
+        .into_iter()
+        .map(|f| (pods::secret_key(f.path), f.contents.as_bytes().to_vec()))
+        .collect();
+
+    apply_workload_guards(vc, ctx).await?;
+    let host = host_facts::observe(&ctx.client).await?;
+    for policy in network_policy::network_policies(vc, &ctx.settings, &host.forbidden) {
+        apply_object(ctx, &policy).await?;
+    }
+
+    stages.push(self::datastore(vc, ctx, &pki_data).await?);
+
+    let service = apply_object(ctx, &apiserver::service(vc)).await?;
+    let deployment =
+        apply_object(ctx, &apiserver::deployment(vc, &ctx.settings, &pki_data)).await?;
+    let mut apiserver_stage = rollout_stage(
+        status::APISERVER,
+        "kube-apiserver",
+        &deployment,
+        vc.spec.paused,
+    );
+    let endpoint = kubeconfig::endpoint(vc, Some(&service), &host.node_addresses);
+    let mut kubeconfig_secret = None;
+    match &endpoint {
+        Ok(endpoint) => {
+            let secret = kubeconfig::admin_secret(vc, &pki, endpoint)?;
+            apply_object(ctx, &secret).await?;
+            kubeconfig_secret = secret.metadata.name;
+        }
+        Err(waiting) if apiserver_stage.ok => {
+            apiserver_stage = Stage::waiting(status::APISERVER, "WaitingForEndpoint", waiting);
+        }
+        Err(_) => {}
+    }
+    stages.push(apiserver_stage);
+
+    apply_object(ctx, &controller_manager::kubeconfig_secret(vc, &pki)?).await?;
+    let kcm = apply_object(
+        ctx,
+        &controller_manager::deployment(vc, &ctx.settings, &pki_data),
+    )
+    .await?;
+    stages.push(rollout_stage(
+        status::CONTROLLER_MANAGER,
+        "kube-controller-manager",
+        &kcm,
+        vc.spec.paused,
+    ));
+    stages.push(Stage::waiting(
+        status::SYNCER,
+        "NotDeployed",
+        "this vnest release has no syncer yet: tenant pods are accepted by the tenant apiserver but not run on the host",
+    ));
+    let ready = status::ready(&stages, vc.spec.paused);
+    let is_ready = ready.ok;
+    stages.push(ready);
+
+    let version = is_ready.then(|| pods::kubernetes_version(vc).to_owned());
+    let new_status = VirtualClusterStatus {
+        phase: Some(status::phase(&stages, vc.spec.paused, false)),
+        observed_generation: vc.metadata.generation,
+        conditions: status::conditions(
+            vc.status.as_ref().map_or(&[], |s| &s.conditions),
+            &stages,
+            vc.metadata.generation,
+            now,
+        ),
+        endpoint: endpoint.ok().map(|e| e.url),
+        version,
+        kubeconfig_secret_name: kubeconfig_secret,
+        expires_at: expires_at.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+    };
+    let was = vc.status.as_ref().and_then(|s| s.phase);
+    write_status(vc, ctx, &new_status).await?;
+    if was != new_status.phase {
+        let (type_, reason, note) = match new_status.phase {
+            Some(Phase::Ready) => (
+                EventType::Normal,
+                "Ready",
+                "the tenant control plane is serving",
+            ),
+            Some(Phase::Paused) => (
+                EventType::Normal,
+                "Paused",
+                "the control plane is scaled to zero",
+            ),
+            _ => (
+                EventType::Normal,
+                "Provisioning",
+                "provisioning the tenant control plane",
+            ),
+        };
+        publish(vc, ctx, type_, reason, note.to_owned()).await;
+    }
+
+    let recheck = if is_ready || vc.spec.paused {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(10)
+    };
+    let until_expiry = expires_at
+        .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
+        .unwrap_or(recheck);
+    Ok(Action::requeue(recheck.min(until_expiry)))
+}
+
+/// The stored certificates, kept, created or renewed. `None` after a stored
+/// set proved unusable (the status says what to do).
+async fn certificates(
+    vc: &VirtualCluster,
+    ctx: &Context,
+) -> Result<Option<(vnest_pki::ControlPlanePki, Stage)>> {
+    let cp = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cp);
+    let stored = secrets.get_opt(PKI_SECRET).await?;
+    let stage = |reason, message: &str| Stage::ok(status::CERTIFICATES, reason, message);
+    match certificates::plan(vc, stored.as_ref(), OffsetDateTime::now_utc()) {
+        Ok(CertificatePlan::Keep(pki)) => Ok(Some((
+            pki,
+            stage(
+                "Valid",
+                "issued by the tenant's own CAs; leaves are renewed 30 days before they expire",
+            ),
+        ))),
+        Ok(CertificatePlan::Create(pki)) => {
+            apply_object(ctx, &certificates::to_secret(vc, &pki)).await?;
+            publish(
+                vc,
+                ctx,
+                EventType::Normal,
+                "CertificatesIssued",
+                "issued the tenant's CAs and certificates".into(),
+            )
+            .await;
+            Ok(Some((
+                pki,
+                stage("Issued", "issued the tenant's CAs and certificates"),
+            )))
+        }
+        Ok(CertificatePlan::Renew { pki, expiring }) => {
+            apply_object(ctx, &certificates::to_secret(vc, &pki)).await?;
+            let message = format!(
+                "renewed every leaf certificate ({} were close to expiry); the control-plane pods roll",
+                expiring.join(", ")
+            );
+            publish(
+                vc,
+                ctx,
+                EventType::Normal,
+                "CertificatesRenewed",
+                message.clone(),
+            )
+            .await;
+            Ok(Some((pki, stage("Renewed", &message))))
+        }
+        Err(error) => {
+            let message = error.to_string();
+            let stages = vec![Stage::waiting(
+                status::CERTIFICATES,
+                "StoredCertificatesUnusable",
+                &message,
+            )];
+            refuse_with(vc, ctx, stages, message).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Quota, default limits, and no host token in the workloads namespace.
+async fn apply_workload_guards(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
+    apply_object(ctx, &quota::resource_quota(vc)).await?;
+    apply_object(ctx, &quota::limit_range(vc)).await?;
+    let default_account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("default".to_owned()),
+            namespace: Some(host_namespace_of(vc, HostNamespaceRole::Workloads)),
+            ..ObjectMeta::default()
+        },
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    };
+    apply_object(ctx, &default_account).await?;
+    Ok(())
+}
+
+async fn datastore(
+    vc: &VirtualCluster,
+    ctx: &Context,
+    pki_data: &BTreeMap<String, Vec<u8>>,
+) -> Result<Stage> {
+    if let Some(etcd) = datastore::owned_etcd(vc) {
+        apply_object(ctx, &datastore::headless_service(vc)).await?;
+        let sts = apply_object(
+            ctx,
+            &datastore::stateful_set(vc, &etcd, &ctx.settings, pki_data),
+        )
+        .await?;
+        let ready = sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        return Ok(if vc.spec.paused {
+            Stage::ok(
+                status::DATASTORE,
+                "Paused",
+                "etcd is scaled to zero; its volumes keep the data",
+            )
+        } else if ready >= etcd.replicas {
+            Stage::ok(
+                status::DATASTORE,
+                "Running",
+                format!("{ready}/{} etcd members ready", etcd.replicas),
+            )
+        } else {
+            Stage::waiting(
+                status::DATASTORE,
+                "EtcdStarting",
+                format!("{ready}/{} etcd members ready", etcd.replicas),
+            )
+        });
+    }
+    let Some(external) = &vc.spec.datastore.external else {
+        return Err(Error::Incomplete("datastore"));
+    };
+    let (namespace, _) = identity(vc);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(source) = secrets.get_opt(&external.client_cert_secret_name).await? else {
+        return Ok(Stage::waiting(
+            status::DATASTORE,
+            "ClientSecretMissing",
+            format!(
+                "Secret {namespace}/{} with the etcd client certificate does not exist",
+                external.client_cert_secret_name
+            ),
+        ));
+    };
+    match datastore::external_client_secret(vc, &source) {
+        Ok(copy) => {
+            apply_object(ctx, &copy).await?;
+            Ok(Stage::ok(
+                status::DATASTORE,
+                "External",
+                format!("using external etcd at {}", external.endpoints.join(", ")),
+            ))
+        }
+        Err(reason) => Ok(Stage::waiting(
+            status::DATASTORE,
+            "ClientSecretIncomplete",
+            reason,
+        )),
+    }
+}
+
+/// A Deployment's rollout as a stage: every replica updated and available.
+fn rollout_stage(type_: &'static str, what: &str, deployment: &Deployment, paused: bool) -> Stage {
+    if paused {
+        return Stage::ok(type_, "Paused", format!("{what} is scaled to zero"));
+    }
+    let want = deployment.spec.replicas.unwrap_or(1);
+    let observed = deployment.status.clone().unwrap_or_default();
+    let DeploymentStatus {
+        available_replicas,
+        updated_replicas,
+        observed_generation,
+        ..
+    } = observed;
+    let available = available_replicas.unwrap_or(0);
+    let updated = updated_replicas.unwrap_or(0);
+    let current = observed_generation >= deployment.metadata.generation;
+    let message = format!("{available}/{want} {what} replicas available, {updated} updated");
+    if current && available >= want && updated >= want {
+        Stage::ok(type_, "Running", message)
+    } else {
+        Stage::waiting(type_, "RollingOut", message)
+    }
+}
+
+async fn write_status(
+    vc: &VirtualCluster,
+    ctx: &Context,
+    status: &VirtualClusterStatus,
+) -> Result<()> {
+    let (namespace, name) = identity(vc);
+    let api: Api<VirtualCluster> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "vnest.dev/v1alpha1",
+        "kind": "VirtualCluster",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A spec the supervisor will not act on: nothing is applied, the status
+/// says why, and only a change of the spec brings it back.
+async fn refuse(
+    vc: &VirtualCluster,
+    ctx: &Context,
+    reason: &str,
+    message: String,
+) -> Result<Action> {
+    let stages = vec![Stage::waiting(status::READY, reason, &message)];
+    refuse_with(vc, ctx, stages, message).await?;
+    Ok(Action::await_change())
+}
+
+async fn refuse_with(
+    vc: &VirtualCluster,
+    ctx: &Context,
+    mut stages: Vec<Stage>,
+    message: String,
+) -> Result<()> {
+    if !stages.iter().any(|s| s.type_ == status::READY) {
+        let first = &stages[0];
+        stages.push(Stage::waiting(
+            status::READY,
+            &first.reason.clone(),
+            message.clone(),
+        ));
+    }
+    let reason = stages[0].reason.clone();
+    let previous = vc.status.clone().unwrap_or_default();
+    let new_status = VirtualClusterStatus {
+        phase: Some(Phase::Failed),
+        observed_generation: vc.metadata.generation,
+        conditions: status::conditions(
+            &previous.conditions,
+            &stages,
+            vc.metadata.generation,
+            Timestamp::now(),
+        ),
+        ..previous
+    };
+    write_status(vc, ctx, &new_status).await?;
+    publish(vc, ctx, EventType::Warning, &reason, message).await;
+    Ok(())
+}
+
+async fn expire(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
+    let (namespace, name) = identity(vc);
+    publish(
+        vc,
+        ctx,
+        EventType::Normal,
+        "Expired",
+        "the TTL or expiry time has passed; deleting".into(),
+    )
+    .await;
+    tracing::info!(name, namespace, "expired; deleting");
+    let api: Api<VirtualCluster> = Api::namespaced(ctx.client.clone(), namespace);
+    api.delete(name, &DeleteParams::foreground()).await?;
+    Ok(Action::await_change())
+}
+
+/// Deletes both host namespaces (everything in them goes with them) and
+/// keeps the finalizer until the host has finished.
+async fn cleanup(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
+    let (vc_namespace, vc_name) = identity(vc);
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let mut remaining = Vec::new();
+    for role in [
+        HostNamespaceRole::Workloads,
+        HostNamespaceRole::ControlPlane,
+    ] {
+        let name = host_namespace_of(vc, role);
+        let Some(namespace) = api.get_opt(&name).await? else {
+            continue;
+        };
+        let labels = namespace.labels();
+        let ours = labels.get(labels::VIRTUAL_CLUSTER).map(String::as_str) == Some(vc_name)
+            && labels
+                .get(labels::VIRTUAL_CLUSTER_NAMESPACE)
+                .map(String::as_str)
+                == Some(vc_namespace);
+        if !ours {
+            tracing::warn!(
+                namespace = name,
+                "not labelled as this VirtualCluster's; left alone"
+            );
+            continue;
+        }
+        if namespace.metadata.deletion_timestamp.is_none() {
+            api.delete(&name, &DeleteParams::default()).await?;
+            tracing::info!(namespace = name, vc = vc_name, "deleting host namespace");
+        }
+        remaining.push(name);
+    }
+    match remaining.into_iter().next() {
+        Some(name) => Err(Error::StillDeleting(name)),
+        None => {
+            publish(
+                vc,
+                ctx,
+                EventType::Normal,
+                "Deleted",
+                "every host object of the tenant is gone".into(),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// Events are for people; failing to record one never fails a reconcile.
+async fn publish(vc: &VirtualCluster, ctx: &Context, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &vc.object_ref(&())).await {
+        tracing::debug!(%error, reason, "recording an event failed");
+    }
+}

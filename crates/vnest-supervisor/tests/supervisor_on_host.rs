@@ -1,0 +1,474 @@
+//! The supervisor end to end on a real host (vnest-devhost: real kubelets,
+//! containerd, kube-proxy, CoreDNS): installed with `kubectl apply -k
+//! manifests/` from vnest's image, it turns VirtualClusters into tenant
+//! control planes whose kubeconfig plain kubectl uses; two tenants share
+//! nothing (neither's credentials open the other's apiserver or etcd);
+//! pause keeps the data; a restart of the supervisor regenerates nothing;
+//! refused specs say why and leave nothing; TTL expiry and deletion remove
+//! every host object.
+//!
+//! Needs root and the packages of tools/host/install-prerequisites.sh.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
+use vnest_api::{Phase, VirtualCluster};
+use vnest_devhost::topology::NodeSpec;
+use vnest_tests::{HostSlot, TestHost, kubectl, upstream_binaries, workspace_root};
+
+const TENANTS: &str = "tenants";
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothing_behind() {
+    let slot = HostSlot::acquire().await;
+    let mut pool_a = NodeSpec::new(1);
+    pool_a.labels.push(("vnest.dev/pool".into(), "a".into()));
+    let mut pool_b = NodeSpec::new(2);
+    pool_b.labels.push(("vnest.dev/pool".into(), "b".into()));
+    let supervisor = PathBuf::from(env!("CARGO_BIN_EXE_vnest-supervisor"));
+    let host = TestHost::start_for_vnest(slot, vec![pool_a, pool_b], vec![supervisor]).await;
+    let client = host.client();
+    let admin = host.kubeconfig();
+    let work = tempfile::tempdir().unwrap();
+
+    // Install exactly as the docs say.
+    let manifests = workspace_root().join("manifests");
+    let (ok, out, err) = kubectl(&admin, &["apply", "-k", &manifests.display().to_string()]);
+    assert!(ok, "kubectl apply -k manifests/: {out}{err}");
+    wait_until(
+        "the supervisor is available",
+        Duration::from_secs(120),
+        || async {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), "vnest-system");
+            let d = deployments.get("vnest-supervisor").await.ok()?;
+            (d.status?.available_replicas? >= 1).then_some(())
+        },
+    )
+    .await;
+    create_namespace(&client, TENANTS).await;
+
+    // A spec the schema refuses never reaches the supervisor.
+    let bad = work.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: vnest.dev/v1alpha1\nkind: VirtualCluster\nmetadata: {name: bad, namespace: tenants}\n\
+         spec: {nodePool: {nodeSelector: {vnest.dev/pool: a}}, datastore: {etcd: {replicas: 2}}}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl(&admin, &["apply", "-f", &bad.display().to_string()]);
+    assert!(!ok && err.contains("must be 1, 3 or 5"), "{err}");
+
+    let vcs: Api<VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
+    for (name, pool) in [("team-a", "a"), ("team-b", "b")] {
+        vcs.create(&PostParams::default(), &virtual_cluster(name, pool))
+            .await
+            .unwrap();
+    }
+    // A spec the supervisor refuses: reported, nothing created.
+    let mut protected = virtual_cluster("sneaky", "a");
+    protected.spec.control_plane.extra_api_server_args =
+        vec!["--authorization-mode=AlwaysAllow".into()];
+    vcs.create(&PostParams::default(), &protected)
+        .await
+        .unwrap();
+    // An ephemeral one, gone by itself.
+    let mut ephemeral = virtual_cluster("ephemeral", "a");
+    ephemeral.spec.ttl = Some("20s".into());
+    vcs.create(&PostParams::default(), &ephemeral)
+        .await
+        .unwrap();
+
+    let sneaky = wait_for_phase(&vcs, "sneaky", Phase::Failed, &admin).await;
+    let ready = condition(&sneaky, "Ready");
+    assert_eq!(ready.reason, "ProtectedFlag");
+    assert!(
+        ready.message.contains("authorization-mode"),
+        "{}",
+        ready.message
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    assert!(
+        namespaces
+            .get_opt(&host_namespace(
+                TENANTS,
+                "sneaky",
+                HostNamespaceRole::ControlPlane
+            ))
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused spec is never half-applied"
+    );
+
+    let a = wait_for_phase(&vcs, "team-a", Phase::Ready, &admin).await;
+    let b = wait_for_phase(&vcs, "team-b", Phase::Ready, &admin).await;
+    for vc in [&a, &b] {
+        let status = vc.status.as_ref().unwrap();
+        for type_ in [
+            "Certificates",
+            "Datastore",
+            "APIServer",
+            "ControllerManager",
+            "Syncer",
+            "Ready",
+        ] {
+            let c = condition(vc, type_);
+            assert!(
+                !c.reason.is_empty() && !c.message.is_empty(),
+                "{type_}: {c:?}"
+            );
+        }
+        assert_eq!(status.observed_generation, vc.metadata.generation);
+        assert_eq!(
+            status.version.as_deref(),
+            Some(vnest_api::DEFAULT_KUBERNETES_VERSION)
+        );
+        assert!(
+            status
+                .endpoint
+                .as_deref()
+                .unwrap()
+                .starts_with("https://172.30.0.")
+        );
+    }
+    let (ok, table, err) = kubectl(&admin, &["get", "vc", "-n", TENANTS]);
+    assert!(
+        ok && table.contains("team-a") && table.contains("Ready"),
+        "{table}{err}"
+    );
+
+    // Plain kubectl with the tenant's kubeconfig.
+    let kubeconfig_a = tenant_kubeconfig(&client, &a, work.path()).await;
+    let kubeconfig_b = tenant_kubeconfig(&client, &b, work.path()).await;
+    let (ok, out, err) = kubectl(&kubeconfig_a, &["create", "namespace", "made-in-a"]);
+    assert!(ok, "{out}{err}");
+    let (ok, listed, err) = kubectl(&kubeconfig_a, &["get", "namespaces", "-o", "name"]);
+    assert!(
+        ok && listed.contains("namespace/made-in-a"),
+        "{listed}{err}"
+    );
+    let (_, listed_b, _) = kubectl(&kubeconfig_b, &["get", "namespaces", "-o", "name"]);
+    assert!(
+        !listed_b.contains("made-in-a"),
+        "tenants share no data: {listed_b}"
+    );
+
+    // Neither tenant's credentials open the other's apiserver or etcd.
+    let b_endpoint = b.status.as_ref().unwrap().endpoint.clone().unwrap();
+    let (ok, _, err) = kubectl(
+        &kubeconfig_a,
+        &["--server", &b_endpoint, "get", "namespaces"],
+    );
+    assert!(!ok, "a's kubeconfig must not work against b's apiserver");
+    eprintln!("a's credentials at b's apiserver: {}", err.trim());
+    etcd_accepts_only_its_own_clients(&client, work.path()).await;
+
+    // The isolation layers are on the host.
+    let wl = host_namespace(TENANTS, "team-a", HostNamespaceRole::Workloads);
+    let cp = host_namespace(TENANTS, "team-a", HostNamespaceRole::ControlPlane);
+    let wl_ns = namespaces.get(&wl).await.unwrap();
+    assert_eq!(
+        wl_ns.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &cp);
+    let names: Vec<String> = policies
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert!(names.contains(&"vnest-etcd".to_owned()), "{names:?}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &cp);
+    for pod in pods.list(&ListParams::default()).await.unwrap() {
+        let spec = pod.spec.unwrap();
+        let mounts_token = spec.volumes.unwrap_or_default().iter().any(|v| {
+            v.projected.as_ref().is_some_and(|p| {
+                p.sources
+                    .iter()
+                    .flatten()
+                    .any(|s| s.service_account_token.is_some())
+            })
+        });
+        assert!(!mounts_token, "no host token in {:?}", pod.metadata.name);
+    }
+
+    // A supervisor restart regenerates nothing and converges.
+    let pki_before = pki_secret(&client, &cp).await;
+    let supervisor_pods: Api<Pod> = Api::namespaced(client.clone(), "vnest-system");
+    supervisor_pods
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
+
+    // Pause keeps the data; resume brings it back.
+    set_paused(&vcs, "team-a", true).await;
+    wait_for_phase(&vcs, "team-a", Phase::Paused, &admin).await;
+    wait_until(
+        "team-a's control-plane pods are gone",
+        READY_TIMEOUT,
+        || async {
+            pods.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    set_paused(&vcs, "team-a", false).await;
+    wait_for_phase(&vcs, "team-a", Phase::Ready, &admin).await;
+    let (ok, listed, err) = kubectl(&kubeconfig_a, &["get", "namespaces", "-o", "name"]);
+    assert!(
+        ok && listed.contains("namespace/made-in-a"),
+        "data survives a pause: {listed}{err}"
+    );
+    assert_eq!(
+        pki_before,
+        pki_secret(&client, &cp).await,
+        "certificates are never regenerated needlessly"
+    );
+
+    // The ephemeral cluster expired by itself.
+    wait_until("the ephemeral cluster expired", READY_TIMEOUT, || async {
+        vcs.get_opt("ephemeral").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // Deleting removes every host object the tenants had.
+    for name in ["team-a", "team-b", "sneaky"] {
+        vcs.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    wait_until("every VirtualCluster is gone", READY_TIMEOUT, || async {
+        vcs.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let ours = ListParams::default().labels(labels::VIRTUAL_CLUSTER_NAMESPACE);
+    wait_until(
+        "no host object of a tenant is left",
+        Duration::from_secs(60),
+        || async {
+            let left_namespaces = namespaces.list(&ours).await.ok()?.items.len();
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), TENANTS);
+            let left_secrets = secrets.list(&ours).await.ok()?.items.len();
+            (left_namespaces + left_secrets == 0).then_some(())
+        },
+    )
+    .await;
+
+    host.stop().await;
+}
+
+fn virtual_cluster(name: &str, pool: &str) -> VirtualCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "vnest.dev/v1alpha1",
+        "kind": "VirtualCluster",
+        "metadata": { "name": name, "namespace": TENANTS },
+        "spec": {
+            "controlPlane": { "expose": { "type": "NodePort" } },
+            "nodePool": { "nodeSelector": { "vnest.dev/pool": pool } },
+        },
+    }))
+    .unwrap()
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+fn condition(
+    vc: &VirtualCluster,
+    type_: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    vc.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} condition in {:?}", vc.status))
+}
+
+async fn wait_until<F, Fut, T>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            eprintln!("{what} after {:.1}s", started.elapsed().as_secs_f64());
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits for `phase`, printing each change of the Ready condition; on a
+/// timeout, prints what the supervisor and the control plane said.
+async fn wait_for_phase(
+    vcs: &Api<VirtualCluster>,
+    name: &str,
+    phase: Phase,
+    admin: &Path,
+) -> VirtualCluster {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Some(vc) = vcs.get_opt(name).await.unwrap() {
+            let status = vc.status.clone().unwrap_or_default();
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| format!("{}: {}", c.reason, c.message))
+                .unwrap_or_default();
+            let now = format!("{:?} {ready}", status.phase);
+            if now != last {
+                eprintln!("{name} at {:>5.1}s: {now}", started.elapsed().as_secs_f64());
+                last = now;
+            }
+            if status.phase == Some(phase) && status.observed_generation == vc.metadata.generation {
+                return vc;
+            }
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            let cp = host_namespace(TENANTS, name, HostNamespaceRole::ControlPlane);
+            for args in [
+                vec!["get", "vc", "-n", TENANTS, name, "-o", "yaml"],
+                vec!["get", "pods,pvc,events", "-n", &cp, "-o", "wide"],
+                vec![
+                    "logs",
+                    "-n",
+                    "vnest-system",
+                    "deploy/vnest-supervisor",
+                    "--tail=60",
+                ],
+            ] {
+                let (_, out, err) = kubectl(admin, &args);
+                eprintln!("$ kubectl {}\n{out}{err}", args.join(" "));
+            }
+            panic!("{name} did not reach {phase:?}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn set_paused(vcs: &Api<VirtualCluster>, name: &str, paused: bool) {
+    vcs.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "paused": paused } })),
+    )
+    .await
+    .unwrap();
+}
+
+async fn tenant_kubeconfig(client: &Client, vc: &VirtualCluster, dir: &Path) -> PathBuf {
+    let secret_name = vc
+        .status
+        .as_ref()
+        .unwrap()
+        .kubeconfig_secret_name
+        .clone()
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), TENANTS);
+    let secret = secrets.get(&secret_name).await.unwrap();
+    let data = secret.data.unwrap();
+    let path = dir.join(format!("{secret_name}.yaml"));
+    std::fs::write(&path, &data["kubeconfig"].0).unwrap();
+    path
+}
+
+async fn pki_secret(client: &Client, namespace: &str) -> Vec<u8> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get("vnest-pki").await.unwrap();
+    secret.data.unwrap()["apiserver.crt"].0.clone()
+}
+
+/// etcdctl from this machine to each tenant's etcd pod: its own apiserver's
+/// client certificate is accepted (so the address is reachable), the other
+/// tenant's is refused.
+async fn etcd_accepts_only_its_own_clients(client: &Client, dir: &Path) {
+    let etcdctl = upstream_binaries().locate_binary("etcdctl").unwrap();
+    let mut tenants = Vec::new();
+    for name in ["team-a", "team-b"] {
+        let cp = host_namespace(TENANTS, name, HostNamespaceRole::ControlPlane);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &cp);
+        let data = secrets.get("vnest-pki").await.unwrap().data.unwrap();
+        let files = dir.join(name);
+        std::fs::create_dir_all(&files).unwrap();
+        for key in ["apiserver-etcd-client.crt", "apiserver-etcd-client.key"] {
+            std::fs::write(files.join(key), &data[key].0).unwrap();
+        }
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &cp);
+        let ip = pods
+            .get("etcd-0")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .pod_ip
+            .unwrap();
+        tenants.push((files, ip));
+    }
+    let health = |files: &Path, ip: &str| {
+        std::process::Command::new(&etcdctl)
+            .args([
+                &format!("--endpoints=https://{ip}:2379"),
+                "--insecure-skip-tls-verify",
+                &format!(
+                    "--cert={}",
+                    files.join("apiserver-etcd-client.crt").display()
+                ),
+                &format!(
+                    "--key={}",
+                    files.join("apiserver-etcd-client.key").display()
+                ),
+                "--dial-timeout=5s",
+                "--command-timeout=5s",
+                "endpoint",
+                "health",
+            ])
+            .output()
+            .unwrap()
+    };
+    for (own, theirs) in [(0, 1), (1, 0)] {
+        let (own_files, own_ip) = &tenants[own];
+        let ok = health(own_files, own_ip);
+        assert!(
+            ok.status.success(),
+            "own client refused: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let (_, their_ip) = &tenants[theirs];
+        let refused = health(own_files, their_ip);
+        assert!(
+            !refused.status.success(),
+            "another tenant's etcd accepted a foreign client"
+        );
+    }
+}
