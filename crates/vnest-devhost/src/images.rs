@@ -75,6 +75,11 @@ pub fn control_plane_images(
 /// "cc" base image provides).
 pub fn vnest_image(out: &Path, binaries: &[PathBuf]) -> anyhow::Result<PathBuf> {
     let reference = vnest_reference();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let binaries: Vec<PathBuf> = binaries
+        .iter()
+        .map(|b| without_debug_info(out, b))
+        .collect::<anyhow::Result<_>>()?;
     let (first, rest) = binaries
         .split_first()
         .context("vnest's image needs at least one binary")?;
@@ -87,7 +92,7 @@ pub fn vnest_image(out: &Path, binaries: &[PathBuf]) -> anyhow::Result<PathBuf> 
         );
     }
     let mut libraries = Vec::new();
-    for binary in binaries {
+    for binary in &binaries {
         libraries.extend(shared_libraries(binary)?);
     }
     libraries.sort();
@@ -96,10 +101,29 @@ pub fn vnest_image(out: &Path, binaries: &[PathBuf]) -> anyhow::Result<PathBuf> 
         let path = library.display().to_string();
         spec = spec.file(&path, &library, 0o755);
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = out.join("vnest.tar");
     write_oci_archive(&spec, &path).with_context(|| format!("writing {reference}"))?;
     Ok(path)
+}
+
+/// A copy of `binary` in `out` without debug information (a debug build is
+/// ten times larger, and every node imports the image), or `binary` itself
+/// where `strip` is missing.
+fn without_debug_info(out: &Path, binary: &Path) -> anyhow::Result<PathBuf> {
+    let stripped = out.join(file_name(binary)?);
+    let status = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(binary)
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(stripped),
+        _ => {
+            tracing::warn!(binary = %binary.display(), "strip failed; packaging the binary as built");
+            Ok(binary.to_owned())
+        }
+    }
 }
 
 /// The reference vnest's image is known by on the development host (and

@@ -7,6 +7,8 @@ pub enum Error {
     #[error("talking to the host apiserver: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
+    Apply(#[from] crate::apply::ApplyError),
+    #[error(transparent)]
     Certificates(#[from] CertificateError),
     #[error("issuing a kubeconfig: {0}")]
     Pki(#[from] vnest_pki::Error),

@@ -23,10 +23,13 @@ use time::OffsetDateTime;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
+use crate::apply;
+use crate::cluster_dns::{self, ClusterDns, ClusterDnsSpec};
 use crate::controller::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::{
     apiserver, controller_manager, datastore, kubeconfig, namespaces, network_policy, pods, quota,
+    syncer_rbac,
 };
 use crate::error::{Error, Result};
 use crate::host_facts;
@@ -45,9 +48,9 @@ pub async fn reconcile(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// Server-side applies a namespaced `object` and returns what the host now
-/// holds.
-pub async fn apply_object<K>(ctx: &Context, object: &K) -> Result<K>
+/// Applies a namespaced `object` to the host under the supervisor's field
+/// manager.
+async fn apply_object<K>(ctx: &Context, object: &K) -> Result<K>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -55,26 +58,7 @@ where
         + Serialize
         + DeserializeOwned,
 {
-    let meta = object.meta();
-    let name = meta.name.as_deref().ok_or(Error::Incomplete("name"))?;
-    let namespace = meta
-        .namespace
-        .as_deref()
-        .ok_or(Error::Incomplete("namespace"))?;
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    Ok(api.patch(name, &params, &Patch::Apply(object)).await?)
-}
-
-async fn apply_namespace(ctx: &Context, namespace: &Namespace) -> Result<Namespace> {
-    let name = namespace
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(Error::Incomplete("name"))?;
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    Ok(api.patch(name, &params, &Patch::Apply(namespace)).await?)
+    Ok(apply::apply_namespaced(&ctx.client, FIELD_MANAGER, object).await?)
 }
 
 async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
@@ -98,7 +82,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     }
 
     for namespace in namespaces::host_namespaces(vc) {
-        apply_namespace(ctx, &namespace).await?;
+        apply::apply_cluster(&ctx.client, FIELD_MANAGER, &namespace).await?;
     }
     let mut stages = Vec::new();
     let Some((pki, pki_stage)) = certificates(vc, ctx).await? else {
@@ -155,6 +139,15 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         &kcm,
         vc.spec.paused,
     ));
+    stages.push(if apiserver_serves(&stages) {
+        tenant_dns(vc, ctx, &pki).await
+    } else {
+        Stage::waiting(
+            status::CLUSTER_DNS,
+            "WaitingForAPIServer",
+            "installed once the tenant apiserver serves",
+        )
+    });
     stages.push(Stage::waiting(
         status::SYNCER,
         "NotDeployed",
@@ -275,7 +268,72 @@ async fn certificates(
     }
 }
 
-/// Quota, default limits, and no host token in the workloads namespace.
+fn apiserver_serves(stages: &[Stage]) -> bool {
+    stages.iter().any(|s| s.type_ == status::APISERVER && s.ok)
+}
+
+/// CoreDNS inside the tenant cluster, through the tenant apiserver's
+/// Service with the tenant admin's certificate. Its pods run on the host
+/// once the syncer runs tenant pods.
+async fn tenant_dns(vc: &VirtualCluster, ctx: &Context, pki: &vnest_pki::ControlPlanePki) -> Stage {
+    let failed = |e: String| Stage::waiting(status::CLUSTER_DNS, "TenantAPIUnreachable", e);
+    let client = match tenant_client(vc, pki).await {
+        Ok(client) => client,
+        Err(e) => return failed(e),
+    };
+    let image = pods::coredns_image(&ctx.settings);
+    let dns = match ClusterDns::new(&ClusterDnsSpec {
+        image: &image,
+        image_pull_policy: "IfNotPresent",
+        service_ip: cluster_dns::SERVICE_IP,
+        cluster_domain: vnest_local::flags::CLUSTER_DOMAIN,
+    }) {
+        Ok(dns) => dns,
+        Err(e) => return failed(e.to_string()),
+    };
+    match dns.apply(&client, FIELD_MANAGER).await {
+        Ok(()) => Stage::ok(
+            status::CLUSTER_DNS,
+            "Installed",
+            format!(
+                "CoreDNS {} is installed in the tenant cluster at {}",
+                pods::COREDNS_TAG,
+                cluster_dns::SERVICE_IP
+            ),
+        ),
+        Err(e) => failed(format!("installing CoreDNS in the tenant cluster: {e}")),
+    }
+}
+
+/// A client of the tenant cluster as its admin, through the apiserver's
+/// in-cluster Service.
+async fn tenant_client(
+    vc: &VirtualCluster,
+    pki: &vnest_pki::ControlPlanePki,
+) -> Result<kube::Client, String> {
+    let yaml = vnest_pki::render_kubeconfig(
+        identity(vc).1,
+        &apiserver::in_cluster_url(vc),
+        &pki.ca.cert().cert_pem,
+        vnest_pki::identity::ADMIN_USER,
+        vnest_pki::ClientCredentials::Certificate(&pki.admin),
+    )
+    .map_err(|e| e.to_string())?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).map_err(|e| e.to_string())?;
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    // A tenant apiserver that does not answer must not hold up reconciles.
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(15));
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Quota, default limits, no host token in the workloads namespace, and the
+/// syncer's rights there.
 async fn apply_workload_guards(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
     apply_object(ctx, &quota::resource_quota(vc)).await?;
     apply_object(ctx, &quota::limit_range(vc)).await?;
@@ -289,6 +347,8 @@ async fn apply_workload_guards(vc: &VirtualCluster, ctx: &Context) -> Result<()>
         ..ServiceAccount::default()
     };
     apply_object(ctx, &default_account).await?;
+    apply_object(ctx, &syncer_rbac::service_account(vc)).await?;
+    apply_object(ctx, &syncer_rbac::role_binding(vc)).await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub const CERTIFICATES: &str = "Certificates";
 pub const DATASTORE: &str = "Datastore";
 pub const APISERVER: &str = "APIServer";
 pub const CONTROLLER_MANAGER: &str = "ControllerManager";
+pub const CLUSTER_DNS: &str = "ClusterDNS";
 pub const SYNCER: &str = "Syncer";
 pub const READY: &str = "Ready";
 

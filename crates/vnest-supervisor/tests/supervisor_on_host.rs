@@ -164,13 +164,58 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
 
     // Neither tenant's credentials open the other's apiserver or etcd.
     let b_endpoint = b.status.as_ref().unwrap().endpoint.clone().unwrap();
-    let (ok, _, err) = kubectl(
-        &kubeconfig_a,
-        &["--server", &b_endpoint, "get", "namespaces"],
-    );
-    assert!(!ok, "a's kubeconfig must not work against b's apiserver");
-    eprintln!("a's credentials at b's apiserver: {}", err.trim());
+    apiserver_refuses_foreign_credentials(&kubeconfig_a, &b_endpoint).await;
     etcd_accepts_only_its_own_clients(&client, work.path()).await;
+
+    // The tenant's own DNS is installed inside it.
+    assert_eq!(condition(&a, "ClusterDNS").reason, "Installed");
+    let (ok, ip, err) = kubectl(
+        &kubeconfig_a,
+        &[
+            "get",
+            "service",
+            "-n",
+            "kube-system",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    assert!(ok && ip == "10.96.0.10", "{ip}{err}");
+
+    // Each tenant's syncer identity has rights in its own workloads
+    // namespace and nowhere else.
+    let syncer_a = format!(
+        "system:serviceaccount:{}:vnest-syncer",
+        host_namespace(TENANTS, "team-a", HostNamespaceRole::ControlPlane)
+    );
+    for (namespace, allowed) in [
+        (
+            host_namespace(TENANTS, "team-a", HostNamespaceRole::Workloads),
+            "yes",
+        ),
+        (
+            host_namespace(TENANTS, "team-b", HostNamespaceRole::Workloads),
+            "no",
+        ),
+        (
+            host_namespace(TENANTS, "team-a", HostNamespaceRole::ControlPlane),
+            "no",
+        ),
+        ("default".to_owned(), "no"),
+    ] {
+        let (_, answer, _) = kubectl(
+            &admin,
+            &[
+                "auth", "can-i", "create", "pods", "-n", &namespace, "--as", &syncer_a,
+            ],
+        );
+        assert_eq!(
+            answer.trim(),
+            allowed,
+            "a's syncer creating pods in {namespace}"
+        );
+    }
 
     // The isolation layers are on the host.
     let wl = host_namespace(TENANTS, "team-a", HostNamespaceRole::Workloads);
@@ -210,6 +255,21 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
         .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
         .unwrap();
+
+    // A spec change rolls out: a second apiserver replica.
+    vcs.patch(
+        "team-b",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "controlPlane": { "replicas": 2 } } })),
+    )
+    .await
+    .unwrap();
+    let b = wait_for_phase(&vcs, "team-b", Phase::Ready, &admin).await;
+    assert!(
+        condition(&b, "APIServer").message.starts_with("2/2"),
+        "{:?}",
+        condition(&b, "APIServer")
+    );
 
     // Pause keeps the data; resume brings it back.
     set_paused(&vcs, "team-a", true).await;
@@ -407,6 +467,27 @@ async fn pki_secret(client: &Client, namespace: &str) -> Vec<u8> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets.get("vnest-pki").await.unwrap();
     secret.data.unwrap()["apiserver.crt"].0.clone()
+}
+
+/// a's admin certificate presented to b's apiserver (server certificate
+/// not checked, so the refusal is b's, not the client's): 401.
+async fn apiserver_refuses_foreign_credentials(kubeconfig_a: &Path, b_endpoint: &str) {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_a).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    config.cluster_url = b_endpoint.parse().unwrap();
+    config.accept_invalid_certs = true;
+    config.tls_server_name = None;
+    let foreign = Client::try_from(config).unwrap();
+    let namespaces: Api<Namespace> = Api::all(foreign);
+    match namespaces.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 401, "{status:?}"),
+        other => panic!("b's apiserver must refuse a's admin: {other:?}"),
+    }
 }
 
 /// etcdctl from this machine to each tenant's etcd pod: its own apiserver's

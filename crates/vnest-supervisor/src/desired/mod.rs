@@ -9,3 +9,4 @@ pub mod namespaces;
 pub mod network_policy;
 pub mod pods;
 pub mod quota;
+pub mod syncer_rbac;

@@ -70,6 +70,13 @@ pub fn kubernetes_image(settings: &Settings, component: &str, vc: &VirtualCluste
     )
 }
 
+/// The CoreDNS release tenant clusters get (tools/upstream/coredns/go.mod).
+pub const COREDNS_TAG: &str = "v1.15.0";
+
+pub fn coredns_image(settings: &Settings) -> String {
+    format!("{}/coredns/coredns:{COREDNS_TAG}", settings.registry)
+}
+
 pub fn etcd_image(settings: &Settings) -> String {
     format!("{}/etcd:{ETCD_IMAGE_TAG}", settings.registry)
 }

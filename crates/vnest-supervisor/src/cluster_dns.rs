@@ -1,0 +1,154 @@
+//! CoreDNS as a cluster's DNS: a Deployment in kube-system behind the
+//! `kube-dns` Service at the address kubelets hand to pods. The supervisor
+//! installs it in every tenant cluster; the development host uses the same
+//! objects for the host's own DNS. CoreDNS listens on 1053 so that it needs
+//! no privileged port, and runs non-root with a read-only root filesystem.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::Client;
+use serde_json::json;
+
+use crate::apply::{ApplyError, apply_cluster, apply_namespaced};
+
+pub const NAMESPACE: &str = "kube-system";
+pub const DEPLOYMENT: &str = "coredns";
+/// The address of `kube-dns` in a cluster whose Services come from
+/// 10.96.0.0/12 (vnest's tenants and the development host).
+pub const SERVICE_IP: &str = "10.96.0.10";
+
+/// Which CoreDNS, and for which cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterDnsSpec<'a> {
+    pub image: &'a str,
+    pub image_pull_policy: &'a str,
+    pub service_ip: &'a str,
+    pub cluster_domain: &'a str,
+}
+
+/// Every object of a cluster's DNS.
+#[derive(Clone, Debug)]
+pub struct ClusterDns {
+    pub service_account: ServiceAccount,
+    pub cluster_role: ClusterRole,
+    pub cluster_role_binding: ClusterRoleBinding,
+    pub config_map: ConfigMap,
+    pub deployment: Deployment,
+    pub service: Service,
+}
+
+impl ClusterDns {
+    pub fn new(spec: &ClusterDnsSpec<'_>) -> Result<Self, serde_json::Error> {
+        let labels = json!({ "k8s-app": "kube-dns" });
+        let corefile = format!(
+            ".:1053 {{\n    errors\n    health\n    ready\n    kubernetes {} in-addr.arpa ip6.arpa {{\n        pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n    }}\n    cache 30\n    loop\n    reload\n}}\n",
+            spec.cluster_domain
+        );
+        Ok(Self {
+            service_account: serde_json::from_value(json!({
+                "metadata": { "name": "coredns", "namespace": NAMESPACE },
+            }))?,
+            cluster_role: serde_json::from_value(json!({
+                "metadata": { "name": "system:coredns" },
+                "rules": [
+                    { "apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"] },
+                    { "apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"] },
+                ],
+            }))?,
+            cluster_role_binding: serde_json::from_value(json!({
+                "metadata": { "name": "system:coredns" },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns" },
+                "subjects": [{ "kind": "ServiceAccount", "name": "coredns", "namespace": NAMESPACE }],
+            }))?,
+            config_map: serde_json::from_value(json!({
+                "metadata": { "name": "coredns", "namespace": NAMESPACE },
+                "data": { "Corefile": corefile },
+            }))?,
+            deployment: serde_json::from_value(json!({
+                "metadata": { "name": DEPLOYMENT, "namespace": NAMESPACE, "labels": labels },
+                "spec": {
+                    "replicas": 1,
+                    "selector": { "matchLabels": labels },
+                    "template": {
+                        "metadata": { "labels": labels },
+                        "spec": {
+                            "serviceAccountName": "coredns",
+                            "dnsPolicy": "Default",
+                            "securityContext": {
+                                "runAsNonRoot": true,
+                                "seccompProfile": { "type": "RuntimeDefault" },
+                            },
+                            "containers": [{
+                                "name": "coredns",
+                                "image": spec.image,
+                                "imagePullPolicy": spec.image_pull_policy,
+                                "args": ["-conf", "/etc/coredns/Corefile"],
+                                "ports": [
+                                    { "name": "dns", "containerPort": 1053, "protocol": "UDP" },
+                                    { "name": "dns-tcp", "containerPort": 1053, "protocol": "TCP" },
+                                ],
+                                "readinessProbe": { "httpGet": { "path": "/ready", "port": 8181 } },
+                                "securityContext": {
+                                    "runAsNonRoot": true,
+                                    "allowPrivilegeEscalation": false,
+                                    "readOnlyRootFilesystem": true,
+                                    "capabilities": { "drop": ["ALL"] },
+                                },
+                                "volumeMounts": [{ "name": "config", "mountPath": "/etc/coredns", "readOnly": true }],
+                            }],
+                            "volumes": [{ "name": "config", "configMap": { "name": "coredns" } }],
+                        },
+                    },
+                },
+            }))?,
+            service: serde_json::from_value(json!({
+                "metadata": { "name": "kube-dns", "namespace": NAMESPACE, "labels": labels },
+                "spec": {
+                    "selector": labels,
+                    "clusterIP": spec.service_ip,
+                    "ports": [
+                        { "name": "dns", "port": 53, "targetPort": 1053, "protocol": "UDP" },
+                        { "name": "dns-tcp", "port": 53, "targetPort": 1053, "protocol": "TCP" },
+                    ],
+                },
+            }))?,
+        })
+    }
+
+    /// Applies every object to the cluster `client` talks to.
+    pub async fn apply(&self, client: &Client, manager: &str) -> Result<(), ApplyError> {
+        apply_namespaced(client, manager, &self.service_account).await?;
+        apply_cluster(client, manager, &self.cluster_role).await?;
+        apply_cluster(client, manager, &self.cluster_role_binding).await?;
+        apply_namespaced(client, manager, &self.config_map).await?;
+        apply_namespaced(client, manager, &self.deployment).await?;
+        apply_namespaced(client, manager, &self.service).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_service_sits_at_the_given_address_and_serves_the_domain() {
+        let dns = ClusterDns::new(&ClusterDnsSpec {
+            image: "coredns:x",
+            image_pull_policy: "IfNotPresent",
+            service_ip: SERVICE_IP,
+            cluster_domain: "cluster.local",
+        })
+        .unwrap();
+        assert_eq!(
+            dns.service.spec.unwrap().cluster_ip.as_deref(),
+            Some(SERVICE_IP)
+        );
+        let corefile = &dns.config_map.data.unwrap()["Corefile"];
+        assert!(corefile.contains("kubernetes cluster.local in-addr.arpa"));
+        let container = &dns.deployment.spec.template.spec.unwrap().containers[0];
+        assert_eq!(container.image.as_deref(), Some("coredns:x"));
+    }
+}
