@@ -13,5 +13,6 @@ pub mod controller;
 pub mod desired;
 pub mod error;
 pub mod host_facts;
+pub mod pod_problems;
 pub mod reconcile;
 pub mod status;

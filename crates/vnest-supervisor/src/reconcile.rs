@@ -32,8 +32,8 @@ use crate::desired::{
     syncer_rbac,
 };
 use crate::error::{Error, Result};
-use crate::host_facts;
 use crate::status::{self, Stage};
+use crate::{host_facts, pod_problems};
 
 pub async fn reconcile(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action> {
     let (namespace, _) = identity(&vc);
@@ -101,7 +101,8 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         apply_object(ctx, &policy).await?;
     }
 
-    stages.push(self::datastore(vc, ctx, &pki_data).await?);
+    let datastore_stage = self::datastore(vc, ctx, &pki_data).await?;
+    stages.push(explain(vc, ctx, datastore_stage, datastore::COMPONENT).await);
 
     let service = apply_object(ctx, &apiserver::service(vc)).await?;
     let deployment =
@@ -125,7 +126,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         }
         Err(_) => {}
     }
-    stages.push(apiserver_stage);
+    stages.push(explain(vc, ctx, apiserver_stage, apiserver::COMPONENT).await);
 
     apply_object(ctx, &controller_manager::kubeconfig_secret(vc, &pki)?).await?;
     let kcm = apply_object(
@@ -133,12 +134,13 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         &controller_manager::deployment(vc, &ctx.settings, &pki_data),
     )
     .await?;
-    stages.push(rollout_stage(
+    let kcm_stage = rollout_stage(
         status::CONTROLLER_MANAGER,
         "kube-controller-manager",
         &kcm,
         vc.spec.paused,
-    ));
+    );
+    stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
     stages.push(if apiserver_serves(&stages) {
         tenant_dns(vc, ctx, &pki).await
     } else {
@@ -414,6 +416,21 @@ async fn datastore(
             "ClientSecretIncomplete",
             reason,
         )),
+    }
+}
+
+/// A waiting stage with what its pods say is wrong, if anything.
+async fn explain(vc: &VirtualCluster, ctx: &Context, stage: Stage, component: &str) -> Stage {
+    if stage.ok {
+        return stage;
+    }
+    let namespace = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    match pod_problems::first_problem(&ctx.client, &namespace, component).await {
+        Some(problem) => Stage {
+            message: format!("{}; {problem}", stage.message),
+            ..stage
+        },
+        None => stage,
     }
 }
 

@@ -87,6 +87,12 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
         .await
         .unwrap();
 
+    // A control plane that cannot be placed says why.
+    let mut nowhere = virtual_cluster("nowhere", "a");
+    nowhere.spec.control_plane.node_selector =
+        [("vnest.dev/pool".to_owned(), "none".to_owned())].into();
+    vcs.create(&PostParams::default(), &nowhere).await.unwrap();
+
     let sneaky = wait_for_phase(&vcs, "sneaky", Phase::Failed, &admin).await;
     let ready = condition(&sneaky, "Ready");
     assert_eq!(ready.reason, "ProtectedFlag");
@@ -108,6 +114,14 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
             .is_none(),
         "a refused spec is never half-applied"
     );
+
+    let message = wait_until("nowhere says why it waits", READY_TIMEOUT, || async {
+        let vc = vcs.get("nowhere").await.ok()?;
+        let message = condition(&vc, "Datastore").message;
+        message.contains("cannot be scheduled").then_some(message)
+    })
+    .await;
+    assert!(message.contains("node affinity/selector"), "{message}");
 
     let a = wait_for_phase(&vcs, "team-a", Phase::Ready, &admin).await;
     let b = wait_for_phase(&vcs, "team-b", Phase::Ready, &admin).await;
@@ -307,7 +321,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     .await;
 
     // Deleting removes every host object the tenants had.
-    for name in ["team-a", "team-b", "sneaky"] {
+    for name in ["team-a", "team-b", "sneaky", "nowhere"] {
         vcs.delete(name, &DeleteParams::default()).await.unwrap();
     }
     wait_until("every VirtualCluster is gone", READY_TIMEOUT, || async {

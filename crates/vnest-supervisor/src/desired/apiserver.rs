@@ -4,13 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec, PodTemplateSpec,
-    Probe, Service, ServicePort, ServiceSpec, VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::core::v1::{Container, Service, ServicePort, ServiceSpec, VolumeMount};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::ObjectMeta;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{ExposeType, VirtualCluster};
 use vnest_local::flags;
@@ -117,18 +112,7 @@ pub fn deployment(
     } else {
         vc.spec.control_plane.replicas
     };
-    let probe = |path: &str, period, failures| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.to_owned()),
-            port: IntOrString::Int(SECURE_PORT),
-            scheme: Some("HTTPS".to_owned()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(5),
-        ..Probe::default()
-    };
+    let probe = |path, period, failures| pods::probe(path, SECURE_PORT, "HTTPS", period, failures);
     let mut mounts = vec![pods::config_mount()];
     let mut volumes = vec![pods::config_volume(APISERVER_FILES, &[])];
     if vc.spec.datastore.external.is_some() {
@@ -149,18 +133,8 @@ pub fn deployment(
         image: Some(pods::kubernetes_image(settings, "kube-apiserver", vc)),
         command: Some(vec!["kube-apiserver".to_owned()]),
         args: Some(args(vc)),
-        env: Some(vec![EnvVar {
-            name: "POD_IP".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "status.podIP".to_owned(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }]),
-        ports: Some(vec![datastore::container_port("https", SECURE_PORT)]),
+        env: Some(vec![pods::field_env("POD_IP", "status.podIP")]),
+        ports: Some(vec![pods::container_port("https", SECURE_PORT)]),
         startup_probe: Some(probe("/livez", 2, 90)),
         readiness_probe: Some(probe("/readyz", 5, 3)),
         liveness_probe: Some(probe("/livez", 10, 6)),
@@ -175,22 +149,8 @@ pub fn deployment(
         metadata: pods::control_plane_meta(vc, COMPONENT, COMPONENT),
         spec: DeploymentSpec {
             replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(pods::selector(COMPONENT)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pods::component_labels(vc, COMPONENT)),
-                    annotations: Some(annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    ..pods::pod_spec(vc)
-                }),
-            },
+            selector: pods::label_selector(COMPONENT),
+            template: pods::pod_template(vc, COMPONENT, annotations, container, volumes),
             ..DeploymentSpec::default()
         },
         ..Deployment::default()

@@ -6,19 +6,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Secret,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::ObjectMeta;
+use k8s_openapi::api::core::v1::{Container, Secret};
 use vnest_api::VirtualCluster;
 use vnest_api::host_names::identity;
 use vnest_local::flags;
 use vnest_pki::{ClientCredentials, ControlPlanePki, render_kubeconfig};
 
 use super::apiserver::in_cluster_url;
-use super::datastore::container_port;
 use super::pods::{self, Settings};
 
 pub const COMPONENT: &str = "controller-manager";
@@ -74,18 +68,12 @@ pub fn deployment(
     pki_data: &BTreeMap<String, Vec<u8>>,
 ) -> Deployment {
     let replicas = if vc.spec.paused { 0 } else { 1 };
-    let probe = |period, failures| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/healthz".to_owned()),
-            port: IntOrString::Int(SECURE_PORT),
-            scheme: Some("HTTPS".to_owned()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(5),
-        ..Probe::default()
-    };
+    let probe = |period, failures| pods::probe("/healthz", SECURE_PORT, "HTTPS", period, failures);
+    let hashed = [
+        CONTROLLER_MANAGER_FILES,
+        &["controller-manager.crt", "controller-manager.key"],
+    ]
+    .concat();
     let container = Container {
         name: COMPONENT.to_owned(),
         image: Some(pods::kubernetes_image(
@@ -95,7 +83,7 @@ pub fn deployment(
         )),
         command: Some(vec!["kube-controller-manager".to_owned()]),
         args: Some(args(vc)),
-        ports: Some(vec![container_port("https", SECURE_PORT)]),
+        ports: Some(vec![pods::container_port("https", SECURE_PORT)]),
         startup_probe: Some(probe(2, 90)),
         readiness_probe: Some(probe(5, 3)),
         liveness_probe: Some(probe(10, 6)),
@@ -107,32 +95,17 @@ pub fn deployment(
         metadata: pods::control_plane_meta(vc, COMPONENT, COMPONENT),
         spec: DeploymentSpec {
             replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(pods::selector(COMPONENT)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pods::component_labels(vc, COMPONENT)),
-                    annotations: Some(pods::template_annotations(
-                        pki_data,
-                        &[
-                            CONTROLLER_MANAGER_FILES,
-                            &["controller-manager.crt", "controller-manager.key"],
-                        ]
-                        .concat(),
-                    )),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(vec![pods::config_volume(
-                        CONTROLLER_MANAGER_FILES,
-                        &[(KUBECONFIG_SECRET, KUBECONFIG_FILE)],
-                    )]),
-                    ..pods::pod_spec(vc)
-                }),
-            },
+            selector: pods::label_selector(COMPONENT),
+            template: pods::pod_template(
+                vc,
+                COMPONENT,
+                pods::template_annotations(pki_data, &hashed),
+                container,
+                vec![pods::config_volume(
+                    CONTROLLER_MANAGER_FILES,
+                    &[(KUBECONFIG_SECRET, KUBECONFIG_FILE)],
+                )],
+            ),
             ..DeploymentSpec::default()
         },
         ..Deployment::default()

@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
-    Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, Secret, Service,
+    ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
@@ -136,37 +134,17 @@ pub fn stateful_set(
     pki_data: &BTreeMap<String, Vec<u8>>,
 ) -> StatefulSet {
     let replicas = if vc.spec.paused { 0 } else { etcd.replicas };
-    let probe = |path: &str, period, failures| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.to_owned()),
-            port: IntOrString::Int(METRICS_PORT),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(5),
-        ..Probe::default()
-    };
+    let probe = |path, period, failures| pods::probe(path, METRICS_PORT, "HTTP", period, failures);
     let container = Container {
         name: COMPONENT.to_owned(),
         image: Some(pods::etcd_image(settings)),
         command: Some(vec!["etcd".to_owned()]),
         args: Some(args(vc, etcd)),
-        env: Some(vec![EnvVar {
-            name: "POD_NAME".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_owned(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }]),
+        env: Some(vec![pods::field_env("POD_NAME", "metadata.name")]),
         ports: Some(vec![
-            container_port("client", CLIENT_PORT),
-            container_port("peer", PEER_PORT),
-            container_port("metrics", METRICS_PORT),
+            pods::container_port("client", CLIENT_PORT),
+            pods::container_port("peer", PEER_PORT),
+            pods::container_port("metrics", METRICS_PORT),
         ]),
         readiness_probe: Some(probe("/readyz", 5, 3)),
         liveness_probe: Some(Probe {
@@ -210,35 +188,18 @@ pub fn stateful_set(
             service_name: Some(ETCD_SERVICE.to_owned()),
             // Every member must start for any to become ready.
             pod_management_policy: Some("Parallel".to_owned()),
-            selector: LabelSelector {
-                match_labels: Some(pods::selector(COMPONENT)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pods::component_labels(vc, COMPONENT)),
-                    annotations: Some(pods::template_annotations(pki_data, ETCD_FILES)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(vec![pods::config_volume(ETCD_FILES, &[])]),
-                    ..pods::pod_spec(vc)
-                }),
-            },
+            selector: pods::label_selector(COMPONENT),
+            template: pods::pod_template(
+                vc,
+                COMPONENT,
+                pods::template_annotations(pki_data, ETCD_FILES),
+                container,
+                vec![pods::config_volume(ETCD_FILES, &[])],
+            ),
             volume_claim_templates: Some(vec![claim]),
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
-    }
-}
-
-pub fn container_port(name: &str, port: i32) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.to_owned()),
-        container_port: port,
-        protocol: Some("TCP".to_owned()),
-        ..ContainerPort::default()
     }
 }
 

@@ -5,9 +5,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, KeyToPath, PodSecurityContext, PodSpec, ProjectedVolumeSource, SeccompProfile,
-    SecretProjection, SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeProjection,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, SeccompProfile, SecretProjection, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeProjection,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
@@ -146,6 +150,77 @@ pub fn pod_spec(vc: &VirtualCluster) -> PodSpec {
         security_context: Some(pod_security_context()),
         node_selector: (!node_selector.is_empty()).then(|| node_selector.clone()),
         ..PodSpec::default()
+    }
+}
+
+/// The pod template of `component`: its labels, `annotations` (the
+/// certificate hash), one container and its volumes, on [`pod_spec`].
+pub fn pod_template(
+    vc: &VirtualCluster,
+    component: &str,
+    annotations: BTreeMap<String, String>,
+    container: Container,
+    volumes: Vec<Volume>,
+) -> PodTemplateSpec {
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(component_labels(vc, component)),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            volumes: Some(volumes),
+            ..pod_spec(vc)
+        }),
+    }
+}
+
+/// The selector of a Deployment or StatefulSet of `component`.
+pub fn label_selector(component: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(selector(component)),
+        ..LabelSelector::default()
+    }
+}
+
+/// An HTTP(S) GET probe.
+pub fn probe(path: &str, port: i32, scheme: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(port),
+            scheme: Some(scheme.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    }
+}
+
+/// An environment variable from the pod's own fields (downward API).
+pub fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+pub fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
     }
 }
 
