@@ -117,8 +117,15 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
 
     let message = wait_until("nowhere says why it waits", READY_TIMEOUT, || async {
         let vc = vcs.get("nowhere").await.ok()?;
-        let message = condition(&vc, "Datastore").message;
-        message.contains("cannot be scheduled").then_some(message)
+        let status = vc.status?;
+        let datastore = status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Datastore")?;
+        datastore
+            .message
+            .contains("cannot be scheduled")
+            .then_some(datastore.message)
     })
     .await;
     assert!(message.contains("node affinity/selector"), "{message}");
