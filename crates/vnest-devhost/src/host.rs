@@ -31,8 +31,9 @@ pub struct DevHostOptions {
     /// Simulated nodes (kwok), each with its labels; see [`crate::simulated`].
     pub simulated_nodes: Vec<Vec<(String, String)>>,
     /// Built vnest binaries: when given, every node also gets the
-    /// control-plane images and vnest's own image made from them, so the
-    /// supervisor and tenant control planes run here.
+    /// control-plane images, vnest's own image made from them (so the
+    /// supervisor and tenant control planes run here) and the test clients
+    /// image ([`images::CLIENTS_IMAGE`]).
     pub vnest_binaries: Vec<PathBuf>,
 }
 
@@ -114,6 +115,7 @@ impl DevHost {
         if !options.vnest_binaries.is_empty() {
             archives.extend(images::control_plane_images(&image_dir, &options.binaries)?);
             archives.push(images::vnest_image(&image_dir, &options.vnest_binaries)?);
+            archives.push(images::clients_image(&image_dir, &options.binaries)?);
         }
         let coredns_image = images::coredns_reference(&coredns)?;
 

@@ -12,6 +12,10 @@ pub const PAUSE_IMAGE: &str = "vnest.local/pause:1";
 pub const BUSYBOX_IMAGE: &str = "vnest.local/busybox:1";
 
 const BUSYBOX: &str = "/bin/busybox";
+/// Test clients for tenant isolation checks from inside pods: busybox plus
+/// the pinned kubectl and etcdctl (static Go binaries, so DNS works, unlike
+/// busybox-static's resolver).
+pub const CLIENTS_IMAGE: &str = "vnest.local/clients:1";
 
 /// Where CoreDNS's image comes from: upstream's name, our build.
 pub const COREDNS_REPOSITORY: &str = "registry.k8s.io/coredns/coredns";
@@ -66,6 +70,23 @@ pub fn control_plane_images(
         out,
         images.into_iter().map(|(n, s)| (tar_name(n), s)).collect(),
     )
+}
+
+/// [`CLIENTS_IMAGE`], written as `clients.tar` into `out`.
+pub fn clients_image(out: &Path, binaries: &UpstreamBinaries) -> anyhow::Result<PathBuf> {
+    let mut spec = busybox_base(CLIENTS_IMAGE)?;
+    for name in ["kubectl", "etcdctl"] {
+        spec = spec.file(
+            &format!("/usr/local/bin/{name}"),
+            binaries.locate_binary(name)?,
+            0o755,
+        );
+    }
+    let written = write_all(out, vec![("clients.tar", spec)])?;
+    written
+        .into_iter()
+        .next()
+        .context("clients.tar was not written")
 }
 
 /// vnest's own image from built vnest binaries (`vnest`,

@@ -187,6 +187,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     let b_endpoint = b.status.as_ref().unwrap().endpoint.clone().unwrap();
     apiserver_refuses_foreign_credentials(&kubeconfig_a, &b_endpoint).await;
     etcd_accepts_only_its_own_clients(&client, work.path()).await;
+    a_workload_pod_is_refused_by_the_other_tenant(&client, &admin).await;
 
     // The tenant's own DNS is installed inside it.
     assert_eq!(condition(&a, "ClusterDNS").reason, "Installed");
@@ -488,6 +489,88 @@ async fn pki_secret(client: &Client, namespace: &str) -> Vec<u8> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets.get("vnest-pki").await.unwrap();
     secret.data.unwrap()["apiserver.crt"].0.clone()
+}
+
+/// A pod in a's workloads namespace (where the syncer will put a's pods;
+/// placed directly here) holding a's own admin and etcd client
+/// certificates, the most a tenant workload could have: b's apiserver
+/// answers 401 and b's etcd refuses the handshake, while a's own apiserver
+/// answers. (Whether the pod could even open a connection to either etcd is
+/// the NetworkPolicy layer's business; the development host does not
+/// enforce NetworkPolicy, so here the certificates are the boundary.)
+async fn a_workload_pod_is_refused_by_the_other_tenant(client: &Client, admin: &Path) {
+    let a_cp = host_namespace(TENANTS, "team-a", HostNamespaceRole::ControlPlane);
+    let b_cp = host_namespace(TENANTS, "team-b", HostNamespaceRole::ControlPlane);
+    let a_wl = host_namespace(TENANTS, "team-a", HostNamespaceRole::Workloads);
+    let pki = Api::<Secret>::namespaced(client.clone(), &a_cp)
+        .get("vnest-pki")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let creds: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "a-credentials", "namespace": a_wl },
+        "data": {
+            "admin.crt": pki["admin.crt"], "admin.key": pki["admin.key"],
+            "etcd.crt": pki["apiserver-etcd-client.crt"], "etcd.key": pki["apiserver-etcd-client.key"],
+        },
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &a_wl)
+        .create(&PostParams::default(), &creds)
+        .await
+        .unwrap();
+    let script = format!(
+        r#"K="kubectl --insecure-skip-tls-verify --client-certificate=/creds/admin.crt --client-key=/creds/admin.key --request-timeout=10s"
+E="etcdctl --insecure-skip-tls-verify --cert=/creds/etcd.crt --key=/creds/etcd.key --dial-timeout=5s --command-timeout=5s"
+$K --server=https://apiserver.{a_cp}.svc:443 get namespaces >/dev/null 2>&1 && echo OWN_APISERVER_SERVES
+$K --server=https://apiserver.{b_cp}.svc:443 get namespaces 2>&1 | grep -q Unauthorized && echo OTHER_APISERVER_UNAUTHORIZED
+$E --endpoints=https://etcd-0.etcd.{a_cp}.svc:2379 endpoint health >/dev/null 2>&1 && echo OWN_ETCD_REACHABLE
+$E --endpoints=https://etcd-0.etcd.{b_cp}.svc:2379 endpoint health >/dev/null 2>&1 || echo OTHER_ETCD_REFUSED
+true"#
+    );
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "probe", "namespace": a_wl },
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": { "vnest.dev/pool": "a" },
+            "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{
+                "name": "probe",
+                "image": vnest_devhost::images::CLIENTS_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script],
+                "env": [{ "name": "HOME", "value": "/tmp" }],
+                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
+                "volumeMounts": [{ "name": "creds", "mountPath": "/creds", "readOnly": true }],
+            }],
+            "volumes": [{ "name": "creds", "secret": { "secretName": "a-credentials" } }],
+        },
+    }))
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &a_wl);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    wait_until(
+        "the probe pod in a's workloads namespace finished",
+        READY_TIMEOUT,
+        || async {
+            let phase = pods.get("probe").await.ok()?.status?.phase?;
+            (phase == "Succeeded" || phase == "Failed").then_some(())
+        },
+    )
+    .await;
+    let (_, logs, err) = kubectl(admin, &["logs", "-n", &a_wl, "probe"]);
+    eprintln!("probe pod says:\n{logs}{err}");
+    for marker in [
+        "OWN_APISERVER_SERVES",
+        "OTHER_APISERVER_UNAUTHORIZED",
+        "OTHER_ETCD_REFUSED",
+    ] {
+        assert!(logs.contains(marker), "{marker} missing: {logs}{err}");
+    }
+    if logs.contains("OWN_ETCD_REACHABLE") {
+        eprintln!("the probe reached its own etcd: NetworkPolicy is not enforced on this host");
+    }
 }
 
 /// a's admin certificate presented to b's apiserver (server certificate
