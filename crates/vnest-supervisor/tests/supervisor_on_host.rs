@@ -524,7 +524,9 @@ async fn a_workload_pod_is_refused_by_the_other_tenant(client: &Client, admin: &
         r#"K="kubectl --insecure-skip-tls-verify --client-certificate=/creds/admin.crt --client-key=/creds/admin.key --request-timeout=10s"
 E="etcdctl --insecure-skip-tls-verify --cert=/creds/etcd.crt --key=/creds/etcd.key --dial-timeout=5s --command-timeout=5s"
 $K --server=https://apiserver.{a_cp}.svc:443 get namespaces >/dev/null 2>&1 && echo OWN_APISERVER_SERVES
-$K --server=https://apiserver.{b_cp}.svc:443 get namespaces 2>&1 | grep -q Unauthorized && echo OTHER_APISERVER_UNAUTHORIZED
+OUT=$($K --server=https://apiserver.{b_cp}.svc:443 get namespaces 2>&1)
+echo "b's apiserver: $OUT"
+echo "$OUT" | grep -q "must be logged in" && echo OTHER_APISERVER_UNAUTHORIZED
 $E --endpoints=https://etcd-0.etcd.{a_cp}.svc:2379 endpoint health >/dev/null 2>&1 && echo OWN_ETCD_REACHABLE
 $E --endpoints=https://etcd-0.etcd.{b_cp}.svc:2379 endpoint health >/dev/null 2>&1 || echo OTHER_ETCD_REFUSED
 true"#
