@@ -54,17 +54,33 @@ const HASH_HEX: usize = 10;
 /// The host namespace of `role` for VirtualCluster `namespace/name`:
 /// `vnest-<namespace>-<name>-<hash>-<cp|wl>`, shortened to 63 characters.
 pub fn host_namespace(namespace: &str, name: &str, role: HostNamespaceRole) -> String {
-    let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
+    hashed_label(
+        &format!("vnest-{namespace}-{name}"),
+        &format!("{namespace}/{name}"),
+        role.suffix(),
+    )
+}
+
+/// A DNS label (at most 63 characters) that is unique for `key`:
+/// `<readable>-<hash of key>-<suffix>` (no `-<suffix>` when it is empty).
+/// Only `readable` is shortened, never the hash, so two keys never share a
+/// name however long they are; `readable` is a hint for people.
+pub fn hashed_label(readable: &str, key: &str, suffix: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
     let hash: String = digest
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<String>()[..HASH_HEX]
         .to_owned();
-    let suffix = format!("-{hash}-{}", role.suffix());
-    let mut readable = format!("vnest-{namespace}-{name}");
-    readable.truncate(MAX_LABEL - suffix.len());
+    let tail = if suffix.is_empty() {
+        format!("-{hash}")
+    } else {
+        format!("-{hash}-{suffix}")
+    };
+    let mut readable = readable.to_owned();
+    readable.truncate(MAX_LABEL - tail.len());
     let readable = readable.trim_end_matches('-');
-    format!("{readable}{suffix}")
+    format!("{readable}{tail}")
 }
 
 /// The namespace and name of `vc` (a VirtualCluster read from the API

@@ -1,0 +1,541 @@
+//! The security boundary between a tenant and the host: what a tenant pod
+//! may not do on the host, each rule with the reason the tenant is shown.
+//!
+//! The host also enforces the tenant's Pod Security level on the workloads
+//! namespace; these rules do not depend on it being there. They cover what
+//! reaches the node or other tenants (privilege, host namespaces, host
+//! paths and ports, capabilities, volume types, node placement, tolerations,
+//! runtime classes) at the tenant's level: at `privileged` the admin has
+//! allowed everything but placement and the RuntimeClass.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
+use vnest_api::PodSecurityLevel;
+
+/// One rule of the policy (the `rule` label of the refusals metric).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rule {
+    Privileged,
+    HostNamespaces,
+    HostPorts,
+    VolumeType,
+    Capabilities,
+    NodeName,
+    NodeAffinity,
+    Tolerations,
+    RuntimeClass,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Privileged => "privileged",
+            Rule::HostNamespaces => "host-namespaces",
+            Rule::HostPorts => "host-ports",
+            Rule::VolumeType => "volume-type",
+            Rule::Capabilities => "capabilities",
+            Rule::NodeName => "node-name",
+            Rule::NodeAffinity => "node-affinity",
+            Rule::Tolerations => "tolerations",
+            Rule::RuntimeClass => "runtime-class",
+        }
+    }
+}
+
+/// Why a pod is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: Rule,
+    pub message: String,
+}
+
+/// What the tenant is allowed, from its VirtualCluster and its pool.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub level: PodSecurityLevel,
+    /// The pool's node selector; pods are bound to it.
+    pub pool_selector: BTreeMap<String, String>,
+    /// The names of the pool's nodes now.
+    pub pool_nodes: BTreeSet<String>,
+    /// The taint key node pools are fenced with (`vnest.dev/pool`): a
+    /// tenant may tolerate only its own pool's value.
+    pub pool_taint_key: String,
+    /// The RuntimeClass forced on every pod, if any.
+    pub runtime_class: Option<String>,
+}
+
+/// Volume types that never reach the node (Pod Security baseline's list).
+const SAFE_VOLUMES: [&str; 8] = [
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+/// Capabilities the baseline level lets a container add.
+const BASELINE_CAPABILITIES: [&str; 13] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// Every rule `pod` breaks; empty when it may run on the host.
+pub fn check(pod: &Pod, policy: &Policy) -> Vec<Refusal> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let mut refusals = Vec::new();
+    let mut refuse = |rule, message: String| refusals.push(Refusal { rule, message });
+    let strict = policy.level != PodSecurityLevel::Privileged;
+
+    for (container, context) in security_contexts(spec) {
+        let Some(context) = context else { continue };
+        if strict && context.privileged == Some(true) {
+            refuse(
+                Rule::Privileged,
+                format!(
+                    "container {container} is privileged; privileged containers would control the host node"
+                ),
+            );
+        }
+        let added = context
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.add.clone())
+            .unwrap_or_default();
+        for capability in added {
+            let allowed = match policy.level {
+                PodSecurityLevel::Privileged => true,
+                PodSecurityLevel::Baseline => BASELINE_CAPABILITIES.contains(&capability.as_str()),
+                PodSecurityLevel::Restricted => capability == "NET_BIND_SERVICE",
+            };
+            if !allowed {
+                refuse(
+                    Rule::Capabilities,
+                    format!(
+                        "container {container} adds capability {capability}, beyond the {} level of this cluster",
+                        level_name(policy.level)
+                    ),
+                );
+            }
+        }
+    }
+    if strict {
+        for (field, on) in [
+            ("hostNetwork", spec.host_network),
+            ("hostPID", spec.host_pid),
+            ("hostIPC", spec.host_ipc),
+        ] {
+            if on == Some(true) {
+                refuse(
+                    Rule::HostNamespaces,
+                    format!("{field} shares the host node's namespace"),
+                );
+            }
+        }
+        for container in all_containers(spec) {
+            for port in container.ports.into_iter().flatten() {
+                if let Some(host_port) = port.host_port.filter(|p| *p != 0) {
+                    refuse(
+                        Rule::HostPorts,
+                        format!(
+                            "container {} asks for host port {host_port} on the node",
+                            container.name
+                        ),
+                    );
+                }
+            }
+        }
+        for volume in spec.volumes.iter().flatten() {
+            let kind = volume_kind(volume);
+            if !SAFE_VOLUMES.contains(&kind.as_str()) {
+                refuse(
+                    Rule::VolumeType,
+                    format!(
+                        "volume {} of type {kind} reaches the host node; allowed are {}",
+                        volume.name,
+                        SAFE_VOLUMES.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    if let Some(node) = spec.node_name.as_deref()
+        && !policy.pool_nodes.contains(node)
+    {
+        refuse(
+            Rule::NodeName,
+            format!("nodeName {node} is not a node of this cluster's pool"),
+        );
+    }
+    for value in required_hostnames(spec) {
+        if !policy.pool_nodes.contains(&value) {
+            refuse(
+                Rule::NodeAffinity,
+                format!("node affinity names {value}, which is not a node of this cluster's pool"),
+            );
+        }
+    }
+    let own_pool = policy.pool_selector.get(&policy.pool_taint_key);
+    for toleration in spec.tolerations.iter().flatten() {
+        let key = toleration.key.as_deref().unwrap_or_default();
+        let operator = toleration.operator.as_deref().unwrap_or("Equal");
+        let everything = key.is_empty() && operator == "Exists";
+        let other_pool = key == policy.pool_taint_key
+            && (operator == "Exists" || toleration.value.as_ref() != own_pool);
+        if everything || other_pool {
+            refuse(
+                Rule::Tolerations,
+                if everything {
+                    "a toleration of every taint would let the pod onto other tenants' nodes"
+                        .to_owned()
+                } else {
+                    format!("a toleration of {key} would let the pod onto other tenants' nodes")
+                },
+            );
+        }
+    }
+    if let Some(asked) = spec.runtime_class_name.as_deref()
+        && policy.runtime_class.as_deref() != Some(asked)
+    {
+        refuse(
+            Rule::RuntimeClass,
+            match &policy.runtime_class {
+                Some(forced) => {
+                    format!("runtimeClassName {asked} is not this cluster's RuntimeClass {forced}")
+                }
+                None => format!(
+                    "runtimeClassName {asked} is not allowed; this cluster's pods use the host's default runtime"
+                ),
+            },
+        );
+    }
+    refusals
+}
+
+fn level_name(level: PodSecurityLevel) -> &'static str {
+    match level {
+        PodSecurityLevel::Privileged => "privileged",
+        PodSecurityLevel::Baseline => "baseline",
+        PodSecurityLevel::Restricted => "restricted",
+    }
+}
+
+struct AnyContainer<'a> {
+    name: &'a str,
+    ports: Option<&'a Vec<k8s_openapi::api::core::v1::ContainerPort>>,
+    context: Option<&'a SecurityContext>,
+}
+
+fn all_containers(spec: &PodSpec) -> Vec<AnyContainer<'_>> {
+    let mut all: Vec<AnyContainer<'_>> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .map(|c| AnyContainer {
+            name: &c.name,
+            ports: c.ports.as_ref(),
+            context: c.security_context.as_ref(),
+        })
+        .collect();
+    all.extend(
+        spec.ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|c| AnyContainer {
+                name: &c.name,
+                ports: c.ports.as_ref(),
+                context: c.security_context.as_ref(),
+            }),
+    );
+    all
+}
+
+fn security_contexts(spec: &PodSpec) -> Vec<(&str, Option<&SecurityContext>)> {
+    all_containers(spec)
+        .into_iter()
+        .map(|c| (c.name, c.context))
+        .collect()
+}
+
+/// The volume's source field name, as in the API (`hostPath`, `nfs`, …).
+fn volume_kind(volume: &k8s_openapi::api::core::v1::Volume) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(volume) else {
+        return "unknown".to_owned();
+    };
+    fields
+        .keys()
+        .find(|k| k.as_str() != "name")
+        .cloned()
+        .unwrap_or_else(|| "emptyDir".to_owned())
+}
+
+/// Host names a pod's required node affinity pins it to.
+fn required_hostnames(spec: &PodSpec) -> Vec<String> {
+    spec.affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|selector| {
+            selector
+                .node_selector_terms
+                .iter()
+                .flat_map(|t| {
+                    t.match_expressions
+                        .iter()
+                        .flatten()
+                        .chain(t.match_fields.iter().flatten())
+                })
+                .filter(|e| {
+                    (e.key == "kubernetes.io/hostname" || e.key == "metadata.name")
+                        && e.operator == "In"
+                })
+                .flat_map(|e| e.values.clone().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn policy(level: PodSecurityLevel) -> Policy {
+        Policy {
+            level,
+            pool_selector: BTreeMap::from([("vnest.dev/pool".to_owned(), "a".to_owned())]),
+            pool_nodes: BTreeSet::from(["node-a1".to_owned()]),
+            pool_taint_key: "vnest.dev/pool".to_owned(),
+            runtime_class: None,
+        }
+    }
+
+    fn pod(spec: Value) -> Pod {
+        let mut spec = spec;
+        if spec.get("containers").is_none() {
+            spec["containers"] = json!([{ "name": "app", "image": "app" }]);
+        }
+        serde_json::from_value(json!({ "metadata": { "name": "p" }, "spec": spec })).unwrap()
+    }
+
+    fn rules(pod: &Pod, policy: &Policy) -> Vec<Rule> {
+        check(pod, policy).into_iter().map(|r| r.rule).collect()
+    }
+
+    /// One case per rule: the spec, the level, what is refused.
+    #[test]
+    fn each_rule_refuses_what_reaches_the_node_and_allows_the_rest() {
+        use PodSecurityLevel::{Baseline, Privileged, Restricted};
+        let container = |extra: Value| {
+            let mut c = json!({ "name": "app", "image": "app" });
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            json!({ "containers": [c] })
+        };
+        let cases: Vec<(&str, Value, PodSecurityLevel, Vec<Rule>)> = vec![
+            ("plain pod", json!({}), Restricted, vec![]),
+            (
+                "privileged",
+                container(json!({ "securityContext": { "privileged": true } })),
+                Baseline,
+                vec![Rule::Privileged],
+            ),
+            (
+                "privileged allowed at privileged",
+                container(json!({ "securityContext": { "privileged": true } })),
+                Privileged,
+                vec![],
+            ),
+            (
+                "privileged init container",
+                json!({ "containers": [{ "name": "a" }], "initContainers": [{ "name": "i", "securityContext": { "privileged": true } }] }),
+                Restricted,
+                vec![Rule::Privileged],
+            ),
+            (
+                "hostNetwork",
+                json!({ "hostNetwork": true }),
+                Baseline,
+                vec![Rule::HostNamespaces],
+            ),
+            (
+                "hostPID and hostIPC",
+                json!({ "hostPID": true, "hostIPC": true }),
+                Restricted,
+                vec![Rule::HostNamespaces, Rule::HostNamespaces],
+            ),
+            (
+                "hostPort",
+                container(json!({ "ports": [{ "containerPort": 80, "hostPort": 80 }] })),
+                Baseline,
+                vec![Rule::HostPorts],
+            ),
+            (
+                "containerPort alone",
+                container(json!({ "ports": [{ "containerPort": 80 }] })),
+                Restricted,
+                vec![],
+            ),
+            (
+                "hostPath",
+                json!({ "volumes": [{ "name": "root", "hostPath": { "path": "/" } }] }),
+                Baseline,
+                vec![Rule::VolumeType],
+            ),
+            (
+                "nfs",
+                json!({ "volumes": [{ "name": "n", "nfs": { "server": "s", "path": "/" } }] }),
+                Restricted,
+                vec![Rule::VolumeType],
+            ),
+            (
+                "safe volumes",
+                json!({ "volumes": [{ "name": "c", "configMap": { "name": "x" } }, { "name": "e", "emptyDir": {} }, { "name": "p", "persistentVolumeClaim": { "claimName": "d" } }] }),
+                Restricted,
+                vec![],
+            ),
+            (
+                "SYS_ADMIN at baseline",
+                container(
+                    json!({ "securityContext": { "capabilities": { "add": ["SYS_ADMIN"] } } }),
+                ),
+                Baseline,
+                vec![Rule::Capabilities],
+            ),
+            (
+                "CHOWN at baseline",
+                container(json!({ "securityContext": { "capabilities": { "add": ["CHOWN"] } } })),
+                Baseline,
+                vec![],
+            ),
+            (
+                "CHOWN at restricted",
+                container(json!({ "securityContext": { "capabilities": { "add": ["CHOWN"] } } })),
+                Restricted,
+                vec![Rule::Capabilities],
+            ),
+            (
+                "NET_BIND_SERVICE at restricted",
+                container(
+                    json!({ "securityContext": { "capabilities": { "add": ["NET_BIND_SERVICE"] } } }),
+                ),
+                Restricted,
+                vec![],
+            ),
+            (
+                "nodeName in the pool",
+                json!({ "nodeName": "node-a1" }),
+                Restricted,
+                vec![],
+            ),
+            (
+                "nodeName outside the pool",
+                json!({ "nodeName": "node-b1" }),
+                Privileged,
+                vec![Rule::NodeName],
+            ),
+            (
+                "affinity to another node",
+                json!({ "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [{ "matchExpressions": [{ "key": "kubernetes.io/hostname", "operator": "In", "values": ["node-b1"] }] }] } } } }),
+                Restricted,
+                vec![Rule::NodeAffinity],
+            ),
+            (
+                "affinity within the pool",
+                json!({ "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [{ "matchExpressions": [{ "key": "kubernetes.io/hostname", "operator": "In", "values": ["node-a1"] }] }] } } } }),
+                Restricted,
+                vec![],
+            ),
+            (
+                "tolerate every taint",
+                json!({ "tolerations": [{ "operator": "Exists" }] }),
+                Privileged,
+                vec![Rule::Tolerations],
+            ),
+            (
+                "tolerate another pool",
+                json!({ "tolerations": [{ "key": "vnest.dev/pool", "value": "b", "effect": "NoSchedule" }] }),
+                Restricted,
+                vec![Rule::Tolerations],
+            ),
+            (
+                "tolerate own pool",
+                json!({ "tolerations": [{ "key": "vnest.dev/pool", "value": "a", "effect": "NoSchedule" }] }),
+                Restricted,
+                vec![],
+            ),
+            (
+                "tolerate not-ready",
+                json!({ "tolerations": [{ "key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300 }] }),
+                Restricted,
+                vec![],
+            ),
+            (
+                "a RuntimeClass of its own",
+                json!({ "runtimeClassName": "runc-unconfined" }),
+                Privileged,
+                vec![Rule::RuntimeClass],
+            ),
+        ];
+        for (name, spec, level, want) in cases {
+            assert_eq!(rules(&pod(spec), &policy(level)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_the_forced_runtime_class_is_accepted_and_the_reason_names_it() {
+        let mut policy = policy(PodSecurityLevel::Restricted);
+        policy.runtime_class = Some("kata".into());
+        assert!(check(&pod(json!({ "runtimeClassName": "kata" })), &policy).is_empty());
+        assert!(check(&pod(json!({})), &policy).is_empty());
+        let refused = check(&pod(json!({ "runtimeClassName": "runc" })), &policy);
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].message.contains("kata"),
+            "{}",
+            refused[0].message
+        );
+    }
+
+    #[test]
+    fn reasons_name_the_container_and_what_it_asked_for() {
+        let p = pod(
+            json!({ "containers": [{ "name": "web", "image": "x", "securityContext": { "privileged": true } }],
+                           "volumes": [{ "name": "root", "hostPath": { "path": "/" } }] }),
+        );
+        let messages: Vec<String> = check(&p, &policy(PodSecurityLevel::Baseline))
+            .into_iter()
+            .map(|r| r.message)
+            .collect();
+        assert!(
+            messages[0].contains("container web is privileged"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("volume root of type hostPath"),
+            "{messages:?}"
+        );
+    }
+}
