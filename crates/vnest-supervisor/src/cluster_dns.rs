@@ -10,7 +10,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
 use serde_json::json;
 
-use crate::apply::{ApplyError, apply_cluster, apply_namespaced};
+use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
 
 pub const NAMESPACE: &str = "kube-system";
 pub const DEPLOYMENT: &str = "coredns";

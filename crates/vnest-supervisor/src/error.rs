@@ -7,7 +7,7 @@ pub enum Error {
     #[error("talking to the host apiserver: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
-    Apply(#[from] crate::apply::ApplyError),
+    Apply(#[from] vnest_kube::apply::ApplyError),
     #[error(transparent)]
     Certificates(#[from] CertificateError),
     #[error("issuing a kubeconfig: {0}")]

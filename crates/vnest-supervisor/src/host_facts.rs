@@ -32,7 +32,7 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
                 facts.node_addresses.push(address.address.clone());
             }
             if address.type_ == "InternalIP" || address.type_ == "ExternalIP" {
-                facts.forbidden.0.push(address.address);
+                facts.forbidden.nodes.push(address.address);
             }
         }
     }
@@ -40,7 +40,7 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
     let apiserver = ListParams::default().labels("kubernetes.io/service-name=kubernetes");
     for slice in slices.list(&apiserver).await? {
         for endpoint in slice.endpoints.into_iter().flatten() {
-            facts.forbidden.0.extend(endpoint.addresses);
+            facts.forbidden.apiserver.extend(endpoint.addresses);
         }
     }
     facts.node_addresses.sort();

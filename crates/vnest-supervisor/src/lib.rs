@@ -7,7 +7,6 @@
 //! without a server; `reconcile` applies the one with server-side apply and
 //! writes the other; `controller` runs reconcile on every change.
 
-pub mod apply;
 pub mod cluster_dns;
 pub mod controller;
 pub mod desired;

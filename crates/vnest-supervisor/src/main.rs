@@ -17,6 +17,9 @@ struct Args {
     /// traffic.
     #[arg(long, env = "POD_NAMESPACE", default_value = "vnest-system")]
     namespace: String,
+    /// vnest's own image, which tenant syncers run from.
+    #[arg(long, env = "VNEST_IMAGE", default_value = concat!("vnest.local/vnest:", env!("CARGO_PKG_VERSION")))]
+    vnest_image: String,
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -44,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         registry: args.image_registry,
         supervisor_namespace: args.namespace,
+        vnest_image: args.vnest_image,
     };
     tracing::info!(registry = %settings.registry, namespace = %settings.supervisor_namespace, "supervisor starting");
     controller::run(client, settings).await;

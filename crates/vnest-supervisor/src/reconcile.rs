@@ -23,17 +23,17 @@ use time::OffsetDateTime;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
-use crate::apply;
 use crate::cluster_dns::{self, ClusterDns, ClusterDnsSpec};
 use crate::controller::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::{
     apiserver, controller_manager, datastore, kubeconfig, namespaces, network_policy, pods, quota,
-    syncer_rbac,
+    syncer as desired_syncer, syncer_rbac,
 };
 use crate::error::{Error, Result};
 use crate::status::{self, Stage};
 use crate::{host_facts, pod_problems};
+use vnest_kube::apply;
 
 pub async fn reconcile(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action> {
     let (namespace, _) = identity(&vc);
@@ -84,8 +84,11 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     for namespace in namespaces::host_namespaces(vc) {
         apply::apply_cluster(&ctx.client, FIELD_MANAGER, &namespace).await?;
     }
+    // The Service first: its host address goes into the certificate.
+    let service = apply_object(ctx, &apiserver::service(vc)).await?;
+    let apiserver_ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone());
     let mut stages = Vec::new();
-    let Some((pki, pki_stage)) = certificates(vc, ctx).await? else {
+    let Some((pki, pki_stage)) = certificates(vc, ctx, apiserver_ip.as_deref()).await? else {
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
     stages.push(pki_stage);
@@ -104,7 +107,6 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let datastore_stage = self::datastore(vc, ctx, &pki_data).await?;
     stages.push(explain(vc, ctx, datastore_stage, datastore::COMPONENT).await);
 
-    let service = apply_object(ctx, &apiserver::service(vc)).await?;
     let deployment =
         apply_object(ctx, &apiserver::deployment(vc, &ctx.settings, &pki_data)).await?;
     let mut apiserver_stage = rollout_stage(
@@ -150,11 +152,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             "installed once the tenant apiserver serves",
         )
     });
-    stages.push(Stage::waiting(
-        status::SYNCER,
-        "NotDeployed",
-        "this vnest release has no syncer yet: tenant pods are accepted by the tenant apiserver but not run on the host",
-    ));
+    stages.push(syncer(vc, ctx, &pki, &pki_data, &service).await?);
     let ready = status::ready(&stages, vc.spec.paused);
     let is_ready = ready.ok;
     stages.push(ready);
@@ -213,12 +211,13 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
 async fn certificates(
     vc: &VirtualCluster,
     ctx: &Context,
+    apiserver_ip: Option<&str>,
 ) -> Result<Option<(vnest_pki::ControlPlanePki, Stage)>> {
     let cp = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cp);
     let stored = secrets.get_opt(PKI_SECRET).await?;
     let stage = |reason, message: &str| Stage::ok(status::CERTIFICATES, reason, message);
-    match certificates::plan(vc, stored.as_ref(), OffsetDateTime::now_utc()) {
+    match certificates::plan(vc, apiserver_ip, stored.as_ref(), OffsetDateTime::now_utc()) {
         Ok(CertificatePlan::Keep(pki)) => Ok(Some((
             pki,
             stage(
@@ -227,7 +226,7 @@ async fn certificates(
             ),
         ))),
         Ok(CertificatePlan::Create(pki)) => {
-            apply_object(ctx, &certificates::to_secret(vc, &pki)).await?;
+            apply_object(ctx, &certificates::to_secret(vc, apiserver_ip, &pki)).await?;
             publish(
                 vc,
                 ctx,
@@ -241,12 +240,10 @@ async fn certificates(
                 stage("Issued", "issued the tenant's CAs and certificates"),
             )))
         }
-        Ok(CertificatePlan::Renew { pki, expiring }) => {
-            apply_object(ctx, &certificates::to_secret(vc, &pki)).await?;
-            let message = format!(
-                "renewed every leaf certificate ({} were close to expiry); the control-plane pods roll",
-                expiring.join(", ")
-            );
+        Ok(CertificatePlan::Renew { pki, why }) => {
+            apply_object(ctx, &certificates::to_secret(vc, apiserver_ip, &pki)).await?;
+            let message =
+                format!("renewed every leaf certificate ({why}); the control-plane pods roll");
             publish(
                 vc,
                 ctx,
@@ -332,6 +329,38 @@ async fn tenant_client(
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(15));
     kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// The syncer's kubeconfig and Deployment, once the apiserver Service has
+/// its host address.
+async fn syncer(
+    vc: &VirtualCluster,
+    ctx: &Context,
+    pki: &vnest_pki::ControlPlanePki,
+    pki_data: &BTreeMap<String, Vec<u8>>,
+    apiserver_service: &k8s_openapi::api::core::v1::Service,
+) -> Result<Stage> {
+    let Some(ip) = apiserver_service
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.clone())
+    else {
+        return Ok(Stage::waiting(
+            status::SYNCER,
+            "WaitingForAPIServerAddress",
+            "the apiserver Service has no ClusterIP yet",
+        ));
+    };
+    apply_object(ctx, &desired_syncer::kubeconfig_secret(vc, pki)?).await?;
+    let hash = pods::pki_hash(pki_data, &["ca.crt", "admin.crt", "admin.key"]);
+    let address = format!("{ip}:{}", apiserver::SERVICE_PORT);
+    let deployment = apply_object(
+        ctx,
+        &desired_syncer::deployment(vc, &ctx.settings, &address, hash),
+    )
+    .await?;
+    let stage = rollout_stage(status::SYNCER, "vnest-syncer", &deployment, vc.spec.paused);
+    Ok(explain(vc, ctx, stage, desired_syncer::COMPONENT).await)
 }
 
 /// Quota, default limits, no host token in the workloads namespace, and the

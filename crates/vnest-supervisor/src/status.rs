@@ -40,9 +40,15 @@ impl Stage {
     }
 }
 
-/// The stages the Ready condition needs. The syncer is not among them yet:
-/// it arrives with its own issue, and its condition says so.
-const READY_NEEDS: [&str; 4] = [CERTIFICATES, DATASTORE, APISERVER, CONTROLLER_MANAGER];
+/// The stages the Ready condition needs (the tenant's DNS is not one: its
+/// pods run through the syncer, after Ready).
+const READY_NEEDS: [&str; 5] = [
+    CERTIFICATES,
+    DATASTORE,
+    APISERVER,
+    CONTROLLER_MANAGER,
+    SYNCER,
+];
 
 /// The Ready stage from the others; `paused` and a refused spec override.
 pub fn ready(stages: &[Stage], paused: bool) -> Stage {

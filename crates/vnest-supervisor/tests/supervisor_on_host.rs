@@ -10,10 +10,9 @@
 //! Needs root and the packages of tools/host/install-prerequisites.sh.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -22,10 +21,10 @@ use serde_json::json;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
 use vnest_api::{Phase, VirtualCluster};
 use vnest_devhost::topology::NodeSpec;
-use vnest_tests::{HostSlot, TestHost, kubectl, upstream_binaries, workspace_root};
+use vnest_tests::{HostSlot, TestHost, kubectl, upstream_binaries};
 
-const TENANTS: &str = "tenants";
-const READY_TIMEOUT: Duration = Duration::from_secs(300);
+mod common;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothing_behind() {
@@ -34,26 +33,13 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     pool_a.labels.push(("vnest.dev/pool".into(), "a".into()));
     let mut pool_b = NodeSpec::new(2);
     pool_b.labels.push(("vnest.dev/pool".into(), "b".into()));
-    let supervisor = PathBuf::from(env!("CARGO_BIN_EXE_vnest-supervisor"));
-    let host = TestHost::start_for_vnest(slot, vec![pool_a, pool_b], vec![supervisor]).await;
+    let host = TestHost::start_for_vnest(slot, vec![pool_a, pool_b], vnest_binaries()).await;
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();
 
     // Install exactly as the docs say.
-    let manifests = workspace_root().join("manifests");
-    let (ok, out, err) = kubectl(&admin, &["apply", "-k", &manifests.display().to_string()]);
-    assert!(ok, "kubectl apply -k manifests/: {out}{err}");
-    wait_until(
-        "the supervisor is available",
-        Duration::from_secs(120),
-        || async {
-            let deployments: Api<Deployment> = Api::namespaced(client.clone(), "vnest-system");
-            let d = deployments.get("vnest-supervisor").await.ok()?;
-            (d.status?.available_replicas? >= 1).then_some(())
-        },
-    )
-    .await;
+    install(&client, &admin).await;
     create_namespace(&client, TENANTS).await;
 
     // A spec the schema refuses never reaches the supervisor.
@@ -139,6 +125,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
             "Datastore",
             "APIServer",
             "ControllerManager",
+            "ClusterDNS",
             "Syncer",
             "Ready",
         ] {
@@ -148,6 +135,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
                 "{type_}: {c:?}"
             );
         }
+        assert_eq!(condition(vc, "Syncer").reason, "Running");
         assert_eq!(status.observed_generation, vc.metadata.generation);
         assert_eq!(
             status.version.as_deref(),
@@ -357,108 +345,6 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     host.stop().await;
 }
 
-fn virtual_cluster(name: &str, pool: &str) -> VirtualCluster {
-    serde_json::from_value(json!({
-        "apiVersion": "vnest.dev/v1alpha1",
-        "kind": "VirtualCluster",
-        "metadata": { "name": name, "namespace": TENANTS },
-        "spec": {
-            "controlPlane": { "expose": { "type": "NodePort" } },
-            "nodePool": { "nodeSelector": { "vnest.dev/pool": pool } },
-        },
-    }))
-    .unwrap()
-}
-
-async fn create_namespace(client: &Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-}
-
-fn condition(
-    vc: &VirtualCluster,
-    type_: &str,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    vc.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-        .cloned()
-        .unwrap_or_else(|| panic!("no {type_} condition in {:?}", vc.status))
-}
-
-async fn wait_until<F, Fut, T>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            eprintln!("{what} after {:.1}s", started.elapsed().as_secs_f64());
-            return value;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Waits for `phase`, printing each change of the Ready condition; on a
-/// timeout, prints what the supervisor and the control plane said.
-async fn wait_for_phase(
-    vcs: &Api<VirtualCluster>,
-    name: &str,
-    phase: Phase,
-    admin: &Path,
-) -> VirtualCluster {
-    let started = Instant::now();
-    let mut last = String::new();
-    loop {
-        if let Some(vc) = vcs.get_opt(name).await.unwrap() {
-            let status = vc.status.clone().unwrap_or_default();
-            let ready = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Ready")
-                .map(|c| format!("{}: {}", c.reason, c.message))
-                .unwrap_or_default();
-            let now = format!("{:?} {ready}", status.phase);
-            if now != last {
-                eprintln!("{name} at {:>5.1}s: {now}", started.elapsed().as_secs_f64());
-                last = now;
-            }
-            if status.phase == Some(phase) && status.observed_generation == vc.metadata.generation {
-                return vc;
-            }
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            let cp = host_namespace(TENANTS, name, HostNamespaceRole::ControlPlane);
-            for args in [
-                vec!["get", "vc", "-n", TENANTS, name, "-o", "yaml"],
-                vec!["get", "pods,pvc,events", "-n", &cp, "-o", "wide"],
-                vec![
-                    "logs",
-                    "-n",
-                    "vnest-system",
-                    "deploy/vnest-supervisor",
-                    "--tail=60",
-                ],
-            ] {
-                let (_, out, err) = kubectl(admin, &args);
-                eprintln!("$ kubectl {}\n{out}{err}", args.join(" "));
-            }
-            panic!("{name} did not reach {phase:?}: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 async fn set_paused(vcs: &Api<VirtualCluster>, name: &str, paused: bool) {
     vcs.patch(
         name,
@@ -467,22 +353,6 @@ async fn set_paused(vcs: &Api<VirtualCluster>, name: &str, paused: bool) {
     )
     .await
     .unwrap();
-}
-
-async fn tenant_kubeconfig(client: &Client, vc: &VirtualCluster, dir: &Path) -> PathBuf {
-    let secret_name = vc
-        .status
-        .as_ref()
-        .unwrap()
-        .kubeconfig_secret_name
-        .clone()
-        .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), TENANTS);
-    let secret = secrets.get(&secret_name).await.unwrap();
-    let data = secret.data.unwrap();
-    let path = dir.join(format!("{secret_name}.yaml"));
-    std::fs::write(&path, &data["kubeconfig"].0).unwrap();
-    path
 }
 
 async fn pki_secret(client: &Client, namespace: &str) -> Vec<u8> {

@@ -2,6 +2,21 @@
 //! the host. It mirrors the tenant's objects down into the tenant's
 //! workloads namespace, where real kubelets run them, and their status up;
 //! in between, `policy` refuses what a tenant may not do on the host.
+//!
+//! - `naming`: tenant object ↔ host name, collision-free.
+//! - `policy`: what is refused, one rule each, with the reason shown.
+//! - `translate`: tenant object → host object (pure).
+//! - `mirror`: ConfigMaps, Secrets, Services down.
+//! - `pods`: pods down, status and binding up, refusals.
+//! - `nodes`: the pool's nodes up.
+//! - `command`: the `vnest-syncer` command line.
 
+pub mod command;
+pub mod context;
+pub mod error;
+pub mod mirror;
 pub mod naming;
+pub mod nodes;
+pub mod pods;
 pub mod policy;
+pub mod translate;

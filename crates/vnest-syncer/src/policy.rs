@@ -25,6 +25,9 @@ pub enum Rule {
     NodeAffinity,
     Tolerations,
     RuntimeClass,
+    /// Refused by the host's own admission (Pod Security, quota): reported
+    /// by the syncer with the host's message.
+    HostAdmission,
 }
 
 impl Rule {
@@ -39,6 +42,7 @@ impl Rule {
             Rule::NodeAffinity => "node-affinity",
             Rule::Tolerations => "tolerations",
             Rule::RuntimeClass => "runtime-class",
+            Rule::HostAdmission => "host-admission",
         }
     }
 }

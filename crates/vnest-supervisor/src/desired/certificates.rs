@@ -39,8 +39,14 @@ pub enum CertificateError {
     Pki(#[from] vnest_pki::Error),
 }
 
-/// The names the tenant's control plane is reached under.
-pub fn pki_spec(vc: &VirtualCluster) -> ControlPlaneSpec {
+/// The annotation of the PKI Secret listing the names the apiserver
+/// certificate was issued for: when they change, the leaves are renewed.
+pub const NAMES_ANNOTATION: &str = "vnest.dev/apiserver-names";
+
+/// The names the tenant's control plane is reached under. `apiserver_ip` is
+/// the apiserver Service's address on the host: tenant pods run there and
+/// are told to reach their apiserver at it, so the certificate carries it.
+pub fn pki_spec(vc: &VirtualCluster, apiserver_ip: Option<&str>) -> ControlPlaneSpec {
     let (_, vc_name) = identity(vc);
     let host_ns = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
     let mut spec = ControlPlaneSpec::new(vc_name);
@@ -50,6 +56,7 @@ pub fn pki_spec(vc: &VirtualCluster) -> ControlPlaneSpec {
         format!("{apiserver}.svc"),
         format!("{apiserver}.svc.{}", spec.cluster_domain),
     ];
+    spec.apiserver_names.extend(apiserver_ip.map(str::to_owned));
     spec.apiserver_names
         .extend(vc.spec.control_plane.expose.extra_sans.iter().cloned());
     let replicas = vc
@@ -75,21 +82,21 @@ pub enum CertificatePlan {
     Keep(ControlPlanePki),
     /// Nothing stored yet: a new set.
     Create(ControlPlanePki),
-    /// These leaves expire within [`RENEW_BEFORE`]: all leaves renewed under
-    /// the stored CAs; the control plane's pods must be rolled.
-    Renew {
-        pki: ControlPlanePki,
-        expiring: Vec<&'static str>,
-    },
+    /// Leaves expire within [`RENEW_BEFORE`], or the apiserver's names
+    /// changed: all leaves renewed under the stored CAs; the control plane's
+    /// pods roll.
+    Renew { pki: ControlPlanePki, why: String },
 }
 
-/// Decides from what is stored (the PKI Secret, if any) and `now`.
+/// Decides from what is stored (the PKI Secret, if any), the names the
+/// apiserver needs now, and `now`.
 pub fn plan(
     vc: &VirtualCluster,
+    apiserver_ip: Option<&str>,
     stored: Option<&Secret>,
     now: OffsetDateTime,
 ) -> Result<CertificatePlan, CertificateError> {
-    let spec = pki_spec(vc);
+    let spec = pki_spec(vc, apiserver_ip);
     let Some(secret) = stored else {
         return Ok(CertificatePlan::Create(ControlPlanePki::generate(&spec)?));
     };
@@ -101,18 +108,32 @@ pub fn plan(
     let expiring = pki
         .leaves_expiring_before(now + RENEW_BEFORE)
         .map_err(stored_error)?;
-    if expiring.is_empty() {
-        Ok(CertificatePlan::Keep(pki))
+    let names = names_of(&spec);
+    let stored_names = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(NAMES_ANNOTATION));
+    let why = if !expiring.is_empty() {
+        format!("{} were close to expiry", expiring.join(", "))
+    } else if stored_names != Some(&names) {
+        format!("the apiserver's names changed to {names}")
     } else {
-        Ok(CertificatePlan::Renew {
-            pki: pki.renew_leaves(&spec)?,
-            expiring,
-        })
-    }
+        return Ok(CertificatePlan::Keep(pki));
+    };
+    Ok(CertificatePlan::Renew {
+        pki: pki.renew_leaves(&spec)?,
+        why,
+    })
 }
 
-/// The Secret holding `pki` in the control-plane namespace of `vc`.
-pub fn to_secret(vc: &VirtualCluster, pki: &ControlPlanePki) -> Secret {
+fn names_of(spec: &ControlPlaneSpec) -> String {
+    spec.apiserver_subject_alt_names().join(",")
+}
+
+/// The Secret holding `pki` in the control-plane namespace of `vc`, noting
+/// the apiserver names it was issued for.
+pub fn to_secret(vc: &VirtualCluster, apiserver_ip: Option<&str>, pki: &ControlPlanePki) -> Secret {
     let data: BTreeMap<String, ByteString> = pki
         .files()
         .into_iter()
@@ -127,6 +148,10 @@ pub fn to_secret(vc: &VirtualCluster, pki: &ControlPlanePki) -> Secret {
         metadata: ObjectMeta {
             name: Some(PKI_SECRET.to_owned()),
             namespace: Some(host_namespace_of(vc, HostNamespaceRole::ControlPlane)),
+            annotations: Some(BTreeMap::from([(
+                NAMES_ANNOTATION.to_owned(),
+                names_of(&pki_spec(vc, apiserver_ip)),
+            )])),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_owned()),
@@ -159,7 +184,7 @@ mod tests {
 
     #[test]
     fn certificates_carry_the_in_cluster_and_extra_names() {
-        let spec = pki_spec(&vc());
+        let spec = pki_spec(&vc(), Some("10.96.3.4"));
         let host_ns = host_namespace("tenants", "team-a", HostNamespaceRole::ControlPlane);
         let names = spec.apiserver_subject_alt_names();
         for expected in [
@@ -167,6 +192,7 @@ mod tests {
             format!("apiserver.{host_ns}.svc.cluster.local"),
             "team-a.example.com".to_owned(),
             "kubernetes.default.svc".to_owned(),
+            "10.96.3.4".to_owned(),
         ] {
             assert!(
                 names.contains(&expected),
@@ -183,12 +209,13 @@ mod tests {
     fn nothing_stored_creates_fresh_stored_keeps_expiring_renews() {
         let vc = vc();
         let now = OffsetDateTime::now_utc();
-        let CertificatePlan::Create(pki) = plan(&vc, None, now).unwrap() else {
+        let ip = Some("10.96.3.4");
+        let CertificatePlan::Create(pki) = plan(&vc, ip, None, now).unwrap() else {
             panic!("nothing stored must create");
         };
-        let secret = to_secret(&vc, &pki);
+        let secret = to_secret(&vc, ip, &pki);
         assert!(secret.data.as_ref().unwrap().contains_key("etcd-ca.crt"));
-        let CertificatePlan::Keep(kept) = plan(&vc, Some(&secret), now).unwrap() else {
+        let CertificatePlan::Keep(kept) = plan(&vc, ip, Some(&secret), now).unwrap() else {
             panic!("a fresh set must be kept");
         };
         assert_eq!(
@@ -198,36 +225,43 @@ mod tests {
 
         // 340 days later every leaf (valid one year) is within 30 days of expiry.
         let later = now + Duration::days(340);
-        let CertificatePlan::Renew {
-            pki: renewed,
-            expiring,
-        } = plan(&vc, Some(&secret), later).unwrap()
+        let CertificatePlan::Renew { pki: renewed, why } =
+            plan(&vc, ip, Some(&secret), later).unwrap()
         else {
             panic!("an expiring set must be renewed");
         };
-        assert!(expiring.contains(&"apiserver.crt"), "{expiring:?}");
+        assert!(why.contains("apiserver.crt"), "{why}");
         assert_eq!(
             renewed.ca.cert().cert_pem,
             pki.ca.cert().cert_pem,
             "the CA is kept"
         );
         assert_ne!(renewed.apiserver.cert_pem, pki.apiserver.cert_pem);
+
+        // A new apiserver address renews the leaves under the same CAs.
+        let CertificatePlan::Renew { pki: moved, why } =
+            plan(&vc, Some("10.96.9.9"), Some(&secret), now).unwrap()
+        else {
+            panic!("new names must renew");
+        };
+        assert!(why.contains("10.96.9.9"), "{why}");
+        assert_eq!(moved.ca.cert().cert_pem, pki.ca.cert().cert_pem);
     }
 
     #[test]
     fn every_file_gets_its_own_secret_key() {
-        let pki = ControlPlanePki::generate(&pki_spec(&vc())).unwrap();
-        let secret = to_secret(&vc(), &pki);
+        let pki = ControlPlanePki::generate(&pki_spec(&vc(), None)).unwrap();
+        let secret = to_secret(&vc(), None, &pki);
         assert_eq!(secret.data.unwrap().len(), pki.files().len());
     }
 
     #[test]
     fn an_unusable_stored_set_is_reported_with_what_to_do() {
         let vc = vc();
-        let pki = ControlPlanePki::generate(&pki_spec(&vc)).unwrap();
-        let mut secret = to_secret(&vc, &pki);
+        let pki = ControlPlanePki::generate(&pki_spec(&vc, None)).unwrap();
+        let mut secret = to_secret(&vc, None, &pki);
         secret.data.as_mut().unwrap().remove("sa.key");
-        let err = plan(&vc, Some(&secret), OffsetDateTime::now_utc()).unwrap_err();
+        let err = plan(&vc, None, Some(&secret), OffsetDateTime::now_utc()).unwrap_err();
         let message = err.to_string();
         assert!(
             message.contains("sa.key") && message.contains("delete the Secret"),

@@ -9,4 +9,5 @@ pub mod namespaces;
 pub mod network_policy;
 pub mod pods;
 pub mod quota;
+pub mod syncer;
 pub mod syncer_rbac;

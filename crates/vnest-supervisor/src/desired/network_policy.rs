@@ -35,15 +35,23 @@ const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 
 /// Addresses on the host that tenant-controlled traffic must never reach:
 /// every node's addresses (kubelets, node ports of other tenants) and the
-/// host apiserver's endpoints.
+/// host apiserver's endpoints. Only the tenant's syncer (vnest's own) may
+/// reach the host apiserver.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostAddresses(pub Vec<String>);
+pub struct HostAddresses {
+    pub nodes: Vec<String>,
+    pub apiserver: Vec<String>,
+}
 
 impl HostAddresses {
     fn as_cidrs(&self) -> Vec<String> {
-        let mut cidrs: Vec<String> = self
-            .0
-            .iter()
+        cidrs(self.nodes.iter().chain(&self.apiserver))
+    }
+}
+
+fn cidrs<'a>(addresses: impl Iterator<Item = &'a String>) -> Vec<String> {
+    {
+        let mut cidrs: Vec<String> = addresses
             .map(|ip| {
                 if ip.contains(':') {
                     format!("{ip}/128")
@@ -117,6 +125,22 @@ pub fn network_policies(
             ]),
         ),
     ];
+    policies.push(policy(
+        vc,
+        &cp,
+        "vnest-syncer-to-host-apiserver",
+        component(super::syncer::COMPONENT),
+        None,
+        Some(vec![egress(
+            cidrs(host.apiserver.iter())
+                .into_iter()
+                .map(|cidr| NetworkPolicyPeer {
+                    ip_block: Some(IPBlock { cidr, except: None }),
+                    ..NetworkPolicyPeer::default()
+                })
+                .collect(),
+        )]),
+    ));
     if vc.spec.isolation.network_policy {
         policies.push(policy(
             vc,
@@ -309,7 +333,10 @@ mod tests {
 
     #[test]
     fn workloads_may_not_dial_host_nodes_or_the_host_apiserver() {
-        let host = HostAddresses(vec!["172.30.0.10".into(), "172.30.0.1".into()]);
+        let host = HostAddresses {
+            nodes: vec!["172.30.0.10".into()],
+            apiserver: vec!["172.30.0.1".into()],
+        };
         let policies = network_policies(&vc(), &Settings::default(), &host);
         let workloads = named(&policies, "vnest-workloads");
         let except = workloads

@@ -46,6 +46,8 @@ pub struct Settings {
     /// The namespace the supervisor runs in (its traffic to tenant
     /// apiservers is allowed by the NetworkPolicies).
     pub supervisor_namespace: String,
+    /// vnest's own image (the syncer runs from it).
+    pub vnest_image: String,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
         Self {
             registry: "registry.k8s.io".to_owned(),
             supervisor_namespace: "vnest-system".to_owned(),
+            vnest_image: format!("vnest.local/vnest:{}", env!("CARGO_PKG_VERSION")),
         }
     }
 }

@@ -1,0 +1,6 @@
+//! `vnest-syncer`: see `vnest_syncer::command`.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    vnest_syncer::command::main().await
+}

@@ -1,0 +1,148 @@
+//! The `vnest-syncer` command: one tenant's syncer, run by the supervisor
+//! in the tenant's control-plane namespace. The binary itself is built by
+//! the `vnest-supervisor` package (`src/bin/vnest-syncer.rs`), so that one
+//! package builds both binaries of vnest's image and its end-to-end tests
+//! can package them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::context::{FIELD_MANAGER, Settings, Syncer};
+use crate::{mirror, nodes, pods};
+use anyhow::{Context as _, bail};
+use clap::{Parser, ValueEnum};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::runtime::events::{Recorder, Reporter};
+use vnest_api::PodSecurityLevel;
+
+/// Mirrors a tenant cluster's workloads onto the host and their status back.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The tenant cluster's kubeconfig.
+    #[arg(long, env = "VNEST_TENANT_KUBECONFIG")]
+    tenant_kubeconfig: PathBuf,
+    /// The tenant's workloads namespace on the host.
+    #[arg(long)]
+    host_namespace: String,
+    /// A label of the pool's nodes, `key=value`; repeat for each.
+    #[arg(long = "pool-selector", value_name = "KEY=VALUE", required = true)]
+    pool_selector: Vec<String>,
+    /// The taint key pools are fenced with.
+    #[arg(long, default_value = "vnest.dev/pool")]
+    pool_taint_key: String,
+    /// The RuntimeClass forced on every pod.
+    #[arg(long)]
+    runtime_class: Option<String>,
+    /// The tenant's Pod Security level.
+    #[arg(long, value_enum, default_value_t = Level::Restricted)]
+    pod_security: Level,
+    /// The tenant apiserver as host pods reach it, `HOST:PORT`.
+    #[arg(long)]
+    apiserver_address: String,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The tenant Service pods use for DNS, `NAMESPACE/NAME`.
+    #[arg(long, default_value = "kube-system/kube-dns")]
+    dns_service: String,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Level {
+    Privileged,
+    Baseline,
+    Restricted,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn pairs(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("{item:?} is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// Parses the command line and runs the syncer until SIGTERM or Ctrl-C.
+pub async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let (host, port) = args
+        .apiserver_address
+        .rsplit_once(':')
+        .context("--apiserver-address must be HOST:PORT")?;
+    let port: u16 = port
+        .parse()
+        .context("--apiserver-address must end in a port")?;
+    let (dns_namespace, dns_name) = args
+        .dns_service
+        .split_once('/')
+        .context("--dns-service must be NAMESPACE/NAME")?;
+    let settings = Settings {
+        host_namespace: args.host_namespace,
+        pool_selector: pairs(&args.pool_selector)?,
+        pool_taint_key: args.pool_taint_key,
+        runtime_class: args.runtime_class,
+        level: match args.pod_security {
+            Level::Privileged => PodSecurityLevel::Privileged,
+            Level::Baseline => PodSecurityLevel::Baseline,
+            Level::Restricted => PodSecurityLevel::Restricted,
+        },
+        apiserver_host: host.to_owned(),
+        apiserver_port: port,
+        cluster_domain: args.cluster_domain,
+        dns_service: (dns_namespace.to_owned(), dns_name.to_owned()),
+    };
+
+    let host_client = kube::Client::try_default()
+        .await
+        .context("connecting to the host cluster")?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.tenant_kubeconfig)
+        .with_context(|| format!("reading {}", args.tenant_kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("loading the tenant kubeconfig")?;
+    let tenant_client =
+        kube::Client::try_from(config).context("connecting to the tenant cluster")?;
+    let recorder = Recorder::new(
+        tenant_client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let syncer = Arc::new(Syncer::new(tenant_client, host_client, settings, recorder));
+    nodes::refresh_pool(&syncer)
+        .await
+        .context("reading the node pool from the host")?;
+    tracing::info!(namespace = %syncer.settings.host_namespace, "syncer starting");
+    let heartbeat = tokio::spawn(nodes::run(syncer.clone()));
+    tokio::join!(
+        mirror::run::<ConfigMap>(syncer.clone()),
+        mirror::run::<Secret>(syncer.clone()),
+        mirror::run::<Service>(syncer.clone()),
+        pods::run(syncer.clone()),
+    );
+    heartbeat.abort();
+    tracing::info!("syncer stopped");
+    Ok(())
+}

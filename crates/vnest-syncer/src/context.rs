@@ -1,0 +1,115 @@
+//! What every sync loop of one tenant's syncer shares: both clients, the
+//! fixed settings, and what it learns while running (the pool's nodes, the
+//! tenant DNS Service's host address).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLock;
+
+use k8s_openapi::api::core::v1::Toleration;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use vnest_api::PodSecurityLevel;
+
+use crate::policy::Policy;
+use crate::translate::Placement;
+
+/// The field manager and finalizer of everything the syncer writes.
+pub const FIELD_MANAGER: &str = "vnest-syncer";
+pub const FINALIZER: &str = "vnest.dev/syncer";
+
+/// How this syncer was configured (by the supervisor, from the
+/// VirtualCluster).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub host_namespace: String,
+    pub pool_selector: BTreeMap<String, String>,
+    pub pool_taint_key: String,
+    pub runtime_class: Option<String>,
+    pub level: PodSecurityLevel,
+    pub apiserver_host: String,
+    pub apiserver_port: u16,
+    pub cluster_domain: String,
+    /// The tenant Service whose host address pods use as their DNS server.
+    pub dns_service: (String, String),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Learned {
+    pool_nodes: BTreeSet<String>,
+    dns_ip: Option<String>,
+}
+
+pub struct Syncer {
+    pub tenant: Client,
+    pub host: Client,
+    pub settings: Settings,
+    pub recorder: Recorder,
+    learned: RwLock<Learned>,
+}
+
+impl Syncer {
+    pub fn new(tenant: Client, host: Client, settings: Settings, recorder: Recorder) -> Self {
+        Self {
+            tenant,
+            host,
+            settings,
+            recorder,
+            learned: RwLock::new(Learned::default()),
+        }
+    }
+
+    fn learned(&self) -> Learned {
+        self.learned.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn set_pool_nodes(&self, nodes: BTreeSet<String>) {
+        if let Ok(mut learned) = self.learned.write() {
+            learned.pool_nodes = nodes;
+        }
+    }
+
+    pub fn set_dns_ip(&self, ip: Option<String>) {
+        if let Ok(mut learned) = self.learned.write() {
+            learned.dns_ip = ip;
+        }
+    }
+
+    pub fn pool_toleration(&self) -> Option<Toleration> {
+        let value = self
+            .settings
+            .pool_selector
+            .get(&self.settings.pool_taint_key)?;
+        Some(Toleration {
+            key: Some(self.settings.pool_taint_key.clone()),
+            operator: Some("Equal".to_owned()),
+            value: Some(value.clone()),
+            effect: Some("NoSchedule".to_owned()),
+            ..Toleration::default()
+        })
+    }
+
+    pub fn placement(&self) -> Placement {
+        let s = &self.settings;
+        Placement {
+            host_namespace: s.host_namespace.clone(),
+            pool_selector: s.pool_selector.clone(),
+            pool_toleration: self.pool_toleration(),
+            runtime_class: s.runtime_class.clone(),
+            apiserver_host: s.apiserver_host.clone(),
+            apiserver_port: s.apiserver_port,
+            dns_ip: self.learned().dns_ip,
+            cluster_domain: s.cluster_domain.clone(),
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        let s = &self.settings;
+        Policy {
+            level: s.level,
+            pool_selector: s.pool_selector.clone(),
+            pool_nodes: self.learned().pool_nodes,
+            pool_taint_key: s.pool_taint_key.clone(),
+            runtime_class: s.runtime_class.clone(),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The tenant sees the nodes of its pool, and only those: each host node
+//! matching the pool's selector appears in the tenant as a Node of the same
+//! name, labels and status, its heartbeat renewed while the host node is
+//! Ready (the tenant's node lifecycle controller would otherwise evict its
+//! pods). Nodes that leave the pool leave the tenant.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::context::Syncer;
+use crate::error::{OnSide, Result, Side};
+
+/// Label on the tenant's copies of host nodes.
+pub const VIRTUAL_NODE: &str = "vnest.dev/virtual-node";
+/// How often node status (and heartbeat) is mirrored: well inside the
+/// tenant controller-manager's 40 s node-monitor grace period.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+fn pool_selector(syncer: &Syncer) -> String {
+    syncer
+        .settings
+        .pool_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The pool's host nodes now; also what the policy knows of the pool.
+pub async fn refresh_pool(syncer: &Syncer) -> Result<Vec<Node>> {
+    let host: Api<Node> = Api::all(syncer.host.clone());
+    let nodes = host
+        .list(&ListParams::default().labels(&pool_selector(syncer)))
+        .await
+        .on(Side::Host)?
+        .items;
+    let names: BTreeSet<String> = nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    syncer.set_pool_nodes(names);
+    Ok(nodes)
+}
+
+/// Mirrors the pool into the tenant every [`HEARTBEAT`] until shutdown.
+pub async fn run(syncer: Arc<Syncer>) {
+    loop {
+        if let Err(error) = mirror_pool(&syncer).await {
+            tracing::warn!(%error, "mirroring the node pool failed");
+        }
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+async fn mirror_pool(syncer: &Syncer) -> Result<()> {
+    let pool = refresh_pool(syncer).await?;
+    let tenant: Api<Node> = Api::all(syncer.tenant.clone());
+    let names: BTreeSet<String> = pool
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let mirrored = tenant
+        .list(&ListParams::default().labels(&format!("{VIRTUAL_NODE}=true")))
+        .await
+        .on(Side::Tenant)?;
+    for node in mirrored {
+        let Some(name) = node.metadata.name else {
+            continue;
+        };
+        if !names.contains(&name) {
+            tracing::info!(node = name, "left the pool; removing it from the tenant");
+            tenant
+                .delete(&name, &DeleteParams::default())
+                .await
+                .on(Side::Tenant)?;
+        }
+    }
+    for node in &pool {
+        upsert(syncer, node).await?;
+    }
+    Ok(())
+}
+
+/// Makes sure the tenant has host node `name` (if it is in the pool).
+pub async fn ensure_tenant_node(syncer: &Syncer, name: &str) -> Result<()> {
+    let tenant: Api<Node> = Api::all(syncer.tenant.clone());
+    if tenant.get_opt(name).await.on(Side::Tenant)?.is_some() {
+        return Ok(());
+    }
+    let host: Api<Node> = Api::all(syncer.host.clone());
+    let node = host.get(name).await.on(Side::Host)?;
+    upsert(syncer, &node).await
+}
+
+async fn upsert(syncer: &Syncer, host_node: &Node) -> Result<()> {
+    let Some(name) = host_node.metadata.name.clone() else {
+        return Ok(());
+    };
+    let tenant: Api<Node> = Api::all(syncer.tenant.clone());
+    let mut labels: BTreeMap<String, String> =
+        host_node.metadata.labels.clone().unwrap_or_default();
+    labels.insert(VIRTUAL_NODE.to_owned(), "true".to_owned());
+    if tenant.get_opt(&name).await.on(Side::Tenant)?.is_none() {
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            ..Node::default()
+        };
+        tenant
+            .create(&PostParams::default(), &node)
+            .await
+            .on(Side::Tenant)?;
+    }
+    let mut status = host_node.status.clone().unwrap_or_default();
+    let now = Time(Timestamp::now());
+    for condition in status.conditions.iter_mut().flatten() {
+        condition.last_heartbeat_time = Some(now.clone());
+    }
+    // Images and volumes of the host node are not the tenant's business.
+    status.images = None;
+    status.volumes_attached = None;
+    status.volumes_in_use = None;
+    tenant
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": status })),
+        )
+        .await
+        .on(Side::Tenant)?;
+    Ok(())
+}

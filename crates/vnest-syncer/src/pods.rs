@@ -1,0 +1,386 @@
+//! Tenant pods run on the host: each is checked against the policy
+//! (refused with a visible reason, never silently dropped), given a tenant
+//! ServiceAccount token, created on the host as [`crate::translate::pod`]
+//! says, bound in the tenant to the node the host scheduled it on, and kept
+//! up to date with the host pod's status. Deleting the tenant pod deletes
+//! the host pod first (a finalizer), with the same grace period.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    Binding, ConfigMap, ObjectReference, Pod, Secret, ServiceAccount,
+};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource};
+use serde_json::json;
+use vnest_kube::apply::apply_namespaced;
+
+use crate::context::{FIELD_MANAGER, FINALIZER, Syncer};
+use crate::error::{Error, OnSide, Result, Side};
+use crate::naming::{MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels};
+use crate::nodes;
+use crate::policy::{self, Refusal};
+use crate::translate::{self, token_secret_name};
+
+/// `status.reason` of a pod the policy refused (kubectl shows it as the
+/// pod's status).
+pub const REFUSED: &str = "Refused";
+/// Tokens live a day and are renewed when less than half is left.
+const TOKEN_SECONDS: i64 = 86_400;
+const TOKEN_EXPIRES: &str = "vnest.dev/token-expires";
+
+pub async fn run(syncer: Arc<Syncer>) {
+    let tenant: Api<Pod> = Api::all(syncer.tenant.clone());
+    let host: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let ours = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
+    Controller::new(tenant, watcher::Config::default())
+        .watches(host, ours, |pod: Pod| {
+            let (namespace, name) = origin(pod.metadata.annotations.as_ref())?;
+            Some(ObjectRef::new(&name).within(&namespace))
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, syncer)
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile(pod: Arc<Pod>, syncer: Arc<Syncer>) -> Result<Action> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), &namespace);
+    finalizer(&api, FINALIZER, pod, |event| async {
+        match event {
+            FinalizerEvent::Apply(pod) => apply(&pod, &syncer).await,
+            FinalizerEvent::Cleanup(pod) => cleanup(&pod, &syncer).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn identity(pod: &Pod) -> (&str, &str) {
+    (
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
+    let (namespace, name) = identity(pod);
+    if pod.status.as_ref().and_then(|s| s.reason.as_deref()) == Some(REFUSED) {
+        return Ok(Action::await_change());
+    }
+    let refusals = policy::check(pod, &syncer.policy());
+    if !refusals.is_empty() {
+        refuse(pod, syncer, &refusals).await?;
+        return Ok(Action::await_change());
+    }
+    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let host_name = host_name(namespace, name);
+    let existing = host_pods.get_opt(&host_name).await.on(Side::Host)?;
+    let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    let host_pod = match existing {
+        Some(host_pod) => host_pod,
+        None if bound.is_some() => {
+            // It ran on the host and its host pod is gone (deleted there or
+            // its node lost): like a pod whose node died, it is deleted;
+            // its controller makes a new one.
+            tracing::info!(namespace, name, "host pod gone; deleting the tenant pod");
+            let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+            api.delete(name, &DeleteParams::default().grace_period(0))
+                .await
+                .on(Side::Tenant)?;
+            return Ok(Action::await_change());
+        }
+        None => {
+            let token = translate::wants_token(pod);
+            if token {
+                ensure_token(pod, syncer).await?;
+            }
+            let desired = match translate::pod(pod, &syncer.placement(), token) {
+                Ok(desired) => desired,
+                Err(not_yet) => {
+                    tracing::info!(namespace, name, %not_yet, "waiting");
+                    return Ok(Action::requeue(Duration::from_secs(2)));
+                }
+            };
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PostParams::default()
+            };
+            match host_pods.create(&params, &desired).await {
+                Ok(created) => created,
+                // The host's own admission (Pod Security, quota) refused it.
+                Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
+                    let refusal = Refusal {
+                        rule: policy::Rule::HostAdmission,
+                        message: format!("the host refused it: {}", status.message),
+                    };
+                    refuse(pod, syncer, &[refusal]).await?;
+                    return Ok(Action::await_change());
+                }
+                Err(e) => return Err(e).on(Side::Host),
+            }
+        }
+    };
+    if translate::wants_token(pod) {
+        ensure_token(pod, syncer).await?;
+    }
+    if let Some(node) = host_pod.spec.as_ref().and_then(|s| s.node_name.clone())
+        && bound.is_none()
+    {
+        nodes::ensure_tenant_node(syncer, &node).await?;
+        bind(pod, syncer, &node).await?;
+    }
+    sync_status(pod, &host_pod, syncer).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Marks the tenant pod refused: Pending with reason [`REFUSED`], the
+/// reasons in its message and PodScheduled condition, and a Warning event.
+/// Pending, not Failed, so that a ReplicaSet does not replace it in a loop.
+async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal]) -> Result<()> {
+    let (namespace, name) = identity(pod);
+    let reasons: Vec<&str> = refusals.iter().map(|r| r.message.as_str()).collect();
+    let message = format!(
+        "vnest refused to run this pod on the host: {}",
+        reasons.join("; ")
+    );
+    let rules: Vec<&str> = refusals.iter().map(|r| r.rule.name()).collect();
+    tracing::info!(namespace, name, rules = ?rules, "refused");
+    let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+    let status = json!({ "status": {
+        "phase": "Pending",
+        "reason": REFUSED,
+        "message": message,
+        "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": REFUSED, "message": message,
+            "lastTransitionTime": Timestamp::now().to_string(),
+        }],
+    }});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .on(Side::Tenant)?;
+    let event = Event {
+        type_: EventType::Warning,
+        reason: REFUSED.to_owned(),
+        note: Some(message),
+        action: "Sync".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = syncer.recorder.publish(&event, &pod.object_ref(&())).await {
+        tracing::debug!(%error, "recording the refusal event failed");
+    }
+    Ok(())
+}
+
+/// A tenant ServiceAccount token for the pod, bound to it, in a host Secret
+/// the host pod mounts where the projected token would have been.
+async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
+    let (namespace, name) = identity(pod);
+    let secret_name = token_secret_name(namespace, name);
+    let host_secrets: Api<Secret> =
+        Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let renew_after = Timestamp::now() + SignedDuration::from_secs(TOKEN_SECONDS / 2);
+    if let Some(existing) = host_secrets.get_opt(&secret_name).await.on(Side::Host)? {
+        let expires = existing
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TOKEN_EXPIRES))
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        if expires.is_some_and(|t| t > renew_after) {
+            return Ok(());
+        }
+    }
+    let account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: None,
+            expiration_seconds: Some(TOKEN_SECONDS),
+            bound_object_ref: Some(BoundObjectReference {
+                kind: Some("Pod".to_owned()),
+                api_version: Some("v1".to_owned()),
+                name: Some(name.to_owned()),
+                uid: pod.metadata.uid.clone(),
+            }),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let accounts: Api<ServiceAccount> = Api::namespaced(syncer.tenant.clone(), namespace);
+    let issued: TokenRequest = accounts
+        .create_subresource("token", &account, &PostParams::default(), &request)
+        .await
+        .on(Side::Tenant)?;
+    let status = issued.status.unwrap_or_default();
+    let ca = Api::<ConfigMap>::namespaced(syncer.tenant.clone(), namespace)
+        .get_opt("kube-root-ca.crt")
+        .await
+        .on(Side::Tenant)?
+        .and_then(|cm| cm.data)
+        .and_then(|d| d.get("ca.crt").cloned())
+        .unwrap_or_default();
+    let mut annotations = origin_annotations(namespace, name);
+    if let Some(expires) = &status.expiration_timestamp {
+        annotations.insert(TOKEN_EXPIRES.to_owned(), expires.0.to_string());
+    }
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name),
+            namespace: Some(syncer.settings.host_namespace.clone()),
+            labels: Some(origin_labels(namespace)),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([
+            (
+                "token".to_owned(),
+                ByteString(status.token.unwrap_or_default().into_bytes()),
+            ),
+            ("ca.crt".to_owned(), ByteString(ca.into_bytes())),
+            (
+                "namespace".to_owned(),
+                ByteString(namespace.as_bytes().to_vec()),
+            ),
+        ])),
+        ..Secret::default()
+    };
+    apply_namespaced(&syncer.host, FIELD_MANAGER, &secret).await?;
+    Ok(())
+}
+
+/// Binds the tenant pod to the node the host scheduled its host pod on, as
+/// a scheduler would.
+async fn bind(pod: &Pod, syncer: &Syncer, node: &str) -> Result<()> {
+    let (namespace, name) = identity(pod);
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".to_owned()),
+            api_version: Some("v1".to_owned()),
+            name: Some(node.to_owned()),
+            ..ObjectReference::default()
+        },
+    };
+    let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+    match api
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Already bound (a concurrent or earlier reconcile).
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e).on(Side::Tenant),
+    }
+}
+
+/// The host pod's status, as the tenant's (phase, conditions, addresses,
+/// container states).
+async fn sync_status(pod: &Pod, host_pod: &Pod, syncer: &Syncer) -> Result<()> {
+    let Some(host_status) = host_pod.status.clone() else {
+        return Ok(());
+    };
+    if pod.status.as_ref() == Some(&host_status) {
+        return Ok(());
+    }
+    let (namespace, name) = identity(pod);
+    let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": host_status })),
+    )
+    .await
+    .on(Side::Tenant)?;
+    Ok(())
+}
+
+/// Deletes the host pod with the tenant pod's grace period and waits for it
+/// to be gone, then lets the tenant pod go.
+async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
+    let (namespace, name) = identity(pod);
+    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let host_name = host_name(namespace, name);
+    if let Some(host_pod) = host_pods.get_opt(&host_name).await.on(Side::Host)? {
+        if host_pod.metadata.deletion_timestamp.is_none() {
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .and_then(|g| u32::try_from(g).ok());
+            let params = DeleteParams {
+                grace_period_seconds: grace,
+                ..DeleteParams::default()
+            };
+            host_pods.delete(&host_name, &params).await.on(Side::Host)?;
+        }
+        return Err(Error::StillDeleting(host_name));
+    }
+    let secrets: Api<Secret> =
+        Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    match secrets
+        .delete(
+            &token_secret_name(namespace, name),
+            &DeleteParams::default(),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => return Err(e).on(Side::Host),
+    }
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
+    {
+        // No kubelet in the tenant finishes a bound pod's deletion; the
+        // syncer does, now that the host pod has terminated.
+        let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+        match api
+            .delete(name, &DeleteParams::default().grace_period(0))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e).on(Side::Tenant),
+        }
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
+    let (namespace, name) = identity(&pod);
+    match error {
+        Error::StillDeleting(_) => Action::requeue(Duration::from_secs(1)),
+        _ => {
+            tracing::warn!(namespace, name, %error, "pod sync failed; retrying");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}

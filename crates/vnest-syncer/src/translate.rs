@@ -1,0 +1,511 @@
+//! A tenant object as it lands on the host: renamed into the workloads
+//! namespace ([`crate::naming`]), every reference to another tenant object
+//! renamed the same way, and a pod rewritten to be safe there: bound to the
+//! tenant's node pool, given the forced RuntimeClass, the tenant's DNS and
+//! apiserver, and a tenant ServiceAccount token instead of any host token.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EnvVar, KeyToPath, LocalObjectReference, Pod, PodDNSConfig,
+    PodDNSConfigOption, Secret, SecretVolumeSource, Service, ServiceSpec, Toleration, Volume,
+};
+use kube::api::ObjectMeta;
+
+use crate::naming::{host_name, origin_annotations, origin_labels};
+
+/// Where the tenant's pods are put and what they are told.
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    /// The tenant's workloads namespace on the host.
+    pub host_namespace: String,
+    pub pool_selector: BTreeMap<String, String>,
+    /// The toleration of the pool's taint, if pool nodes are tainted.
+    pub pool_toleration: Option<Toleration>,
+    pub runtime_class: Option<String>,
+    /// The tenant apiserver as host pods reach it (host ClusterIP, port).
+    pub apiserver_host: String,
+    pub apiserver_port: u16,
+    /// The tenant DNS Service's host ClusterIP, once known.
+    pub dns_ip: Option<String>,
+    pub cluster_domain: String,
+}
+
+/// The Secret, per pod, holding the tenant ServiceAccount token (and the
+/// tenant CA and namespace) that replaces the projected token volume.
+pub fn token_secret_name(namespace: &str, pod: &str) -> String {
+    host_name(namespace, &format!("{pod}-token"))
+}
+
+fn host_meta(
+    meta: &ObjectMeta,
+    placement: &Placement,
+    labels: BTreeMap<String, String>,
+) -> ObjectMeta {
+    let namespace = meta.namespace.as_deref().unwrap_or("default");
+    let name = meta.name.as_deref().unwrap_or_default();
+    let mut all_labels: BTreeMap<String, String> = labels
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("vnest.dev/"))
+        .collect();
+    all_labels.extend(origin_labels(namespace));
+    ObjectMeta {
+        name: Some(host_name(namespace, name)),
+        namespace: Some(placement.host_namespace.clone()),
+        labels: Some(all_labels),
+        annotations: Some(origin_annotations(namespace, name)),
+        ..ObjectMeta::default()
+    }
+}
+
+pub fn config_map(tenant: &ConfigMap, placement: &Placement) -> ConfigMap {
+    ConfigMap {
+        metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
+        data: tenant.data.clone(),
+        binary_data: tenant.binary_data.clone(),
+        immutable: tenant.immutable,
+    }
+}
+
+pub fn secret(tenant: &Secret, placement: &Placement) -> Secret {
+    // ServiceAccount-token Secrets are the tenant's own business; on the
+    // host they would be Opaque data anyway.
+    let type_ = match tenant.type_.as_deref() {
+        Some("kubernetes.io/service-account-token") | None => "Opaque".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    Secret {
+        metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
+        data: tenant.data.clone(),
+        string_data: None,
+        immutable: tenant.immutable,
+        type_: Some(type_),
+    }
+}
+
+/// A Service on the host selecting the tenant namespace's host pods: the
+/// same ports, the tenant's selector plus its namespace label (host pods of
+/// other tenant namespaces share the workloads namespace), always
+/// ClusterIP or headless (node ports and load balancers are the host's to
+/// give, and its quota refuses them), the address the host allocates.
+pub fn service(tenant: &Service, placement: &Placement) -> Service {
+    let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
+    let spec = tenant.spec.clone().unwrap_or_default();
+    let selector = spec.selector.filter(|s| !s.is_empty()).map(|mut s| {
+        s.retain(|k, _| !k.starts_with("vnest.dev/"));
+        s.extend(origin_labels(namespace));
+        s
+    });
+    let ports = spec.ports.map(|ports| {
+        ports
+            .into_iter()
+            .map(|mut p| {
+                p.node_port = None;
+                p
+            })
+            .collect()
+    });
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    Service {
+        metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            cluster_ip: headless.then(|| "None".to_owned()),
+            selector,
+            ports,
+            publish_not_ready_addresses: spec.publish_not_ready_addresses,
+            session_affinity: spec.session_affinity,
+            ip_families: spec.ip_families,
+            ip_family_policy: spec.ip_family_policy,
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Why a pod cannot be translated yet (the syncer waits and retries).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotYet {
+    #[error("the tenant's DNS Service has no address on the host yet")]
+    Dns,
+}
+
+/// The host pod of tenant pod `tenant`. `token` says whether the pod gets a
+/// ServiceAccount token (the Secret named [`token_secret_name`]).
+pub fn pod(tenant: &Pod, placement: &Placement, token: bool) -> Result<Pod, NotYet> {
+    let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
+    let name = tenant.metadata.name.as_deref().unwrap_or_default();
+    let mut spec = tenant.spec.clone().unwrap_or_default();
+    let rename = |n: &str| host_name(namespace, n);
+
+    let mut selector = spec.node_selector.take().unwrap_or_default();
+    selector.extend(placement.pool_selector.clone());
+    spec.node_selector = Some(selector);
+    if let Some(toleration) = &placement.pool_toleration {
+        spec.tolerations
+            .get_or_insert_with(Vec::new)
+            .push(toleration.clone());
+    }
+    spec.runtime_class_name = placement.runtime_class.clone();
+    spec.service_account_name = None;
+    spec.service_account = None;
+    spec.automount_service_account_token = Some(false);
+    spec.enable_service_links = Some(false);
+    spec.priority_class_name = None;
+    spec.priority = None;
+    spec.preemption_policy = None;
+    spec.scheduler_name = None;
+    spec.ephemeral_containers = None;
+    if spec.hostname.is_none() {
+        spec.hostname = Some(name.chars().take(63).collect());
+    }
+    spec.image_pull_secrets = spec.image_pull_secrets.map(|secrets| {
+        secrets
+            .into_iter()
+            .map(|s| LocalObjectReference {
+                name: rename(&s.name),
+            })
+            .collect()
+    });
+
+    let mut volumes = Vec::new();
+    for volume in spec.volumes.take().unwrap_or_default() {
+        volumes.push(volume_on_host(volume, namespace, name, token));
+    }
+    spec.volumes = Some(volumes);
+
+    match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
+        "ClusterFirst" | "ClusterFirstWithHostNet" => {
+            let dns_ip = placement.dns_ip.clone().ok_or(NotYet::Dns)?;
+            let domain = &placement.cluster_domain;
+            spec.dns_policy = Some("None".to_owned());
+            let mut config = spec.dns_config.take().unwrap_or_default();
+            let mut nameservers = vec![dns_ip];
+            nameservers.extend(config.nameservers.take().unwrap_or_default());
+            let mut searches = vec![
+                format!("{namespace}.svc.{domain}"),
+                format!("svc.{domain}"),
+                domain.clone(),
+            ];
+            searches.extend(config.searches.take().unwrap_or_default());
+            let mut options = config.options.take().unwrap_or_default();
+            if !options.iter().any(|o| o.name.as_deref() == Some("ndots")) {
+                options.push(PodDNSConfigOption {
+                    name: Some("ndots".to_owned()),
+                    value: Some("5".to_owned()),
+                });
+            }
+            spec.dns_config = Some(PodDNSConfig {
+                nameservers: Some(nameservers),
+                searches: Some(searches),
+                options: Some(options),
+            });
+        }
+        _ => {}
+    }
+
+    let apiserver_env = apiserver_env(placement);
+    let fix = |container: &mut Container| {
+        let mut env: Vec<EnvVar> = container
+            .env
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                !e.name.starts_with("KUBERNETES_SERVICE_") && !e.name.starts_with("KUBERNETES_PORT")
+            })
+            .map(|mut e| {
+                if let Some(from) = e.value_from.as_mut() {
+                    if let Some(r) = from.config_map_key_ref.as_mut() {
+                        r.name = rename(&r.name);
+                    }
+                    if let Some(r) = from.secret_key_ref.as_mut() {
+                        r.name = rename(&r.name);
+                    }
+                }
+                e
+            })
+            .collect();
+        env.extend(apiserver_env.iter().cloned());
+        container.env = Some(env);
+        for source in container.env_from.iter_mut().flatten() {
+            if let Some(r) = source.config_map_ref.as_mut() {
+                r.name = rename(&r.name);
+            }
+            if let Some(r) = source.secret_ref.as_mut() {
+                r.name = rename(&r.name);
+            }
+        }
+    };
+    spec.containers.iter_mut().for_each(fix);
+    spec.init_containers.iter_mut().flatten().for_each(fix);
+
+    Ok(Pod {
+        metadata: host_meta(
+            &tenant.metadata,
+            placement,
+            tenant.metadata.labels.clone().unwrap_or_default(),
+        ),
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+/// What pods are told about "their" apiserver: the tenant's, as it is
+/// reached from the host.
+fn apiserver_env(placement: &Placement) -> Vec<EnvVar> {
+    let host = &placement.apiserver_host;
+    let port = placement.apiserver_port;
+    [
+        ("KUBERNETES_SERVICE_HOST", host.clone()),
+        ("KUBERNETES_SERVICE_PORT", port.to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", port.to_string()),
+        ("KUBERNETES_PORT", format!("tcp://{host}:{port}")),
+        ("KUBERNETES_PORT_443_TCP", format!("tcp://{host}:{port}")),
+        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".to_owned()),
+        ("KUBERNETES_PORT_443_TCP_ADDR", host.clone()),
+        ("KUBERNETES_PORT_443_TCP_PORT", port.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| EnvVar {
+        name: name.to_owned(),
+        value: Some(value),
+        ..EnvVar::default()
+    })
+    .collect()
+}
+
+/// A volume with its references renamed; a projected ServiceAccount token
+/// becomes the pod's token Secret.
+fn volume_on_host(mut volume: Volume, namespace: &str, pod: &str, token: bool) -> Volume {
+    let rename = |n: &str| host_name(namespace, n);
+    if let Some(cm) = volume.config_map.as_mut() {
+        cm.name = rename(&cm.name);
+    }
+    if let Some(secret) = volume.secret.as_mut()
+        && let Some(name) = secret.secret_name.as_mut()
+    {
+        *name = rename(name);
+    }
+    if let Some(claim) = volume.persistent_volume_claim.as_mut() {
+        claim.claim_name = rename(&claim.claim_name);
+    }
+    let has_token = volume.projected.as_ref().is_some_and(|p| {
+        p.sources
+            .iter()
+            .flatten()
+            .any(|s| s.service_account_token.is_some())
+    });
+    if has_token && token {
+        let mode = volume.projected.as_ref().and_then(|p| p.default_mode);
+        return Volume {
+            name: volume.name,
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(token_secret_name(namespace, pod)),
+                default_mode: mode,
+                items: Some(
+                    ["token", "ca.crt", "namespace"]
+                        .into_iter()
+                        .map(|k| KeyToPath {
+                            key: k.to_owned(),
+                            path: k.to_owned(),
+                            ..KeyToPath::default()
+                        })
+                        .collect(),
+                ),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        };
+    }
+    if let Some(projected) = volume.projected.as_mut() {
+        for source in projected.sources.iter_mut().flatten() {
+            if let Some(cm) = source.config_map.as_mut() {
+                cm.name = rename(&cm.name);
+            }
+            if let Some(secret) = source.secret.as_mut() {
+                secret.name = rename(&secret.name);
+            }
+        }
+    }
+    volume
+}
+
+/// Whether the pod mounts a ServiceAccount token.
+pub fn wants_token(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| {
+            v.projected.as_ref().is_some_and(|p| {
+                p.sources
+                    .iter()
+                    .flatten()
+                    .any(|s| s.service_account_token.is_some())
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn placement() -> Placement {
+        Placement {
+            host_namespace: "vnest-t-a-0123456789-wl".into(),
+            pool_selector: BTreeMap::from([("vnest.dev/pool".into(), "a".into())]),
+            pool_toleration: None,
+            runtime_class: Some("kata".into()),
+            apiserver_host: "10.96.5.5".into(),
+            apiserver_port: 443,
+            dns_ip: Some("10.96.7.7".into()),
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+
+    fn tenant_pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": "web", "namespace": "shop", "labels": { "app": "web", "vnest.dev/tenant-namespace": "forged" } },
+            "spec": {
+                "serviceAccountName": "builder",
+                "priorityClassName": "system-cluster-critical",
+                "nodeSelector": { "disk": "ssd", "vnest.dev/pool": "b" },
+                "containers": [{
+                    "name": "web", "image": "web",
+                    "env": [{ "name": "KUBERNETES_SERVICE_HOST", "value": "10.96.0.1" },
+                            { "name": "PASSWORD", "valueFrom": { "secretKeyRef": { "name": "db", "key": "pw" } } }],
+                    "envFrom": [{ "configMapRef": { "name": "settings" } }],
+                }],
+                "volumes": [
+                    { "name": "conf", "configMap": { "name": "settings" } },
+                    { "name": "kube-api-access-x", "projected": { "sources": [
+                        { "serviceAccountToken": { "path": "token", "expirationSeconds": 3607 } },
+                        { "configMap": { "name": "kube-root-ca.crt", "items": [{ "key": "ca.crt", "path": "ca.crt" }] } },
+                    ] } },
+                ],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_is_renamed_fenced_and_pointed_at_its_own_cluster() {
+        let host = pod(&tenant_pod(), &placement(), true).unwrap();
+        let meta = &host.metadata;
+        assert_eq!(
+            meta.name.as_deref(),
+            Some(host_name("shop", "web").as_str())
+        );
+        assert_eq!(meta.namespace.as_deref(), Some("vnest-t-a-0123456789-wl"));
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(
+            labels["vnest.dev/tenant-namespace"], "shop",
+            "a tenant cannot forge its origin"
+        );
+        assert_eq!(labels["app"], "web");
+
+        let spec = host.spec.as_ref().unwrap();
+        let selector = spec.node_selector.as_ref().unwrap();
+        assert_eq!(
+            selector["vnest.dev/pool"], "a",
+            "the pool wins over the tenant's selector"
+        );
+        assert_eq!(selector["disk"], "ssd");
+        assert_eq!(spec.runtime_class_name.as_deref(), Some("kata"));
+        assert_eq!(spec.service_account_name, None);
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.enable_service_links, Some(false));
+        assert_eq!(spec.priority_class_name, None);
+
+        let env = spec.containers[0].env.as_ref().unwrap();
+        let value = |n: &str| {
+            env.iter()
+                .filter(|e| e.name == n)
+                .map(|e| e.value.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            value("KUBERNETES_SERVICE_HOST"),
+            vec![Some("10.96.5.5".to_owned())]
+        );
+        let password = env.iter().find(|e| e.name == "PASSWORD").unwrap();
+        assert_eq!(
+            password
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            host_name("shop", "db")
+        );
+        assert_eq!(
+            spec.containers[0].env_from.as_ref().unwrap()[0]
+                .config_map_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            host_name("shop", "settings")
+        );
+
+        let volumes = spec.volumes.as_ref().unwrap();
+        assert_eq!(
+            volumes[0].config_map.as_ref().unwrap().name,
+            host_name("shop", "settings")
+        );
+        let token = volumes[1].secret.as_ref().unwrap();
+        assert_eq!(
+            token.secret_name.as_deref(),
+            Some(token_secret_name("shop", "web").as_str())
+        );
+        assert!(volumes[1].projected.is_none(), "no projected host token");
+
+        let dns = spec.dns_config.as_ref().unwrap();
+        assert_eq!(spec.dns_policy.as_deref(), Some("None"));
+        assert_eq!(dns.nameservers.as_ref().unwrap()[0], "10.96.7.7");
+        assert_eq!(dns.searches.as_ref().unwrap()[0], "shop.svc.cluster.local");
+    }
+
+    #[test]
+    fn cluster_dns_pods_wait_for_the_tenant_dns_address() {
+        let mut placement = placement();
+        placement.dns_ip = None;
+        assert_eq!(
+            pod(&tenant_pod(), &placement, true).unwrap_err(),
+            NotYet::Dns
+        );
+        let mut default_dns = tenant_pod();
+        default_dns.spec.as_mut().unwrap().dns_policy = Some("Default".into());
+        assert!(pod(&default_dns, &placement, true).is_ok());
+    }
+
+    #[test]
+    fn config_and_secrets_keep_their_data_under_host_names() {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": { "name": "settings", "namespace": "shop" }, "data": { "a": "1" } }))
+        .unwrap();
+        let host = config_map(&cm, &placement());
+        assert_eq!(host.metadata.name, Some(host_name("shop", "settings")));
+        assert_eq!(host.data, cm.data);
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": { "name": "web", "namespace": "shop" },
+            "spec": { "type": "NodePort", "clusterIP": "10.96.0.99", "selector": { "app": "web" },
+                      "ports": [{ "name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080 }] } })).unwrap();
+        let host = service(&svc, &placement()).spec.unwrap();
+        assert_eq!(host.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(host.cluster_ip, None, "the host allocates");
+        assert_eq!(host.ports.unwrap()[0].node_port, None);
+        let selector = host.selector.unwrap();
+        assert_eq!(selector["app"], "web");
+        assert_eq!(selector["vnest.dev/tenant-namespace"], "shop");
+        let token: Secret = serde_json::from_value(json!({
+            "metadata": { "name": "t", "namespace": "shop" }, "type": "kubernetes.io/service-account-token" })).unwrap();
+        assert_eq!(
+            secret(&token, &placement()).type_.as_deref(),
+            Some("Opaque")
+        );
+    }
+}
