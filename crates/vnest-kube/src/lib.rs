@@ -2,3 +2,4 @@
 //! host's installers) share about writing to Kubernetes.
 
 pub mod apply;
+pub mod health;

@@ -20,6 +20,9 @@ struct Args {
     /// vnest's own image, which tenant syncers run from.
     #[arg(long, env = "VNEST_IMAGE", default_value = concat!("vnest.local/vnest:", env!("CARGO_PKG_VERSION")))]
     vnest_image: String,
+    /// Where `/healthz` and `/readyz` are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    health_address: std::net::SocketAddr,
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -41,9 +44,19 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    let readiness = vnest_kube::health::Readiness::default();
+    let health = tokio::spawn(vnest_kube::health::serve(
+        args.health_address,
+        readiness.clone(),
+    ));
     let client = kube::Client::try_default()
         .await
         .context("connecting to the host cluster (in-cluster config or KUBECONFIG)")?;
+    client
+        .apiserver_version()
+        .await
+        .context("reaching the host apiserver")?;
+    readiness.set(true);
     let settings = Settings {
         registry: args.image_registry,
         supervisor_namespace: args.namespace,
@@ -51,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(registry = %settings.registry, namespace = %settings.supervisor_namespace, "supervisor starting");
     controller::run(client, settings).await;
+    health.abort();
     tracing::info!("supervisor stopped");
     Ok(())
 }

@@ -380,6 +380,12 @@ async fn apply_workload_guards(vc: &VirtualCluster, ctx: &Context) -> Result<()>
     apply_object(ctx, &default_account).await?;
     apply_object(ctx, &syncer_rbac::service_account(vc)).await?;
     apply_object(ctx, &syncer_rbac::role_binding(vc)).await?;
+    apply::apply_cluster(
+        &ctx.client,
+        FIELD_MANAGER,
+        &syncer_rbac::node_reader_binding(vc),
+    )
+    .await?;
     Ok(())
 }
 
@@ -601,6 +607,19 @@ async fn cleanup(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             tracing::info!(namespace = name, vc = vc_name, "deleting host namespace");
         }
         remaining.push(name);
+    }
+    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+        Api::all(ctx.client.clone());
+    match bindings
+        .delete(
+            &syncer_rbac::node_reader_binding_name(vc),
+            &DeleteParams::default(),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => return Err(e.into()),
     }
     match remaining.into_iter().next() {
         Some(name) => Err(Error::StillDeleting(name)),

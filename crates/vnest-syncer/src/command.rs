@@ -15,6 +15,7 @@ use clap::{Parser, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::events::{Recorder, Reporter};
 use vnest_api::PodSecurityLevel;
+use vnest_kube::health::Readiness;
 
 /// Mirrors a tenant cluster's workloads onto the host and their status back.
 #[derive(Parser, Debug)]
@@ -48,6 +49,9 @@ struct Args {
     dns_service: String,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Where `/healthz` and `/readyz` are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    health_address: std::net::SocketAddr,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -130,10 +134,16 @@ pub async fn main() -> anyhow::Result<()> {
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    let readiness = Readiness::default();
+    let health = tokio::spawn(vnest_kube::health::serve(
+        args.health_address,
+        readiness.clone(),
+    ));
     let syncer = Arc::new(Syncer::new(tenant_client, host_client, settings, recorder));
     nodes::refresh_pool(&syncer)
         .await
         .context("reading the node pool from the host")?;
+    readiness.set(true);
     tracing::info!(namespace = %syncer.settings.host_namespace, "syncer starting");
     let heartbeat = tokio::spawn(nodes::run(syncer.clone()));
     tokio::join!(
@@ -143,6 +153,7 @@ pub async fn main() -> anyhow::Result<()> {
         pods::run(syncer.clone()),
     );
     heartbeat.abort();
+    health.abort();
     tracing::info!("syncer stopped");
     Ok(())
 }

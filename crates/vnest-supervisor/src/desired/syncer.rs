@@ -18,6 +18,7 @@ use super::syncer_rbac::SYNCER;
 pub const COMPONENT: &str = "syncer";
 pub const KUBECONFIG_SECRET: &str = "syncer-kubeconfig";
 const KUBECONFIG_DIR: &str = "/etc/vnest/tenant";
+const HEALTH_PORT: i32 = 8080;
 
 /// The tenant kubeconfig the syncer uses: the tenant's admin (the syncer
 /// manages pods, nodes and bindings across the whole tenant cluster).
@@ -85,6 +86,9 @@ pub fn deployment(
         command: Some(vec!["/usr/local/bin/vnest-syncer".to_owned()]),
         args: Some(args(vc, apiserver_address)),
         env: Some(vec![pods::field_env("POD_NAME", "metadata.name")]),
+        ports: Some(vec![pods::container_port("health", HEALTH_PORT)]),
+        readiness_probe: Some(pods::probe("/readyz", HEALTH_PORT, "HTTP", 5, 3)),
+        liveness_probe: Some(pods::probe("/healthz", HEALTH_PORT, "HTTP", 10, 6)),
         volume_mounts: Some(vec![VolumeMount {
             name: "tenant".to_owned(),
             mount_path: KUBECONFIG_DIR.to_owned(),

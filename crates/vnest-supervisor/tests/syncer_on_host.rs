@@ -1,0 +1,294 @@
+//! The syncer end to end on a real host: a tenant's Deployment runs on the
+//! tenant's pool nodes (real kubelets), with its ConfigMap and a tenant
+//! ServiceAccount token, its status and nodes visible to the tenant through
+//! plain kubectl; pods that would reach the host or another tenant's nodes
+//! are refused with a reason the tenant sees, and never reach the host;
+//! deleting tenant objects deletes their host copies.
+//!
+//! Needs root and the packages of tools/host/install-prerequisites.sh.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use vnest_api::Phase;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace};
+use vnest_devhost::topology::NodeSpec;
+use vnest_tests::{HostSlot, TestHost, kubectl};
+
+mod common;
+use common::*;
+
+const SHOP: &str = "shop";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
+    let slot = HostSlot::acquire().await;
+    let mut pool_a = NodeSpec::new(1);
+    pool_a.labels.push(("vnest.dev/pool".into(), "a".into()));
+    let mut pool_b = NodeSpec::new(2);
+    pool_b.labels.push(("vnest.dev/pool".into(), "b".into()));
+    let host = TestHost::start_for_vnest(slot, vec![pool_a, pool_b], vnest_binaries()).await;
+    let client = host.client();
+    let admin = host.kubeconfig();
+    let work = tempfile::tempdir().unwrap();
+    install(&client, &admin).await;
+    create_namespace(&client, TENANTS).await;
+    let vcs: Api<vnest_api::VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
+    vcs.create(&PostParams::default(), &virtual_cluster(SHOP, "a"))
+        .await
+        .unwrap();
+    let vc = wait_for_phase(&vcs, SHOP, Phase::Ready, &admin).await;
+    let tenant = tenant_kubeconfig(&client, &vc, work.path()).await;
+    let wl = host_namespace(TENANTS, SHOP, HostNamespaceRole::Workloads);
+
+    // The tenant sees its pool's node, and only that one.
+    let nodes = wait_until(
+        "the tenant sees its pool",
+        Duration::from_secs(60),
+        || async {
+            let (ok, out, _) = kubectl(&tenant, &["get", "nodes", "-o", "name"]);
+            (ok && !out.trim().is_empty()).then_some(out)
+        },
+    )
+    .await;
+    assert_eq!(
+        nodes.trim(),
+        "node/vnest-node1",
+        "only the pool's nodes: {nodes}"
+    );
+
+    // A Deployment with a ConfigMap runs on the pool, and its status is the tenant's.
+    apply(&tenant, work.path(), "web.yaml", WEB);
+    let running = wait_until("both web pods Run", Duration::from_secs(180), || async {
+        let (_, out, _) = kubectl(
+            &tenant,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase} {.spec.nodeName}{\"\\n\"}{end}",
+            ],
+        );
+        let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        (lines.len() == 2 && lines.iter().all(|l| l.starts_with("Running"))).then_some(lines)
+    })
+    .await;
+    for line in &running {
+        assert!(
+            line.ends_with("vnest-node1"),
+            "bound to the pool's node: {line}"
+        );
+    }
+    let host_pods: Api<Pod> = Api::namespaced(client.clone(), &wl);
+    let on_host = host_pods.list(&ListParams::default()).await.unwrap();
+    let web_on_host: Vec<&Pod> = on_host
+        .items
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.get("app").map(String::as_str) == Some("web"))
+        })
+        .collect();
+    assert_eq!(web_on_host.len(), 2);
+    for pod in &web_on_host {
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("vnest-node1"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+    }
+    // The pod read its ConfigMap and holds a token its own apiserver accepts
+    // (in-cluster kubectl: the token, the tenant CA, the apiserver address
+    // the syncer gave it). Read through the host: tenant `kubectl logs`
+    // needs the kubelet proxy, which is not built yet.
+    let (_, out, _) = kubectl(
+        &admin,
+        &[
+            "logs",
+            "-n",
+            &wl,
+            &web_on_host[0].metadata.name.clone().unwrap(),
+        ],
+    );
+    eprintln!("web says: {out}");
+    assert!(
+        out.contains("greeting=hello"),
+        "the ConfigMap reached the pod: {out}"
+    );
+    assert!(
+        out.contains("token-accepted"),
+        "the tenant token works against the tenant apiserver: {out}"
+    );
+
+    // What would escape is refused, visibly, and never reaches the host.
+    apply(&tenant, work.path(), "bad.yaml", BAD);
+    for (name, expected) in [
+        ("privileged", "container app is privileged"),
+        ("hostpath", "volume root of type hostPath"),
+        (
+            "other-pool",
+            "nodeName vnest-node2 is not a node of this cluster's pool",
+        ),
+    ] {
+        let reason = wait_until(
+            &format!("{name} is refused"),
+            Duration::from_secs(60),
+            || async {
+                let (_, out, _) = kubectl(
+                    &tenant,
+                    &[
+                        "get",
+                        "pod",
+                        name,
+                        "-o",
+                        "jsonpath={.status.reason}|{.status.message}",
+                    ],
+                );
+                out.starts_with("Refused|").then_some(out)
+            },
+        )
+        .await;
+        assert!(reason.contains(expected), "{name}: {reason}");
+        let (_, events, _) = kubectl(
+            &tenant,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={name},reason=Refused"),
+                "-o",
+                "name",
+            ],
+        );
+        assert!(
+            !events.trim().is_empty(),
+            "{name}: an event tells the tenant"
+        );
+        let (_, table, _) = kubectl(&tenant, &["get", "pod", name]);
+        assert!(table.contains("Refused"), "kubectl shows why: {table}");
+    }
+    let host_names: Vec<String> = host_pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    for refused in ["privileged", "hostpath", "other-pool"] {
+        assert!(
+            host_names
+                .iter()
+                .all(|n| !n.starts_with(&format!("{refused}-default-"))),
+            "{refused} never reached the host: {host_names:?}"
+        );
+    }
+
+    // Deleting tenant objects deletes their host copies.
+    let (ok, out, err) = kubectl(
+        &tenant,
+        &[
+            "delete",
+            "-f",
+            &work.path().join("web.yaml").display().to_string(),
+            "--wait=true",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    wait_until(
+        "the host copies are gone",
+        Duration::from_secs(120),
+        || async {
+            let pods = host_pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &wl);
+            let greeting = configmaps
+                .list(&ListParams::default().labels("vnest.dev/tenant-namespace=default"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .any(|c| {
+                    c.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("greeting-default-"))
+                });
+            (pods.items.is_empty() && !greeting).then_some(())
+        },
+    )
+    .await;
+
+    host.stop().await;
+}
+
+fn apply(kubeconfig: &Path, dir: &Path, file: &str, yaml: &str) {
+    let path = dir.join(file);
+    std::fs::write(&path, yaml).unwrap();
+    let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &path.display().to_string()]);
+    assert!(ok, "kubectl apply {file}: {out}{err}");
+}
+
+/// Runs as the restricted Pod Security level asks (the tenant's default).
+const WEB: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: greeting }
+data: { text: hello }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web }
+spec:
+  replicas: 2
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
+      containers:
+        - name: web
+          image: vnest.local/clients:1
+          imagePullPolicy: Never
+          env:
+            - { name: TEXT, valueFrom: { configMapKeyRef: { name: greeting, key: text } } }
+          command:
+            - sh
+            - -c
+            - |
+              echo "greeting=$TEXT"
+              echo "apiserver=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
+              HOME=/tmp kubectl get --raw /api >/dev/null && echo token-accepted
+              exec sleep 3600
+          securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+"#;
+
+const BAD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: privileged }
+spec:
+  containers: [{ name: app, image: vnest.local/busybox:1, command: [sleep, "3600"], securityContext: { privileged: true } }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: hostpath }
+spec:
+  containers: [{ name: app, image: vnest.local/busybox:1, command: [sleep, "3600"] }]
+  volumes: [{ name: root, hostPath: { path: / } }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: other-pool }
+spec:
+  nodeName: vnest-node2
+  containers: [{ name: app, image: vnest.local/busybox:1, command: [sleep, "3600"] }]
+"#;
