@@ -302,9 +302,12 @@ async fn bind(pod: &Pod, syncer: &Syncer, node: &str) -> Result<()> {
 /// The host pod's status, as the tenant's (phase, conditions, addresses,
 /// container states).
 async fn sync_status(pod: &Pod, host_pod: &Pod, syncer: &Syncer) -> Result<()> {
-    let Some(host_status) = host_pod.status.clone() else {
+    let Some(mut host_status) = host_pod.status.clone() else {
         return Ok(());
     };
+    // The QoS class is fixed when a pod is made, from its own resources; the
+    // host's LimitRange may have given the host pod others.
+    host_status.qos_class = pod.status.as_ref().and_then(|s| s.qos_class.clone());
     if pod.status.as_ref() == Some(&host_status) {
         return Ok(());
     }
