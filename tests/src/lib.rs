@@ -174,7 +174,8 @@ impl TestHost {
         .await
     }
 
-    async fn start_configured(
+    /// [`start`](Self::start) with any other options set by `configure`.
+    pub async fn start_configured(
         slot: HostSlot,
         nodes: Vec<vnest_devhost::topology::NodeSpec>,
         configure: impl FnOnce(&mut vnest_devhost::DevHostOptions),

@@ -230,6 +230,104 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     host.stop().await;
 }
 
+/// Killing the syncer while it creates 200 pods loses and duplicates
+/// nothing: after its restart the host has exactly 200 (on simulated pool
+/// nodes, so that 200 pods fit this machine), and scaling to zero removes
+/// them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
+    let slot = HostSlot::acquire().await;
+    let sim = vec![("vnest.dev/pool".to_owned(), "sim".to_owned())];
+    let host = TestHost::start_configured(slot, vec![NodeSpec::new(1)], |options| {
+        options.simulated_nodes = vec![sim.clone(), sim.clone(), sim.clone()];
+        options.vnest_binaries = vnest_binaries();
+    })
+    .await;
+    let client = host.client();
+    let admin = host.kubeconfig();
+    let work = tempfile::tempdir().unwrap();
+    install(&client, &admin).await;
+    create_namespace(&client, TENANTS).await;
+    let vcs: Api<vnest_api::VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
+    let mut vc = virtual_cluster("scale", "sim");
+    vc.spec.isolation.resource_quota.insert(
+        "pods".into(),
+        k8s_openapi::apimachinery::pkg::api::resource::Quantity("400".into()),
+    );
+    vcs.create(&PostParams::default(), &vc).await.unwrap();
+    let vc = wait_for_phase(&vcs, "scale", Phase::Ready, &admin).await;
+    let tenant = tenant_kubeconfig(&client, &vc, work.path()).await;
+    let wl = host_namespace(TENANTS, "scale", HostNamespaceRole::Workloads);
+    let cp = host_namespace(TENANTS, "scale", HostNamespaceRole::ControlPlane);
+    let host_pods: Api<Pod> = Api::namespaced(client.clone(), &wl);
+    let many = ListParams::default().labels("app=many");
+
+    apply(&tenant, work.path(), "many.yaml", MANY);
+    wait_until(
+        "50 of the pods are on the host",
+        Duration::from_secs(300),
+        || async {
+            let count = host_pods.list(&many).await.ok()?.items.len();
+            (count >= 50).then_some(())
+        },
+    )
+    .await;
+    let syncers: Api<Pod> = Api::namespaced(client.clone(), &cp);
+    syncers
+        .delete_collection(
+            &kube::api::DeleteParams::default().grace_period(0),
+            &ListParams::default().labels("vnest.dev/component=syncer"),
+        )
+        .await
+        .unwrap();
+    eprintln!("killed the syncer");
+    wait_until(
+        "200 host pods, all Running in the tenant",
+        Duration::from_secs(600),
+        || async {
+            let count = host_pods.list(&many).await.ok()?.items.len();
+            let (_, phases, _) = kubectl(
+                &tenant,
+                &[
+                    "get",
+                    "pods",
+                    "-l",
+                    "app=many",
+                    "-o",
+                    "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}",
+                ],
+            );
+            let running = phases.lines().filter(|p| *p == "Running").count();
+            (count == 200 && running == 200).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        host_pods.list(&many).await.unwrap().items.len(),
+        200,
+        "still exactly 200"
+    );
+
+    let (ok, out, err) = kubectl(&tenant, &["scale", "deployment", "many", "--replicas=0"]);
+    assert!(ok, "{out}{err}");
+    wait_until(
+        "every host pod is gone",
+        Duration::from_secs(600),
+        || async {
+            host_pods
+                .list(&many)
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    host.stop().await;
+}
+
 fn apply(kubeconfig: &Path, dir: &Path, file: &str, yaml: &str) {
     let path = dir.join(file);
     std::fs::write(&path, yaml).unwrap();
@@ -268,6 +366,29 @@ spec:
               echo "apiserver=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
               HOME=/tmp kubectl get --raw /api >/dev/null && echo token-accepted
               exec sleep 3600
+          securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+"#;
+
+/// Pods for simulated nodes: they tolerate kwok's taint and need no DNS or
+/// token, so the test measures the syncer's bookkeeping, not the machine.
+const MANY: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: many }
+spec:
+  replicas: 200
+  selector: { matchLabels: { app: many } }
+  template:
+    metadata: { labels: { app: many } }
+    spec:
+      automountServiceAccountToken: false
+      dnsPolicy: Default
+      tolerations: [{ key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule }]
+      securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
+      containers:
+        - name: app
+          image: vnest.local/busybox:1
+          command: [sleep, "3600"]
           securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 "#;
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::{FIELD_MANAGER, Settings, Syncer};
-use crate::{mirror, nodes, pods};
+use crate::{gc, mirror, nodes, pods};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -146,6 +146,7 @@ pub async fn main() -> anyhow::Result<()> {
     readiness.set(true);
     tracing::info!(namespace = %syncer.settings.host_namespace, "syncer starting");
     let heartbeat = tokio::spawn(nodes::run(syncer.clone()));
+    let collector = tokio::spawn(gc::run(syncer.clone()));
     tokio::join!(
         mirror::run::<ConfigMap>(syncer.clone()),
         mirror::run::<Secret>(syncer.clone()),
@@ -153,6 +154,7 @@ pub async fn main() -> anyhow::Result<()> {
         pods::run(syncer.clone()),
     );
     heartbeat.abort();
+    collector.abort();
     health.abort();
     tracing::info!("syncer stopped");
     Ok(())

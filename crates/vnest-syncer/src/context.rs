@@ -16,6 +16,12 @@ use crate::translate::Placement;
 /// The field manager and finalizer of everything the syncer writes.
 pub const FIELD_MANAGER: &str = "vnest-syncer";
 pub const FINALIZER: &str = "vnest.dev/syncer";
+/// At most this many objects of one kind are synced at once (each is a
+/// few requests to either apiserver).
+pub const CONCURRENCY: u16 = 16;
+/// Every synced object is looked at again this often, repairing drift the
+/// watches did not report.
+pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How this syncer was configured (by the supervisor, from the
 /// VirtualCluster).

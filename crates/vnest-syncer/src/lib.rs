@@ -9,11 +9,13 @@
 //! - `mirror`: ConfigMaps, Secrets, Services down.
 //! - `pods`: pods down, status and binding up, refusals.
 //! - `nodes`: the pool's nodes up.
+//! - `gc`: host objects whose tenant origin is gone.
 //! - `command`: the `vnest-syncer` command line.
 
 pub mod command;
 pub mod context;
 pub mod error;
+pub mod gc;
 pub mod mirror;
 pub mod naming;
 pub mod nodes;

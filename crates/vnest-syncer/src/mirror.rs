@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::DeleteParams;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vnest_kube::apply::apply_namespaced;
 
-use crate::context::{FIELD_MANAGER, FINALIZER, Syncer};
+use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
 use crate::error::{Error, OnSide, Result, Side};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin};
 use crate::translate::{self, Placement};
@@ -81,6 +81,7 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
             let (namespace, name) = origin(object.meta().annotations.as_ref())?;
             Some(ObjectRef::new(&name).within(&namespace))
         })
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, syncer)
         .for_each(|result| async move {
@@ -104,7 +105,7 @@ async fn reconcile<K: Mirrored>(object: Arc<K>, syncer: Arc<Syncer>) -> Result<A
                 )
                 .await?;
                 K::observe(&syncer, &object, &host);
-                Ok(Action::await_change())
+                Ok(Action::requeue(RESYNC))
             }
             Event::Cleanup(object) => {
                 delete_host_copy::<K>(&syncer, &object).await?;

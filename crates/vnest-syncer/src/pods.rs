@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -26,7 +26,7 @@ use kube::{Api, Resource};
 use serde_json::json;
 use vnest_kube::apply::apply_namespaced;
 
-use crate::context::{FIELD_MANAGER, FINALIZER, Syncer};
+use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
 use crate::error::{Error, OnSide, Result, Side};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels};
 use crate::nodes;
@@ -39,6 +39,8 @@ pub const REFUSED: &str = "Refused";
 /// Tokens live a day and are renewed when less than half is left.
 const TOKEN_SECONDS: i64 = 86_400;
 const TOKEN_EXPIRES: &str = "vnest.dev/token-expires";
+/// Label of the host Secrets holding a pod's token (their origin is a pod).
+pub const TOKEN_FOR_POD: &str = "vnest.dev/token-for-pod";
 
 pub async fn run(syncer: Arc<Syncer>) {
     let tenant: Api<Pod> = Api::all(syncer.tenant.clone());
@@ -49,6 +51,7 @@ pub async fn run(syncer: Arc<Syncer>) {
             let (namespace, name) = origin(pod.metadata.annotations.as_ref())?;
             Some(ObjectRef::new(&name).within(&namespace))
         })
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .shutdown_on_signal()
         .run(reconcile, error_policy, syncer)
         .for_each(|_| async {})
@@ -143,7 +146,7 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
         bind(pod, syncer, &node).await?;
     }
     sync_status(pod, &host_pod, syncer).await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Action::requeue(RESYNC))
 }
 
 /// Marks the tenant pod refused: Pending with reason [`REFUSED`], the
@@ -235,6 +238,8 @@ async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
         .and_then(|cm| cm.data)
         .and_then(|d| d.get("ca.crt").cloned())
         .unwrap_or_default();
+    let mut labels = origin_labels(namespace);
+    labels.insert(TOKEN_FOR_POD.to_owned(), "true".to_owned());
     let mut annotations = origin_annotations(namespace, name);
     if let Some(expires) = &status.expiration_timestamp {
         annotations.insert(TOKEN_EXPIRES.to_owned(), expires.0.to_string());
@@ -243,7 +248,7 @@ async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
         metadata: ObjectMeta {
             name: Some(secret_name),
             namespace: Some(syncer.settings.host_namespace.clone()),
-            labels: Some(origin_labels(namespace)),
+            labels: Some(labels),
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },

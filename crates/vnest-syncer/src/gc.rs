@@ -1,0 +1,88 @@
+//! Garbage collection: host objects whose tenant origin is gone. The
+//! finalizers make this rare (a tenant object force-removed around the
+//! syncer, a host object made by a syncer that crashed between two writes);
+//! a sweep at start and every [`RESYNC`] catches it.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::context::{RESYNC, Syncer};
+use crate::error::{OnSide, Result, Side};
+use crate::naming::{MANAGED_BY, MANAGER, origin};
+use crate::pods::TOKEN_FOR_POD;
+
+pub async fn run(syncer: Arc<Syncer>) {
+    loop {
+        match sweep(&syncer).await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(removed, "removed host objects whose tenant origin is gone")
+            }
+            Err(error) => tracing::warn!(%error, "garbage collection failed"),
+        }
+        tokio::time::sleep(RESYNC).await;
+    }
+}
+
+/// Deletes orphaned host copies; returns how many.
+pub async fn sweep(syncer: &Syncer) -> Result<usize> {
+    let mut removed = 0;
+    removed += sweep_kind::<Pod, Pod>(syncer, false).await?;
+    removed += sweep_kind::<ConfigMap, ConfigMap>(syncer, false).await?;
+    removed += sweep_kind::<Service, Service>(syncer, false).await?;
+    // Token Secrets belong to pods; the other Secrets to tenant Secrets.
+    removed += sweep_kind::<Secret, Pod>(syncer, true).await?;
+    removed += sweep_kind::<Secret, Secret>(syncer, false).await?;
+    Ok(removed)
+}
+
+/// Host objects of kind `H` whose tenant origin of kind `T` is missing.
+/// `tokens` picks the token Secrets (labelled [`TOKEN_FOR_POD`]) or the rest.
+async fn sweep_kind<H, T>(syncer: &Syncer, tokens: bool) -> Result<usize>
+where
+    H: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    T: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let host: Api<H> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let token_filter = if tokens {
+        TOKEN_FOR_POD.to_owned()
+    } else {
+        format!("!{TOKEN_FOR_POD}")
+    };
+    let selector = format!("{MANAGED_BY}={MANAGER},{token_filter}");
+    let mut removed = 0;
+    for object in host
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .on(Side::Host)?
+    {
+        let Some((namespace, name)) = origin(object.meta().annotations.as_ref()) else {
+            continue;
+        };
+        let tenant: Api<T> = Api::namespaced(syncer.tenant.clone(), &namespace);
+        if tenant.get_opt(&name).await.on(Side::Tenant)?.is_some() {
+            continue;
+        }
+        let Some(host_name) = object.meta().name.clone() else {
+            continue;
+        };
+        match host.delete(&host_name, &DeleteParams::default()).await {
+            Ok(_) => removed += 1,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e).on(Side::Host),
+        }
+    }
+    Ok(removed)
+}
