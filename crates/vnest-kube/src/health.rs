@@ -22,12 +22,21 @@ impl Readiness {
     }
 }
 
-/// Binds `address` and serves the probes until the task is dropped.
-pub async fn serve(address: SocketAddr, readiness: Readiness) -> std::io::Result<()> {
+/// Renders `/metrics` in Prometheus' text format.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Binds `address` and serves the probes (and `/metrics` when given) until
+/// the task is dropped.
+pub async fn serve(
+    address: SocketAddr,
+    readiness: Readiness,
+    metrics: Option<MetricsRenderer>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(address).await?;
     loop {
         let (mut stream, _) = listener.accept().await?;
         let readiness = readiness.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buffer = [0u8; 1024];
             let Ok(read) = stream.read(&mut buffer).await else {
@@ -35,11 +44,12 @@ pub async fn serve(address: SocketAddr, readiness: Readiness) -> std::io::Result
             };
             let request = String::from_utf8_lossy(&buffer[..read]);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/healthz" | "/livez" => ("200 OK", "ok"),
-                "/readyz" if readiness.is_ready() => ("200 OK", "ok"),
-                "/readyz" => ("503 Service Unavailable", "not ready"),
-                _ => ("404 Not Found", "not found"),
+            let (status, body) = match (path, &metrics) {
+                ("/healthz" | "/livez", _) => ("200 OK", "ok".to_owned()),
+                ("/readyz", _) if readiness.is_ready() => ("200 OK", "ok".to_owned()),
+                ("/readyz", _) => ("503 Service Unavailable", "not ready".to_owned()),
+                ("/metrics", Some(render)) => ("200 OK", render()),
+                _ => ("404 Not Found", "not found".to_owned()),
             };
             let response = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -72,7 +82,11 @@ mod tests {
         let address = listener.local_addr().unwrap();
         drop(listener);
         let readiness = Readiness::default();
-        tokio::spawn(serve(address, readiness.clone()));
+        tokio::spawn(serve(
+            address,
+            readiness.clone(),
+            Some(Arc::new(|| "m 1\n".to_owned())),
+        ));
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert_eq!(get(address, "/healthz").await, "HTTP/1.1 200 OK");
         assert_eq!(
@@ -81,6 +95,7 @@ mod tests {
         );
         readiness.set(true);
         assert_eq!(get(address, "/readyz").await, "HTTP/1.1 200 OK");
+        assert_eq!(get(address, "/metrics").await, "HTTP/1.1 200 OK");
         assert_eq!(get(address, "/other").await, "HTTP/1.1 404 Not Found");
     }
 }

@@ -11,7 +11,9 @@ use crate::desired::network_policy::HostAddresses;
 
 #[derive(Clone, Debug, Default)]
 pub struct HostFacts {
-    /// InternalIP addresses of Ready nodes.
+    /// InternalIP addresses of Ready nodes, those that take any pod
+    /// (schedulable, no NoSchedule or NoExecute taint) first: a node port
+    /// is advertised on one of them.
     pub node_addresses: Vec<String>,
     /// Every node address and every host apiserver endpoint.
     pub forbidden: HostAddresses,
@@ -20,7 +22,16 @@ pub struct HostFacts {
 pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut facts = HostFacts::default();
+    let mut preferred = Vec::new();
+    let mut others = Vec::new();
     for node in nodes.list(&ListParams::default()).await? {
+        let spec = node.spec.unwrap_or_default();
+        let open = spec.unschedulable != Some(true)
+            && spec
+                .taints
+                .iter()
+                .flatten()
+                .all(|t| t.effect != "NoSchedule" && t.effect != "NoExecute");
         let status = node.status.unwrap_or_default();
         let ready = status
             .conditions
@@ -29,7 +40,8 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
             .any(|c| c.type_ == "Ready" && c.status == "True");
         for address in status.addresses.unwrap_or_default() {
             if ready && address.type_ == "InternalIP" {
-                facts.node_addresses.push(address.address.clone());
+                let list = if open { &mut preferred } else { &mut others };
+                list.push(address.address.clone());
             }
             if address.type_ == "InternalIP" || address.type_ == "ExternalIP" {
                 facts.forbidden.nodes.push(address.address);
@@ -43,6 +55,8 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
             facts.forbidden.apiserver.extend(endpoint.addresses);
         }
     }
-    facts.node_addresses.sort();
+    preferred.sort();
+    others.sort();
+    facts.node_addresses = preferred.into_iter().chain(others).collect();
     Ok(facts)
 }

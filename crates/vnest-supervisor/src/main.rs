@@ -48,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let health = tokio::spawn(vnest_kube::health::serve(
         args.health_address,
         readiness.clone(),
+        None,
     ));
     let client = kube::Client::try_default()
         .await

@@ -190,6 +190,20 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         );
     }
 
+    // The syncer counts what it refused, by rule.
+    let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
+    let metrics = syncer_metrics(&client, &cp).await;
+    for rule in ["privileged", "volume-type", "node-name"] {
+        assert!(
+            metrics.contains(&format!("vnest_syncer_refusals_total{{rule=\"{rule}\"}} 1")),
+            "{rule} in {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("vnest_syncer_sync_duration_seconds_bucket{kind=\"Pod\""),
+        "{metrics}"
+    );
+
     // Deleting tenant objects deletes their host copies.
     let (ok, out, err) = kubectl(
         &tenant,
@@ -326,6 +340,29 @@ async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
     )
     .await;
     host.stop().await;
+}
+
+/// What the tenant's syncer serves at /metrics (pod IPs route from this
+/// machine on the development host).
+async fn syncer_metrics(client: &kube::Client, control_plane: &str) -> String {
+    use std::io::{Read, Write};
+    let pods: Api<Pod> = Api::namespaced(client.clone(), control_plane);
+    let syncer = pods
+        .list(&ListParams::default().labels("vnest.dev/component=syncer"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .expect("a syncer pod");
+    let ip = syncer.status.unwrap().pod_ip.unwrap();
+    let mut stream = std::net::TcpStream::connect((ip.as_str(), 8080)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: syncer\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 fn apply(kubeconfig: &Path, dir: &Path, file: &str, yaml: &str) {

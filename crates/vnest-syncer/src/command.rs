@@ -135,11 +135,13 @@ pub async fn main() -> anyhow::Result<()> {
         },
     );
     let readiness = Readiness::default();
+    let syncer = Arc::new(Syncer::new(tenant_client, host_client, settings, recorder));
+    let for_metrics = syncer.clone();
     let health = tokio::spawn(vnest_kube::health::serve(
         args.health_address,
         readiness.clone(),
+        Some(Arc::new(move || for_metrics.metrics.render())),
     ));
-    let syncer = Arc::new(Syncer::new(tenant_client, host_client, settings, recorder));
     nodes::refresh_pool(&syncer)
         .await
         .context("reading the node pool from the host")?;

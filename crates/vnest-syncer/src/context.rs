@@ -10,6 +10,7 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 use vnest_api::PodSecurityLevel;
 
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::translate::Placement;
 
@@ -46,6 +47,7 @@ struct Learned {
 }
 
 pub struct Syncer {
+    pub metrics: Metrics,
     pub tenant: Client,
     pub host: Client,
     pub settings: Settings,
@@ -56,6 +58,7 @@ pub struct Syncer {
 impl Syncer {
     pub fn new(tenant: Client, host: Client, settings: Settings, recorder: Recorder) -> Self {
         Self {
+            metrics: Metrics::default(),
             tenant,
             host,
             settings,

@@ -16,6 +16,7 @@ pub mod command;
 pub mod context;
 pub mod error;
 pub mod gc;
+pub mod metrics;
 pub mod mirror;
 pub mod naming;
 pub mod nodes;

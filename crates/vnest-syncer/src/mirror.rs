@@ -93,6 +93,13 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
 }
 
 async fn reconcile<K: Mirrored>(object: Arc<K>, syncer: Arc<Syncer>) -> Result<Action> {
+    let sync = syncer.metrics.start(K::kind(&()).as_ref());
+    let result = sync_one(object, &syncer).await;
+    sync.finish(result.is_ok());
+    result
+}
+
+async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action> {
     let namespace = object.meta().namespace.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(syncer.tenant.clone(), &namespace);
     finalizer(&api, FINALIZER, object, |event| async {
@@ -104,11 +111,11 @@ async fn reconcile<K: Mirrored>(object: Arc<K>, syncer: Arc<Syncer>) -> Result<A
                     &object.to_host(&syncer.placement()),
                 )
                 .await?;
-                K::observe(&syncer, &object, &host);
+                K::observe(syncer, &object, &host);
                 Ok(Action::requeue(RESYNC))
             }
             Event::Cleanup(object) => {
-                delete_host_copy::<K>(&syncer, &object).await?;
+                delete_host_copy::<K>(syncer, &object).await?;
                 Ok(Action::await_change())
             }
         }

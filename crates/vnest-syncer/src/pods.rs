@@ -59,12 +59,19 @@ pub async fn run(syncer: Arc<Syncer>) {
 }
 
 async fn reconcile(pod: Arc<Pod>, syncer: Arc<Syncer>) -> Result<Action> {
+    let sync = syncer.metrics.start("Pod");
+    let result = sync_one(pod, &syncer).await;
+    sync.finish(result.is_ok() || matches!(result, Err(Error::StillDeleting(_))));
+    result
+}
+
+async fn sync_one(pod: Arc<Pod>, syncer: &Syncer) -> Result<Action> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), &namespace);
     finalizer(&api, FINALIZER, pod, |event| async {
         match event {
-            FinalizerEvent::Apply(pod) => apply(&pod, &syncer).await,
-            FinalizerEvent::Cleanup(pod) => cleanup(&pod, &syncer).await,
+            FinalizerEvent::Apply(pod) => apply(&pod, syncer).await,
+            FinalizerEvent::Cleanup(pod) => cleanup(&pod, syncer).await,
         }
     })
     .await
@@ -161,6 +168,9 @@ async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal]) -> Result<()> 
     );
     let rules: Vec<&str> = refusals.iter().map(|r| r.rule.name()).collect();
     tracing::info!(namespace, name, rules = ?rules, "refused");
+    for rule in &rules {
+        syncer.metrics.refused(rule);
+    }
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
     let status = json!({ "status": {
         "phase": "Pending",
