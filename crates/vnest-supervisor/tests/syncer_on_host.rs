@@ -200,7 +200,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         );
     }
     assert!(
-        metrics.contains("vnest_syncer_sync_duration_seconds_bucket{kind=\"Pod\""),
+        metrics.contains("vnest_syncer_sync_duration_seconds_count{kind=\"Pod\"}"),
         "{metrics}"
     );
 
