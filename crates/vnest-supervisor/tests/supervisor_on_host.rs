@@ -245,8 +245,20 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
         .collect();
     assert!(names.contains(&"vnest-etcd".to_owned()), "{names:?}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &cp);
+    // Only the syncer (vnest's own, with rights in its workloads namespace
+    // alone) holds a host token.
     for pod in pods.list(&ListParams::default()).await.unwrap() {
+        let component = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("vnest.dev/component").cloned())
+            .unwrap_or_default();
         let spec = pod.spec.unwrap();
+        if component == "syncer" {
+            assert_eq!(spec.service_account_name.as_deref(), Some("vnest-syncer"));
+            continue;
+        }
         let mounts_token = spec.volumes.unwrap_or_default().iter().any(|v| {
             v.projected.as_ref().is_some_and(|p| {
                 p.sources
