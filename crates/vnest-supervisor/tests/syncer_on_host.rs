@@ -17,6 +17,7 @@ use kube::api::{ListParams, PostParams};
 use vnest_api::Phase;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
 use vnest_devhost::topology::NodeSpec;
+use vnest_syncer::naming::host_name;
 use vnest_tests::{HostSlot, TestHost, kubectl};
 
 mod common;
@@ -124,6 +125,47 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     assert!(
         out.contains("token-accepted"),
         "the tenant token works against the tenant apiserver: {out}"
+    );
+
+    // Another tenant pod reaches the Service by its DNS name and by the
+    // ClusterIP the tenant sees, which the host routes.
+    let (_, web_ip, _) = kubectl(
+        &tenant,
+        &["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"],
+    );
+    apply(
+        &tenant,
+        work.path(),
+        "client.yaml",
+        &CLIENT.replace("@WEB_IP@", web_ip.trim()),
+    );
+    let client_host = host_name("default", "client");
+    wait_until(
+        "the client pod finished",
+        Duration::from_secs(180),
+        || async {
+            let pod = host_pods.get_opt(&client_host).await.ok()??;
+            let phase = pod.status?.phase?;
+            (phase == "Succeeded" || phase == "Failed").then_some(())
+        },
+    )
+    .await;
+    let (_, client_said, _) = kubectl(&admin, &["logs", "-n", &wl, &client_host]);
+    eprintln!("client says: {client_said}");
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), &wl);
+    let host_web = services.get(&host_name("default", "web")).await.unwrap();
+    assert_eq!(
+        host_web.spec.unwrap().cluster_ip.as_deref(),
+        Some(web_ip.trim()),
+        "the host Service has the tenant's address"
+    );
+    assert!(
+        client_said.contains("BY-NAME"),
+        "DNS name of a tenant Service: {client_said}"
+    );
+    assert!(
+        client_said.contains("BY-IP"),
+        "ClusterIP of a tenant Service: {client_said}"
     );
 
     // What would escape is refused, visibly, and never reaches the host.
@@ -402,8 +444,43 @@ spec:
               echo "greeting=$TEXT"
               echo "apiserver=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
               HOME=/tmp kubectl get --raw /api >/dev/null && echo token-accepted
-              exec sleep 3600
+              mkdir -p /tmp/www && echo "hello from $HOSTNAME" > /tmp/www/index.html
+              exec httpd -f -p 8080 -h /tmp/www
           securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web }
+spec:
+  selector: { app: web }
+  ports: [{ name: http, port: 80, targetPort: 8080 }]
+"#;
+
+/// A tenant pod that dials the web Service by DNS name and by ClusterIP
+/// (busybox resolves absolute names only, hence the trailing dot).
+const CLIENT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: client }
+spec:
+  restartPolicy: Never
+  securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
+  containers:
+    - name: client
+      image: vnest.local/clients:1
+      imagePullPolicy: Never
+      env: [{ name: WEB_IP, value: "@WEB_IP@" }]
+      command:
+        - sh
+        - -c
+        - |
+          for i in $(seq 1 30); do
+            nc -z -w 2 web.default.svc.cluster.local. 80 && echo BY-NAME && break
+            sleep 2
+          done
+          nc -z -w 2 "$WEB_IP" 80 && echo BY-IP
+          true
+      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 "#;
 
 /// Pods for simulated nodes: they tolerate kwok's taint and need no DNS or

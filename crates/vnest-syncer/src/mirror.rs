@@ -12,13 +12,14 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::DeleteParams;
 use kube::runtime::controller::{self, Action};
+use kube::runtime::events::{Event as Note, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use vnest_kube::apply::apply_namespaced;
+use vnest_kube::apply::{ApplyError, apply_namespaced};
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
 use crate::error::{Error, OnSide, Result, Side};
@@ -37,6 +38,20 @@ pub trait Mirrored:
     + 'static
 {
     fn to_host(&self, placement: &Placement) -> Self;
+    /// Whether this tenant object is mirrored at all.
+    fn is_mirrored(&self) -> bool {
+        true
+    }
+    /// Whether the host assigns something the next apply must keep (a
+    /// Service's address); then the existing copy is read first.
+    const KEEPS_ASSIGNED: bool = false;
+    /// `desired` adjusted to keep what the host assigned to `existing`.
+    fn keep_assigned(_desired: &mut Self, _existing: &Self) {}
+    /// A second desired copy to try when the host refuses the first (a
+    /// Service whose address the host gave to another).
+    fn fallback(_desired: &Self) -> Option<Self> {
+        None
+    }
     /// What the syncer learns from the host's copy.
     fn observe(_syncer: &Syncer, _tenant: &Self, _host: &Self) {}
 }
@@ -56,6 +71,18 @@ impl Mirrored for Secret {
 impl Mirrored for Service {
     fn to_host(&self, placement: &Placement) -> Self {
         translate::service(self, placement)
+    }
+    fn is_mirrored(&self) -> bool {
+        translate::is_mirrored_service(self)
+    }
+    const KEEPS_ASSIGNED: bool = true;
+    fn keep_assigned(desired: &mut Self, existing: &Self) {
+        if let (Some(desired), Some(existing)) = (desired.spec.as_mut(), existing.spec.as_ref()) {
+            desired.cluster_ip = existing.cluster_ip.clone();
+        }
+    }
+    fn fallback(desired: &Self) -> Option<Self> {
+        translate::without_address(desired)
     }
     /// The tenant DNS Service's host address is what pods get as their
     /// nameserver.
@@ -105,12 +132,10 @@ async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action
     finalizer(&api, FINALIZER, object, |event| async {
         match event {
             Event::Apply(object) => {
-                let host = apply_namespaced(
-                    &syncer.host,
-                    FIELD_MANAGER,
-                    &object.to_host(&syncer.placement()),
-                )
-                .await?;
+                if !object.is_mirrored() {
+                    return Ok(Action::await_change());
+                }
+                let host = apply_host_copy(syncer, object.as_ref()).await?;
                 K::observe(syncer, &object, &host);
                 Ok(Action::requeue(RESYNC))
             }
@@ -122,6 +147,50 @@ async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Applies the host copy of `object`, keeping what the host assigned and
+/// falling back (with a Warning event on the tenant object) when the host
+/// refuses what was asked for.
+async fn apply_host_copy<K: Mirrored>(syncer: &Syncer, object: &K) -> Result<K> {
+    let mut desired = object.to_host(&syncer.placement());
+    if K::KEEPS_ASSIGNED {
+        let host: Api<K> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+        let name = desired.meta().name.clone().unwrap_or_default();
+        if let Some(existing) = host.get_opt(&name).await.on(Side::Host)? {
+            K::keep_assigned(&mut desired, &existing);
+        }
+    }
+    match apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await {
+        Ok(host) => Ok(host),
+        Err(ApplyError::Api {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 422 && K::fallback(&desired).is_some() => {
+            let note = format!(
+                "the host could not give this object what it asked for ({}); it gets what the host picks, so clients using the tenant's address for it will not reach it",
+                status.message
+            );
+            tracing::warn!(name = object.meta().name.as_deref().unwrap_or_default(), %note, "fallback");
+            let event = Note {
+                type_: EventType::Warning,
+                reason: "HostAddressTaken".to_owned(),
+                note: Some(note),
+                action: "Sync".to_owned(),
+                secondary: None,
+            };
+            if let Err(error) = syncer
+                .recorder
+                .publish(&event, &object.object_ref(&()))
+                .await
+            {
+                tracing::debug!(%error, "recording an event failed");
+            }
+            let fallback = K::fallback(&desired).unwrap_or(desired);
+            Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &fallback).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes the host copy of `object`, if there is one.

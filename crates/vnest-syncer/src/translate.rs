@@ -87,7 +87,10 @@ pub fn secret(tenant: &Secret, placement: &Placement) -> Secret {
 /// same ports, the tenant's selector plus its namespace label (host pods of
 /// other tenant namespaces share the workloads namespace), always
 /// ClusterIP or headless (node ports and load balancers are the host's to
-/// give, and its quota refuses them), the address the host allocates.
+/// give, and its quota refuses them), and the tenant's own ClusterIP asked
+/// for on the host, so that the address tenant clients (and the tenant's
+/// DNS) use routes there. When the host has given that address to another
+/// Service, the syncer falls back to one the host picks ([`without_address`]).
 pub fn service(tenant: &Service, placement: &Placement) -> Service {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
     let spec = tenant.spec.clone().unwrap_or_default();
@@ -105,12 +108,12 @@ pub fn service(tenant: &Service, placement: &Placement) -> Service {
             })
             .collect()
     });
-    let headless = spec.cluster_ip.as_deref() == Some("None");
+    let cluster_ip = spec.cluster_ip.filter(|ip| !ip.is_empty());
     Service {
         metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
-            cluster_ip: headless.then(|| "None".to_owned()),
+            cluster_ip,
             selector,
             ports,
             publish_not_ready_addresses: spec.publish_not_ready_addresses,
@@ -121,6 +124,30 @@ pub fn service(tenant: &Service, placement: &Placement) -> Service {
         }),
         status: None,
     }
+}
+
+/// `service` with the address left to the host (headless stays headless).
+pub fn without_address(service: &Service) -> Option<Service> {
+    let spec = service.spec.as_ref()?;
+    match spec.cluster_ip.as_deref() {
+        None | Some("None") => None,
+        Some(_) => {
+            let mut fallback = service.clone();
+            if let Some(spec) = fallback.spec.as_mut() {
+                spec.cluster_ip = None;
+            }
+            Some(fallback)
+        }
+    }
+}
+
+/// Whether a tenant Service is mirrored. The tenant's `default/kubernetes`
+/// is not: it has no selector, its address is the first of the service
+/// range (the host's own `kubernetes` Service has it), and tenant pods are
+/// pointed at their apiserver by `KUBERNETES_SERVICE_HOST` instead.
+pub fn is_mirrored_service(service: &Service) -> bool {
+    !(service.metadata.namespace.as_deref() == Some("default")
+        && service.metadata.name.as_deref() == Some("kubernetes"))
 }
 
 /// Why a pod cannot be translated yet (the syncer waits and retries).
@@ -494,9 +521,20 @@ mod tests {
             "metadata": { "name": "web", "namespace": "shop" },
             "spec": { "type": "NodePort", "clusterIP": "10.96.0.99", "selector": { "app": "web" },
                       "ports": [{ "name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080 }] } })).unwrap();
-        let host = service(&svc, &placement()).spec.unwrap();
+        let host_svc = service(&svc, &placement());
+        let host = host_svc.spec.clone().unwrap();
         assert_eq!(host.type_.as_deref(), Some("ClusterIP"));
-        assert_eq!(host.cluster_ip, None, "the host allocates");
+        assert_eq!(
+            host.cluster_ip.as_deref(),
+            Some("10.96.0.99"),
+            "the tenant's address is asked for"
+        );
+        let fallback = without_address(&host_svc).unwrap();
+        assert_eq!(
+            fallback.spec.unwrap().cluster_ip,
+            None,
+            "or the host picks one"
+        );
         assert_eq!(host.ports.unwrap()[0].node_port, None);
         let selector = host.selector.unwrap();
         assert_eq!(selector["app"], "web");
