@@ -195,7 +195,10 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         publish(vc, ctx, type_, reason, note.to_owned()).await;
     }
 
-    let recheck = if is_ready || vc.spec.paused {
+    // Anything still pending (the tenant's DNS may lag Ready) is looked at
+    // again soon; a settled cluster every 5 minutes.
+    let settled = vc.spec.paused || new_status.conditions.iter().all(|c| c.status == "True");
+    let recheck = if settled {
         Duration::from_secs(300)
     } else {
         Duration::from_secs(10)

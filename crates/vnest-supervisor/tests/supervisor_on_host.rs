@@ -178,7 +178,20 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     a_workload_pod_is_refused_by_the_other_tenant(&client, &admin).await;
 
     // The tenant's own DNS is installed inside it.
-    assert_eq!(condition(&a, "ClusterDNS").reason, "Installed");
+    wait_until(
+        "a's CoreDNS is installed",
+        Duration::from_secs(60),
+        || async {
+            let vc = vcs.get("team-a").await.ok()?;
+            let dns = vc
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "ClusterDNS")?;
+            (dns.reason == "Installed").then_some(())
+        },
+    )
+    .await;
     let (ok, ip, err) = kubectl(
         &kubeconfig_a,
         &[
