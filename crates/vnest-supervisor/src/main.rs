@@ -37,13 +37,7 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    vnest_kube::logging::init(matches!(args.log_format, LogFormat::Json));
     let readiness = vnest_kube::health::Readiness::default();
     let health = tokio::spawn(vnest_kube::health::serve(
         args.health_address,

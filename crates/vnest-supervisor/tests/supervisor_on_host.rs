@@ -20,7 +20,6 @@ use kube::{Api, Client};
 use serde_json::json;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
 use vnest_api::{Phase, VirtualCluster};
-use vnest_devhost::topology::NodeSpec;
 use vnest_tests::{HostSlot, TestHost, kubectl, upstream_binaries};
 
 mod common;
@@ -29,11 +28,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothing_behind() {
     let slot = HostSlot::acquire().await;
-    let mut pool_a = NodeSpec::new(1);
-    pool_a.labels.push(("vnest.dev/pool".into(), "a".into()));
-    let mut pool_b = NodeSpec::new(2);
-    pool_b.labels.push(("vnest.dev/pool".into(), "b".into()));
-    let host = TestHost::start_for_vnest(slot, vec![pool_a, pool_b], vnest_binaries()).await;
+    let host = TestHost::start_for_vnest(slot, two_pools(), vnest_binaries()).await;
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();

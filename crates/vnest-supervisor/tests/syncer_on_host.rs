@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use vnest_api::Phase;
+use kube::api::ListParams;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
 use vnest_devhost::topology::NodeSpec;
 use vnest_syncer::naming::host_name;
@@ -28,22 +27,11 @@ const SHOP: &str = "shop";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     let slot = HostSlot::acquire().await;
-    let mut pool_a = NodeSpec::new(1);
-    pool_a.labels.push(("vnest.dev/pool".into(), "a".into()));
-    let mut pool_b = NodeSpec::new(2);
-    pool_b.labels.push(("vnest.dev/pool".into(), "b".into()));
-    let host = TestHost::start_for_vnest(slot, vec![pool_a, pool_b], vnest_binaries()).await;
+    let host = TestHost::start_for_vnest(slot, two_pools(), vnest_binaries()).await;
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();
-    install(&client, &admin).await;
-    create_namespace(&client, TENANTS).await;
-    let vcs: Api<vnest_api::VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
-    vcs.create(&PostParams::default(), &virtual_cluster(SHOP, "a"))
-        .await
-        .unwrap();
-    let vc = wait_for_phase(&vcs, SHOP, Phase::Ready, &admin).await;
-    let tenant = tenant_kubeconfig(&client, &vc, work.path()).await;
+    let (_, tenant) = ready_tenant(&client, &admin, virtual_cluster(SHOP, "a"), work.path()).await;
     let wl = host_namespace(TENANTS, SHOP, HostNamespaceRole::Workloads);
 
     // The tenant sees its pool's node, and only that one.
@@ -302,17 +290,12 @@ async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();
-    install(&client, &admin).await;
-    create_namespace(&client, TENANTS).await;
-    let vcs: Api<vnest_api::VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
     let mut vc = virtual_cluster("scale", "sim");
     vc.spec.isolation.resource_quota.insert(
         "pods".into(),
         k8s_openapi::apimachinery::pkg::api::resource::Quantity("400".into()),
     );
-    vcs.create(&PostParams::default(), &vc).await.unwrap();
-    let vc = wait_for_phase(&vcs, "scale", Phase::Ready, &admin).await;
-    let tenant = tenant_kubeconfig(&client, &vc, work.path()).await;
+    let (_, tenant) = ready_tenant(&client, &admin, vc, work.path()).await;
     let wl = host_namespace(TENANTS, "scale", HostNamespaceRole::Workloads);
     let cp = host_namespace(TENANTS, "scale", HostNamespaceRole::ControlPlane);
     let host_pods: Api<Pod> = Api::namespaced(client.clone(), &wl);

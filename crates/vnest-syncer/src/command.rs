@@ -80,13 +80,7 @@ fn pairs(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 /// Parses the command line and runs the syncer until SIGTERM or Ctrl-C.
 pub async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    vnest_kube::logging::init(matches!(args.log_format, LogFormat::Json));
     let (host, port) = args
         .apiserver_address
         .rsplit_once(':')

@@ -17,6 +17,37 @@ use vnest_tests::{kubectl, workspace_root};
 pub const TENANTS: &str = "tenants";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Two real nodes: `vnest-node1` in pool `a`, `vnest-node2` in pool `b`.
+pub fn two_pools() -> Vec<vnest_devhost::topology::NodeSpec> {
+    ["a", "b"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, pool)| {
+            let mut node = vnest_devhost::topology::NodeSpec::new(i as u8 + 1);
+            node.labels.push(("vnest.dev/pool".into(), pool.into()));
+            node
+        })
+        .collect()
+}
+
+/// Installs vnest, makes VirtualCluster `vc` in [`TENANTS`], waits for it to
+/// be Ready and returns it with its kubeconfig written into `dir`.
+pub async fn ready_tenant(
+    client: &Client,
+    admin: &Path,
+    vc: VirtualCluster,
+    dir: &Path,
+) -> (VirtualCluster, PathBuf) {
+    install(client, admin).await;
+    create_namespace(client, TENANTS).await;
+    let vcs: Api<VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
+    let name = vc.metadata.name.clone().unwrap();
+    vcs.create(&PostParams::default(), &vc).await.unwrap();
+    let vc = wait_for_phase(&vcs, &name, Phase::Ready, admin).await;
+    let kubeconfig = tenant_kubeconfig(client, &vc, dir).await;
+    (vc, kubeconfig)
+}
+
 /// Installs vnest with `kubectl apply -k manifests/`, as the docs say, and
 /// waits for the supervisor.
 pub async fn install(client: &Client, admin: &Path) {
