@@ -13,12 +13,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::PostParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -29,9 +28,12 @@ use vnest_api::VirtualCluster;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
 use vnest_devhost::topology::NodeSpec;
 use vnest_syncer::naming::host_name;
-use vnest_tests::{HostSlot, TestHost, kubectl, workspace_root};
+use vnest_tests::{HostSlot, TestHost};
 
-const TENANTS: &str = "tenants";
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{TENANTS, create_namespace, install, vnest_binaries};
+
 const BENCH_NS: &str = "bench";
 const PARALLEL: usize = 16;
 
@@ -60,17 +62,12 @@ async fn run(objects: usize) {
     let simulated = objects.div_ceil(100).max(1);
     let host = TestHost::start_configured(slot, vec![NodeSpec::new(1)], |options| {
         options.simulated_nodes = vec![sim.clone(); simulated];
-        options.vnest_binaries = vec![
-            PathBuf::from(env!("CARGO_BIN_EXE_vnest-supervisor")),
-            PathBuf::from(env!("CARGO_BIN_EXE_vnest-syncer")),
-        ];
+        options.vnest_binaries = vnest_binaries();
     })
     .await;
     let client = host.client();
     let admin = host.kubeconfig();
-    let manifests = workspace_root().join("manifests");
-    let (ok, out, err) = kubectl(&admin, &["apply", "-k", &manifests.display().to_string()]);
-    assert!(ok, "{out}{err}");
+    install(&client, &admin).await;
     for ns in [TENANTS, "bench-direct"] {
         create_namespace(&client, ns).await;
     }
@@ -145,15 +142,6 @@ async fn run(objects: usize) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-async fn create_namespace(client: &Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
 }
 
 async fn tenant_client(host: &Client, vc: &VirtualCluster) -> Client {
