@@ -32,7 +32,7 @@ use vnest_tests::{HostSlot, TestHost};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::{TENANTS, create_namespace, install, vnest_binaries};
+use common::{TENANTS, create_namespace, install, tenant_kubeconfig, vnest_binaries};
 
 const BENCH_NS: &str = "bench";
 const PARALLEL: usize = 16;
@@ -144,18 +144,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A client of the tenant, through the kubeconfig Secret the supervisor wrote.
 async fn tenant_client(host: &Client, vc: &VirtualCluster) -> Client {
-    let name = vc
-        .status
-        .as_ref()
-        .unwrap()
-        .kubeconfig_secret_name
-        .clone()
-        .unwrap();
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(host.clone(), TENANTS);
-    let data = secrets.get(&name).await.unwrap().data.unwrap();
-    let yaml = String::from_utf8(data["kubeconfig"].0.clone()).unwrap();
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = tenant_kubeconfig(host, vc, dir.path()).await;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap();
