@@ -439,8 +439,8 @@ spec:
   ports: [{ name: http, port: 80, targetPort: 8080 }]
 "#;
 
-/// A tenant pod that dials the web Service by DNS name and by ClusterIP
-/// (busybox resolves absolute names only, hence the trailing dot).
+/// A tenant pod that asks the web Service for its page by DNS name and by
+/// ClusterIP (busybox resolves absolute names only, hence the trailing dot).
 const CLIENT: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -457,11 +457,12 @@ spec:
         - sh
         - -c
         - |
+          get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$1" 80 | grep -q "hello from web"; }
           for i in $(seq 1 30); do
-            nc -z -w 2 web.default.svc.cluster.local. 80 && echo BY-NAME && break
+            get web.default.svc.cluster.local. && echo BY-NAME && break
             sleep 2
           done
-          nc -z -w 2 "$WEB_IP" 80 && echo BY-IP
+          get "$WEB_IP" && echo BY-IP
           true
       securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 "#;
