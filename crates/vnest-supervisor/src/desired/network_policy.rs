@@ -50,20 +50,18 @@ impl HostAddresses {
 }
 
 fn cidrs<'a>(addresses: impl Iterator<Item = &'a String>) -> Vec<String> {
-    {
-        let mut cidrs: Vec<String> = addresses
-            .map(|ip| {
-                if ip.contains(':') {
-                    format!("{ip}/128")
-                } else {
-                    format!("{ip}/32")
-                }
-            })
-            .collect();
-        cidrs.sort();
-        cidrs.dedup();
-        cidrs
-    }
+    let mut cidrs: Vec<String> = addresses
+        .map(|ip| {
+            if ip.contains(':') {
+                format!("{ip}/128")
+            } else {
+                format!("{ip}/32")
+            }
+        })
+        .collect();
+    cidrs.sort();
+    cidrs.dedup();
+    cidrs
 }
 
 /// Every NetworkPolicy of `vc`, in both host namespaces.
