@@ -92,6 +92,40 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         assert_eq!(spec.node_name.as_deref(), Some("vnest-node1"));
         assert_eq!(spec.automount_service_account_token, Some(false));
     }
+    // What the host's kubelet said about the pods is on the tenant's pods.
+    let (_, web_pod, _) = kubectl(
+        &tenant,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let started = wait_until(
+        "the kubelet's Started event reaches the tenant",
+        Duration::from_secs(60),
+        || async {
+            let selector = format!("involvedObject.name={},reason=Started", web_pod.trim());
+            let (_, events, _) = kubectl(
+                &tenant,
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    &selector,
+                    "-o",
+                    "jsonpath={.items[*].message}",
+                ],
+            );
+            (!events.trim().is_empty()).then_some(events)
+        },
+    )
+    .await;
+    assert!(started.contains("Started container web"), "{started}");
+
     // The pod read its ConfigMap and holds a token its own apiserver accepts
     // (in-cluster kubectl: the token, the tenant CA, the apiserver address
     // the syncer gave it). Read through the host: tenant `kubectl logs`

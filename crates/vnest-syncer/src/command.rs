@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::{FIELD_MANAGER, Settings, Syncer};
-use crate::{gc, mirror, nodes, pods};
+use crate::{events, gc, mirror, nodes, pods};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -143,6 +143,7 @@ pub async fn main() -> anyhow::Result<()> {
     tracing::info!(namespace = %syncer.settings.host_namespace, "syncer starting");
     let heartbeat = tokio::spawn(nodes::run(syncer.clone()));
     let collector = tokio::spawn(gc::run(syncer.clone()));
+    let events_up = tokio::spawn(events::run(syncer.clone()));
     tokio::join!(
         mirror::run::<ConfigMap>(syncer.clone()),
         mirror::run::<Secret>(syncer.clone()),
@@ -151,6 +152,7 @@ pub async fn main() -> anyhow::Result<()> {
     );
     heartbeat.abort();
     collector.abort();
+    events_up.abort();
     health.abort();
     tracing::info!("syncer stopped");
     Ok(())

@@ -9,12 +9,14 @@
 //! - `mirror`: ConfigMaps, Secrets, Services down.
 //! - `pods`: pods down, status and binding up, refusals.
 //! - `nodes`: the pool's nodes up.
+//! - `events`: host events about pods up.
 //! - `gc`: host objects whose tenant origin is gone.
 //! - `command`: the `vnest-syncer` command line.
 
 pub mod command;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod metrics;
 pub mod mirror;
