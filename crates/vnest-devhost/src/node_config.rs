@@ -97,8 +97,9 @@ pub fn cni(node: &NodeSpec) -> String {
 ///
 /// - `failCgroupV1: false`: these machines mount cgroup v1.
 /// - `cgroupRoot`: each node's pods live under their own cgroup.
-/// - Eviction thresholds are low: several nodes share one disk and machine,
-///   and a test must not see pods evicted because another node filled it.
+/// - Eviction thresholds are low and absolute: several nodes share one disk
+///   and machine (a build machine's disk is often mostly full), and a test
+///   must not see pods evicted because the disk is shared.
 pub fn kubelet(node: &NodeSpec, paths: &NodePaths, ca_file: &Path) -> String {
     let d = |name: &str| paths.file(name).display().to_string();
     format!(
@@ -133,8 +134,8 @@ rotateCertificates: false
 serverTLSBootstrap: false
 evictionHard:
   memory.available: 100Mi
-  nodefs.available: 1%
-  imagefs.available: 1%
+  nodefs.available: 512Mi
+  imagefs.available: 512Mi
   nodefs.inodesFree: 1%
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
