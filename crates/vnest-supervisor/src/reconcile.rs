@@ -313,14 +313,7 @@ async fn tenant_client(
     vc: &VirtualCluster,
     pki: &vnest_pki::ControlPlanePki,
 ) -> Result<kube::Client, String> {
-    let yaml = vnest_pki::render_kubeconfig(
-        identity(vc).1,
-        &apiserver::in_cluster_url(vc),
-        &pki.ca.cert().cert_pem,
-        vnest_pki::identity::ADMIN_USER,
-        vnest_pki::ClientCredentials::Certificate(&pki.admin),
-    )
-    .map_err(|e| e.to_string())?;
+    let yaml = kubeconfig::in_cluster_admin(vc, pki).map_err(|e| e.to_string())?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).map_err(|e| e.to_string())?;
     let mut config = kube::Config::from_custom_kubeconfig(
         kubeconfig,

@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::{Container, Secret};
 use vnest_api::VirtualCluster;
 use vnest_api::host_names::identity;
 use vnest_local::flags;
-use vnest_pki::{ClientCredentials, ControlPlanePki, render_kubeconfig};
+use vnest_pki::ControlPlanePki;
 
-use super::apiserver::in_cluster_url;
+use super::kubeconfig::in_cluster;
 use super::pods::{self, Settings};
 
 pub const COMPONENT: &str = "controller-manager";
@@ -28,13 +28,11 @@ pub fn kubeconfig_secret(
     vc: &VirtualCluster,
     pki: &ControlPlanePki,
 ) -> Result<Secret, vnest_pki::Error> {
-    let (_, name) = identity(vc);
-    let kubeconfig = render_kubeconfig(
-        name,
-        &in_cluster_url(vc),
-        &pki.ca.cert().cert_pem,
+    let kubeconfig = in_cluster(
+        vc,
+        pki,
         vnest_pki::identity::CONTROLLER_MANAGER_USER,
-        ClientCredentials::Certificate(&pki.controller_manager),
+        &pki.controller_manager,
     )?;
     Ok(Secret {
         metadata: pods::control_plane_meta(vc, KUBECONFIG_SECRET, COMPONENT),

@@ -11,7 +11,7 @@ use kube::Resource;
 use kube::api::ObjectMeta;
 use vnest_api::host_names::identity;
 use vnest_api::{ExposeType, VirtualCluster};
-use vnest_pki::{ClientCredentials, ControlPlanePki, Server, render_kubeconfig};
+use vnest_pki::{CertAndKey, ClientCredentials, ControlPlanePki, Server, render_kubeconfig};
 
 use super::apiserver::{in_cluster_host, in_cluster_url};
 use super::pods;
@@ -21,6 +21,32 @@ pub const KUBECONFIG_KEY: &str = "kubeconfig";
 /// The key of the kubeconfig for pods of the host cluster (the Service's
 /// DNS name).
 pub const IN_CLUSTER_KEY: &str = "in-cluster.kubeconfig";
+
+/// A kubeconfig of the tenant cluster through the apiserver's in-cluster
+/// Service, for `user` with client certificate `cert` (the one way vnest's
+/// components and the tenant's in-cluster admin reach a tenant).
+pub fn in_cluster(
+    vc: &VirtualCluster,
+    pki: &ControlPlanePki,
+    user: &str,
+    cert: &CertAndKey,
+) -> Result<String, vnest_pki::Error> {
+    render_kubeconfig(
+        identity(vc).1,
+        &in_cluster_url(vc),
+        &pki.ca.cert().cert_pem,
+        user,
+        ClientCredentials::Certificate(cert),
+    )
+}
+
+/// [`in_cluster`] as the tenant's admin.
+pub fn in_cluster_admin(
+    vc: &VirtualCluster,
+    pki: &ControlPlanePki,
+) -> Result<String, vnest_pki::Error> {
+    in_cluster(vc, pki, vnest_pki::identity::ADMIN_USER, &pki.admin)
+}
 
 /// `<name>-kubeconfig`, in the VirtualCluster's namespace.
 pub fn secret_name(vc: &VirtualCluster) -> String {
@@ -100,7 +126,7 @@ pub fn admin_secret(
         user,
         credentials,
     )?;
-    let in_cluster = render_kubeconfig(name, &in_cluster_url(vc), ca, user, credentials)?;
+    let in_cluster = in_cluster_admin(vc, pki)?;
     Ok(Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(vc)),

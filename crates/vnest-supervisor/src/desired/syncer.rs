@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{Container, PodSpec, Secret, VolumeMount};
-use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity};
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{PodSecurityLevel, VirtualCluster};
-use vnest_pki::{ClientCredentials, ControlPlanePki, render_kubeconfig};
+use vnest_pki::ControlPlanePki;
 
-use super::apiserver::in_cluster_url;
+use super::kubeconfig::in_cluster_admin;
 use super::pods::{self, Settings};
 use super::syncer_rbac::SYNCER;
 
@@ -26,13 +26,7 @@ pub fn kubeconfig_secret(
     vc: &VirtualCluster,
     pki: &ControlPlanePki,
 ) -> Result<Secret, vnest_pki::Error> {
-    let kubeconfig = render_kubeconfig(
-        identity(vc).1,
-        &in_cluster_url(vc),
-        &pki.ca.cert().cert_pem,
-        vnest_pki::identity::ADMIN_USER,
-        ClientCredentials::Certificate(&pki.admin),
-    )?;
+    let kubeconfig = in_cluster_admin(vc, pki)?;
     Ok(Secret {
         metadata: pods::control_plane_meta(vc, KUBECONFIG_SECRET, COMPONENT),
         type_: Some("Opaque".to_owned()),
