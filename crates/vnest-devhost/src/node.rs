@@ -271,7 +271,7 @@ fn write_node_files(
     )?;
     write_file(
         &paths.file("cni/10-vnest.conflist"),
-        &node_config::cni(spec),
+        &node_config::cni(spec, &paths.file("cni-ipam")),
         false,
     )?;
     write_file(

@@ -66,7 +66,11 @@ state = "{state}"
 }
 
 /// The bridge CNI plugin with host-local IPAM over the node's pod subnet.
-pub fn cni(node: &NodeSpec) -> String {
+/// The IPAM keeps its reservations in `ipam_dir` (inside the host's
+/// directory), not the machine-wide `/var/lib/cni/networks`: sandboxes torn
+/// down without a CNI DEL would otherwise leak addresses from one host to
+/// the next until the subnet is exhausted.
+pub fn cni(node: &NodeSpec, ipam_dir: &Path) -> String {
     format!(
         r#"{{
   "cniVersion": "0.4.0",
@@ -80,6 +84,7 @@ pub fn cni(node: &NodeSpec) -> String {
       "hairpinMode": true,
       "ipam": {{
         "type": "host-local",
+        "dataDir": "{ipam_dir}",
         "ranges": [[{{ "subnet": "{subnet}" }}]],
         "routes": [{{ "dst": "0.0.0.0/0" }}]
       }}
@@ -90,6 +95,7 @@ pub fn cni(node: &NodeSpec) -> String {
 "#,
         bridge = node.pod_bridge(),
         subnet = node.pod_cidr(),
+        ipam_dir = ipam_dir.display(),
     )
 }
 
@@ -206,8 +212,10 @@ mod tests {
             assert_ne!(line(&ca), line(&cb), "{key} is shared");
         }
         assert!(ca.contains("restrict_oom_score_adj = true"));
-        assert!(cni(&a).contains(r#""subnet": "10.244.1.0/24""#));
-        assert!(cni(&b).contains(r#""subnet": "10.244.2.0/24""#));
+        let ipam = Path::new("/h/node1/ipam");
+        assert!(cni(&a, ipam).contains(r#""subnet": "10.244.1.0/24""#));
+        assert!(cni(&b, ipam).contains(r#""subnet": "10.244.2.0/24""#));
+        assert!(cni(&a, ipam).contains(r#""dataDir": "/h/node1/ipam""#));
     }
 
     #[test]
