@@ -1,6 +1,8 @@
 //! `vnest`: the command line of vnest.
 
+mod host;
 mod local;
+mod map;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,8 @@ enum Command {
     /// Throwaway control planes on this machine, for tests and CI (no host cluster needed).
     #[command(subcommand)]
     Local(local::LocalCommand),
+    /// Which host object a tenant object became (or, with --host, back).
+    Map(map::MapArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,19 +55,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(local::run(cli.command_local())) {
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Local(command) => local::run(command).await,
+            Command::Map(args) => map::run(args).await,
+        }
+    });
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-impl Cli {
-    fn command_local(self) -> local::LocalCommand {
-        match self.command {
-            Command::Local(c) => c,
         }
     }
 }

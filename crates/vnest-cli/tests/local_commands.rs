@@ -337,3 +337,108 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         "bad input created state"
     );
 }
+
+/// `vnest map` against a real apiserver standing in for a host: a tenant
+/// ConfigMap's host name (the syncer's naming) is found on the host, and
+/// the host copy names its tenant object and VirtualCluster.
+#[test]
+fn map_finds_a_host_copy_and_leads_back_to_its_tenant_object() {
+    use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
+    let env = Env::new();
+    let name = unique_name("map");
+    let kubeconfig = env.state.path().join("host.kubeconfig");
+    let up = env.run(&[
+        "local",
+        "up",
+        &name,
+        "--kubeconfig-out",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    assert!(up.status.success(), "up failed: {}", stderr(&up));
+
+    // What the supervisor and the syncer would have written on a host.
+    let wl = host_namespace("tenants", "shop", HostNamespaceRole::Workloads);
+    let host_copy = vnest_syncer::naming::host_name("web", "settings");
+    let yaml = serde_json::json!({
+        "apiVersion": "v1", "kind": "List", "items": [
+            { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": wl, "labels": {
+                labels::VIRTUAL_CLUSTER: "shop", labels::VIRTUAL_CLUSTER_NAMESPACE: "tenants" } } },
+            { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": host_copy, "namespace": wl,
+                "annotations": vnest_syncer::naming::origin_annotations("web", "settings") } },
+            { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "hosts-own", "namespace": wl } },
+        ]
+    });
+    let file = env.state.path().join("host-objects.json");
+    std::fs::write(&file, yaml.to_string()).unwrap();
+    let applied = Command::new(env.bin_dir.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["apply", "-f", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", stderr(&applied));
+
+    let with_host = |args: &[&str]| {
+        env.vnest()
+            .env("KUBECONFIG", &kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let down = with_host(&[
+        "map",
+        "cm/settings",
+        "-n",
+        "web",
+        "--cluster",
+        "shop",
+        "--cluster-namespace",
+        "tenants",
+    ]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert_eq!(
+        stdout(&down).trim(),
+        format!("configmap/{host_copy} in namespace {wl} on the host")
+    );
+    let missing = with_host(&[
+        "map",
+        "pod/nope",
+        "-n",
+        "web",
+        "--cluster",
+        "shop",
+        "--cluster-namespace",
+        "tenants",
+    ]);
+    assert_eq!(missing.status.code(), Some(3), "{}", stdout(&missing));
+    assert!(stdout(&missing).contains("(not there now)"));
+    let up_again = with_host(&[
+        "map",
+        "--host",
+        &format!("configmap/{host_copy}"),
+        "-n",
+        &wl,
+    ]);
+    assert!(up_again.status.success(), "{}", stderr(&up_again));
+    assert_eq!(
+        stdout(&up_again).trim(),
+        "configmap/settings in namespace web of VirtualCluster tenants/shop"
+    );
+    let refused = with_host(&["map", "deployment/web", "--cluster", "shop"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("does not mirror"),
+        "{}",
+        stderr(&refused)
+    );
+    let not_ours = with_host(&["map", "--host", "configmap/hosts-own", "-n", &wl]);
+    assert!(!not_ours.status.success());
+    assert!(
+        stderr(&not_ours).contains("is not a copy the syncer made"),
+        "{}",
+        stderr(&not_ours)
+    );
+
+    let down = env.run(&["local", "down", &name]);
+    assert!(down.status.success(), "{}", stderr(&down));
+}

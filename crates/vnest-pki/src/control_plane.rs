@@ -38,6 +38,10 @@ pub struct ControlPlaneSpec {
     /// More DNS names or IPs of the etcd members, such as the headless
     /// Service's pod names in a tenant namespace.
     pub etcd_names: Vec<String>,
+    /// The names of the proxy that stands in for the kubelets (a tenant's
+    /// syncer serves `logs`, `exec` and `port-forward` for its pods there);
+    /// the apiserver verifies it against the cluster CA.
+    pub kubelet_proxy_names: Vec<String>,
 }
 
 impl ControlPlaneSpec {
@@ -49,6 +53,7 @@ impl ControlPlaneSpec {
             kubernetes_service_ip: IpAddr::from([10, 96, 0, 1]),
             apiserver_names: Vec::new(),
             etcd_names: Vec::new(),
+            kubelet_proxy_names: Vec::new(),
         }
     }
 
@@ -126,6 +131,9 @@ pub struct ControlPlanePki {
     pub apiserver: CertAndKey,
     pub apiserver_etcd_client: CertAndKey,
     pub apiserver_kubelet_client: CertAndKey,
+    /// The serving certificate of the kubelet proxy (see
+    /// [`ControlPlaneSpec::kubelet_proxy_names`]).
+    pub kubelet_proxy: CertAndKey,
     pub front_proxy_client: CertAndKey,
     pub etcd_server: CertAndKey,
     pub etcd_peer: CertAndKey,
@@ -210,6 +218,16 @@ impl ControlPlanePki {
                 APISERVER_KUBELET_CLIENT_USER,
                 Some(SUPERUSER_GROUP),
             ))?,
+            kubelet_proxy: ca.issue(&LeafSpec::server(
+                "kubelet-proxy",
+                Usage::Server,
+                dedup_keep_order(
+                    ["localhost".to_owned()]
+                        .into_iter()
+                        .chain(spec.kubelet_proxy_names.iter().cloned())
+                        .collect(),
+                ),
+            ))?,
             controller_manager: ca.issue(&LeafSpec::client(CONTROLLER_MANAGER_USER, None))?,
             scheduler: ca.issue(&LeafSpec::client(SCHEDULER_USER, None))?,
             admin: ca.issue(&LeafSpec::client(ADMIN_USER, Some(SUPERUSER_GROUP)))?,
@@ -266,6 +284,7 @@ impl ControlPlanePki {
                 "apiserver-kubelet-client.crt",
                 "apiserver-kubelet-client.key",
             )?,
+            kubelet_proxy: pair("kubelet-proxy.crt", "kubelet-proxy.key")?,
             front_proxy_client: pair("front-proxy-client.crt", "front-proxy-client.key")?,
             etcd_server: pair("etcd/server.crt", "etcd/server.key")?,
             etcd_peer: pair("etcd/peer.crt", "etcd/peer.key")?,
@@ -310,6 +329,11 @@ impl ControlPlanePki {
             "apiserver-kubelet-client.crt",
             "apiserver-kubelet-client.key",
             &self.apiserver_kubelet_client,
+        ));
+        files.extend(pair(
+            "kubelet-proxy.crt",
+            "kubelet-proxy.key",
+            &self.kubelet_proxy,
         ));
         files.extend(pair(
             "front-proxy-client.crt",

@@ -25,6 +25,7 @@ fn spec() -> ControlPlaneSpec {
         "203.0.113.7".to_owned(),
     ];
     spec.etcd_names = vec!["etcd-0.etcd.vc-tenant-a.svc".to_owned()];
+    spec.kubelet_proxy_names = vec!["kubelet-proxy.vc-tenant-a.svc".to_owned()];
     spec
 }
 
@@ -73,6 +74,16 @@ fn every_leaf_chains_to_its_ca_with_the_right_identity_and_usage() {
             server: false,
             client: true,
             names: vec![],
+        },
+        Expected {
+            what: "kubelet-proxy",
+            leaf: &pki.kubelet_proxy,
+            issuer: &pki.ca,
+            common_name: "kubelet-proxy",
+            group: None,
+            server: true,
+            client: false,
+            names: vec!["localhost", "kubelet-proxy.vc-tenant-a.svc"],
         },
         Expected {
             what: "controller-manager",
@@ -493,7 +504,7 @@ fn expiring_leaves_are_found_and_cas_are_not_counted() {
     let soon = pki
         .leaves_expiring_before(now + time::Duration::days(400))
         .unwrap();
-    assert_eq!(soon.len(), 9, "{soon:?}");
+    assert_eq!(soon.len(), 10, "{soon:?}");
     assert!(
         soon.contains(&"apiserver.crt") && !soon.contains(&"ca.crt"),
         "{soon:?}"

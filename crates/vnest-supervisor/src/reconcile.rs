@@ -348,7 +348,10 @@ async fn syncer(
         ));
     };
     apply_object(ctx, &desired_syncer::kubeconfig_secret(vc, pki)?).await?;
-    let hash = pods::pki_hash(pki_data, &["ca.crt", "admin.crt", "admin.key"]);
+    apply_object(ctx, &desired_syncer::kubelet_proxy_service(vc)).await?;
+    let mut files = vec!["admin.crt", "admin.key"];
+    files.extend(desired_syncer::SYNCER_PKI_FILES);
+    let hash = pods::pki_hash(pki_data, &files);
     let address = format!("{ip}:{}", apiserver::SERVICE_PORT);
     let deployment = apply_object(
         ctx,

@@ -129,18 +129,12 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
 
     // The pod read its ConfigMap and holds a token its own apiserver accepts
     // (in-cluster kubectl: the token, the tenant CA, the apiserver address
-    // the syncer gave it). Read through the host: tenant `kubectl logs`
-    // needs the kubelet proxy, which is not built yet.
-    let (_, out, _) = kubectl(
-        &admin,
-        &[
-            "logs",
-            "-n",
-            &wl,
-            &web_on_host[0].metadata.name.clone().unwrap(),
-        ],
-    );
+    // the syncer gave it). Read with the tenant's own `kubectl logs`, which
+    // the syncer's kubelet proxy answers.
+    let web_pod = web_pod.trim().to_owned();
+    let (ok, out, err) = kubectl(&tenant, &["logs", &web_pod]);
     eprintln!("web says: {out}");
+    assert!(ok, "tenant kubectl logs: {err}");
     assert!(
         out.contains("greeting=hello"),
         "the ConfigMap reached the pod: {out}"
@@ -149,12 +143,67 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         out.contains("token-accepted"),
         "the tenant token works against the tenant apiserver: {out}"
     );
+    let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
+    kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
 
     // Another tenant pod reaches the Service by its DNS name and by the
     // ClusterIP the tenant sees, which the host routes.
     let (_, web_ip, _) = kubectl(
         &tenant,
         &["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"],
+    );
+    // A selector-less Service with endpoints the tenant wrote: one at a web
+    // pod (mirrored), one at the pool node (refused: the host's own).
+    let (_, pod_ip, _) = kubectl(
+        &tenant,
+        &["get", "pod", &web_pod, "-o", "jsonpath={.status.podIP}"],
+    );
+    let (_, node_ip, _) = kubectl(
+        &tenant,
+        &[
+            "get",
+            "node",
+            "vnest-node1",
+            "-o",
+            "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+        ],
+    );
+    apply(
+        &tenant,
+        work.path(),
+        "selectorless.yaml",
+        &SELECTORLESS
+            .replace("@POD_IP@", pod_ip.trim())
+            .replace("@NODE_IP@", node_ip.trim()),
+    );
+    let refused = wait_until(
+        "the slice at the node is refused",
+        Duration::from_secs(60),
+        || async {
+            let (_, events, _) = kubectl(
+                &tenant,
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=to-node-1,reason=Refused",
+                    "-o",
+                    "jsonpath={.items[*].message}",
+                ],
+            );
+            (!events.trim().is_empty()).then_some(events)
+        },
+    )
+    .await;
+    assert!(refused.contains("is the host's own"), "{refused}");
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), &wl);
+    assert!(
+        slices
+            .get_opt(&host_name("default", "to-node-1"))
+            .await
+            .unwrap()
+            .is_none()
     );
     apply(
         &tenant,
@@ -188,8 +237,36 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     );
     assert!(
         client_said.contains("BY-IP"),
-        "ClusterIP of a tenant Service: {client_said}"
+        "ClusterIP of a tenant Service (named target port): {client_said}"
     );
+    assert!(
+        client_said.contains("HEADLESS"),
+        "a headless tenant Service's pods by DNS name: {client_said}"
+    );
+    assert!(
+        client_said.contains("SELECTORLESS"),
+        "a selector-less Service through the endpoints the tenant wrote: {client_said}"
+    );
+
+    // An Ingress goes down routing to the host copy of its Service (the dev
+    // host runs no ingress controller, so only the copy is checked).
+    apply(&tenant, work.path(), "ingress.yaml", INGRESS);
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), &wl);
+    let routed_to = wait_until(
+        "the Ingress is on the host",
+        Duration::from_secs(60),
+        || async {
+            let copy = ingresses
+                .get_opt(&host_name("default", "web"))
+                .await
+                .ok()??;
+            let rule = copy.spec?.rules?.into_iter().next()?;
+            Some(rule.http?.paths.first()?.backend.service.clone()?.name)
+        },
+    )
+    .await;
+    assert_eq!(routed_to, host_name("default", "web"));
 
     // What would escape is refused, visibly, and never reaches the host.
     apply(&tenant, work.path(), "bad.yaml", BAD);
@@ -256,7 +333,6 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     }
 
     // The syncer counts what it refused, by rule.
-    let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
     let metrics = syncer_metrics(&client, &cp).await;
     for rule in ["privileged", "volume-type", "node-name"] {
         assert!(
@@ -268,6 +344,8 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         metrics.contains("vnest_syncer_sync_duration_seconds_count{kind=\"Pod\"}"),
         "{metrics}"
     );
+
+    claims_are_bound_to_host_volumes(&client, &tenant, &wl, work.path()).await;
 
     // Deleting tenant objects deletes their host copies.
     let (ok, out, err) = kubectl(
@@ -432,6 +510,280 @@ fn apply(kubeconfig: &Path, dir: &Path, file: &str, yaml: &str) {
     assert!(ok, "kubectl apply {file}: {out}{err}");
 }
 
+/// `kubectl exec` and `port-forward` from the tenant reach the pod through
+/// the syncer's kubelet proxy; the proxy itself answers only the tenant
+/// apiserver's kubelet-client certificate and only the kubelet calls it
+/// serves.
+async fn kubelet_calls_of_the_tenant_work(
+    client: &kube::Client,
+    tenant: &Path,
+    cp: &str,
+    web_pod: &str,
+    dir: &Path,
+) {
+    let (ok, out, err) = kubectl(
+        tenant,
+        &["exec", web_pod, "--", "cat", "/tmp/www/index.html"],
+    );
+    assert!(
+        ok && out.contains("hello from"),
+        "tenant kubectl exec: {out}{err}"
+    );
+    let (ok, _, err) = kubectl(tenant, &["exec", web_pod, "--", "sh", "-c", "exit 3"]);
+    assert!(
+        !ok && err.contains("exit code 3"),
+        "exec's exit code: {err}"
+    );
+
+    let kubectl_binary = vnest_tests::upstream_binaries()
+        .locate_binary("kubectl")
+        .unwrap();
+    let mut forward = tokio::process::Command::new(kubectl_binary)
+        .arg("--kubeconfig")
+        .arg(tenant)
+        .args(["port-forward", &format!("pod/{web_pod}"), "18080:8080"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let page = wait_until(
+        "a page through kubectl port-forward",
+        Duration::from_secs(30),
+        || async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect("127.0.0.1:18080")
+                .await
+                .ok()?;
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+            let mut page = String::new();
+            stream.read_to_string(&mut page).await.ok()?;
+            page.contains("hello from").then_some(page)
+        },
+    )
+    .await;
+    eprintln!("through port-forward: {page}");
+    forward.kill().await.ok();
+
+    // Straight to the proxy: the tenant's admin certificate is not the
+    // apiserver's kubelet client; paths a real kubelet would also serve are
+    // not served.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), cp);
+    let pki = secrets.get("vnest-pki").await.unwrap().data.unwrap();
+    for key in [
+        "admin.crt",
+        "admin.key",
+        "apiserver-kubelet-client.crt",
+        "apiserver-kubelet-client.key",
+    ] {
+        std::fs::write(dir.join(key), &pki[key].0).unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), cp);
+    let syncer_ip = pods
+        .list(&ListParams::default().labels("vnest.dev/component=syncer"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find_map(|p| p.status?.pod_ip)
+        .unwrap();
+    let empty = dir.join("empty-kubeconfig");
+    std::fs::write(&empty, "apiVersion: v1\nkind: Config\n").unwrap();
+    let raw = |who: &str, path: &str| {
+        let (ok, out, err) = kubectl(
+            &empty,
+            &[
+                &format!("--server=https://{syncer_ip}:10250"),
+                "--insecure-skip-tls-verify",
+                &format!(
+                    "--client-certificate={}",
+                    dir.join(format!("{who}.crt")).display()
+                ),
+                &format!("--client-key={}", dir.join(format!("{who}.key")).display()),
+                "get",
+                "--raw",
+                path,
+            ],
+        );
+        (ok, format!("{out}{err}"))
+    };
+    let logs = format!("/containerLogs/default/{web_pod}/web");
+    let (ok, said) = raw("apiserver-kubelet-client", &logs);
+    assert!(
+        ok && said.contains("greeting=hello"),
+        "the apiserver's identity: {said}"
+    );
+    let (ok, said) = raw("admin", &logs);
+    assert!(!ok && said.contains("Forbidden"), "anyone else: {said}");
+    let (ok, said) = raw("apiserver-kubelet-client", "/stats/summary");
+    assert!(
+        !ok && said.contains("NotFound"),
+        "no stats of the host: {said}"
+    );
+    let metrics = syncer_metrics(client, cp).await;
+    assert!(
+        metrics.contains("vnest_syncer_kubelet_requests_total{kind=\"exec\",code=\"101\"}"),
+        "{metrics}"
+    );
+}
+
+const SELECTORLESS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: { name: web-external }
+spec:
+  ports: [{ name: http, port: 80, targetPort: 8080 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-external-1
+  labels: { kubernetes.io/service-name: web-external, endpointslice.kubernetes.io/managed-by: tenant-admin }
+addressType: IPv4
+ports: [{ name: http, port: 8080 }]
+endpoints: [{ addresses: ["@POD_IP@"] }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: to-node }
+spec:
+  ports: [{ name: kubelet, port: 10250 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: to-node-1
+  labels: { kubernetes.io/service-name: to-node, endpointslice.kubernetes.io/managed-by: tenant-admin }
+addressType: IPv4
+ports: [{ name: kubelet, port: 10250 }]
+endpoints: [{ addresses: ["@NODE_IP@"] }]
+"#;
+
+const INGRESS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: { name: web }
+spec:
+  rules:
+    - host: web.example
+      http:
+        paths: [{ path: /, pathType: Prefix, backend: { service: { name: web, port: { name: http } } } }]
+"#;
+
+/// A tenant claim goes down, the host binds it (local volumes on the pool's
+/// node), a pod writes to it; the tenant sees its claim Bound to a volume
+/// that names no host path, and the host's StorageClasses. Deleting the
+/// claim removes the host claim and the tenant's volume.
+async fn claims_are_bound_to_host_volumes(
+    client: &kube::Client,
+    tenant: &Path,
+    wl: &str,
+    dir: &Path,
+) {
+    let (ok, classes, err) = kubectl(tenant, &["get", "storageclass", "-o", "name"]);
+    assert!(ok, "{err}");
+    assert!(
+        classes.contains("storageclass.storage.k8s.io/local"),
+        "the host's classes: {classes}"
+    );
+    apply(tenant, dir, "data.yaml", DATA);
+    let volume = wait_until(
+        "the tenant claim is Bound and its pod Runs",
+        Duration::from_secs(180),
+        || async {
+            let (_, phase, _) = kubectl(
+                tenant,
+                &["get", "pod", "writer", "-o", "jsonpath={.status.phase}"],
+            );
+            let (_, claim, _) = kubectl(
+                tenant,
+                &[
+                    "get",
+                    "pvc",
+                    "data",
+                    "-o",
+                    "jsonpath={.status.phase} {.spec.volumeName}",
+                ],
+            );
+            let (bound, volume) = claim.split_once(' ')?;
+            (phase == "Running" && bound == "Bound" && !volume.is_empty())
+                .then(|| volume.to_owned())
+        },
+    )
+    .await;
+    let (_, source, _) = kubectl(
+        tenant,
+        &[
+            "get",
+            "pv",
+            &volume,
+            "-o",
+            "jsonpath={.spec.csi.driver} {.spec.local.path}",
+        ],
+    );
+    assert_eq!(
+        source.trim(),
+        "host-volume.vnest.dev",
+        "no host path in the tenant: {source}"
+    );
+    let (ok, out, err) = kubectl(tenant, &["exec", "writer", "--", "cat", "/data/note"]);
+    assert!(
+        ok && out.contains("kept"),
+        "the pod wrote to its volume: {out}{err}"
+    );
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), wl);
+    let host_claim = claims.get(&host_name("default", "data")).await.unwrap();
+    assert_eq!(
+        host_claim.spec.unwrap().volume_name.as_deref(),
+        Some(volume.as_str())
+    );
+
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "delete",
+            "-f",
+            &dir.join("data.yaml").display().to_string(),
+            "--wait=true",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    wait_until(
+        "the claim's copies are gone",
+        Duration::from_secs(120),
+        || async {
+            let on_host = claims.get_opt(&host_name("default", "data")).await.ok()?;
+            let (_, volumes, _) = kubectl(tenant, &["get", "pv", "-o", "name"]);
+            (on_host.is_none() && volumes.trim().is_empty()).then_some(())
+        },
+    )
+    .await;
+}
+
+const DATA: &str = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: { name: data }
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  resources: { requests: { storage: 1Gi } }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: writer }
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext: { runAsNonRoot: true, runAsUser: 65534, fsGroup: 65534, seccompProfile: { type: RuntimeDefault } }
+  containers:
+    - name: writer
+      image: vnest.local/busybox:1
+      command: [sh, -c, "echo kept > /data/note && exec sleep 3600"]
+      volumeMounts: [{ name: data, mountPath: /data }]
+      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+  volumes: [{ name: data, persistentVolumeClaim: { claimName: data } }]
+"#;
+
 /// Runs as the restricted Pod Security level asks (the tenant's default).
 const WEB: &str = r#"
 apiVersion: v1
@@ -464,6 +816,7 @@ spec:
               HOME=/tmp kubectl get --raw /api >/dev/null && echo token-accepted
               mkdir -p /tmp/www && echo "hello from $HOSTNAME" > /tmp/www/index.html
               exec httpd -f -p 8080 -h /tmp/www
+          ports: [{ name: http, containerPort: 8080 }]
           securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 ---
 apiVersion: v1
@@ -471,7 +824,15 @@ kind: Service
 metadata: { name: web }
 spec:
   selector: { app: web }
-  ports: [{ name: http, port: 80, targetPort: 8080 }]
+  ports: [{ name: http, port: 80, targetPort: http }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web-direct }
+spec:
+  clusterIP: None
+  selector: { app: web }
+  ports: [{ name: http, port: 8080 }]
 "#;
 
 /// A tenant pod that asks the web Service for its page by DNS name and by
@@ -492,12 +853,14 @@ spec:
         - sh
         - -c
         - |
-          get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$1" 80 | grep -q "hello from web"; }
+          get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$1" "${2:-80}" | grep -q "hello from web"; }
           for i in $(seq 1 30); do
             get web.default.svc.cluster.local. && echo BY-NAME && break
             sleep 2
           done
           get "$WEB_IP" && echo BY-IP
+          get web-direct.default.svc.cluster.local. 8080 && echo HEADLESS
+          get web-external.default.svc.cluster.local. && echo SELECTORLESS
           true
       securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 "#;

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::{FIELD_MANAGER, Settings, Syncer};
-use crate::{events, gc, mirror, nodes, pods};
+use crate::{events, gc, kubelet_proxy, mirror, nodes, pods, volumes};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::events::{Recorder, Reporter};
 use vnest_api::PodSecurityLevel;
 use vnest_kube::health::Readiness;
@@ -47,6 +49,17 @@ struct Args {
     /// The tenant Service pods use for DNS, `NAMESPACE/NAME`.
     #[arg(long, default_value = "kube-system/kube-dns")]
     dns_service: String,
+    /// The kubelet proxy's address as the tenant apiserver dials it,
+    /// `HOST:PORT`; the tenant's Nodes advertise it as their kubelet.
+    #[arg(long, requires_all = ["kubelet_proxy_listen", "kubelet_proxy_pki"])]
+    kubelet_proxy_host: Option<String>,
+    /// Where the kubelet proxy listens.
+    #[arg(long, requires = "kubelet_proxy_host")]
+    kubelet_proxy_listen: Option<std::net::SocketAddr>,
+    /// The directory with `ca.crt` (the tenant CA) and the proxy's serving
+    /// pair `kubelet-proxy.crt` / `kubelet-proxy.key`.
+    #[arg(long, requires = "kubelet_proxy_host")]
+    kubelet_proxy_pki: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// Where `/healthz` and `/readyz` are served.
@@ -67,6 +80,16 @@ enum LogFormat {
     Json,
 }
 
+fn host_and_port(address: &str, flag: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .with_context(|| format!("{flag} must be HOST:PORT, not {address:?}"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("{flag} must end in a port, not {address:?}"))?;
+    Ok((host.to_owned(), port))
+}
+
 fn pairs(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     items
         .iter()
@@ -81,13 +104,18 @@ fn pairs(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 pub async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     vnest_kube::logging::init(matches!(args.log_format, LogFormat::Json));
-    let (host, port) = args
-        .apiserver_address
-        .rsplit_once(':')
-        .context("--apiserver-address must be HOST:PORT")?;
-    let port: u16 = port
-        .parse()
-        .context("--apiserver-address must end in a port")?;
+    let (host, port) = host_and_port(&args.apiserver_address, "--apiserver-address")?;
+    let kubelet_endpoint = args
+        .kubelet_proxy_host
+        .as_deref()
+        .map(|address| host_and_port(address, "--kubelet-proxy-host"))
+        .transpose()?;
+    let kubelet_tls = args
+        .kubelet_proxy_pki
+        .as_deref()
+        .map(kubelet_proxy::tls_config)
+        .transpose()
+        .context("loading the kubelet proxy's certificates")?;
     let (dns_namespace, dns_name) = args
         .dns_service
         .split_once('/')
@@ -102,10 +130,16 @@ pub async fn main() -> anyhow::Result<()> {
             Level::Baseline => PodSecurityLevel::Baseline,
             Level::Restricted => PodSecurityLevel::Restricted,
         },
-        apiserver_host: host.to_owned(),
+        apiserver_host: host,
         apiserver_port: port,
         cluster_domain: args.cluster_domain,
         dns_service: (dns_namespace.to_owned(), dns_name.to_owned()),
+        kubelet_endpoint,
+        host_apiserver: std::env::var("KUBERNETES_SERVICE_HOST")
+            .ok()
+            .and_then(|ip| ip.parse().ok())
+            .into_iter()
+            .collect(),
     };
 
     let host_client = kube::Client::try_default()
@@ -136,6 +170,17 @@ pub async fn main() -> anyhow::Result<()> {
         readiness.clone(),
         Some(Arc::new(move || for_metrics.metrics.render())),
     ));
+    let kubelet_proxy = match (args.kubelet_proxy_listen, kubelet_tls) {
+        (Some(listen), Some(tls)) => {
+            let syncer = syncer.clone();
+            Some(tokio::spawn(async move {
+                if let Err(error) = kubelet_proxy::serve(syncer, listen, tls).await {
+                    tracing::error!(%error, "the kubelet proxy stopped: kubectl logs/exec fail");
+                }
+            }))
+        }
+        _ => None,
+    };
     nodes::refresh_pool(&syncer)
         .await
         .context("reading the node pool from the host")?;
@@ -144,16 +189,24 @@ pub async fn main() -> anyhow::Result<()> {
     let heartbeat = tokio::spawn(nodes::run(syncer.clone()));
     let collector = tokio::spawn(gc::run(syncer.clone()));
     let events_up = tokio::spawn(events::run(syncer.clone()));
+    let classes = tokio::spawn(volumes::run_classes(syncer.clone()));
     tokio::join!(
         mirror::run::<ConfigMap>(syncer.clone()),
         mirror::run::<Secret>(syncer.clone()),
         mirror::run::<Service>(syncer.clone()),
+        mirror::run::<PersistentVolumeClaim>(syncer.clone()),
+        mirror::run::<Ingress>(syncer.clone()),
+        mirror::run::<EndpointSlice>(syncer.clone()),
         pods::run(syncer.clone()),
     );
     heartbeat.abort();
     collector.abort();
     events_up.abort();
+    classes.abort();
     health.abort();
+    if let Some(proxy) = kubelet_proxy {
+        proxy.abort();
+    }
     tracing::info!("syncer stopped");
     Ok(())
 }

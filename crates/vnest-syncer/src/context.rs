@@ -1,8 +1,9 @@
 //! What every sync loop of one tenant's syncer shares: both clients, the
 //! fixed settings, and what it learns while running (the pool's nodes, the
-//! tenant DNS Service's host address).
+//! host's node addresses, the tenant DNS Service's host address).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::RwLock;
 
 use k8s_openapi::api::core::v1::Toleration;
@@ -38,12 +39,20 @@ pub struct Settings {
     pub cluster_domain: String,
     /// The tenant Service whose host address pods use as their DNS server.
     pub dns_service: (String, String),
+    /// Where the tenant apiserver reaches the kubelet proxy (host name and
+    /// port), which the tenant's Nodes advertise as their kubelet; `None`
+    /// leaves the host nodes' own addresses.
+    pub kubelet_endpoint: Option<(String, u16)>,
+    /// The host apiserver's addresses as this pod sees them (its Service
+    /// address); with the nodes' addresses, what endpoints may not name.
+    pub host_apiserver: Vec<IpAddr>,
 }
 
 #[derive(Clone, Debug, Default)]
 struct Learned {
     pool_nodes: BTreeSet<String>,
     dns_ip: Option<String>,
+    node_addresses: BTreeSet<IpAddr>,
 }
 
 pub struct Syncer {
@@ -75,6 +84,19 @@ impl Syncer {
         if let Ok(mut learned) = self.learned.write() {
             learned.pool_nodes = nodes;
         }
+    }
+
+    pub fn set_node_addresses(&self, addresses: BTreeSet<IpAddr>) {
+        if let Ok(mut learned) = self.learned.write() {
+            learned.node_addresses = addresses;
+        }
+    }
+
+    /// The host's own addresses: every node's, and the host apiserver's.
+    pub fn host_addresses(&self) -> BTreeSet<IpAddr> {
+        let mut addresses = self.learned().node_addresses;
+        addresses.extend(self.settings.host_apiserver.iter().copied());
+        addresses
     }
 
     pub fn set_dns_ip(&self, ip: Option<String>) {

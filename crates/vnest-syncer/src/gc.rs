@@ -7,7 +7,9 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
@@ -36,6 +38,9 @@ pub async fn sweep(syncer: &Syncer) -> Result<usize> {
     removed += sweep_kind::<Pod, Pod>(syncer, false).await?;
     removed += sweep_kind::<ConfigMap, ConfigMap>(syncer, false).await?;
     removed += sweep_kind::<Service, Service>(syncer, false).await?;
+    removed += sweep_kind::<PersistentVolumeClaim, PersistentVolumeClaim>(syncer, false).await?;
+    removed += sweep_kind::<Ingress, Ingress>(syncer, false).await?;
+    removed += sweep_kind::<EndpointSlice, EndpointSlice>(syncer, false).await?;
     // Token Secrets belong to pods; the other Secrets to tenant Secrets.
     removed += sweep_kind::<Secret, Pod>(syncer, true).await?;
     removed += sweep_kind::<Secret, Secret>(syncer, false).await?;

@@ -6,10 +6,13 @@
 //! - `naming`: tenant object ↔ host name, collision-free.
 //! - `policy`: what is refused, one rule each, with the reason shown.
 //! - `translate`: tenant object → host object (pure).
-//! - `mirror`: ConfigMaps, Secrets, Services down.
+//! - `mirror`: ConfigMaps, Secrets, Services, PersistentVolumeClaims down.
+//! - `volumes`: volumes bound to the tenant's claims, and StorageClasses, up.
 //! - `pods`: pods down, status and binding up, refusals.
 //! - `nodes`: the pool's nodes up.
 //! - `events`: host events about pods up.
+//! - `kubelet_proxy`: the tenant apiserver's logs/exec/port-forward calls,
+//!   answered through the host apiserver.
 //! - `gc`: host objects whose tenant origin is gone.
 //! - `command`: the `vnest-syncer` command line.
 
@@ -18,6 +21,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod gc;
+pub mod kubelet_proxy;
 pub mod metrics;
 pub mod mirror;
 pub mod naming;
@@ -25,3 +29,4 @@ pub mod nodes;
 pub mod pods;
 pub mod policy;
 pub mod translate;
+pub mod volumes;

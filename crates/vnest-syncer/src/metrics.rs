@@ -6,7 +6,10 @@
 //! - `vnest_syncer_syncs_in_flight{kind}`: reconciles running now (bounded
 //!   by the controllers' concurrency; kube-runtime does not expose the
 //!   length of its queue);
-//! - `vnest_syncer_refusals_total{rule}`: pods the policy refused, by rule.
+//! - `vnest_syncer_refusals_total{rule}`: pods the policy refused, by rule;
+//! - `vnest_syncer_kubelet_requests_total{kind,code}`: `logs`, `exec`,
+//!   `attach` and `port-forward` calls of the tenant apiserver the kubelet
+//!   proxy answered, by the HTTP status it answered with.
 
 use std::time::Instant;
 
@@ -28,6 +31,12 @@ pub struct RuleLabel {
     pub rule: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeletCallLabel {
+    pub kind: String,
+    pub code: u16,
+}
+
 type Histograms = Family<KindLabel, Histogram, fn() -> Histogram>;
 
 fn sync_histogram() -> Histogram {
@@ -42,6 +51,7 @@ pub struct Metrics {
     durations: Histograms,
     in_flight: Family<KindLabel, Gauge>,
     refusals: Family<RuleLabel, Counter>,
+    kubelet_requests: Family<KubeletCallLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,6 +62,7 @@ impl Default for Metrics {
         let durations: Histograms = Family::new_with_constructor(sync_histogram);
         let in_flight = Family::<KindLabel, Gauge>::default();
         let refusals = Family::<RuleLabel, Counter>::default();
+        let kubelet_requests = Family::<KubeletCallLabel, Counter>::default();
         registry.register("syncs", "Reconciles that succeeded", syncs.clone());
         registry.register(
             "sync_errors",
@@ -73,6 +84,11 @@ impl Default for Metrics {
             "Pods the policy refused, by rule",
             refusals.clone(),
         );
+        registry.register(
+            "kubelet_requests",
+            "Kubelet API calls of the tenant apiserver the kubelet proxy answered",
+            kubelet_requests.clone(),
+        );
         Self {
             registry,
             syncs,
@@ -80,6 +96,7 @@ impl Default for Metrics {
             durations,
             in_flight,
             refusals,
+            kubelet_requests,
         }
     }
 }
@@ -108,6 +125,15 @@ impl Metrics {
         self.refusals
             .get_or_create(&RuleLabel {
                 rule: rule.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn kubelet_request(&self, kind: &str, code: u16) {
+        self.kubelet_requests
+            .get_or_create(&KubeletCallLabel {
+                kind: kind.to_owned(),
+                code,
             })
             .inc();
     }

@@ -1,4 +1,6 @@
-//! ConfigMaps, Secrets and Services mirrored down: every one the tenant
+//! ConfigMaps, Secrets, Services, EndpointSlices (of selector-less
+//! Services), Ingresses and PersistentVolumeClaims mirrored down: every one
+//! the tenant
 //! has, applied to the host under its host name whenever it changes, and
 //! deleted there before the tenant's copy goes (a finalizer, so nothing is
 //! left behind if the syncer was away when it was deleted).
@@ -9,8 +11,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::DeleteParams;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event as Note, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -24,7 +28,9 @@ use vnest_kube::apply::{ApplyError, apply_namespaced};
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
 use crate::error::{Error, OnSide, Result, Side};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin};
+use crate::policy::{self, Refusal};
 use crate::translate::{self, Placement};
+use crate::volumes;
 
 /// A kind the syncer mirrors down as it is (renamed).
 pub trait Mirrored:
@@ -38,6 +44,10 @@ pub trait Mirrored:
     + 'static
 {
     fn to_host(&self, placement: &Placement) -> Self;
+    /// Which tenant objects the mirror watches (all by default).
+    fn tenant_watch() -> watcher::Config {
+        watcher::Config::default()
+    }
     /// Whether this tenant object is mirrored at all.
     fn is_mirrored(&self) -> bool {
         true
@@ -52,8 +62,78 @@ pub trait Mirrored:
     fn fallback(_desired: &Self) -> Option<Self> {
         None
     }
+    /// Why this tenant object may not go to the host, if it may not (then
+    /// its host copy is removed and the tenant gets a Warning event).
+    fn refusals(&self, _syncer: &Syncer) -> Vec<Refusal> {
+        Vec::new()
+    }
     /// What the syncer learns from the host's copy.
     fn observe(_syncer: &Syncer, _tenant: &Self, _host: &Self) {}
+    /// What follows up in the tenant from the host's copy (a bound
+    /// claim's volume).
+    fn after_apply(
+        _syncer: &Syncer,
+        _tenant: &Self,
+        _host: &Self,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+    /// What goes from the tenant with the host copy.
+    fn after_delete(_syncer: &Syncer, _tenant: &Self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+}
+
+impl Mirrored for EndpointSlice {
+    fn to_host(&self, placement: &Placement) -> Self {
+        translate::endpoint_slice(self, placement)
+    }
+    /// Not the slices the tenant derives from selectors (the host derives
+    /// its own): no finalizer on them, no work.
+    fn tenant_watch() -> watcher::Config {
+        watcher::Config::default().labels(&format!(
+            "{},{}!={}",
+            translate::SERVICE_NAME_LABEL,
+            translate::SLICE_MANAGED_BY,
+            translate::SELECTOR_SLICES
+        ))
+    }
+    fn is_mirrored(&self) -> bool {
+        translate::is_mirrored_slice(self)
+    }
+    fn refusals(&self, syncer: &Syncer) -> Vec<Refusal> {
+        policy::check_endpoints(self, &syncer.host_addresses())
+    }
+}
+
+impl Mirrored for Ingress {
+    fn to_host(&self, placement: &Placement) -> Self {
+        translate::ingress(self, placement)
+    }
+    /// The addresses the host's ingress controller published.
+    fn after_apply(
+        syncer: &Syncer,
+        tenant: &Self,
+        host: &Self,
+    ) -> impl Future<Output = Result<()>> + Send {
+        status_up(syncer, tenant, host.status.clone())
+    }
+}
+
+impl Mirrored for PersistentVolumeClaim {
+    fn to_host(&self, placement: &Placement) -> Self {
+        translate::persistent_volume_claim(self, placement)
+    }
+    fn after_apply(
+        syncer: &Syncer,
+        tenant: &Self,
+        host: &Self,
+    ) -> impl Future<Output = Result<()>> + Send {
+        volumes::bind_up(syncer, tenant, host)
+    }
+    fn after_delete(syncer: &Syncer, tenant: &Self) -> impl Future<Output = Result<()>> + Send {
+        volumes::release(syncer, tenant)
+    }
 }
 
 impl Mirrored for ConfigMap {
@@ -98,12 +178,72 @@ impl Mirrored for Service {
     }
 }
 
+/// Tells the tenant, with a Warning event on `object`, why it stays off the
+/// host.
+async fn refuse<K: Mirrored>(syncer: &Syncer, object: &K, refusals: &[Refusal]) {
+    for refusal in refusals {
+        syncer.metrics.refused(refusal.rule.name());
+    }
+    let note = refusals
+        .iter()
+        .map(|r| r.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    tracing::info!(
+        kind = K::kind(&()).as_ref(),
+        name = object.meta().name.as_deref().unwrap_or_default(),
+        %note,
+        "refused"
+    );
+    let event = Note {
+        type_: EventType::Warning,
+        reason: "Refused".to_owned(),
+        note: Some(note),
+        action: "Sync".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = syncer
+        .recorder
+        .publish(&event, &object.object_ref(&()))
+        .await
+    {
+        tracing::debug!(%error, "recording an event failed");
+    }
+}
+
+/// Writes the host copy's `status` onto `tenant` when it differs.
+async fn status_up<K: Mirrored, S: Serialize + PartialEq + Send + Sync>(
+    syncer: &Syncer,
+    tenant: &K,
+    status: Option<S>,
+) -> Result<()> {
+    let current = serde_json::to_value(tenant)
+        .ok()
+        .and_then(|mut v| v.get_mut("status").map(serde_json::Value::take));
+    let wanted = serde_json::to_value(&status).ok();
+    if status.is_none() || current == wanted {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(
+        syncer.tenant.clone(),
+        tenant.meta().namespace.as_deref().unwrap_or_default(),
+    );
+    api.patch_status(
+        tenant.meta().name.as_deref().unwrap_or_default(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await
+    .on(Side::Tenant)?;
+    Ok(())
+}
+
 /// Runs the mirror of kind `K` until shutdown.
 pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
     let tenant: Api<K> = Api::all(syncer.tenant.clone());
     let host: Api<K> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
-    Controller::new(tenant, watcher::Config::default())
+    Controller::new(tenant, K::tenant_watch())
         .watches(host, ours, |object: K| {
             let (namespace, name) = origin(object.meta().annotations.as_ref())?;
             Some(ObjectRef::new(&name).within(&namespace))
@@ -135,12 +275,20 @@ async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action
                 if !object.is_mirrored() {
                     return Ok(Action::await_change());
                 }
+                let refusals = object.refusals(syncer);
+                if !refusals.is_empty() {
+                    delete_host_copy::<K>(syncer, &object).await?;
+                    refuse(syncer, object.as_ref(), &refusals).await;
+                    return Ok(Action::requeue(RESYNC));
+                }
                 let host = apply_host_copy(syncer, object.as_ref()).await?;
                 K::observe(syncer, &object, &host);
+                K::after_apply(syncer, &object, &host).await?;
                 Ok(Action::requeue(RESYNC))
             }
             Event::Cleanup(object) => {
                 delete_host_copy::<K>(syncer, &object).await?;
+                K::after_delete(syncer, &object).await?;
                 Ok(Action::await_change())
             }
         }

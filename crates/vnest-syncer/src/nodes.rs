@@ -5,10 +5,13 @@
 //! pods). Nodes that leave the pool leave the tenant.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeDaemonEndpoints, NodeStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
@@ -24,24 +27,32 @@ pub const VIRTUAL_NODE: &str = "vnest.dev/virtual-node";
 /// tenant controller-manager's 40 s node-monitor grace period.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
-fn pool_selector(syncer: &Syncer) -> String {
-    syncer
-        .settings
-        .pool_selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The pool's host nodes now; also what the policy knows of the pool.
+/// The pool's host nodes now; also what the policy knows of the pool and
+/// of every node's addresses (which endpoints may not name).
 pub async fn refresh_pool(syncer: &Syncer) -> Result<Vec<Node>> {
     let host: Api<Node> = Api::all(syncer.host.clone());
-    let nodes = host
-        .list(&ListParams::default().labels(&pool_selector(syncer)))
+    let all = host
+        .list(&ListParams::default())
         .await
         .on(Side::Host)?
         .items;
+    let addresses: BTreeSet<IpAddr> = all
+        .iter()
+        .filter_map(|n| n.status.as_ref()?.addresses.as_ref())
+        .flatten()
+        .filter_map(|a| a.address.parse().ok())
+        .collect();
+    syncer.set_node_addresses(addresses);
+    let selector = &syncer.settings.pool_selector;
+    let nodes: Vec<Node> = all
+        .into_iter()
+        .filter(|n| {
+            let labels = n.metadata.labels.as_ref();
+            selector
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
+        .collect();
     let names: BTreeSet<String> = nodes
         .iter()
         .filter_map(|n| n.metadata.name.clone())
@@ -131,6 +142,9 @@ async fn upsert(syncer: &Syncer, host_node: &Node) -> Result<()> {
     status.images = None;
     status.volumes_attached = None;
     status.volumes_in_use = None;
+    if let Some((host, port)) = &syncer.settings.kubelet_endpoint {
+        advertise_kubelet(&mut status, host, *port);
+    }
     tenant
         .patch_status(
             &name,
@@ -140,4 +154,72 @@ async fn upsert(syncer: &Syncer, host_node: &Node) -> Result<()> {
         .await
         .on(Side::Tenant)?;
     Ok(())
+}
+
+/// The tenant apiserver reaches a node's kubelet at its `Hostname` address
+/// (the only type it is told to prefer) and the kubelet endpoint's port:
+/// both name the kubelet proxy. The node's IPs stay as the host reports
+/// them (tenant pods see their host IP anyway).
+fn advertise_kubelet(status: &mut NodeStatus, host: &str, port: u16) {
+    let mut addresses: Vec<NodeAddress> = status
+        .addresses
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.type_ != "Hostname")
+        .collect();
+    addresses.push(NodeAddress {
+        type_: "Hostname".to_owned(),
+        address: host.to_owned(),
+    });
+    status.addresses = Some(addresses);
+    status.daemon_endpoints = Some(NodeDaemonEndpoints {
+        kubelet_endpoint: Some(DaemonEndpoint {
+            port: i32::from(port),
+        }),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_kubelet_a_tenant_sees_is_the_proxy() {
+        let mut status = NodeStatus {
+            addresses: Some(vec![
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: "10.0.0.7".into(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: "node7".into(),
+                },
+            ]),
+            daemon_endpoints: Some(NodeDaemonEndpoints {
+                kubelet_endpoint: Some(DaemonEndpoint { port: 10257 }),
+            }),
+            ..NodeStatus::default()
+        };
+        advertise_kubelet(&mut status, "kubelet-proxy.t-cp.svc", 10250);
+        let addresses = status.addresses.unwrap();
+        let hostnames: Vec<&str> = addresses
+            .iter()
+            .filter(|a| a.type_ == "Hostname")
+            .map(|a| a.address.as_str())
+            .collect();
+        assert_eq!(hostnames, ["kubelet-proxy.t-cp.svc"]);
+        assert!(addresses.iter().any(|a| a.address == "10.0.0.7"));
+        assert_eq!(
+            status
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
+            10250
+        );
+    }
 }

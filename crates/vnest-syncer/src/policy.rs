@@ -6,11 +6,14 @@
 //! reaches the node or other tenants (privilege, host namespaces, host
 //! paths and ports, capabilities, volume types, node placement, tolerations,
 //! runtime classes) at the tenant's level: at `privileged` the admin has
-//! allowed everything but placement and the RuntimeClass.
+//! allowed everything but placement and the RuntimeClass. One rule is about
+//! Services, not pods: endpoints may not name the host's own addresses.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use vnest_api::PodSecurityLevel;
 
 /// One rule of the policy (the `rule` label of the refusals metric).
@@ -28,6 +31,9 @@ pub enum Rule {
     /// Refused by the host's own admission (Pod Security, quota): reported
     /// by the syncer with the host's message.
     HostAdmission,
+    /// An EndpointSlice of a selector-less Service pointing at the host
+    /// itself (nodes, the host apiserver, loopback, link-local).
+    EndpointAddress,
 }
 
 impl Rule {
@@ -43,6 +49,7 @@ impl Rule {
             Rule::Tolerations => "tolerations",
             Rule::RuntimeClass => "runtime-class",
             Rule::HostAdmission => "host-admission",
+            Rule::EndpointAddress => "endpoint-address",
         }
     }
 }
@@ -97,6 +104,45 @@ const BASELINE_CAPABILITIES: [&str; 13] = [
     "SETUID",
     "SYS_CHROOT",
 ];
+
+/// Every address of `slice` (a tenant EndpointSlice about to be mirrored)
+/// that would point a host Service at the host itself: a node's address
+/// (its kubelet, its node ports), the host apiserver, or a loopback,
+/// link-local (cloud metadata), multicast or unspecified address. Host
+/// components that follow Services (an ingress controller, a service
+/// mesh) would otherwise proxy a tenant onto the host.
+pub fn check_endpoints(slice: &EndpointSlice, host: &BTreeSet<IpAddr>) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    for address in slice.endpoints.iter().flatten().flat_map(|e| &e.addresses) {
+        let Ok(ip) = address.parse::<IpAddr>() else {
+            continue; // FQDN slices are not routed by kube-proxy.
+        };
+        let special = match ip {
+            IpAddr::V4(v4) => {
+                v4.is_loopback()
+                    || v4.is_link_local()
+                    || v4.is_multicast()
+                    || v4.is_unspecified()
+                    || v4.is_broadcast()
+            }
+            IpAddr::V6(v6) => {
+                v6.is_loopback()
+                    || v6.is_multicast()
+                    || v6.is_unspecified()
+                    || v6.is_unicast_link_local()
+            }
+        };
+        if special || host.contains(&ip) {
+            refusals.push(Refusal {
+                rule: Rule::EndpointAddress,
+                message: format!(
+                    "endpoint address {ip} is the host's own (a node, the host apiserver, loopback or link-local); a Service may not point there"
+                ),
+            });
+        }
+    }
+    refusals
+}
 
 /// Every rule `pod` breaks; empty when it may run on the host.
 pub fn check(pod: &Pod, policy: &Policy) -> Vec<Refusal> {
@@ -541,5 +587,32 @@ mod tests {
             messages[1].contains("volume root of type hostPath"),
             "{messages:?}"
         );
+    }
+
+    #[test]
+    fn endpoints_may_not_name_the_host() {
+        let host: BTreeSet<IpAddr> =
+            ["10.0.0.7".parse().unwrap(), "10.96.0.1".parse().unwrap()].into();
+        let slice = |address: &str| -> EndpointSlice {
+            serde_json::from_value(json!({
+                "metadata": { "name": "s" }, "addressType": "IPv4",
+                "endpoints": [{ "addresses": [address] }]
+            }))
+            .unwrap()
+        };
+        for (address, refused) in [
+            ("10.0.0.7", true),
+            ("10.96.0.1", true),
+            ("127.0.0.1", true),
+            ("169.254.169.254", true),
+            ("0.0.0.0", true),
+            ("10.244.1.5", false),
+            ("203.0.113.9", false),
+            ("db.example.com", false),
+        ] {
+            let refusals = check_endpoints(&slice(address), &host);
+            assert_eq!(!refusals.is_empty(), refused, "{address}: {refusals:?}");
+            assert!(refusals.iter().all(|r| r.rule == Rule::EndpointAddress));
+        }
     }
 }

@@ -7,9 +7,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, KeyToPath, LocalObjectReference, Pod, PodDNSConfig,
-    PodDNSConfigOption, Secret, SecretVolumeSource, Service, ServiceSpec, Toleration, Volume,
+    ConfigMap, Container, EnvVar, KeyToPath, LocalObjectReference, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, Pod, PodDNSConfig, PodDNSConfigOption, Secret, SecretVolumeSource,
+    Service, ServiceSpec, Toleration, Volume,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
 use kube::api::ObjectMeta;
 
 use crate::naming::{host_name, origin_annotations, origin_labels};
@@ -80,6 +83,136 @@ pub fn secret(tenant: &Secret, placement: &Placement) -> Secret {
         string_data: None,
         immutable: tenant.immutable,
         type_: Some(type_),
+    }
+}
+
+/// A claim on the host asking for what the tenant's asks for: size,
+/// access modes, volume mode and StorageClass (the tenant sees the host's
+/// classes). Not its volume name or selector (they would name or pick host
+/// volumes the tenant was never given) nor its data source (tenant
+/// snapshots and claims are not on the host).
+pub fn persistent_volume_claim(
+    tenant: &PersistentVolumeClaim,
+    placement: &Placement,
+) -> PersistentVolumeClaim {
+    let spec = tenant.spec.clone().unwrap_or_default();
+    PersistentVolumeClaim {
+        metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: spec.access_modes,
+            resources: spec.resources,
+            storage_class_name: spec.storage_class_name,
+            volume_mode: spec.volume_mode,
+            volume_attributes_class_name: spec.volume_attributes_class_name,
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// An Ingress on the host routing to the host copies of the tenant's
+/// Services (and TLS Secrets), under the host's IngressClass the tenant
+/// named. Annotations are not copied: they configure the host's ingress
+/// controller (snippets, auth bypasses) and are the host admin's. Resource
+/// backends (references to arbitrary tenant objects) are dropped.
+pub fn ingress(tenant: &Ingress, placement: &Placement) -> Ingress {
+    let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
+    let spec = tenant.spec.clone().unwrap_or_default();
+    let backend = |backend: IngressBackend| IngressBackend {
+        service: backend.service.map(|mut service| {
+            service.name = host_name(namespace, &service.name);
+            service
+        }),
+        resource: None,
+    };
+    Ingress {
+        metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
+        spec: Some(IngressSpec {
+            ingress_class_name: spec.ingress_class_name,
+            default_backend: spec.default_backend.map(backend),
+            rules: spec.rules.map(|rules| {
+                rules
+                    .into_iter()
+                    .map(|mut rule| {
+                        if let Some(http) = rule.http.as_mut() {
+                            for path in &mut http.paths {
+                                path.backend = backend(path.backend.clone());
+                            }
+                        }
+                        rule
+                    })
+                    .collect()
+            }),
+            tls: spec.tls.map(|tls| {
+                tls.into_iter()
+                    .map(|mut entry| {
+                        entry.secret_name = entry.secret_name.map(|s| host_name(namespace, &s));
+                        entry
+                    })
+                    .collect()
+            }),
+        }),
+        status: None,
+    }
+}
+
+/// The label naming an EndpointSlice's Service, and the one naming who
+/// manages it (the host's controllers leave slices of other managers alone).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub const SLICE_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
+/// The manager of slices made from a Service's selector; the host makes
+/// those for the host copy itself.
+pub const SELECTOR_SLICES: &str = "endpointslice-controller.k8s.io";
+
+/// Whether a tenant EndpointSlice is mirrored: those of selector-less
+/// Services (written by the tenant, or mirrored from its Endpoints), not
+/// those the tenant's controller derives from a selector.
+pub fn is_mirrored_slice(slice: &EndpointSlice) -> bool {
+    let labels = slice.metadata.labels.as_ref();
+    labels.and_then(|l| l.get(SERVICE_NAME_LABEL)).is_some()
+        && labels
+            .and_then(|l| l.get(SLICE_MANAGED_BY))
+            .map(String::as_str)
+            != Some(SELECTOR_SLICES)
+}
+
+/// A selector-less Service's EndpointSlice on the host: for the host copy
+/// of its Service, managed by the syncer, the same addresses, ports and
+/// conditions; references to tenant pods and nodes dropped.
+pub fn endpoint_slice(tenant: &EndpointSlice, placement: &Placement) -> EndpointSlice {
+    let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
+    let service = tenant
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .cloned()
+        .unwrap_or_default();
+    let labels = BTreeMap::from([
+        (
+            SERVICE_NAME_LABEL.to_owned(),
+            host_name(namespace, &service),
+        ),
+        (
+            SLICE_MANAGED_BY.to_owned(),
+            crate::naming::MANAGER.to_owned(),
+        ),
+    ]);
+    EndpointSlice {
+        metadata: host_meta(&tenant.metadata, placement, labels),
+        address_type: tenant.address_type.clone(),
+        endpoints: tenant.endpoints.clone().map(|endpoints| {
+            endpoints
+                .into_iter()
+                .map(|mut endpoint| {
+                    endpoint.target_ref = None;
+                    endpoint.node_name = None;
+                    endpoint.hints = None;
+                    endpoint
+                })
+                .collect()
+        }),
+        ports: tenant.ports.clone(),
     }
 }
 
@@ -507,6 +640,110 @@ mod tests {
         let mut default_dns = tenant_pod();
         default_dns.spec.as_mut().unwrap().dns_policy = Some("Default".into());
         assert!(pod(&default_dns, &placement, true).is_ok());
+    }
+
+    #[test]
+    fn a_claim_asks_for_the_same_storage_and_names_no_volume() {
+        let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "data", "namespace": "db", "labels": { "vnest.dev/tenant-namespace": "forged", "tier": "db" } },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": { "requests": { "storage": "1Gi" } },
+                "storageClassName": "local",
+                "volumeName": "someone-elses",
+                "selector": { "matchLabels": { "disk": "ssd" } },
+                "dataSource": { "kind": "PersistentVolumeClaim", "name": "other" }
+            }
+        }))
+        .unwrap();
+        let host = persistent_volume_claim(&claim, &placement());
+        assert_eq!(
+            host.metadata.name.as_deref(),
+            Some(host_name("db", "data").as_str())
+        );
+        assert_eq!(
+            host.metadata
+                .labels
+                .unwrap()
+                .get("vnest.dev/tenant-namespace")
+                .map(String::as_str),
+            Some("db")
+        );
+        let spec = host.spec.unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some("local"));
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+        assert!(
+            spec.volume_name.is_none() && spec.selector.is_none() && spec.data_source.is_none()
+        );
+    }
+
+    #[test]
+    fn an_ingress_routes_to_host_copies_without_the_tenants_annotations() {
+        let tenant: Ingress = serde_json::from_value(json!({
+            "metadata": { "name": "shop", "namespace": "web", "annotations": { "nginx.ingress.kubernetes.io/server-snippet": "evil" } },
+            "spec": {
+                "ingressClassName": "nginx",
+                "defaultBackend": { "service": { "name": "fallback", "port": { "number": 80 } } },
+                "tls": [{ "hosts": ["shop.example"], "secretName": "shop-tls" }],
+                "rules": [{ "host": "shop.example", "http": { "paths": [
+                    { "path": "/", "pathType": "Prefix", "backend": { "service": { "name": "api", "port": { "name": "http" } } } },
+                    { "path": "/x", "pathType": "Prefix", "backend": { "resource": { "kind": "Bucket", "name": "b" } } }
+                ] } }]
+            }
+        }))
+        .unwrap();
+        let host = ingress(&tenant, &placement());
+        assert_eq!(
+            host.metadata.annotations,
+            Some(origin_annotations("web", "shop"))
+        );
+        let spec = host.spec.unwrap();
+        assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+        assert_eq!(
+            spec.default_backend.unwrap().service.unwrap().name,
+            host_name("web", "fallback")
+        );
+        assert_eq!(
+            spec.tls.unwrap()[0].secret_name,
+            Some(host_name("web", "shop-tls"))
+        );
+        let paths = &spec.rules.unwrap()[0].http.clone().unwrap().paths;
+        assert_eq!(
+            paths[0].backend.service.as_ref().unwrap().name,
+            host_name("web", "api")
+        );
+        assert!(paths[1].backend.resource.is_none() && paths[1].backend.service.is_none());
+    }
+
+    #[test]
+    fn slices_of_selectorless_services_go_to_the_host_copy() {
+        let slice = |managed_by: &str| -> EndpointSlice {
+            serde_json::from_value(json!({
+                "metadata": { "name": "db-x1", "namespace": "web", "labels": {
+                    "kubernetes.io/service-name": "db", "endpointslice.kubernetes.io/managed-by": managed_by } },
+                "addressType": "IPv4",
+                "ports": [{ "name": "pg", "port": 5432 }],
+                "endpoints": [{ "addresses": ["203.0.113.9"], "nodeName": "n1",
+                    "targetRef": { "kind": "Pod", "name": "x", "namespace": "web" } }]
+            }))
+            .unwrap()
+        };
+        assert!(!is_mirrored_slice(&slice(
+            "endpointslice-controller.k8s.io"
+        )));
+        assert!(is_mirrored_slice(&slice(
+            "endpointslicemirroring-controller.k8s.io"
+        )));
+        let host = endpoint_slice(&slice("someone"), &placement());
+        let labels = host.metadata.labels.unwrap();
+        assert_eq!(labels["kubernetes.io/service-name"], host_name("web", "db"));
+        assert_eq!(
+            labels["endpointslice.kubernetes.io/managed-by"],
+            "vnest-syncer"
+        );
+        let endpoints = host.endpoints.unwrap();
+        assert_eq!(endpoints[0].addresses, ["203.0.113.9"]);
+        assert!(endpoints[0].target_ref.is_none() && endpoints[0].node_name.is_none());
     }
 
     #[test]

@@ -72,6 +72,16 @@ pub fn args(vc: &VirtualCluster) -> Vec<String> {
         if external && name.starts_with("etcd-") {
             continue;
         }
+        if name == "kubelet-preferred-address-types" {
+            // The tenant's Nodes name the syncer's kubelet proxy as their
+            // host name; the apiserver verifies it by the tenant CA.
+            args.push(format!("--{name}=Hostname"));
+            args.push(format!(
+                "--kubelet-certificate-authority={}",
+                pods::layout().pki("ca.crt").display()
+            ));
+            continue;
+        }
         args.push(arg);
     }
     if external {

@@ -59,6 +59,8 @@ pub fn pki_spec(vc: &VirtualCluster, apiserver_ip: Option<&str>) -> ControlPlane
     spec.apiserver_names.extend(apiserver_ip.map(str::to_owned));
     spec.apiserver_names
         .extend(vc.spec.control_plane.expose.extra_sans.iter().cloned());
+    let proxy = super::syncer::kubelet_proxy_host(vc);
+    spec.kubelet_proxy_names = vec![proxy.clone(), format!("{proxy}.{}", spec.cluster_domain)];
     let replicas = vc
         .spec
         .datastore

@@ -8,7 +8,8 @@
 //! nodes (kubelets) and the host apiserver.
 //!
 //! Control-plane namespace (always): etcd accepts only the tenant's
-//! apiserver (clients) and its own members (peers); the apiserver accepts
+//! apiserver (clients) and its own members (peers); the syncer's kubelet
+//! proxy accepts only the tenant's apiserver; the apiserver accepts
 //! its own namespace, the tenant's workloads and the supervisor (and anyone
 //! when it is exposed as a NodePort or LoadBalancer); the control plane
 //! itself may not dial the host's nodes or apiserver (a tenant's webhook or
@@ -107,6 +108,17 @@ pub fn network_policies(
             Some(vec![ingress(
                 apiserver_clients(vc, &cp, &wl, settings),
                 &[apiserver::SECURE_PORT],
+            )]),
+            None,
+        ),
+        policy(
+            vc,
+            &cp,
+            "vnest-kubelet-proxy",
+            component(super::syncer::COMPONENT),
+            Some(vec![ingress(
+                vec![pod_peer(apiserver::COMPONENT)],
+                &[super::syncer::KUBELET_PROXY_PORT],
             )]),
             None,
         ),

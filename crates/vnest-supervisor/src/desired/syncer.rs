@@ -1,12 +1,21 @@
 //! The tenant's syncer: a Deployment in the control-plane namespace running
 //! `vnest-syncer` from vnest's image, with the host identity of
 //! [`super::syncer_rbac`] and a kubeconfig of the tenant cluster.
+//!
+//! The syncer also stands in for the kubelets of the tenant's nodes: the
+//! tenant apiserver sends `logs`, `exec`, `attach` and `port-forward` to the
+//! Service [`KUBELET_PROXY_SERVICE`] in front of it (the tenant's Nodes name
+//! it as their address), verifies its certificate against the tenant CA and
+//! authenticates with its kubelet-client certificate.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
-use k8s_openapi::api::core::v1::{Container, PodSpec, Secret, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    Container, PodSpec, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{PodSecurityLevel, VirtualCluster};
 use vnest_pki::ControlPlanePki;
@@ -19,6 +28,39 @@ pub const COMPONENT: &str = "syncer";
 pub const KUBECONFIG_SECRET: &str = "syncer-kubeconfig";
 const KUBECONFIG_DIR: &str = "/etc/vnest/tenant";
 const HEALTH_PORT: i32 = 8080;
+/// The Service the tenant apiserver reaches the kubelet proxy through.
+pub const KUBELET_PROXY_SERVICE: &str = "kubelet-proxy";
+/// The kubelet's port, served by the syncer's kubelet proxy.
+pub const KUBELET_PROXY_PORT: i32 = 10250;
+/// The PKI files the syncer mounts (under `pki/` of the config volume):
+/// the tenant CA to verify the apiserver, and its own serving pair.
+pub const SYNCER_PKI_FILES: &[&str] = &["ca.crt", "kubelet-proxy.crt", "kubelet-proxy.key"];
+
+/// The kubelet proxy's host name, as the tenant's Nodes carry it and its
+/// certificate names it.
+pub fn kubelet_proxy_host(vc: &VirtualCluster) -> String {
+    let ns = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    format!("{KUBELET_PROXY_SERVICE}.{ns}.svc")
+}
+
+/// The Service in front of the syncer's kubelet proxy.
+pub fn kubelet_proxy_service(vc: &VirtualCluster) -> Service {
+    Service {
+        metadata: pods::control_plane_meta(vc, KUBELET_PROXY_SERVICE, COMPONENT),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(pods::selector(COMPONENT)),
+            ports: Some(vec![ServicePort {
+                name: Some("kubelet".to_owned()),
+                port: KUBELET_PROXY_PORT,
+                target_port: Some(IntOrString::Int(KUBELET_PROXY_PORT)),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
 
 /// The tenant kubeconfig the syncer uses: the tenant's admin (the syncer
 /// manages pods, nodes and bindings across the whole tenant cluster).
@@ -56,6 +98,12 @@ pub fn args(vc: &VirtualCluster, apiserver_address: &str) -> Vec<String> {
                 PodSecurityLevel::Restricted => "restricted",
             }
         ),
+        format!(
+            "--kubelet-proxy-host={}:{KUBELET_PROXY_PORT}",
+            kubelet_proxy_host(vc)
+        ),
+        format!("--kubelet-proxy-listen=0.0.0.0:{KUBELET_PROXY_PORT}"),
+        format!("--kubelet-proxy-pki={}", pods::layout().pki("").display()),
         "--log-format=json".to_owned(),
     ];
     for (key, value) in &vc.spec.node_pool.node_selector {
@@ -80,15 +128,21 @@ pub fn deployment(
         command: Some(vec!["/usr/local/bin/vnest-syncer".to_owned()]),
         args: Some(args(vc, apiserver_address)),
         env: Some(vec![pods::field_env("POD_NAME", "metadata.name")]),
-        ports: Some(vec![pods::container_port("health", HEALTH_PORT)]),
+        ports: Some(vec![
+            pods::container_port("health", HEALTH_PORT),
+            pods::container_port("kubelet", KUBELET_PROXY_PORT),
+        ]),
         readiness_probe: Some(pods::probe("/readyz", HEALTH_PORT, "HTTP", 5, 3)),
         liveness_probe: Some(pods::probe("/healthz", HEALTH_PORT, "HTTP", 10, 6)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tenant".to_owned(),
-            mount_path: KUBECONFIG_DIR.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "tenant".to_owned(),
+                mount_path: KUBECONFIG_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            pods::config_mount(),
+        ]),
         security_context: Some(pods::container_security_context()),
         ..Container::default()
     };
@@ -97,11 +151,10 @@ pub fn deployment(
         COMPONENT,
         BTreeMap::from([(pods::PKI_HASH.to_owned(), kubeconfig_hash)]),
         container,
-        vec![pods::secret_volume(
-            "tenant",
-            KUBECONFIG_SECRET,
-            &["kubeconfig"],
-        )],
+        vec![
+            pods::secret_volume("tenant", KUBECONFIG_SECRET, &["kubeconfig"]),
+            pods::config_volume(SYNCER_PKI_FILES, &[]),
+        ],
     );
     if let Some(spec) = template.spec.as_mut() {
         // The syncer is vnest's, not the tenant's: it talks to the host
@@ -151,5 +204,8 @@ mod tests {
                 "{expected} in {args:?}"
             );
         }
+        let proxy = format!("--kubelet-proxy-host={}:10250", kubelet_proxy_host(&vc));
+        assert!(args.contains(&proxy), "{proxy} in {args:?}");
+        assert!(proxy.contains("kubelet-proxy.vnest-default-a-"), "{proxy}");
     }
 }

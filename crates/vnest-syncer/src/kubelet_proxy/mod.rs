@@ -1,0 +1,207 @@
+//! The kubelet proxy: the tenant's Nodes name it as their kubelet, so the
+//! tenant apiserver sends it `kubectl logs`, `exec`, `attach` and
+//! `port-forward`. It serves them through the host apiserver's pod
+//! subresources, with the syncer's host identity (rights in the tenant's
+//! workloads namespace only), so it can never reach another tenant's pods
+//! or anything else of a real kubelet.
+//!
+//! Who may call: TLS with the tenant CA as the only client authority, and
+//! of its certificates only the apiserver's kubelet client
+//! ([`vnest_pki::identity::APISERVER_KUBELET_CLIENT_USER`]); everyone else
+//! gets 403. The proxy's own certificate is issued by the supervisor for
+//! the Service name the Nodes carry, and the tenant apiserver verifies it.
+
+mod forward;
+pub mod route;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::context::Syncer;
+
+/// Response bodies: streamed from the host, or a short message.
+pub type ProxyBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// File names in the PKI directory, as the supervisor lays them out.
+pub const CA_FILE: &str = "ca.crt";
+pub const CERT_FILE: &str = "kubelet-proxy.crt";
+pub const KEY_FILE: &str = "kubelet-proxy.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("reading {path}: {source}")]
+    Pem {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("the kubelet proxy's TLS settings: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("the tenant CA cannot verify clients: {0}")]
+    ClientAuthority(#[from] rustls::server::VerifierBuilderError),
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ProxyError> {
+    let pem = |source| ProxyError::Pem {
+        path: path.to_owned(),
+        source,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(pem)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem)?;
+    if certs.is_empty() {
+        return Err(ProxyError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// TLS for the proxy from `pki_dir`: its serving pair, and the tenant CA
+/// as the authority client certificates must chain to.
+pub fn tls_config(pki_dir: &Path) -> Result<ServerConfig, ProxyError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certificates(&pki_dir.join(CA_FILE))? {
+        roots.add(ca)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let key_path = pki_dir.join(KEY_FILE);
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|source| ProxyError::Pem {
+        path: key_path,
+        source,
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certificates(&pki_dir.join(CERT_FILE))?, key)?;
+    // Streams are HTTP/1.1 upgrades.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Serves the proxy on `address` until the task is dropped.
+pub async fn serve(
+    syncer: Arc<Syncer>,
+    address: SocketAddr,
+    tls: ServerConfig,
+) -> Result<(), ProxyError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ProxyError::Listen { address, source })?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    tracing::info!(%address, "kubelet proxy serving");
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "kubelet proxy: accepting a connection failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let syncer = syncer.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(error) => {
+                    tracing::info!(%peer, %error, "kubelet proxy: TLS handshake refused");
+                    return;
+                }
+            };
+            let caller = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(common_name);
+            let allowed =
+                caller.as_deref() == Some(vnest_pki::identity::APISERVER_KUBELET_CLIENT_USER);
+            if !allowed {
+                tracing::warn!(%peer, ?caller, "kubelet proxy: caller is not the tenant apiserver");
+            }
+            let service = service_fn(move |request| {
+                let syncer = syncer.clone();
+                async move { Ok::<_, Infallible>(handle(&syncer, allowed, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades();
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "kubelet proxy: connection ended with an error");
+            }
+        });
+    }
+}
+
+fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+    let name = parsed.subject().iter_common_name().next()?;
+    name.as_str().ok().map(str::to_owned)
+}
+
+async fn handle(syncer: &Syncer, allowed: bool, request: Request<Incoming>) -> Response<ProxyBody> {
+    let call = route::parse(request.uri().path());
+    let kind = call.as_ref().map_or("other", |c| c.kind.as_str());
+    let response = match call {
+        _ if !allowed => text(
+            StatusCode::FORBIDDEN,
+            "only the tenant's apiserver may call this kubelet".to_owned(),
+        ),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} is not served: vnest's kubelet proxy serves logs, exec, attach and port-forward of the tenant's pods",
+                request.uri().path()
+            ),
+        ),
+        Some(call) => forward::call(syncer, call, request).await,
+    };
+    syncer
+        .metrics
+        .kubelet_request(kind, response.status().as_u16());
+    response
+}
+
+/// A plain-text answer, as a kubelet gives one.
+pub fn text(status: StatusCode, message: String) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(message))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
