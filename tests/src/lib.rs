@@ -220,6 +220,17 @@ impl TestHost {
         self.inner.as_ref().expect("present until stop")
     }
 
+    /// Restarts the host's apiserver (as a crash and restart would) and
+    /// waits until it serves again.
+    pub async fn restart_apiserver(&mut self) {
+        self.inner
+            .as_mut()
+            .expect("present until stop")
+            .restart_apiserver()
+            .await
+            .expect("the host apiserver restarts");
+    }
+
     pub fn base_dir(&self) -> &Path {
         &self.base_dir
     }

@@ -40,6 +40,19 @@ impl Env {
         self.vnest().args(args).output().unwrap()
     }
 
+    /// `vnest local up NAME --kubeconfig-out FILE`, which must succeed.
+    fn up(&self, name: &str, kubeconfig: &Path) -> Output {
+        let up = self.run(&[
+            "local",
+            "up",
+            name,
+            "--kubeconfig-out",
+            kubeconfig.to_str().unwrap(),
+        ]);
+        assert!(up.status.success(), "up failed: {}", stderr(&up));
+        up
+    }
+
     fn plane_dir(&self, name: &str) -> PathBuf {
         self.state.path().join("local").join(name)
     }
@@ -86,14 +99,7 @@ fn up_gives_a_kubeconfig_kubectl_can_use_and_down_removes_everything() {
     let env = Env::new();
     let name = unique_name("cli");
     let out_file = env.state.path().join("my.kubeconfig");
-    let up = env.run(&[
-        "local",
-        "up",
-        &name,
-        "--kubeconfig-out",
-        out_file.to_str().unwrap(),
-    ]);
-    assert!(up.status.success(), "up failed: {}", stderr(&up));
+    let up = env.up(&name, &out_file);
     assert_eq!(
         stdout(&up).trim(),
         out_file.to_str().unwrap(),
@@ -347,14 +353,7 @@ fn map_finds_a_host_copy_and_leads_back_to_its_tenant_object() {
     let env = Env::new();
     let name = unique_name("map");
     let kubeconfig = env.state.path().join("host.kubeconfig");
-    let up = env.run(&[
-        "local",
-        "up",
-        &name,
-        "--kubeconfig-out",
-        kubeconfig.to_str().unwrap(),
-    ]);
-    assert!(up.status.success(), "up failed: {}", stderr(&up));
+    env.up(&name, &kubeconfig);
 
     // What the supervisor and the syncer would have written on a host.
     let wl = host_namespace("tenants", "shop", HostNamespaceRole::Workloads);

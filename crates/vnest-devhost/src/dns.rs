@@ -20,6 +20,7 @@ pub async fn install(client: &Client, image: &str) -> anyhow::Result<()> {
         image_pull_policy: "Never",
         service_ip: &service_ip,
         cluster_domain: CLUSTER_DOMAIN,
+        apiserver_address: None,
     })
     .context("building CoreDNS's objects")?;
     dns.apply(client, FIELD_MANAGER)

@@ -200,6 +200,14 @@ impl DevHost {
         self.control_plane.as_ref()
     }
 
+    /// Restarts the host's apiserver and waits until it serves again.
+    pub async fn restart_apiserver(&mut self) -> anyhow::Result<()> {
+        if let Some(control_plane) = self.control_plane.as_mut() {
+            control_plane.restart_apiserver().await?;
+        }
+        Ok(())
+    }
+
     /// An admin client for the host's apiserver.
     pub fn client(&self) -> Option<Client> {
         self.control_plane.as_ref().map(LocalControlPlane::client)

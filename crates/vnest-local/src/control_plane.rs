@@ -26,6 +26,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const PORT_ATTEMPTS: usize = 3;
 /// How long a component gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a restarted apiserver may take to be ready again.
+const STARTUP_TIMEOUT_AFTER_RESTART: Duration = Duration::from_secs(60);
 
 /// How to start a local control plane.
 #[derive(Clone, Debug)]
@@ -215,6 +217,40 @@ impl LocalControlPlane {
         self.processes
             .iter_mut()
             .try_for_each(|(_, p)| p.ensure_running())
+    }
+
+    /// Restarts the apiserver (SIGTERM, then the same command line) and
+    /// returns once it is ready again: for tests of what clients do while
+    /// their apiserver goes away.
+    pub async fn restart_apiserver(&mut self) -> Result<()> {
+        let Some((_, process)) = self
+            .processes
+            .iter_mut()
+            .find(|(c, _)| *c == Component::ApiServer)
+        else {
+            return Ok(());
+        };
+        process.restart(STOP_GRACE).await?;
+        let since = Instant::now();
+        loop {
+            process.ensure_running()?;
+            let ready = match http::Request::get("/readyz").body(Vec::new()) {
+                Ok(request) => {
+                    tokio::time::timeout(PROBE_TIMEOUT, self.client.request_text(request))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                }
+                Err(_) => false,
+            };
+            if ready {
+                tracing::info!(took = ?since.elapsed(), "apiserver restarted");
+                return Ok(());
+            }
+            if since.elapsed() > STARTUP_TIMEOUT_AFTER_RESTART {
+                return Err(process.not_ready(STARTUP_TIMEOUT_AFTER_RESTART));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     /// Leaves the work directory (certificates, data, logs) on disk when the

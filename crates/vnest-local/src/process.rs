@@ -20,6 +20,9 @@ pub struct ManagedProcess {
     name: String,
     child: Child,
     log: PathBuf,
+    /// The binary and arguments, when started by [`spawn`](Self::spawn),
+    /// so that [`restart`](Self::restart) can run it again.
+    command_line: Option<(PathBuf, Vec<String>)>,
 }
 
 impl ManagedProcess {
@@ -36,7 +39,25 @@ impl ManagedProcess {
     ) -> Result<Self> {
         let mut command = Command::new(binary);
         command.args(args);
-        Self::spawn_command(name, command, log)
+        let mut process = Self::spawn_command(name, command, log)?;
+        process.command_line = Some((binary.to_owned(), args.to_vec()));
+        Ok(process)
+    }
+
+    /// Stops the process as [`terminate`](Self::terminate) does and starts
+    /// it again with the same command line, appending to the same log
+    /// (what a crash and a supervisor's restart look like). Only for
+    /// processes started by [`spawn`](Self::spawn).
+    pub async fn restart(&mut self, grace: Duration) -> Result<()> {
+        let Some((binary, args)) = self.command_line.clone() else {
+            return Err(Error::Io {
+                context: format!("restarting {}", self.name),
+                source: std::io::Error::other("it was not started from a command line vnest kept"),
+            });
+        };
+        self.terminate(grace).await;
+        *self = Self::spawn(self.name.clone(), &binary, &args, self.log.clone())?;
+        Ok(())
     }
 
     /// [`spawn`](Self::spawn) for a command built by the caller (for
@@ -61,7 +82,12 @@ impl ManagedProcess {
             .spawn()
             .context(|| format!("starting {name} ({:?})", command.get_program()))?;
         tracing::debug!(process = %name, pid = child.id(), log = %log.display(), "started");
-        Ok(Self { name, child, log })
+        Ok(Self {
+            name,
+            child,
+            log,
+            command_line: None,
+        })
     }
 
     pub fn name(&self) -> &str {

@@ -25,6 +25,12 @@ pub struct ClusterDnsSpec<'a> {
     pub image_pull_policy: &'a str,
     pub service_ip: &'a str,
     pub cluster_domain: &'a str,
+    /// Where `kubernetes.default.svc` is really served, when that is not
+    /// the cluster's own `kubernetes` Service address: a tenant's pods run
+    /// on the host, where that address is the host's apiserver, so the name
+    /// answers the tenant apiserver's host address instead (its
+    /// certificate carries the name).
+    pub apiserver_address: Option<&'a str>,
 }
 
 /// Every object of a cluster's DNS.
@@ -41,8 +47,14 @@ pub struct ClusterDns {
 impl ClusterDns {
     pub fn new(spec: &ClusterDnsSpec<'_>) -> Result<Self, serde_json::Error> {
         let labels = json!({ "k8s-app": "kube-dns" });
+        let apiserver = spec.apiserver_address.map_or_else(String::new, |ip| {
+            format!(
+                "    hosts {{\n        {ip} kubernetes.default.svc.{}\n        fallthrough\n    }}\n",
+                spec.cluster_domain
+            )
+        });
         let corefile = format!(
-            ".:1053 {{\n    errors\n    health\n    ready\n    kubernetes {} in-addr.arpa ip6.arpa {{\n        pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n    }}\n    cache 30\n    loop\n    reload\n}}\n",
+            ".:1053 {{\n    errors\n    health\n    ready\n{apiserver}    kubernetes {} in-addr.arpa ip6.arpa {{\n        pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n    }}\n    cache 30\n    loop\n    reload\n}}\n",
             spec.cluster_domain
         );
         Ok(Self {
@@ -140,6 +152,7 @@ mod tests {
             image_pull_policy: "IfNotPresent",
             service_ip: SERVICE_IP,
             cluster_domain: "cluster.local",
+            apiserver_address: Some("10.96.44.5"),
         })
         .unwrap();
         assert_eq!(
@@ -148,6 +161,12 @@ mod tests {
         );
         let corefile = &dns.config_map.data.unwrap()["Corefile"];
         assert!(corefile.contains("kubernetes cluster.local in-addr.arpa"));
+        let hosts = corefile.find("hosts {").unwrap();
+        assert!(hosts < corefile.find("kubernetes cluster.local").unwrap());
+        assert!(
+            corefile
+                .contains("10.96.44.5 kubernetes.default.svc.cluster.local\n        fallthrough")
+        );
         let container = &dns.deployment.spec.template.spec.unwrap().containers[0];
         assert_eq!(container.image.as_deref(), Some("coredns:x"));
     }

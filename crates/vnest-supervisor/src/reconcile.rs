@@ -144,7 +144,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     );
     stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
     stages.push(if apiserver_serves(&stages) {
-        tenant_dns(vc, ctx, &pki).await
+        tenant_dns(vc, ctx, &pki, apiserver_ip.as_deref()).await
     } else {
         Stage::waiting(
             status::CLUSTER_DNS,
@@ -277,7 +277,12 @@ fn apiserver_serves(stages: &[Stage]) -> bool {
 /// CoreDNS inside the tenant cluster, through the tenant apiserver's
 /// Service with the tenant admin's certificate. Its pods run on the host
 /// once the syncer runs tenant pods.
-async fn tenant_dns(vc: &VirtualCluster, ctx: &Context, pki: &vnest_pki::ControlPlanePki) -> Stage {
+async fn tenant_dns(
+    vc: &VirtualCluster,
+    ctx: &Context,
+    pki: &vnest_pki::ControlPlanePki,
+    apiserver_ip: Option<&str>,
+) -> Stage {
     let failed = |e: String| Stage::waiting(status::CLUSTER_DNS, "TenantAPIUnreachable", e);
     let client = match tenant_client(vc, pki).await {
         Ok(client) => client,
@@ -289,6 +294,7 @@ async fn tenant_dns(vc: &VirtualCluster, ctx: &Context, pki: &vnest_pki::Control
         image_pull_policy: "IfNotPresent",
         service_ip: cluster_dns::SERVICE_IP,
         cluster_domain: vnest_local::flags::CLUSTER_DOMAIN,
+        apiserver_address: apiserver_ip,
     }) {
         Ok(dns) => dns,
         Err(e) => return failed(e.to_string()),

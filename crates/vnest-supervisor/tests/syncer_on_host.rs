@@ -132,9 +132,13 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     // the syncer gave it). Read with the tenant's own `kubectl logs`, which
     // the syncer's kubelet proxy answers.
     let web_pod = web_pod.trim().to_owned();
-    let (ok, out, err) = kubectl(&tenant, &["logs", &web_pod]);
+    let out = wait_until("the web pod's checks", Duration::from_secs(90), || async {
+        let (ok, out, err) = kubectl(&tenant, &["logs", &web_pod]);
+        assert!(ok, "tenant kubectl logs: {err}");
+        out.contains("checks-done").then_some(out)
+    })
+    .await;
     eprintln!("web says: {out}");
-    assert!(ok, "tenant kubectl logs: {err}");
     assert!(
         out.contains("greeting=hello"),
         "the ConfigMap reached the pod: {out}"
@@ -142,6 +146,10 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     assert!(
         out.contains("token-accepted"),
         "the tenant token works against the tenant apiserver: {out}"
+    );
+    assert!(
+        out.contains("apiserver-by-name"),
+        "kubernetes.default.svc is the tenant's apiserver: {out}"
     );
     let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
     kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
@@ -214,7 +222,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     let client_host = host_name("default", "client");
     wait_until(
         "the client pod finished",
-        Duration::from_secs(180),
+        Duration::from_secs(300),
         || async {
             let pod = host_pods.get_opt(&client_host).await.ok()??;
             let phase = pod.status?.phase?;
@@ -345,7 +353,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         "{metrics}"
     );
 
-    claims_are_bound_to_host_volumes(&client, &tenant, &wl, work.path()).await;
+    claims_are_bound_to_host_volumes(&client, &tenant, &wl, &cp, work.path()).await;
 
     // Deleting tenant objects deletes their host copies.
     let (ok, out, err) = kubectl(
@@ -387,15 +395,15 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     host.stop().await;
 }
 
-/// Killing the syncer while it creates 200 pods loses and duplicates
-/// nothing: after its restart the host has exactly 200 (on simulated pool
-/// nodes, so that 200 pods fit this machine), and scaling to zero removes
-/// them all.
+/// Killing the syncer while it creates 200 pods, and then restarting the
+/// host apiserver under it, loses and duplicates nothing: the host ends
+/// with exactly 200 (on simulated pool nodes, so that 200 pods fit this
+/// machine), and scaling to zero removes them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
     let slot = HostSlot::acquire().await;
     let sim = vec![("vnest.dev/pool".to_owned(), "sim".to_owned())];
-    let host = TestHost::start_configured(slot, vec![NodeSpec::new(1)], |options| {
+    let mut host = TestHost::start_configured(slot, vec![NodeSpec::new(1)], |options| {
         options.simulated_nodes = vec![sim.clone(), sim.clone(), sim.clone()];
         options.vnest_binaries = vnest_binaries();
     })
@@ -433,6 +441,17 @@ async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
         .await
         .unwrap();
     eprintln!("killed the syncer");
+    wait_until(
+        "the restarted syncer brought 100 pods to the host",
+        Duration::from_secs(300),
+        || async {
+            let count = host_pods.list(&many).await.ok()?.items.len();
+            (count >= 100).then_some(())
+        },
+    )
+    .await;
+    host.restart_apiserver().await;
+    eprintln!("restarted the host apiserver");
     wait_until(
         "200 host pods, all Running in the tenant",
         Duration::from_secs(600),
@@ -478,6 +497,27 @@ async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
     )
     .await;
     host.stop().await;
+}
+
+/// The syncer's log, for failure messages.
+async fn syncer_log(client: &kube::Client, control_plane: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), control_plane);
+    let Ok(list) = pods
+        .list(&ListParams::default().labels("vnest.dev/component=syncer"))
+        .await
+    else {
+        return "(no syncer pod)".to_owned();
+    };
+    let mut out = String::new();
+    for pod in list.items {
+        let name = pod.metadata.name.unwrap_or_default();
+        let log = pods
+            .logs(&name, &kube::api::LogParams::default())
+            .await
+            .unwrap_or_else(|e| e.to_string());
+        out.push_str(&format!("--- {name}\n{log}"));
+    }
+    out
 }
 
 /// What the tenant's syncer serves at /metrics (pod IPs route from this
@@ -677,14 +717,17 @@ async fn claims_are_bound_to_host_volumes(
     client: &kube::Client,
     tenant: &Path,
     wl: &str,
+    cp: &str,
     dir: &Path,
 ) {
     let (ok, classes, err) = kubectl(tenant, &["get", "storageclass", "-o", "name"]);
     assert!(ok, "{err}");
-    assert!(
-        classes.contains("storageclass.storage.k8s.io/local"),
-        "the host's classes: {classes}"
-    );
+    if !classes.contains("storageclass.storage.k8s.io/local") {
+        panic!(
+            "the host's classes: {classes}\nsyncer log:\n{}",
+            syncer_log(client, cp).await
+        );
+    }
     apply(tenant, dir, "data.yaml", DATA);
     let volume = wait_until(
         "the tenant claim is Bound and its pod Runs",
@@ -814,9 +857,17 @@ spec:
               echo "greeting=$TEXT"
               echo "apiserver=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
               HOME=/tmp kubectl get --raw /api >/dev/null && echo token-accepted
+              for i in $(seq 1 30); do
+                SA=/var/run/secrets/kubernetes.io/serviceaccount
+                HOME=/tmp kubectl --server=https://kubernetes.default.svc --token="$(cat $SA/token)" \
+                  --certificate-authority=$SA/ca.crt --request-timeout=5s get --raw /api >/dev/null && echo apiserver-by-name && break
+                sleep 1
+              done
+              echo checks-done
               mkdir -p /tmp/www && echo "hello from $HOSTNAME" > /tmp/www/index.html
               exec httpd -f -p 8080 -h /tmp/www
           ports: [{ name: http, containerPort: 8080 }]
+          readinessProbe: { tcpSocket: { port: http }, periodSeconds: 1 }
           securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 ---
 apiVersion: v1
@@ -854,13 +905,11 @@ spec:
         - -c
         - |
           get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 "$1" "${2:-80}" | grep -q "hello from web"; }
-          for i in $(seq 1 30); do
-            get web.default.svc.cluster.local. && echo BY-NAME && break
-            sleep 2
-          done
-          get "$WEB_IP" && echo BY-IP
-          get web-direct.default.svc.cluster.local. 8080 && echo HEADLESS
-          get web-external.default.svc.cluster.local. && echo SELECTORLESS
+          try() { for i in $(seq 1 30); do get "$@" && return 0; sleep 2; done; return 1; }
+          try web.default.svc.cluster.local. && echo BY-NAME
+          try "$WEB_IP" && echo BY-IP
+          try web-direct.default.svc.cluster.local. 8080 && echo HEADLESS
+          try web-external.default.svc.cluster.local. && echo SELECTORLESS
           true
       securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 "#;

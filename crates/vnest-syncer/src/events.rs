@@ -1,14 +1,17 @@
-//! Events up: what the host says about a tenant pod's host copy (scheduled,
-//! image pulled, started, probe failed, killed…) appears on the tenant pod,
-//! so `kubectl describe pod` in the tenant tells the story. Events about
-//! other host objects stay on the host.
+//! Events up: what the host says about a synced object's host copy appears
+//! on the tenant object, so `kubectl describe` in the tenant tells the
+//! story: for pods (scheduled, image pulled, started, probe failed,
+//! killed…), claims (waiting for a consumer, provisioning failed), Services
+//! and Ingresses (load balancer and controller events). Events about host
+//! objects that are not synced copies stay on the host.
 
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
 use kube::Api;
-use kube::api::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject, ObjectMeta};
+use kube::core::GroupVersionKind;
 use kube::runtime::{WatchStreamExt, watcher};
 use vnest_kube::apply::apply_namespaced;
 
@@ -16,7 +19,20 @@ use crate::context::{FIELD_MANAGER, Syncer};
 use crate::error::{OnSide, Result, Side};
 use crate::naming::origin;
 
-/// Mirrors host pod events until shutdown; a broken watch is restarted
+/// The kinds whose host copies' events go up (the syncer's own copies).
+fn synced_kind(kind: &str) -> Option<ApiResource> {
+    let (group, version) = match kind {
+        "Pod" | "Service" | "PersistentVolumeClaim" | "ConfigMap" | "Secret" => ("", "v1"),
+        "Ingress" => ("networking.k8s.io", "v1"),
+        "EndpointSlice" => ("discovery.k8s.io", "v1"),
+        _ => return None,
+    };
+    Some(ApiResource::from_gvk(&GroupVersionKind::gvk(
+        group, version, kind,
+    )))
+}
+
+/// Mirrors host events until shutdown; a broken watch is restarted
 /// with backoff.
 pub async fn run(syncer: Arc<Syncer>) {
     let host: Api<Event> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
@@ -37,62 +53,67 @@ pub async fn run(syncer: Arc<Syncer>) {
     }
 }
 
-/// The tenant copy of a host event about a synced pod, if it is one.
+/// The tenant copy of a host event about a synced object, if it is one.
 async fn mirror(syncer: &Syncer, event: &Event) -> Result<()> {
     let about = &event.involved_object;
-    if about.kind.as_deref() != Some("Pod") {
-        return Ok(());
-    }
-    let Some(host_pod_name) = about.name.as_deref() else {
+    let Some(resource) = about.kind.as_deref().and_then(synced_kind) else {
         return Ok(());
     };
-    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
-    let Some(host_pod) = host_pods.get_opt(host_pod_name).await.on(Side::Host)? else {
+    let (Some(host_name), Some(host_event_name)) =
+        (about.name.as_deref(), event.metadata.name.as_deref())
+    else {
         return Ok(());
     };
-    let Some((namespace, name)) = origin(host_pod.metadata.annotations.as_ref()) else {
+    let host: Api<DynamicObject> = Api::namespaced_with(
+        syncer.host.clone(),
+        &syncer.settings.host_namespace,
+        &resource,
+    );
+    let Some(copy) = host.get_opt(host_name).await.on(Side::Host)? else {
         return Ok(());
     };
-    let tenant_pods: Api<Pod> = Api::namespaced(syncer.tenant.clone(), &namespace);
-    let Some(tenant_pod) = tenant_pods.get_opt(&name).await.on(Side::Tenant)? else {
+    let Some((namespace, name)) = origin(copy.metadata.annotations.as_ref()) else {
         return Ok(());
     };
-    let Some(host_event_name) = event.metadata.name.as_deref() else {
+    let tenant: Api<DynamicObject> =
+        Api::namespaced_with(syncer.tenant.clone(), &namespace, &resource);
+    let Some(object) = tenant.get_opt(&name).await.on(Side::Tenant)? else {
         return Ok(());
     };
-    let copy = tenant_event(event, &tenant_pod, host_event_name, &namespace, &name);
-    apply_namespaced(&syncer.tenant, FIELD_MANAGER, &copy).await?;
+    let about = ObjectReference {
+        kind: Some(resource.kind.clone()),
+        api_version: Some(resource.api_version.clone()),
+        namespace: Some(namespace),
+        name: Some(name),
+        uid: object.metadata.uid,
+        field_path: event.involved_object.field_path.clone(),
+        ..ObjectReference::default()
+    };
+    apply_namespaced(
+        &syncer.tenant,
+        FIELD_MANAGER,
+        &tenant_event(event, about, host_event_name),
+    )
+    .await?;
     Ok(())
 }
 
-/// The host event re-addressed to the tenant pod. Its name derives from
-/// the host event's, so repeats of that event update one tenant event.
-pub fn tenant_event(
-    event: &Event,
-    pod: &Pod,
-    host_event_name: &str,
-    namespace: &str,
-    name: &str,
-) -> Event {
+/// The host event re-addressed to the tenant object `about`. Its name
+/// derives from the host event's, so repeats of that event update one
+/// tenant event.
+pub fn tenant_event(event: &Event, about: ObjectReference, host_event_name: &str) -> Event {
     let suffix = host_event_name
         .rsplit('.')
         .next()
         .unwrap_or(host_event_name);
+    let name = about.name.clone().unwrap_or_default();
     Event {
         metadata: ObjectMeta {
             name: Some(format!("{name}.{suffix}")),
-            namespace: Some(namespace.to_owned()),
+            namespace: about.namespace.clone(),
             ..ObjectMeta::default()
         },
-        involved_object: ObjectReference {
-            kind: Some("Pod".to_owned()),
-            api_version: Some("v1".to_owned()),
-            namespace: Some(namespace.to_owned()),
-            name: Some(name.to_owned()),
-            uid: pod.metadata.uid.clone(),
-            field_path: event.involved_object.field_path.clone(),
-            ..ObjectReference::default()
-        },
+        involved_object: about,
         reason: event.reason.clone(),
         message: event.message.clone(),
         type_: event.type_.clone(),
@@ -115,6 +136,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn events_of_synced_kinds_go_up_and_others_stay() {
+        for kind in ["Pod", "Service", "PersistentVolumeClaim", "Ingress"] {
+            assert!(synced_kind(kind).is_some(), "{kind}");
+        }
+        assert_eq!(
+            synced_kind("Ingress").unwrap().api_version,
+            "networking.k8s.io/v1"
+        );
+        for kind in ["Node", "Deployment", "ReplicaSet", "PersistentVolume"] {
+            assert!(synced_kind(kind).is_none(), "{kind}");
+        }
+    }
+
+    #[test]
     fn a_host_event_is_readdressed_to_the_tenant_pod() {
         let event: Event = serde_json::from_value(json!({
             "metadata": { "name": "web-abc-default-0123456789.18a2b3c4d5", "namespace": "vnest-t-a-x-wl" },
@@ -124,17 +159,16 @@ mod tests {
             "source": { "component": "kubelet", "host": "vnest-node1" },
         }))
         .unwrap();
-        let pod: Pod = serde_json::from_value(
-            json!({ "metadata": { "name": "web-abc", "namespace": "default", "uid": "u-1" } }),
-        )
-        .unwrap();
-        let copy = tenant_event(
-            &event,
-            &pod,
-            "web-abc-default-0123456789.18a2b3c4d5",
-            "default",
-            "web-abc",
-        );
+        let about = ObjectReference {
+            kind: Some("Pod".into()),
+            api_version: Some("v1".into()),
+            namespace: Some("default".into()),
+            name: Some("web-abc".into()),
+            uid: Some("u-1".into()),
+            field_path: event.involved_object.field_path.clone(),
+            ..ObjectReference::default()
+        };
+        let copy = tenant_event(&event, about, "web-abc-default-0123456789.18a2b3c4d5");
         assert_eq!(copy.metadata.name.as_deref(), Some("web-abc.18a2b3c4d5"));
         assert_eq!(copy.involved_object.name.as_deref(), Some("web-abc"));
         assert_eq!(copy.involved_object.uid.as_deref(), Some("u-1"));
@@ -142,6 +176,7 @@ mod tests {
             copy.involved_object.field_path.as_deref(),
             Some("spec.containers{web}")
         );
+        assert_eq!(copy.metadata.namespace.as_deref(), Some("default"));
         assert_eq!(copy.reason.as_deref(), Some("Started"));
         assert_eq!(copy.source.unwrap().host.as_deref(), Some("vnest-node1"));
     }

@@ -34,6 +34,7 @@ pub const TENANT_CLAIM: &str = "vnest.dev/tenant-claim";
 pub const HOST_VOLUME_DRIVER: &str = "host-volume.vnest.dev";
 /// How often StorageClasses are mirrored.
 pub const CLASS_PERIOD: Duration = Duration::from_secs(60);
+pub const CLASS_RETRY: Duration = Duration::from_secs(5);
 
 /// The tenant volume for `tenant` claim once the host bound its copy
 /// `host`, or `None` while it is unbound.
@@ -172,13 +173,18 @@ pub fn tenant_class(class: &StorageClass) -> StorageClass {
     }
 }
 
-/// Mirrors the host's StorageClasses up every [`CLASS_PERIOD`].
+/// Mirrors the host's StorageClasses up every [`CLASS_PERIOD`], retrying
+/// a failed round after [`CLASS_RETRY`].
 pub async fn run_classes(syncer: Arc<Syncer>) {
     loop {
-        if let Err(error) = mirror_classes(&syncer).await {
-            tracing::warn!(%error, "mirroring StorageClasses failed");
-        }
-        tokio::time::sleep(CLASS_PERIOD).await;
+        let wait = match mirror_classes(&syncer).await {
+            Ok(()) => CLASS_PERIOD,
+            Err(error) => {
+                tracing::warn!(%error, "mirroring StorageClasses failed; retrying");
+                CLASS_RETRY
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
