@@ -18,7 +18,7 @@ pub async fn install(client: &Client, image: &str) -> anyhow::Result<()> {
     let dns = ClusterDns::new(&ClusterDnsSpec {
         image,
         image_pull_policy: "Never",
-        service_ip: &service_ip,
+        service_ip: Some(&service_ip),
         cluster_domain: CLUSTER_DOMAIN,
         apiserver_address: None,
     })

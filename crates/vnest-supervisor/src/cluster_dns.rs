@@ -14,16 +14,16 @@ use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
 
 pub const NAMESPACE: &str = "kube-system";
 pub const DEPLOYMENT: &str = "coredns";
-/// The address of `kube-dns` in a cluster whose Services come from
-/// 10.96.0.0/12 (vnest's tenants and the development host).
-pub const SERVICE_IP: &str = "10.96.0.10";
 
 /// Which CoreDNS, and for which cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterDnsSpec<'a> {
     pub image: &'a str,
     pub image_pull_policy: &'a str,
-    pub service_ip: &'a str,
+    /// The address of `kube-dns`, where kubelets send pods. A tenant has
+    /// no kubelets of its own (the syncer points pods at the host copy's
+    /// address), so its `kube-dns` takes the address the host gives it.
+    pub service_ip: Option<&'a str>,
     pub cluster_domain: &'a str,
     /// Where `kubernetes.default.svc` is really served, when that is not
     /// the cluster's own `kubernetes` Service address: a tenant's pods run
@@ -150,14 +150,14 @@ mod tests {
         let dns = ClusterDns::new(&ClusterDnsSpec {
             image: "coredns:x",
             image_pull_policy: "IfNotPresent",
-            service_ip: SERVICE_IP,
+            service_ip: Some("10.96.0.10"),
             cluster_domain: "cluster.local",
             apiserver_address: Some("10.96.44.5"),
         })
         .unwrap();
         assert_eq!(
             dns.service.spec.unwrap().cluster_ip.as_deref(),
-            Some(SERVICE_IP)
+            Some("10.96.0.10")
         );
         let corefile = &dns.config_map.data.unwrap()["Corefile"];
         assert!(corefile.contains("kubernetes cluster.local in-addr.arpa"));
@@ -169,5 +169,18 @@ mod tests {
         );
         let container = &dns.deployment.spec.template.spec.unwrap().containers[0];
         assert_eq!(container.image.as_deref(), Some("coredns:x"));
+    }
+
+    #[test]
+    fn without_an_address_the_cluster_picks_one() {
+        let dns = ClusterDns::new(&ClusterDnsSpec {
+            image: "coredns:x",
+            image_pull_policy: "IfNotPresent",
+            service_ip: None,
+            cluster_domain: "cluster.local",
+            apiserver_address: None,
+        })
+        .unwrap();
+        assert_eq!(dns.service.spec.unwrap().cluster_ip, None);
     }
 }

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
-use crate::cluster_dns::{self, ClusterDns, ClusterDnsSpec};
+use crate::cluster_dns::{ClusterDns, ClusterDnsSpec};
 use crate::controller::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::{
@@ -107,6 +107,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let datastore_stage = self::datastore(vc, ctx, &pki_data).await?;
     stages.push(explain(vc, ctx, datastore_stage, datastore::COMPONENT).await);
 
+    apply_object(ctx, &apiserver::admission_secret(vc)).await?;
     let deployment =
         apply_object(ctx, &apiserver::deployment(vc, &ctx.settings, &pki_data)).await?;
     let mut apiserver_stage = rollout_stage(
@@ -292,7 +293,7 @@ async fn tenant_dns(
     let dns = match ClusterDns::new(&ClusterDnsSpec {
         image: &image,
         image_pull_policy: "IfNotPresent",
-        service_ip: cluster_dns::SERVICE_IP,
+        service_ip: None,
         cluster_domain: vnest_local::flags::CLUSTER_DOMAIN,
         apiserver_address: apiserver_ip,
     }) {
@@ -304,9 +305,8 @@ async fn tenant_dns(
             status::CLUSTER_DNS,
             "Installed",
             format!(
-                "CoreDNS {} is installed in the tenant cluster at {}",
-                pods::COREDNS_TAG,
-                cluster_dns::SERVICE_IP
+                "CoreDNS {} is installed in the tenant cluster",
+                pods::COREDNS_TAG
             ),
         ),
         Err(e) => failed(format!("installing CoreDNS in the tenant cluster: {e}")),

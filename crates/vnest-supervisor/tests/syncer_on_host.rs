@@ -239,6 +239,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         Some(web_ip.trim()),
         "the host Service has the tenant's address"
     );
+    address_taken_on_the_host_is_refused(&client, &tenant, &wl, work.path()).await;
     assert!(
         client_said.contains("BY-NAME"),
         "DNS name of a tenant Service: {client_said}"
@@ -500,6 +501,67 @@ async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
 }
 
 /// The syncer's log, for failure messages.
+/// A tenant Service asking for an address the host gave to another
+/// Service is refused at creation with the reason, and nothing of it
+/// reaches the host; the tenant's DNS Service has its host copy's address.
+async fn address_taken_on_the_host_is_refused(
+    client: &kube::Client,
+    tenant: &Path,
+    workloads: &str,
+    dir: &Path,
+) {
+    let host_services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "default");
+    let taken: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "holds-an-address" },
+        "spec": { "clusterIP": "10.96.201.201", "ports": [{ "port": 80 }] },
+    }))
+    .unwrap();
+    host_services
+        .create(&Default::default(), &taken)
+        .await
+        .unwrap();
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata:\n  name: wants-taken\nspec:\n  clusterIP: 10.96.201.201\n  ports:\n  - port: 80\n";
+    let file = dir.join("wants-taken.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let (ok, out, err) = kubectl(tenant, &["create", "-f", file.to_str().unwrap()]);
+    assert!(!ok, "a taken address is refused: {out}{err}");
+    assert!(
+        err.contains("spec.clusterIP 10.96.201.201 cannot be given to this Service"),
+        "the tenant is told why: {err}"
+    );
+    let (ok, _, _) = kubectl(tenant, &["get", "service", "wants-taken"]);
+    assert!(!ok, "the refused Service does not exist in the tenant");
+    let copies: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), workloads);
+    assert!(
+        copies
+            .get_opt(&host_name("default", "wants-taken"))
+            .await
+            .unwrap()
+            .is_none(),
+        "nor on the host"
+    );
+    host_services
+        .delete("holds-an-address", &Default::default())
+        .await
+        .unwrap();
+
+    let (_, tenant_dns, _) = kubectl(
+        tenant,
+        &["get", "service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"],
+    );
+    let host_dns = copies
+        .get(&host_name("kube-system", "kube-dns"))
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap_or_default();
+    eprintln!("tenant kube-dns {tenant_dns}, host copy {host_dns}");
+}
+
 async fn syncer_log(client: &kube::Client, control_plane: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), control_plane);
     let Ok(list) = pods
@@ -654,6 +716,32 @@ async fn kubelet_calls_of_the_tenant_work(
     );
     let (ok, said) = raw("admin", &logs);
     assert!(!ok && said.contains("Forbidden"), "anyone else: {said}");
+    // The Service-address webhook on the same listener: nobody but the
+    // tenant apiserver can make the syncer create host Services.
+    let review = dir.join("review.json");
+    std::fs::write(
+        &review,
+        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","operation":"CREATE","namespace":"default","object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"forged"},"spec":{"ports":[{"port":80}]}}}}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = kubectl(
+        &empty,
+        &[
+            &format!("--server=https://{syncer_ip}:10250"),
+            "--insecure-skip-tls-verify",
+            &format!("--client-certificate={}", dir.join("admin.crt").display()),
+            &format!("--client-key={}", dir.join("admin.key").display()),
+            "create",
+            "--raw",
+            "/admission/services",
+            "-f",
+            review.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && format!("{out}{err}").contains("Forbidden"),
+        "a forged review: {out}{err}"
+    );
     let (ok, said) = raw("apiserver-kubelet-client", "/stats/summary");
     assert!(
         !ok && said.contains("NotFound"),

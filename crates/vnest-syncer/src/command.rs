@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::{FIELD_MANAGER, Settings, Syncer};
-use crate::{events, gc, kubelet_proxy, mirror, nodes, pods, volumes};
+use crate::{events, gc, kubelet_proxy, mirror, nodes, pods, service_addresses, volumes};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
@@ -181,6 +181,16 @@ pub async fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // With the proxy listening, tenant Service creates can go through it.
+    if let (Some(host), Some(pki)) = (&args.kubelet_proxy_host, &args.kubelet_proxy_pki) {
+        let ca_path = pki.join(kubelet_proxy::CA_FILE);
+        let ca = std::fs::read(&ca_path)
+            .with_context(|| format!("reading the tenant CA {}", ca_path.display()))?;
+        let url = format!("https://{host}{}", service_addresses::WEBHOOK_PATH);
+        service_addresses::register(&syncer, &url, &ca)
+            .await
+            .context("registering the Service-address webhook in the tenant cluster")?;
+    }
     nodes::refresh_pool(&syncer)
         .await
         .context("reading the node pool from the host")?;

@@ -19,6 +19,10 @@ use crate::error::{OnSide, Result, Side};
 use crate::naming::{MANAGED_BY, MANAGER, origin};
 use crate::pods::TOKEN_FOR_POD;
 
+/// Host objects younger than this are left alone: the Service-address
+/// webhook creates a host copy a moment before the tenant's Service exists.
+const GRACE_SECONDS: i64 = 60;
+
 pub async fn run(syncer: Arc<Syncer>) {
     loop {
         match sweep(&syncer).await {
@@ -68,11 +72,20 @@ where
     };
     let selector = format!("{MANAGED_BY}={MANAGER},{token_filter}");
     let mut removed = 0;
+    let now = k8s_openapi::jiff::Timestamp::now();
     for object in host
         .list(&ListParams::default().labels(&selector))
         .await
         .on(Side::Host)?
     {
+        let young = object
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|t| now.as_second() - t.0.as_second() < GRACE_SECONDS);
+        if young {
+            continue;
+        }
         let Some((namespace, name)) = origin(object.meta().annotations.as_ref()) else {
             continue;
         };

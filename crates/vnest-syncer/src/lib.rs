@@ -13,6 +13,8 @@
 //! - `events`: host events about pods up.
 //! - `kubelet_proxy`: the tenant apiserver's logs/exec/port-forward calls,
 //!   answered through the host apiserver.
+//! - `service_addresses`: tenant Services get their ClusterIP from the
+//!   host (an admission webhook behind the kubelet proxy's listener).
 //! - `gc`: host objects whose tenant origin is gone.
 //! - `command`: the `vnest-syncer` command line.
 
@@ -28,5 +30,6 @@ pub mod naming;
 pub mod nodes;
 pub mod pods;
 pub mod policy;
+pub mod service_addresses;
 pub mod translate;
 pub mod volumes;

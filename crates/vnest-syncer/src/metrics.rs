@@ -9,7 +9,10 @@
 //! - `vnest_syncer_refusals_total{rule}`: pods the policy refused, by rule;
 //! - `vnest_syncer_kubelet_requests_total{kind,code}`: `logs`, `exec`,
 //!   `attach` and `port-forward` calls of the tenant apiserver the kubelet
-//!   proxy answered, by the HTTP status it answered with.
+//!   proxy answered, by the HTTP status it answered with;
+//! - `vnest_syncer_service_addresses_total{outcome}`: tenant Services the
+//!   admission webhook gave a host address (`given`) or refused one
+//!   (`refused`).
 
 use std::time::Instant;
 
@@ -37,6 +40,11 @@ pub struct KubeletCallLabel {
     pub code: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
 type Histograms = Family<KindLabel, Histogram, fn() -> Histogram>;
 
 fn sync_histogram() -> Histogram {
@@ -52,6 +60,7 @@ pub struct Metrics {
     in_flight: Family<KindLabel, Gauge>,
     refusals: Family<RuleLabel, Counter>,
     kubelet_requests: Family<KubeletCallLabel, Counter>,
+    service_addresses: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +72,7 @@ impl Default for Metrics {
         let in_flight = Family::<KindLabel, Gauge>::default();
         let refusals = Family::<RuleLabel, Counter>::default();
         let kubelet_requests = Family::<KubeletCallLabel, Counter>::default();
+        let service_addresses = Family::<OutcomeLabel, Counter>::default();
         registry.register("syncs", "Reconciles that succeeded", syncs.clone());
         registry.register(
             "sync_errors",
@@ -89,6 +99,11 @@ impl Default for Metrics {
             "Kubelet API calls of the tenant apiserver the kubelet proxy answered",
             kubelet_requests.clone(),
         );
+        registry.register(
+            "service_addresses",
+            "Tenant Services given a host address, or refused one, at creation",
+            service_addresses.clone(),
+        );
         Self {
             registry,
             syncs,
@@ -97,6 +112,7 @@ impl Default for Metrics {
             in_flight,
             refusals,
             kubelet_requests,
+            service_addresses,
         }
     }
 }
@@ -134,6 +150,14 @@ impl Metrics {
             .get_or_create(&KubeletCallLabel {
                 kind: kind.to_owned(),
                 code,
+            })
+            .inc();
+    }
+
+    pub fn service_address(&self, outcome: &str) {
+        self.service_addresses
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

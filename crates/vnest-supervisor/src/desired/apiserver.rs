@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, Service, ServicePort, ServiceSpec, VolumeMount};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Container, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{ExposeType, VirtualCluster};
@@ -13,12 +16,17 @@ use vnest_local::flags;
 use super::certificates::APISERVER_SERVICE;
 use super::datastore::{self, EXTERNAL_CLIENT_SECRET};
 use super::pods::{self, Settings};
+use super::syncer::{KUBELET_PROXY_PORT, kubelet_proxy_host};
 
 pub const COMPONENT: &str = "apiserver";
 pub const SECURE_PORT: i32 = 6443;
 /// The port of the apiserver Service.
 pub const SERVICE_PORT: i32 = 443;
 const EXTERNAL_ETCD_DIR: &str = "/etc/vnest/etcd-client";
+/// The Secret with the apiserver's admission configuration.
+pub const ADMISSION_SECRET: &str = "apiserver-admission";
+const ADMISSION_FILE: &str = "admission.yaml";
+const WEBHOOK_KUBECONFIG_FILE: &str = "webhook.kubeconfig";
 
 /// The files of the PKI Secret the apiserver mounts (not the CA keys: only
 /// the controller-manager signs).
@@ -65,6 +73,10 @@ pub fn args(vc: &VirtualCluster) -> Vec<String> {
         "--endpoint-reconciler-type=lease".to_owned(),
         format!("--secure-port={SECURE_PORT}"),
         format!("--etcd-servers={}", datastore::client_urls(vc).join(",")),
+        format!(
+            "--admission-control-config-file={}",
+            pods::layout().dir.join(ADMISSION_FILE).display()
+        ),
     ];
     let external = vc.spec.datastore.external.is_some();
     for arg in flags::apiserver_security(&pods::layout()) {
@@ -112,6 +124,51 @@ pub fn protected_flags_in_extra_args(vc: &VirtualCluster) -> Vec<String> {
         .collect()
 }
 
+/// The apiserver's admission configuration: it calls the syncer's webhook
+/// (Service addresses from the host) with its kubelet-client certificate,
+/// the one identity the syncer's listener accepts, and no other webhook
+/// gets a credential.
+pub fn admission_secret(vc: &VirtualCluster) -> Secret {
+    let layout = pods::layout();
+    let admission = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\n\
+         kind: AdmissionConfiguration\n\
+         plugins:\n\
+         - name: MutatingAdmissionWebhook\n  \
+           configuration:\n    \
+             apiVersion: apiserver.config.k8s.io/v1\n    \
+             kind: WebhookAdmissionConfiguration\n    \
+             kubeConfigFile: {}\n",
+        layout.dir.join(WEBHOOK_KUBECONFIG_FILE).display()
+    );
+    // A webhook URL's host and (non-443) port name the user whose
+    // credentials the apiserver presents to it.
+    let webhook_kubeconfig = format!(
+        "apiVersion: v1\n\
+         kind: Config\n\
+         users:\n\
+         - name: \"{}:{KUBELET_PROXY_PORT}\"\n  \
+           user:\n    \
+             client-certificate: {}\n    \
+             client-key: {}\n",
+        kubelet_proxy_host(vc),
+        layout.pki("apiserver-kubelet-client.crt").display(),
+        layout.pki("apiserver-kubelet-client.key").display(),
+    );
+    Secret {
+        metadata: pods::control_plane_meta(vc, ADMISSION_SECRET, COMPONENT),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([
+            (ADMISSION_FILE.to_owned(), ByteString(admission.into_bytes())),
+            (
+                WEBHOOK_KUBECONFIG_FILE.to_owned(),
+                ByteString(webhook_kubeconfig.into_bytes()),
+            ),
+        ])),
+        ..Secret::default()
+    }
+}
+
 pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
@@ -124,7 +181,13 @@ pub fn deployment(
     };
     let probe = |path, period, failures| pods::probe(path, SECURE_PORT, "HTTPS", period, failures);
     let mut mounts = vec![pods::config_mount()];
-    let mut volumes = vec![pods::config_volume(APISERVER_FILES, &[])];
+    let mut volumes = vec![pods::config_volume(
+        APISERVER_FILES,
+        &[
+            (ADMISSION_SECRET, ADMISSION_FILE),
+            (ADMISSION_SECRET, WEBHOOK_KUBECONFIG_FILE),
+        ],
+    )];
     if vc.spec.datastore.external.is_some() {
         volumes.push(pods::secret_volume(
             "etcd-client",

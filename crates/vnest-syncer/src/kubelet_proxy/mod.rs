@@ -10,6 +10,10 @@
 //! ([`vnest_pki::identity::APISERVER_KUBELET_CLIENT_USER`]); everyone else
 //! gets 403. The proxy's own certificate is issued by the supervisor for
 //! the Service name the Nodes carry, and the tenant apiserver verifies it.
+//!
+//! The same listener serves the tenant apiserver's admission webhook for
+//! Service addresses ([`crate::service_addresses`]), so it is guarded by the
+//! same client check.
 
 mod forward;
 pub mod route;
@@ -168,7 +172,24 @@ fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
     name.as_str().ok().map(str::to_owned)
 }
 
+/// The largest AdmissionReview the webhook reads (a Service is small).
+const MAX_REVIEW_BYTES: usize = 1 << 20;
+
 async fn handle(syncer: &Syncer, allowed: bool, request: Request<Incoming>) -> Response<ProxyBody> {
+    if request.uri().path() == crate::service_addresses::WEBHOOK_PATH {
+        let response = if allowed {
+            admission(syncer, request).await
+        } else {
+            text(
+                StatusCode::FORBIDDEN,
+                "only the tenant's apiserver may call this webhook".to_owned(),
+            )
+        };
+        syncer
+            .metrics
+            .kubelet_request("admission", response.status().as_u16());
+        return response;
+    }
     let call = route::parse(request.uri().path());
     let kind = call.as_ref().map_or("other", |c| c.kind.as_str());
     let response = match call {
@@ -189,6 +210,37 @@ async fn handle(syncer: &Syncer, allowed: bool, request: Request<Incoming>) -> R
         .metrics
         .kubelet_request(kind, response.status().as_u16());
     response
+}
+
+/// The Service-address webhook: the review in, the answer out as JSON.
+async fn admission(syncer: &Syncer, request: Request<Incoming>) -> Response<ProxyBody> {
+    let body = match http_body_util::Limited::new(request.into_body(), MAX_REVIEW_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("reading the AdmissionReview: {error}"),
+            );
+        }
+    };
+    match crate::service_addresses::review(syncer, &body).await {
+        Ok(answer) => {
+            let mut response = Response::new(
+                Full::new(Bytes::from(answer.to_string()))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(message) => text(StatusCode::BAD_REQUEST, message),
+    }
 }
 
 /// A plain-text answer, as a kubelet gives one.

@@ -1,0 +1,336 @@
+//! Tenant Services get their ClusterIP from the host. A tenant's pods run on
+//! the host, where only the host's kube-proxy routes Service addresses, so
+//! the address a tenant Service has must be the one its host copy has. The
+//! two apiservers allocate independently, so the syncer makes the host
+//! allocate first: a mutating admission webhook in the tenant apiserver
+//! (served by the syncer, registered by it at start) creates the host copy
+//! of every Service being created and gives the tenant Service the host's
+//! address. An address the tenant asks for explicitly is asked of the host;
+//! when the host has given it away, the create is refused with the reason,
+//! never accepted with an address that would not route.
+//!
+//! The webhook sits behind the kubelet proxy's TLS listener, which accepts
+//! only the tenant apiserver's client certificate (the supervisor points
+//! the apiserver's webhook kubeconfig at it), so nobody else can make the
+//! syncer create host objects. Dry runs and objects the tenant already has
+//! cause nothing on the host.
+
+use base64::Engine as _;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
+};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
+
+use crate::context::{FIELD_MANAGER, Syncer};
+use crate::translate;
+
+/// The path the webhook is served at, on the kubelet proxy's listener.
+pub const WEBHOOK_PATH: &str = "/admission/services";
+/// The tenant's MutatingWebhookConfiguration.
+pub const WEBHOOK_CONFIGURATION: &str = "vnest-syncer-service-addresses";
+
+/// What the webhook does with a Service being admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing to do on the host (not a create, a dry run, a headless or
+    /// ExternalName Service, one the syncer does not mirror, a name the
+    /// apiserver generates later).
+    Allow,
+    /// Create the host copy and take its address.
+    Allocate,
+}
+
+/// The part of an `AdmissionReview` (admission.k8s.io/v1) the webhook reads.
+#[derive(Debug, Deserialize)]
+pub struct Review {
+    pub request: Option<Request>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub uid: String,
+    pub operation: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    #[serde(default)]
+    pub object: Option<Service>,
+}
+
+/// Whether admitting `service` needs a host address first.
+pub fn plan(service: &Service, operation: &str, dry_run: bool) -> Plan {
+    let spec = service.spec.as_ref();
+    let headless = spec.and_then(|s| s.cluster_ip.as_deref()) == Some("None");
+    let external_name = spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName");
+    let unnamed = service.metadata.name.as_deref().unwrap_or_default().is_empty();
+    if operation != "CREATE"
+        || dry_run
+        || headless
+        || external_name
+        || unnamed
+        || !translate::is_mirrored_service(service)
+    {
+        Plan::Allow
+    } else {
+        Plan::Allocate
+    }
+}
+
+/// The address the tenant asked for, if it asked for one.
+pub fn requested_address(service: &Service) -> Option<&str> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.as_deref())
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+}
+
+/// The JSON patch giving the tenant Service the host copy's addresses.
+pub fn address_patch(host: &Service) -> Option<Value> {
+    let spec = host.spec.as_ref()?;
+    let ip = spec.cluster_ip.clone().filter(|ip| !ip.is_empty())?;
+    let ips = spec.cluster_ips.clone().unwrap_or_else(|| vec![ip.clone()]);
+    Some(json!([
+        { "op": "add", "path": "/spec/clusterIP", "value": ip },
+        { "op": "add", "path": "/spec/clusterIPs", "value": ips },
+    ]))
+}
+
+/// An `AdmissionReview` answer: allowed (with an optional JSON patch) or
+/// refused with `message`, which the tenant's client shows.
+pub fn answer(uid: &str, outcome: Result<Option<Value>, String>) -> Value {
+    let response = match outcome {
+        Ok(None) => json!({ "uid": uid, "allowed": true }),
+        Ok(Some(patch)) => json!({
+            "uid": uid,
+            "allowed": true,
+            "patchType": "JSONPatch",
+            "patch": base64::engine::general_purpose::STANDARD.encode(patch.to_string()),
+        }),
+        Err(message) => json!({
+            "uid": uid,
+            "allowed": false,
+            "status": { "code": 422, "reason": "Invalid", "message": message },
+        }),
+    };
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": response,
+    })
+}
+
+/// Answers one review from the tenant apiserver. `Err` is a body that is
+/// not an `AdmissionReview` at all.
+pub async fn review(syncer: &Syncer, body: &[u8]) -> Result<Value, String> {
+    let review: Review = serde_json::from_slice(body)
+        .map_err(|e| format!("not an AdmissionReview (admission.k8s.io/v1): {e}"))?;
+    let request = review.request.ok_or("the AdmissionReview has no request")?;
+    let Some(mut service) = request.object else {
+        return Ok(answer(&request.uid, Ok(None)));
+    };
+    if service.metadata.namespace.as_deref().unwrap_or_default().is_empty() {
+        service.metadata.namespace = request.namespace.clone();
+    }
+    let dry_run = request.dry_run.unwrap_or(false);
+    if plan(&service, &request.operation, dry_run) == Plan::Allow {
+        return Ok(answer(&request.uid, Ok(None)));
+    }
+    let outcome = allocate(syncer, &service).await;
+    syncer
+        .metrics
+        .service_address(if outcome.is_ok() { "given" } else { "refused" });
+    Ok(answer(&request.uid, outcome))
+}
+
+/// Creates (or finds) the host copy of `service` and returns the patch that
+/// gives the tenant Service its address.
+async fn allocate(syncer: &Syncer, service: &Service) -> Result<Option<Value>, String> {
+    let namespace = service.metadata.namespace.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
+    // A create of a name the tenant already has fails in the apiserver after
+    // this webhook; its host copy belongs to the existing Service.
+    let tenant: Api<Service> = Api::namespaced(syncer.tenant.clone(), &namespace);
+    match tenant.get_opt(&name).await {
+        Ok(Some(_)) => return Ok(None),
+        Ok(None) => {}
+        Err(e) => return Err(format!("vnest's syncer could not read the tenant cluster: {e}; try again")),
+    }
+    let desired = translate::service(service, &syncer.placement());
+    match apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await {
+        Ok(host) => {
+            tracing::info!(%namespace, %name, ip = ?host.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()), "host address given to a tenant Service");
+            Ok(address_patch(&host))
+        }
+        Err(ApplyError::Api {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 422 && requested_address(service).is_some() => Err(format!(
+            "spec.clusterIP {} cannot be given to this Service: the host cluster, where it must answer, refused it ({}); leave spec.clusterIP empty and vnest gives the Service a free address",
+            requested_address(service).unwrap_or_default(),
+            status.message
+        )),
+        Err(e) => Err(format!(
+            "vnest's syncer could not reserve a host address for this Service: {e}; try again"
+        )),
+    }
+}
+
+/// The tenant's webhook configuration: every Service create goes through
+/// the syncer at `url`, whose certificate chains to `ca_bundle` (PEM). A
+/// create fails while the syncer is away rather than take an address that
+/// does not route.
+pub fn configuration(url: &str, ca_bundle: &[u8]) -> MutatingWebhookConfiguration {
+    MutatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(WEBHOOK_CONFIGURATION.to_owned()),
+            labels: Some(
+                [(crate::naming::MANAGED_BY.to_owned(), crate::naming::MANAGER.to_owned())]
+                    .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        webhooks: Some(vec![MutatingWebhook {
+            name: "service-addresses.vnest.dev".to_owned(),
+            admission_review_versions: vec!["v1".to_owned()],
+            client_config: WebhookClientConfig {
+                url: Some(url.to_owned()),
+                ca_bundle: Some(k8s_openapi::ByteString(ca_bundle.to_vec())),
+                service: None,
+            },
+            failure_policy: Some("Fail".to_owned()),
+            match_policy: Some("Equivalent".to_owned()),
+            reinvocation_policy: Some("Never".to_owned()),
+            side_effects: "NoneOnDryRun".to_owned(),
+            timeout_seconds: Some(10),
+            rules: Some(vec![RuleWithOperations {
+                api_groups: Some(vec![String::new()]),
+                api_versions: Some(vec!["v1".to_owned()]),
+                operations: Some(vec!["CREATE".to_owned()]),
+                resources: Some(vec!["services".to_owned()]),
+                scope: Some("Namespaced".to_owned()),
+            }]),
+            ..MutatingWebhook::default()
+        }]),
+    }
+}
+
+/// Registers (or updates) the webhook in the tenant cluster.
+pub async fn register(syncer: &Syncer, url: &str, ca_bundle: &[u8]) -> Result<(), ApplyError> {
+    apply_cluster(&syncer.tenant, FIELD_MANAGER, &configuration(url, ca_bundle)).await?;
+    tracing::info!(%url, "tenant Services get their addresses from the host");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::api::core::v1::ServiceSpec;
+
+    fn service(namespace: &str, name: &str, type_: &str, cluster_ip: Option<&str>) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.to_owned()),
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some(type_.to_owned()),
+                cluster_ip: cluster_ip.map(str::to_owned),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn only_creates_of_addressed_mirrored_services_need_the_host() {
+        use Plan::*;
+        let cases = [
+            ("plain ClusterIP", service("default", "web", "ClusterIP", None), "CREATE", false, Allocate),
+            ("NodePort", service("default", "web", "NodePort", None), "CREATE", false, Allocate),
+            ("explicit address", service("default", "web", "ClusterIP", Some("10.96.5.5")), "CREATE", false, Allocate),
+            ("update", service("default", "web", "ClusterIP", None), "UPDATE", false, Allow),
+            ("dry run", service("default", "web", "ClusterIP", None), "CREATE", true, Allow),
+            ("headless", service("default", "web", "ClusterIP", Some("None")), "CREATE", false, Allow),
+            ("ExternalName", service("default", "web", "ExternalName", None), "CREATE", false, Allow),
+            ("generated name", service("default", "", "ClusterIP", None), "CREATE", false, Allow),
+            ("the tenant's kubernetes", service("default", "kubernetes", "ClusterIP", None), "CREATE", false, Allow),
+        ];
+        for (case, svc, operation, dry_run, want) in cases {
+            assert_eq!(plan(&svc, operation, dry_run), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_patch_gives_the_hosts_addresses() {
+        let mut host = service("wl", "web-default-x", "ClusterIP", Some("10.99.1.2"));
+        assert_eq!(
+            address_patch(&host).unwrap(),
+            json!([
+                { "op": "add", "path": "/spec/clusterIP", "value": "10.99.1.2" },
+                { "op": "add", "path": "/spec/clusterIPs", "value": ["10.99.1.2"] },
+            ])
+        );
+        host.spec.as_mut().unwrap().cluster_ip = None;
+        assert_eq!(address_patch(&host), None, "no address, no patch");
+    }
+
+    #[test]
+    fn answers_are_admission_reviews() {
+        let allowed = answer("u1", Ok(Some(json!([{ "op": "add", "path": "/a", "value": 1 }]))));
+        assert_eq!(allowed["response"]["uid"], "u1");
+        assert_eq!(allowed["response"]["allowed"], true);
+        assert_eq!(allowed["response"]["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(allowed["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&patch).unwrap()[0]["path"],
+            "/a"
+        );
+        let refused = answer("u2", Err("taken".to_owned()));
+        assert_eq!(refused["response"]["allowed"], false);
+        assert_eq!(refused["response"]["status"]["message"], "taken");
+        assert_eq!(refused["kind"], "AdmissionReview");
+    }
+
+    #[test]
+    fn a_review_is_read_with_its_namespace_and_dry_run() {
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "abc",
+                "operation": "CREATE",
+                "namespace": "shop",
+                "dryRun": true,
+                "object": { "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" }, "spec": { "type": "ClusterIP" } }
+            }
+        });
+        let review: Review = serde_json::from_value(body).unwrap();
+        let request = review.request.unwrap();
+        assert_eq!(request.namespace.as_deref(), Some("shop"));
+        assert_eq!(request.dry_run, Some(true));
+        assert_eq!(request.object.unwrap().metadata.name.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn the_configuration_fails_closed_and_spares_dry_runs() {
+        let config = configuration("https://kubelet-proxy.cp.svc:10250/admission/services", b"PEM");
+        let hook = &config.webhooks.unwrap()[0];
+        assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
+        assert_eq!(hook.side_effects, "NoneOnDryRun");
+        let rule = &hook.rules.as_ref().unwrap()[0];
+        assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_owned()][..]));
+        assert_eq!(rule.resources.as_deref(), Some(&["services".to_owned()][..]));
+    }
+}
