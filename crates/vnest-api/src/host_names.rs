@@ -22,6 +22,17 @@ pub mod labels {
     pub const VIRTUAL_CLUSTER_NAMESPACE: &str = "vnest.dev/virtualcluster-namespace";
     /// What a host namespace holds: `control-plane` or `workloads`.
     pub const ROLE: &str = "vnest.dev/role";
+    /// Which control-plane component a pod or Service is.
+    pub const COMPONENT: &str = "vnest.dev/component";
+}
+
+/// The tenant apiserver on the host: its Service (in the control-plane
+/// namespace, `apiserver.<cp namespace>.svc` is in its certificate), its
+/// pods' component label value, and the port its pods serve on.
+pub mod apiserver {
+    pub const SERVICE: &str = "apiserver";
+    pub const COMPONENT: &str = "apiserver";
+    pub const SECURE_PORT: u16 = 6443;
 }
 
 /// What a host namespace of a VirtualCluster holds.

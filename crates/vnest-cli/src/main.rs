@@ -1,24 +1,33 @@
 //! `vnest`: the command line of vnest.
 
+mod clusters;
+mod exit;
 mod host;
+mod install;
 mod local;
 mod map;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// vnest gives every tenant its own Kubernetes control plane.
 ///
-/// Today the CLI runs throwaway control planes on this machine (`vnest local`),
-/// for tests and CI jobs that need a real API server and no host cluster.
+/// On a host cluster, vnest turns VirtualCluster objects into tenant control
+/// planes (`vnest install` puts vnest on the host; `vnest create` makes one;
+/// `vnest run` makes one for a single command). Everything it does is a
+/// VirtualCluster object, so GitOps can do the same. `vnest local` runs a
+/// throwaway control plane on this machine, with no host cluster.
+///
+/// The host is reached as kubectl reaches it: --kubeconfig, $KUBECONFIG,
+/// ~/.kube/config, and --context. Installed as `kubectl-vnest` on the PATH,
+/// vnest is also a kubectl plugin: `kubectl vnest list`.
 #[derive(Debug, Parser)]
 #[command(
     name = "vnest",
     version,
     propagate_version = true,
-    after_help = "Exit codes: 0 success, 1 error (the message says what to do), 130 interrupted.\n\
-                  Docs: docs/local-control-plane.md"
+    after_help = exit::HELP
 )]
 struct Cli {
     /// Log filter for vnest's own diagnostics on stderr (e.g. `debug`).
@@ -31,11 +40,45 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Install or upgrade vnest (CRD, supervisor, RBAC) on the host cluster.
+    Install(install::InstallArgs),
+    /// Remove vnest from the host cluster (refused while VirtualClusters exist).
+    Uninstall(install::UninstallArgs),
+    /// Create a virtual cluster.
+    Create(clusters::create::CreateArgs),
+    /// List virtual clusters.
+    #[command(visible_alias = "ls")]
+    List(clusters::list::ListArgs),
+    /// Show a virtual cluster: spec, conditions, endpoint, events, isolation.
+    Describe(clusters::describe::DescribeArgs),
+    /// Print or write a virtual cluster's admin kubeconfig.
+    Kubeconfig(clusters::kubeconfig::KubeconfigArgs),
+    /// Add a context for a virtual cluster to your kubeconfig (port-forwarding
+    /// when its endpoint is not reachable from here).
+    Connect(clusters::connect::ConnectArgs),
+    /// Delete a virtual cluster and everything of it on the host.
+    #[command(visible_alias = "rm")]
+    Delete(clusters::lifecycle::DeleteArgs),
+    /// Scale a virtual cluster's control plane to zero, keeping its data.
+    Pause(clusters::lifecycle::NameArgs),
+    /// Bring a paused virtual cluster back.
+    Resume(clusters::lifecycle::NameArgs),
+    /// Run a command against an ephemeral virtual cluster, deleted afterwards.
+    Run(clusters::run::RunArgs),
+    /// Which host object a tenant object became (or, with --host, back).
+    Map(map::MapArgs),
     /// Throwaway control planes on this machine, for tests and CI (no host cluster needed).
     #[command(subcommand)]
     Local(local::LocalCommand),
-    /// Which host object a tenant object became (or, with --host, back).
-    Map(map::MapArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        vnest completion bash > /etc/bash_completion.d/vnest\n  \
+        vnest completion zsh > \"${fpath[1]}/_vnest\"\n  \
+        vnest completion fish > ~/.config/fish/completions/vnest.fish")]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +91,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "vnest", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -57,15 +104,27 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Local(command) => local::run(command).await,
+            Command::Install(args) => install::run_install(args).await,
+            Command::Uninstall(args) => install::run_uninstall(args).await,
+            Command::Create(args) => clusters::create::run(args).await,
+            Command::List(args) => clusters::list::run(args).await,
+            Command::Describe(args) => clusters::describe::run(args).await,
+            Command::Kubeconfig(args) => clusters::kubeconfig::run(args).await,
+            Command::Connect(args) => clusters::connect::run(args).await,
+            Command::Delete(args) => clusters::lifecycle::run_delete(args).await,
+            Command::Pause(args) => clusters::lifecycle::run_pause(args, true).await,
+            Command::Resume(args) => clusters::lifecycle::run_pause(args, false).await,
+            Command::Run(args) => clusters::run::run(args).await,
             Command::Map(args) => map::run(args).await,
+            Command::Local(command) => local::run(command).await,
+            Command::Completion { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }

@@ -549,7 +549,15 @@ async fn address_taken_on_the_host_is_refused(
 
     let (_, tenant_dns, _) = kubectl(
         tenant,
-        &["get", "service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"],
+        &[
+            "get",
+            "service",
+            "-n",
+            "kube-system",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
     );
     let host_dns = copies
         .get(&host_name("kube-system", "kube-dns"))

@@ -69,7 +69,12 @@ pub fn plan(service: &Service, operation: &str, dry_run: bool) -> Plan {
     let spec = service.spec.as_ref();
     let headless = spec.and_then(|s| s.cluster_ip.as_deref()) == Some("None");
     let external_name = spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName");
-    let unnamed = service.metadata.name.as_deref().unwrap_or_default().is_empty();
+    let unnamed = service
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty();
     if operation != "CREATE"
         || dry_run
         || headless
@@ -136,7 +141,13 @@ pub async fn review(syncer: &Syncer, body: &[u8]) -> Result<Value, String> {
     let Some(mut service) = request.object else {
         return Ok(answer(&request.uid, Ok(None)));
     };
-    if service.metadata.namespace.as_deref().unwrap_or_default().is_empty() {
+    if service
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
         service.metadata.namespace = request.namespace.clone();
     }
     let dry_run = request.dry_run.unwrap_or(false);
@@ -161,7 +172,11 @@ async fn allocate(syncer: &Syncer, service: &Service) -> Result<Option<Value>, S
     match tenant.get_opt(&name).await {
         Ok(Some(_)) => return Ok(None),
         Ok(None) => {}
-        Err(e) => return Err(format!("vnest's syncer could not read the tenant cluster: {e}; try again")),
+        Err(e) => {
+            return Err(format!(
+                "vnest's syncer could not read the tenant cluster: {e}; try again"
+            ));
+        }
     }
     let desired = translate::service(service, &syncer.placement());
     match apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await {
@@ -192,8 +207,11 @@ pub fn configuration(url: &str, ca_bundle: &[u8]) -> MutatingWebhookConfiguratio
         metadata: ObjectMeta {
             name: Some(WEBHOOK_CONFIGURATION.to_owned()),
             labels: Some(
-                [(crate::naming::MANAGED_BY.to_owned(), crate::naming::MANAGER.to_owned())]
-                    .into(),
+                [(
+                    crate::naming::MANAGED_BY.to_owned(),
+                    crate::naming::MANAGER.to_owned(),
+                )]
+                .into(),
             ),
             ..ObjectMeta::default()
         },
@@ -224,7 +242,12 @@ pub fn configuration(url: &str, ca_bundle: &[u8]) -> MutatingWebhookConfiguratio
 
 /// Registers (or updates) the webhook in the tenant cluster.
 pub async fn register(syncer: &Syncer, url: &str, ca_bundle: &[u8]) -> Result<(), ApplyError> {
-    apply_cluster(&syncer.tenant, FIELD_MANAGER, &configuration(url, ca_bundle)).await?;
+    apply_cluster(
+        &syncer.tenant,
+        FIELD_MANAGER,
+        &configuration(url, ca_bundle),
+    )
+    .await?;
     tracing::info!(%url, "tenant Services get their addresses from the host");
     Ok(())
 }
@@ -255,15 +278,69 @@ mod tests {
     fn only_creates_of_addressed_mirrored_services_need_the_host() {
         use Plan::*;
         let cases = [
-            ("plain ClusterIP", service("default", "web", "ClusterIP", None), "CREATE", false, Allocate),
-            ("NodePort", service("default", "web", "NodePort", None), "CREATE", false, Allocate),
-            ("explicit address", service("default", "web", "ClusterIP", Some("10.96.5.5")), "CREATE", false, Allocate),
-            ("update", service("default", "web", "ClusterIP", None), "UPDATE", false, Allow),
-            ("dry run", service("default", "web", "ClusterIP", None), "CREATE", true, Allow),
-            ("headless", service("default", "web", "ClusterIP", Some("None")), "CREATE", false, Allow),
-            ("ExternalName", service("default", "web", "ExternalName", None), "CREATE", false, Allow),
-            ("generated name", service("default", "", "ClusterIP", None), "CREATE", false, Allow),
-            ("the tenant's kubernetes", service("default", "kubernetes", "ClusterIP", None), "CREATE", false, Allow),
+            (
+                "plain ClusterIP",
+                service("default", "web", "ClusterIP", None),
+                "CREATE",
+                false,
+                Allocate,
+            ),
+            (
+                "NodePort",
+                service("default", "web", "NodePort", None),
+                "CREATE",
+                false,
+                Allocate,
+            ),
+            (
+                "explicit address",
+                service("default", "web", "ClusterIP", Some("10.96.5.5")),
+                "CREATE",
+                false,
+                Allocate,
+            ),
+            (
+                "update",
+                service("default", "web", "ClusterIP", None),
+                "UPDATE",
+                false,
+                Allow,
+            ),
+            (
+                "dry run",
+                service("default", "web", "ClusterIP", None),
+                "CREATE",
+                true,
+                Allow,
+            ),
+            (
+                "headless",
+                service("default", "web", "ClusterIP", Some("None")),
+                "CREATE",
+                false,
+                Allow,
+            ),
+            (
+                "ExternalName",
+                service("default", "web", "ExternalName", None),
+                "CREATE",
+                false,
+                Allow,
+            ),
+            (
+                "generated name",
+                service("default", "", "ClusterIP", None),
+                "CREATE",
+                false,
+                Allow,
+            ),
+            (
+                "the tenant's kubernetes",
+                service("default", "kubernetes", "ClusterIP", None),
+                "CREATE",
+                false,
+                Allow,
+            ),
         ];
         for (case, svc, operation, dry_run, want) in cases {
             assert_eq!(plan(&svc, operation, dry_run), want, "{case}");
@@ -286,7 +363,10 @@ mod tests {
 
     #[test]
     fn answers_are_admission_reviews() {
-        let allowed = answer("u1", Ok(Some(json!([{ "op": "add", "path": "/a", "value": 1 }]))));
+        let allowed = answer(
+            "u1",
+            Ok(Some(json!([{ "op": "add", "path": "/a", "value": 1 }]))),
+        );
         assert_eq!(allowed["response"]["uid"], "u1");
         assert_eq!(allowed["response"]["allowed"], true);
         assert_eq!(allowed["response"]["patchType"], "JSONPatch");
@@ -320,17 +400,26 @@ mod tests {
         let request = review.request.unwrap();
         assert_eq!(request.namespace.as_deref(), Some("shop"));
         assert_eq!(request.dry_run, Some(true));
-        assert_eq!(request.object.unwrap().metadata.name.as_deref(), Some("web"));
+        assert_eq!(
+            request.object.unwrap().metadata.name.as_deref(),
+            Some("web")
+        );
     }
 
     #[test]
     fn the_configuration_fails_closed_and_spares_dry_runs() {
-        let config = configuration("https://kubelet-proxy.cp.svc:10250/admission/services", b"PEM");
+        let config = configuration(
+            "https://kubelet-proxy.cp.svc:10250/admission/services",
+            b"PEM",
+        );
         let hook = &config.webhooks.unwrap()[0];
         assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
         assert_eq!(hook.side_effects, "NoneOnDryRun");
         let rule = &hook.rules.as_ref().unwrap()[0];
         assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_owned()][..]));
-        assert_eq!(rule.resources.as_deref(), Some(&["services".to_owned()][..]));
+        assert_eq!(
+            rule.resources.as_deref(),
+            Some(&["services".to_owned()][..])
+        );
     }
 }

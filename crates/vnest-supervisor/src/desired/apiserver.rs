@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
 };
@@ -18,8 +18,8 @@ use super::datastore::{self, EXTERNAL_CLIENT_SECRET};
 use super::pods::{self, Settings};
 use super::syncer::{KUBELET_PROXY_PORT, kubelet_proxy_host};
 
-pub const COMPONENT: &str = "apiserver";
-pub const SECURE_PORT: i32 = 6443;
+pub const COMPONENT: &str = vnest_api::host_names::apiserver::COMPONENT;
+pub const SECURE_PORT: i32 = vnest_api::host_names::apiserver::SECURE_PORT as i32;
 /// The port of the apiserver Service.
 pub const SERVICE_PORT: i32 = 443;
 const EXTERNAL_ETCD_DIR: &str = "/etc/vnest/etcd-client";
@@ -159,7 +159,10 @@ pub fn admission_secret(vc: &VirtualCluster) -> Secret {
         metadata: pods::control_plane_meta(vc, ADMISSION_SECRET, COMPONENT),
         type_: Some("Opaque".to_owned()),
         data: Some(BTreeMap::from([
-            (ADMISSION_FILE.to_owned(), ByteString(admission.into_bytes())),
+            (
+                ADMISSION_FILE.to_owned(),
+                ByteString(admission.into_bytes()),
+            ),
             (
                 WEBHOOK_KUBECONFIG_FILE.to_owned(),
                 ByteString(webhook_kubeconfig.into_bytes()),

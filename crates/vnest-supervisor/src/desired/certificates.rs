@@ -22,7 +22,7 @@ pub const RENEW_BEFORE: Duration = Duration::days(30);
 /// The Secret in the control-plane namespace holding the whole set.
 pub const PKI_SECRET: &str = "vnest-pki";
 /// The Services the apiserver and etcd are reached through.
-pub const APISERVER_SERVICE: &str = "apiserver";
+pub const APISERVER_SERVICE: &str = vnest_api::host_names::apiserver::SERVICE;
 pub const ETCD_SERVICE: &str = "etcd";
 
 #[derive(Debug, thiserror::Error)]

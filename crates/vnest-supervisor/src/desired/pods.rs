@@ -21,7 +21,7 @@ use vnest_local::flags::Layout;
 use super::certificates::PKI_SECRET;
 
 /// The label naming which component a pod or Service is.
-pub const COMPONENT: &str = "vnest.dev/component";
+pub const COMPONENT: &str = vnest_api::host_names::labels::COMPONENT;
 /// The pod-template annotation holding a hash of the certificates a pod
 /// mounts: when a renewal changes them, the template changes and the pods
 /// roll.

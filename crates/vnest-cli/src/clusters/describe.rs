@@ -1,0 +1,350 @@
+//! `vnest describe NAME`: what the admin needs to know about one virtual
+//! cluster — its spec in short, every stage's condition with its reason,
+//! where it is served, the recent events, and which isolation layers are in
+//! force on the host.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use clap::Args;
+use k8s_openapi::api::core::v1::{Event, LimitRange, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::ListParams;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace};
+use vnest_api::{ExposeType, NodePoolMode, VirtualCluster};
+
+use super::{api, explain, list::short_duration};
+use crate::exit::Failure;
+use crate::host::HostArgs;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  vnest describe team-a -n tenants")]
+pub(crate) struct DescribeArgs {
+    name: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    #[command(flatten)]
+    connection: HostArgs,
+}
+
+/// What the host enforces for this tenant, read from the host (not only
+/// from the spec), as lines of text.
+#[derive(Debug, Default)]
+struct Layers {
+    network_policies: Vec<String>,
+    quota: Vec<String>,
+    limit_range: bool,
+}
+
+pub(crate) async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connection.client().await?;
+    let what = format!("reading VirtualCluster {}/{}", args.namespace, args.name);
+    let vc = api(&client, &args.namespace)
+        .get_opt(&args.name)
+        .await
+        .map_err(|e| explain(e, &what, &args.namespace))?
+        .ok_or_else(|| {
+            Failure::NotFound(format!(
+                "there is no VirtualCluster {} in namespace {}; `vnest list -A` shows them all",
+                args.name, args.namespace
+            ))
+        })?;
+    let events: Api<Event> = Api::namespaced(client.clone(), &args.namespace);
+    let selector = format!(
+        "involvedObject.kind=VirtualCluster,involvedObject.name={}",
+        args.name
+    );
+    let mut events = events
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    events.sort_by_key(|e| {
+        e.last_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or_default()
+    });
+    let layers = layers(&client, &args.namespace, &args.name).await;
+    print!("{}", render(&vc, &events, &layers, Timestamp::now()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the isolation objects the supervisor made for the tenant; what
+/// the admin's identity may not read is left out, not an error.
+async fn layers(client: &kube::Client, namespace: &str, name: &str) -> Layers {
+    let mut layers = Layers::default();
+    for role in [
+        HostNamespaceRole::ControlPlane,
+        HostNamespaceRole::Workloads,
+    ] {
+        let ns = host_namespace(namespace, name, role);
+        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+        if let Ok(list) = policies.list(&ListParams::default()).await {
+            layers.network_policies.extend(
+                list.items
+                    .into_iter()
+                    .filter_map(|p| p.metadata.name)
+                    .map(|p| format!("{ns}/{p}")),
+            );
+        }
+    }
+    let workloads = host_namespace(namespace, name, HostNamespaceRole::Workloads);
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &workloads);
+    if let Ok(list) = quotas.list(&ListParams::default()).await {
+        for quota in list.items {
+            let hard = quota.spec.and_then(|s| s.hard).unwrap_or_default();
+            layers
+                .quota
+                .extend(hard.into_iter().map(|(k, v)| format!("{k}={}", v.0)));
+        }
+    }
+    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), &workloads);
+    layers.limit_range = ranges
+        .list(&ListParams::default())
+        .await
+        .is_ok_and(|l| !l.items.is_empty());
+    layers
+}
+
+fn render(vc: &VirtualCluster, events: &[Event], layers: &Layers, now: Timestamp) -> String {
+    let mut out = String::new();
+    let spec = &vc.spec;
+    let status = vc.status.clone().unwrap_or_default();
+    let namespace = vc.metadata.namespace.as_deref().unwrap_or_default();
+    let name = vc.metadata.name.as_deref().unwrap_or_default();
+    let field = |out: &mut String, key: &str, value: &str| {
+        let _ = writeln!(out, "{:<20}{value}", format!("{key}:"));
+    };
+    field(&mut out, "Name", name);
+    field(&mut out, "Namespace", namespace);
+    field(
+        &mut out,
+        "Phase",
+        &status.phase.map_or("-".to_owned(), |p| format!("{p:?}")),
+    );
+    field(
+        &mut out,
+        "Version",
+        status
+            .version
+            .as_deref()
+            .or(spec.kubernetes_version.as_deref())
+            .unwrap_or("default"),
+    );
+    field(
+        &mut out,
+        "Endpoint",
+        status.endpoint.as_deref().unwrap_or("-"),
+    );
+    field(
+        &mut out,
+        "Kubeconfig",
+        &status.kubeconfig_secret_name.as_deref().map_or_else(
+            || "- (not serving yet)".to_owned(),
+            |s| format!("Secret {namespace}/{s} (`vnest kubeconfig {name} -n {namespace}`)"),
+        ),
+    );
+    field(
+        &mut out,
+        "Exposed as",
+        match spec.control_plane.expose.type_ {
+            ExposeType::ClusterIP => "ClusterIP (inside the host; `vnest connect` port-forwards)",
+            ExposeType::NodePort => "NodePort",
+            ExposeType::LoadBalancer => "LoadBalancer",
+        },
+    );
+    field(
+        &mut out,
+        "Control plane",
+        &format!(
+            "{} apiserver replica(s), datastore {}",
+            spec.control_plane.replicas,
+            match (&spec.datastore.external, &spec.datastore.etcd) {
+                (Some(external), _) => format!("external ({})", external.endpoints.join(",")),
+                (None, Some(etcd)) => format!("etcd x{} ({})", etcd.replicas, etcd.storage.0),
+                (None, None) => "etcd".to_owned(),
+            }
+        ),
+    );
+    field(&mut out, "Paused", if spec.paused { "yes" } else { "no" });
+    let expires = status.expires_at.as_ref().map_or_else(
+        || "never".to_owned(),
+        |t| {
+            format!(
+                "{} (in {})",
+                t.0,
+                short_duration(t.0.as_second() - now.as_second())
+            )
+        },
+    );
+    field(&mut out, "Expires", &expires);
+
+    out.push_str("\nConditions:\n");
+    let mut rows = vec![
+        ["TYPE", "STATUS", "REASON", "MESSAGE"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    rows.extend(status.conditions.iter().map(|c| {
+        vec![
+            c.type_.clone(),
+            c.status.clone(),
+            c.reason.clone(),
+            c.message.clone(),
+        ]
+    }));
+    if status.conditions.is_empty() {
+        out.push_str(
+            "  (none yet: is the supervisor running? `kubectl -n vnest-system get pods`)\n",
+        );
+    } else {
+        for line in super::list::table(&rows[1..], &["TYPE", "STATUS", "REASON", "MESSAGE"]).lines()
+        {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+
+    out.push_str("\nIsolation on the host:\n");
+    let selector = spec
+        .node_pool
+        .node_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pool = match spec.node_pool.mode {
+        NodePoolMode::Dedicated => format!("dedicated nodes {selector} (no other tenant's pods)"),
+        NodePoolMode::Shared => format!("shared nodes {selector}"),
+    };
+    let layer = |out: &mut String, key: &str, value: &str| {
+        let _ = writeln!(out, "  {:<18}{value}", format!("{key}:"));
+    };
+    layer(
+        &mut out,
+        "Control plane",
+        "own apiserver, etcd, controller-manager; Pod Security restricted",
+    );
+    layer(&mut out, "Node pool", &pool);
+    layer(
+        &mut out,
+        "Pod Security",
+        &format!(
+            "{:?} (refused by the syncer with a reason, and enforced by the host)",
+            spec.isolation.pod_security
+        )
+        .to_lowercase(),
+    );
+    layer(
+        &mut out,
+        "RuntimeClass",
+        spec.isolation
+            .runtime_class_name
+            .as_deref()
+            .unwrap_or("none (the host's default runtime)"),
+    );
+    layer(
+        &mut out,
+        "NetworkPolicy",
+        &if !spec.isolation.network_policy {
+            "off (spec.isolation.networkPolicy: false)".to_owned()
+        } else if layers.network_policies.is_empty() {
+            "on in the spec; none readable on the host".to_owned()
+        } else {
+            format!(
+                "{} (needs a host network plugin that enforces NetworkPolicy)",
+                layers.network_policies.join(", ")
+            )
+        },
+    );
+    layer(
+        &mut out,
+        "ResourceQuota",
+        &if layers.quota.is_empty() {
+            "none readable".to_owned()
+        } else {
+            layers.quota.join(", ")
+        },
+    );
+    layer(
+        &mut out,
+        "LimitRange",
+        if layers.limit_range {
+            "default requests and limits"
+        } else {
+            "none readable"
+        },
+    );
+    layer(
+        &mut out,
+        "PID limit",
+        &spec.isolation.pid_limit.map_or_else(
+            || "the nodes' kubelet setting".to_owned(),
+            |l| format!("{l} asked; enforced by the nodes' kubelet podPidsLimit, not per tenant"),
+        ),
+    );
+
+    out.push_str("\nEvents:\n");
+    if events.is_empty() {
+        out.push_str("  <none>\n");
+    }
+    for event in events.iter().rev().take(15).rev() {
+        let age = event.last_timestamp.as_ref().map_or("-".to_owned(), |t| {
+            short_duration(now.as_second() - t.0.as_second())
+        });
+        let _ = writeln!(
+            out,
+            "  {:<8}{:<6}{:<24}{}",
+            event.type_.as_deref().unwrap_or("-"),
+            age,
+            event.reason.as_deref().unwrap_or("-"),
+            event.message.as_deref().unwrap_or_default()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn vc() -> VirtualCluster {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "vnest.dev/v1alpha1",
+            "kind": "VirtualCluster",
+            "metadata": { "name": "a", "namespace": "tenants" },
+            "spec": { "nodePool": { "nodeSelector": { "vnest.dev/pool": "a" } } },
+            "status": {
+                "phase": "Ready",
+                "endpoint": "https://172.30.0.2:31443",
+                "conditions": [{
+                    "type": "Datastore", "status": "False", "reason": "Unschedulable",
+                    "message": "0/2 nodes are available", "lastTransitionTime": "2026-11-25T00:00:00Z"
+                }]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn shows_conditions_endpoint_and_layers() {
+        let layers = Layers {
+            network_policies: vec!["cp/vnest-default-deny".to_owned()],
+            quota: vec!["pods=100".to_owned()],
+            limit_range: true,
+        };
+        let out = render(&vc(), &[], &layers, Timestamp::now());
+        assert!(out.contains("https://172.30.0.2:31443"), "{out}");
+        assert!(
+            out.contains("Datastore") && out.contains("Unschedulable") && out.contains("0/2 nodes"),
+            "{out}"
+        );
+        assert!(out.contains("dedicated nodes vnest.dev/pool=a"), "{out}");
+        assert!(out.contains("pods=100"), "{out}");
+        assert!(out.contains("cp/vnest-default-deny"), "{out}");
+        assert!(out.contains("<none>"), "no events: {out}");
+    }
+}

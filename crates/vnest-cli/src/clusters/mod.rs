@@ -1,0 +1,60 @@
+//! The commands about virtual clusters on a host: each speaks to the host
+//! only through `VirtualCluster` objects (what GitOps can do too), with
+//! kubectl's conventions for reaching the host (`--kubeconfig`,
+//! `--context`, `-n`).
+
+pub(crate) mod connect;
+pub(crate) mod create;
+pub(crate) mod describe;
+pub(crate) mod kubeconfig;
+pub(crate) mod lifecycle;
+pub(crate) mod list;
+pub(crate) mod run;
+mod wait;
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use kube::Api;
+use vnest_api::VirtualCluster;
+
+use crate::exit::Failure;
+
+/// How long `--wait` waits unless told.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub(crate) use crate::exit::TIMED_OUT as EXIT_TIMED_OUT;
+
+pub(crate) fn api(client: &kube::Client, namespace: &str) -> Api<VirtualCluster> {
+    Api::namespaced(client.clone(), namespace)
+}
+
+/// What went wrong talking to the host, said so that the admin knows what
+/// to do. `what` names the attempt ("creating VirtualCluster tenants/a").
+pub(crate) fn explain(error: kube::Error, what: &str, namespace: &str) -> anyhow::Error {
+    match &error {
+        kube::Error::Api(status) => match status.code {
+            404 if status.message.contains("could not find the requested resource") => Failure::NotInstalled(format!(
+                "{what}: vnest is not installed on this host (no VirtualCluster CRD); run `vnest install` as a host admin"
+            ))
+            .into(),
+            404 => Failure::NotFound(format!("{what}: {}", status.message)).into(),
+            401 => Failure::Unreachable(format!(
+                "{what}: the host refused your credentials (401 Unauthorized); check --kubeconfig/--context"
+            ))
+            .into(),
+            403 => Failure::Forbidden(format!(
+                "{what}: your host identity may not do this in namespace {namespace} ({}); ask the host admin for RBAC on virtualclusters.vnest.dev there",
+                status.message
+            ))
+            .into(),
+            409 => anyhow!("{what}: {}; pick another name or delete the old one (`vnest delete`)", status.message),
+            422 => anyhow!("{what}: the host refused the spec: {}", status.message),
+            _ => anyhow!("{what}: {} ({})", status.message, status.code),
+        },
+        _ => Failure::Unreachable(format!(
+            "{what}: the host cluster is unreachable ({error}); check --kubeconfig/--context and that the host is up"
+        ))
+        .into(),
+    }
+}

@@ -1,0 +1,136 @@
+//! Waiting on a VirtualCluster with the admin watching: each stage's
+//! condition is printed when it changes, with the time since the wait
+//! began, and a wait that runs out says in which stage.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use kube::Api;
+use vnest_api::{Phase, VirtualCluster};
+
+use super::explain;
+
+/// The stages in the order they come, as conditions of the status.
+const STAGES: [&str; 6] = [
+    "Certificates",
+    "Datastore",
+    "APIServer",
+    "ControllerManager",
+    "ClusterDNS",
+    "Syncer",
+];
+const POLL: Duration = Duration::from_secs(1);
+
+/// How a wait ended, when it did not end in an error.
+pub(crate) enum Outcome {
+    Done,
+    TimedOut(String),
+}
+
+/// Prints progress to stderr until `name` is Ready, Failed (an error) or
+/// `timeout` passes.
+pub(crate) async fn until_ready(
+    api: &Api<VirtualCluster>,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let mut shown: BTreeMap<String, String> = BTreeMap::new();
+    let mut pending = "the supervisor to pick it up".to_owned();
+    loop {
+        let vc = api
+            .get_opt(name)
+            .await
+            .map_err(|e| explain(e, &format!("reading VirtualCluster {name}"), ""))?;
+        let Some(vc) = vc else {
+            bail!("VirtualCluster {name} was deleted while waiting for it");
+        };
+        let status = vc.status.unwrap_or_default();
+        for stage in STAGES {
+            let Some(condition) = status.conditions.iter().find(|c| c.type_ == stage) else {
+                continue;
+            };
+            let line = if condition.status == "True" {
+                format!("{stage} ready: {}", condition.message)
+            } else {
+                format!(
+                    "{stage} waiting ({}): {}",
+                    condition.reason, condition.message
+                )
+            };
+            if shown.get(stage) != Some(&line) {
+                eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+                shown.insert(stage.to_owned(), line.clone());
+            }
+        }
+        match status.phase {
+            Some(Phase::Ready) => {
+                eprintln!("[{:>6.1}s] ready", started.elapsed().as_secs_f64());
+                return Ok(Outcome::Done);
+            }
+            Some(Phase::Failed) => {
+                let why = status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")
+                    .map(|c| format!("{}: {}", c.reason, c.message))
+                    .unwrap_or_default();
+                bail!("VirtualCluster {name} failed: {why}");
+            }
+            _ => {}
+        }
+        pending = first_waiting(&status.conditions).unwrap_or(pending);
+        if started.elapsed() > timeout {
+            return Ok(Outcome::TimedOut(format!(
+                "timed out after {} waiting for {pending}",
+                humantime::format_duration(Duration::from_secs(timeout.as_secs()))
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The first stage not ready yet, with its message.
+fn first_waiting(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<String> {
+    STAGES.iter().find_map(|stage| {
+        let condition = conditions.iter().find(|c| c.type_ == *stage)?;
+        (condition.status != "True").then(|| format!("{stage}: {}", condition.message))
+    })
+}
+
+/// Waits until `name` is gone (its finalizer has cleaned up the host).
+pub(crate) async fn until_deleted(
+    api: &Api<VirtualCluster>,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let mut announced = false;
+    loop {
+        let vc = api
+            .get_opt(name)
+            .await
+            .map_err(|e| explain(e, &format!("reading VirtualCluster {name}"), ""))?;
+        if vc.is_none() {
+            eprintln!("[{:>6.1}s] deleted", started.elapsed().as_secs_f64());
+            return Ok(Outcome::Done);
+        }
+        if !announced {
+            eprintln!(
+                "[{:>6.1}s] removing the control plane and the host namespaces",
+                started.elapsed().as_secs_f64()
+            );
+            announced = true;
+        }
+        if started.elapsed() > timeout {
+            return Ok(Outcome::TimedOut(format!(
+                "timed out after {} waiting for VirtualCluster {name} to be deleted (its finalizer is still cleaning up; is the supervisor running?)",
+                humantime::format_duration(Duration::from_secs(timeout.as_secs()))
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
