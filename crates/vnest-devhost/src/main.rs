@@ -42,6 +42,14 @@ enum Command {
         /// How long each stage may take.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "3m")]
         timeout: Duration,
+        /// A label every node registers with, KEY=VALUE (a vnest node pool,
+        /// e.g. vnest.dev/pool=demo); repeat for each.
+        #[arg(long = "node-label", value_name = "KEY=VALUE")]
+        node_labels: Vec<String>,
+        /// Built vnest binaries (`vnest-supervisor`, `vnest-syncer`) to
+        /// import on every node as vnest.local/vnest:VERSION; repeat for each.
+        #[arg(long = "vnest-binary", value_name = "BINARY")]
+        vnest_binaries: Vec<PathBuf>,
     },
     /// Remove what a crashed host left behind (network namespaces, bridge,
     /// processes, mounts, cgroups, files).
@@ -88,9 +96,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             simulated_nodes,
             dir,
             timeout,
+            node_labels,
+            vnest_binaries,
         } => {
             let mut options = DevHostOptions::new(nodes, dir, UpstreamBinaries::from_env());
             options.timeout = timeout;
+            options.vnest_binaries = vnest_binaries;
+            for label in &node_labels {
+                let (key, value) = label
+                    .split_once('=')
+                    .with_context(|| format!("--node-label {label:?} is not KEY=VALUE"))?;
+                for node in &mut options.nodes {
+                    node.labels.push((key.to_owned(), value.to_owned()));
+                }
+            }
             options.simulated_nodes = vec![Vec::new(); usize::from(simulated_nodes)];
             let host = DevHost::up(options, |stage| eprintln!("  … {stage}")).await?;
             let kubeconfig = host

@@ -187,9 +187,14 @@ pub async fn main() -> anyhow::Result<()> {
         let ca = std::fs::read(&ca_path)
             .with_context(|| format!("reading the tenant CA {}", ca_path.display()))?;
         let url = format!("https://{host}{}", service_addresses::WEBHOOK_PATH);
-        service_addresses::register(&syncer, &url, &ca)
-            .await
-            .context("registering the Service-address webhook in the tenant cluster")?;
+        // The tenant apiserver may not serve yet; a crash here would only
+        // put the pod into back-off.
+        let mut delay = std::time::Duration::from_millis(500);
+        while let Err(error) = service_addresses::register(&syncer, &url, &ca).await {
+            tracing::warn!(%error, "registering the Service-address webhook in the tenant cluster; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(10));
+        }
     }
     nodes::refresh_pool(&syncer)
         .await

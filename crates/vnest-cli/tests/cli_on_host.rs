@@ -1,0 +1,393 @@
+//! The `vnest` binary end to end on a real development host: install,
+//! create with --wait, list/describe/kubeconfig/connect, pause/resume,
+//! delete, `vnest run` passing its command's exit code through and leaving
+//! nothing behind (also when interrupted with SIGINT and SIGTERM), every
+//! error case with its exit code, the kubectl plugin, and uninstall.
+//!
+//! vnest's image is made from the `vnest-supervisor` and `vnest-syncer`
+//! binaries next to `vnest` in the target directory (`cargo test
+//! --workspace` builds them). Needs root and the packages of
+//! tools/host/install-prerequisites.sh.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::ListParams;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use vnest_api::VirtualCluster;
+use vnest_api::host_names::labels;
+use vnest_devhost::topology::NodeSpec;
+use vnest_local::UpstreamBinaries;
+use vnest_tests::{HostSlot, TestHost, kubectl, upstream_binaries};
+
+const TENANTS: &str = "tenants";
+const POOL: &str = "vnest.dev/pool=ci";
+
+/// Runs the real `vnest` against the host.
+struct Cli {
+    admin: PathBuf,
+    path: String,
+    work: PathBuf,
+}
+
+impl Cli {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vnest"));
+        c.args(args)
+            .env("KUBECONFIG", &self.admin)
+            .env("PATH", &self.path)
+            .env_remove("VNEST_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// (exit code, stdout, stderr)
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.command(args).output().unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+        );
+        eprintln!("$ vnest {}\n{out}{err}", args.join(" "));
+        (status.code().unwrap_or(-1), out, err)
+    }
+
+    /// Starts `vnest args` with its stderr collected as it comes.
+    fn spawn(&self, args: &[&str]) -> (Child, Arc<Mutex<String>>) {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let said = Arc::new(Mutex::new(String::new()));
+        let reader = BufReader::new(child.stderr.take().unwrap());
+        let sink = said.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                eprintln!("vnest: {line}");
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        (child, said)
+    }
+}
+
+fn vnest_image_binaries() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_BIN_EXE_vnest")).parent().unwrap();
+    let binaries: Vec<PathBuf> = ["vnest-supervisor", "vnest-syncer"]
+        .iter()
+        .map(|b| dir.join(b))
+        .collect();
+    for binary in &binaries {
+        assert!(
+            binary.exists(),
+            "{} is not built; run `cargo build -p vnest-supervisor` (cargo test --workspace builds it)",
+            binary.display()
+        );
+    }
+    binaries
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("{what} after {:.1}s", started.elapsed().as_secs_f64());
+}
+
+fn exit_code(child: &mut Child, timeout: Duration) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(started.elapsed() < timeout, "vnest did not exit in time");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The host namespaces of VirtualCluster `tenants/name`.
+async fn host_namespaces_of(client: &kube::Client, name: &str) -> Vec<String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .list(&ListParams::default().labels(&format!("{}={name}", labels::VIRTUAL_CLUSTER)))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect()
+}
+
+async fn nothing_left_of(client: &kube::Client, name: &str) {
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
+    assert!(
+        clusters.get_opt(name).await.unwrap().is_none(),
+        "VirtualCluster {name} is gone"
+    );
+    let started = Instant::now();
+    loop {
+        let left = host_namespaces_of(client, name).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "host namespaces of {name} left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `vnest run -- sleep`, interrupted by `signal` once the command runs:
+/// vnest exits 128+signal and the cluster is gone.
+async fn interrupted_run_leaves_nothing(cli: &Cli, client: &kube::Client, name: &str, signal: Signal) {
+    let (mut child, said) = cli.spawn(&[
+        "run", "--name", name, "-n", TENANTS, "--pool", POOL, "--", "sleep", "600",
+    ]);
+    wait_for(&format!("{name}: the command runs"), Duration::from_secs(300), || {
+        said.lock().unwrap().contains("] ready")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    let code = exit_code(&mut child, Duration::from_secs(360));
+    assert_eq!(code, 128 + signal as i32, "{name}: {}", said.lock().unwrap());
+    assert!(said.lock().unwrap().contains("deleting VirtualCluster"));
+    nothing_left_of(client, name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_drives_virtual_clusters_on_a_real_host() {
+    let binaries = vnest_image_binaries();
+    let UpstreamBinaries::Dir(bin_dir) = upstream_binaries() else {
+        panic!("tests use a directory of upstream binaries");
+    };
+    let slot = HostSlot::acquire().await;
+    let nodes = (1..=2)
+        .map(|i| {
+            let mut node = NodeSpec::new(i);
+            node.labels.push(("vnest.dev/pool".into(), "ci".into()));
+            node
+        })
+        .collect();
+    let host = TestHost::start_for_vnest(slot, nodes, binaries).await;
+    let client = host.client();
+    let work = tempfile::tempdir().unwrap();
+    // A kubectl plugin is found on the PATH by its name.
+    let plugin_dir = work.path().join("bin");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vnest"), plugin_dir.join("kubectl-vnest")).unwrap();
+    let cli = Cli {
+        admin: host.kubeconfig(),
+        path: format!(
+            "{}:{}:{}",
+            plugin_dir.display(),
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+        work: work.path().to_owned(),
+    };
+
+    // Errors before vnest is on the host, each with its exit code.
+    let unreachable = cli.work.join("unreachable.kubeconfig");
+    std::fs::write(
+        &unreachable,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: h\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\ncontexts:\n- name: h\n  context:\n    cluster: h\n    user: h\ncurrent-context: h\nusers:\n- name: h\n  user:\n    token: x\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli.run(&["list", "--kubeconfig", unreachable.to_str().unwrap()]);
+    assert_eq!(code, 5, "host unreachable");
+    assert!(err.contains("unreachable"), "{err}");
+    let (code, _, err) = cli.run(&["list", "-n", TENANTS]);
+    assert_eq!(code, 6, "CRD not installed");
+    assert!(err.contains("vnest install"), "says what to do: {err}");
+    let (code, _, err) = cli.run(&["create", "x", "--ttl", "soon", "--pool", POOL]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a duration"), "{err}");
+    let (code, _, err) = cli.run(&["create", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--pool"), "{err}");
+
+    // Install: a dry run changes nothing; then for real, twice.
+    let (code, out, _) = cli.run(&["install", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("customresourcedefinition/virtualclusters.vnest.dev created (dry run)"), "{out}");
+    let (code, _, _) = cli.run(&["list", "-n", TENANTS]);
+    assert_eq!(code, 6, "a dry run installs nothing");
+    let (code, out, err) = cli.run(&["install"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployment/vnest-supervisor created"), "{out}");
+    assert!(err.contains("the supervisor is available"), "{err}");
+    let (code, out, _) = cli.run(&["install"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("customresourcedefinition/virtualclusters.vnest.dev unchanged"), "{out}");
+
+    let (ok, _, err) = kubectl(&cli.admin, &["create", "namespace", TENANTS]);
+    assert!(ok, "{err}");
+    let (code, _, err) = cli.run(&["list", "-n", TENANTS]);
+    assert_eq!(code, 0);
+    assert!(err.contains("no VirtualClusters in namespace tenants"), "{err}");
+
+    // No RBAC on the host: a ServiceAccount with no rights.
+    let (ok, _, err) = kubectl(&cli.admin, &["create", "serviceaccount", "nobody", "-n", TENANTS]);
+    assert!(ok, "{err}");
+    let (ok, token, err) = kubectl(&cli.admin, &["create", "token", "nobody", "-n", TENANTS]);
+    assert!(ok, "{err}");
+    let (_, server, _) = kubectl(&cli.admin, &["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    let nobody = cli.work.join("nobody.kubeconfig");
+    std::fs::write(
+        &nobody,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: h\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: h\n  context:\n    cluster: h\n    user: h\ncurrent-context: h\nusers:\n- name: h\n  user:\n    token: {}\n",
+            server.trim(),
+            token.trim()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = cli.run(&["create", "x", "-n", TENANTS, "--pool", POOL, "--kubeconfig", nobody.to_str().unwrap()]);
+    assert_eq!(code, 7, "no RBAC");
+    assert!(err.contains("RBAC"), "{err}");
+
+    // Create with --wait: each stage shown, ending with how to connect.
+    let kubeconfig = cli.work.join("a.kubeconfig");
+    let (code, _, err) = cli.run(&[
+        "create", "a", "-n", TENANTS, "--pool", POOL, "--expose", "node-port", "--wait",
+        "--kubeconfig-out", kubeconfig.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for stage in ["Certificates ready", "Datastore ready", "APIServer ready", "Syncer ready", "] ready"] {
+        assert!(err.contains(stage), "progress shows {stage:?}: {err}");
+    }
+    assert!(err.contains("kubectl --kubeconfig"), "how to use it: {err}");
+    let (ok, out, err) = kubectl(&kubeconfig, &["get", "namespaces"]);
+    assert!(ok && out.contains("kube-system"), "{err}");
+    let (code, _, err) = cli.run(&["create", "a", "-n", TENANTS, "--pool", POOL]);
+    assert_eq!(code, 1, "name taken");
+    assert!(err.contains("already exists") && err.contains("pick another name"), "{err}");
+
+    // list, describe, kubeconfig, connect.
+    let (code, out, _) = cli.run(&["list", "-n", TENANTS]);
+    assert_eq!(code, 0);
+    let row = out.lines().find(|l| l.contains(" a ")).unwrap_or_default();
+    assert!(row.contains("Ready") && row.contains(POOL), "{out}");
+    let (code, out, _) = cli.run(&["list", "-A", "-o", "json"]);
+    assert_eq!(code, 0);
+    let listed: Vec<VirtualCluster> = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.len(), 1);
+    let (code, out, _) = cli.run(&["ls", "-A", "-o", "wide"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("ENDPOINT") && out.contains("https://"), "{out}");
+    let (code, out, _) = cli.run(&["describe", "a", "-n", TENANTS]);
+    assert_eq!(code, 0);
+    for part in ["Phase:", "Ready", "Conditions:", "APIServer", "Isolation on the host:", "dedicated nodes vnest.dev/pool=ci", "pods=", "Events:"] {
+        assert!(out.contains(part), "describe shows {part:?}: {out}");
+    }
+    let (code, _, err) = cli.run(&["describe", "nope", "-n", TENANTS]);
+    assert_eq!(code, 3, "not found");
+    assert!(err.contains("vnest list -A"), "{err}");
+    let (code, out, _) = cli.run(&["kubeconfig", "a", "-n", TENANTS]);
+    assert_eq!(code, 0);
+    let printed = cli.work.join("printed.kubeconfig");
+    std::fs::write(&printed, out).unwrap();
+    let (ok, _, err) = kubectl(&printed, &["create", "namespace", "from-printed"]);
+    assert!(ok, "{err}");
+    let merged = cli.work.join("merged.kubeconfig");
+    std::fs::copy(&cli.admin, &merged).unwrap();
+    let (code, _, err) = cli.run(&["connect", "a", "-n", TENANTS, "--merge-into", merged.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (ok, out, err) = kubectl(&merged, &["--context", "vnest-tenants-a", "get", "namespace", "from-printed"]);
+    assert!(ok && out.contains("from-printed"), "the merged context reaches the tenant: {err}");
+    let (ok, out, _) = kubectl(&merged, &["get", "namespace", "vnest-system"]);
+    assert!(ok && out.contains("vnest-system"), "the host context stays current");
+
+    // connect through a port-forward (as when the endpoint is private).
+    let forwarded = cli.work.join("forwarded.kubeconfig");
+    let (mut forward, said) = cli.spawn(&[
+        "connect", "a", "-n", TENANTS, "--port-forward", "--merge-into", forwarded.to_str().unwrap(),
+    ]);
+    wait_for("the forward", Duration::from_secs(60), || said.lock().unwrap().contains("forwarding"));
+    let (ok, out, err) = kubectl(&forwarded, &["get", "namespace", "from-printed"]);
+    assert!(ok && out.contains("from-printed"), "through the port-forward: {err}");
+    kill(Pid::from_raw(forward.id() as i32), Signal::SIGINT).unwrap();
+    assert_eq!(exit_code(&mut forward, Duration::from_secs(30)), 0);
+
+    // The kubectl plugin.
+    let plugin = Command::new(bin_dir.join("kubectl"))
+        .args(["vnest", "list", "-n", TENANTS])
+        .env("KUBECONFIG", &cli.admin)
+        .env("PATH", &cli.path)
+        .output()
+        .unwrap();
+    assert!(
+        plugin.status.success() && String::from_utf8_lossy(&plugin.stdout).contains("Ready"),
+        "kubectl vnest list: {}{}",
+        String::from_utf8_lossy(&plugin.stdout),
+        String::from_utf8_lossy(&plugin.stderr)
+    );
+    let (code, out, _) = cli.run(&["completion", "bash"]);
+    assert!(code == 0 && out.contains("complete"), "a bash completion script");
+
+    // pause and resume.
+    let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
+    let (code, _, _) = cli.run(&["pause", "a", "-n", TENANTS]);
+    assert_eq!(code, 0);
+    assert!(clusters.get("a").await.unwrap().spec.paused);
+    let (code, _, _) = cli.run(&["resume", "a", "-n", TENANTS]);
+    assert_eq!(code, 0);
+    assert!(!clusters.get("a").await.unwrap().spec.paused);
+
+    // A wait that runs out names the stage it waited on.
+    let stuck = cli.work.join("stuck.yaml");
+    std::fs::write(
+        &stuck,
+        "apiVersion: vnest.dev/v1alpha1\nkind: VirtualCluster\nmetadata:\n  name: stuck\nspec:\n  controlPlane:\n    nodeSelector:\n      nowhere: \"true\"\n  nodePool:\n    nodeSelector:\n      vnest.dev/pool: ci\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli.run(&["create", "-f", stuck.to_str().unwrap(), "-n", TENANTS, "--wait", "--timeout", "30s"]);
+    assert_eq!(code, 4, "timed out");
+    assert!(err.contains("timed out after 30s waiting for Datastore"), "names the stage: {err}");
+
+    // vnest run: the command's exit code, nothing left behind.
+    let (code, out, err) = cli.run(&[
+        "run", "--name", "ci-exit", "-n", TENANTS, "--pool", POOL, "--",
+        "sh", "-c", "kubectl create namespace x && exit 7",
+    ]);
+    assert_eq!(code, 7, "the command's exit code: {err}");
+    assert!(out.contains("namespace/x created"), "the command's output streams through: {out}");
+    assert!(err.contains("TTL 1h"), "a TTL is always set: {err}");
+    nothing_left_of(&client, "ci-exit").await;
+    interrupted_run_leaves_nothing(&cli, &client, "ci-int", Signal::SIGINT).await;
+    interrupted_run_leaves_nothing(&cli, &client, "ci-term", Signal::SIGTERM).await;
+
+    // Uninstall is refused while clusters exist; delete them, then it goes.
+    let (code, _, err) = cli.run(&["uninstall"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("tenants/a") && err.contains("--force"), "{err}");
+    let (code, _, err) = cli.run(&["delete", "a", "-n", TENANTS, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    nothing_left_of(&client, "a").await;
+    let (code, _, _) = cli.run(&["delete", "a", "-n", TENANTS]);
+    assert_eq!(code, 3, "already gone");
+    let (code, _, err) = cli.run(&["delete", "stuck", "-n", TENANTS, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli.run(&["uninstall"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = cli.run(&["list", "-n", TENANTS]);
+    assert_eq!(code, 6, "uninstalled");
+
+    host.stop().await;
+}
