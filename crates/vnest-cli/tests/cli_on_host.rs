@@ -155,17 +155,29 @@ async fn nothing_left_of(client: &kube::Client, name: &str) {
 
 /// `vnest run -- sleep`, interrupted by `signal` once the command runs:
 /// vnest exits 128+signal and the cluster is gone.
-async fn interrupted_run_leaves_nothing(cli: &Cli, client: &kube::Client, name: &str, signal: Signal) {
+async fn interrupted_run_leaves_nothing(
+    cli: &Cli,
+    client: &kube::Client,
+    name: &str,
+    signal: Signal,
+) {
     let (mut child, said) = cli.spawn(&[
         "run", "--name", name, "-n", TENANTS, "--pool", POOL, "--", "sleep", "600",
     ]);
-    wait_for(&format!("{name}: the command runs"), Duration::from_secs(300), || {
-        said.lock().unwrap().contains("] ready")
-    });
+    wait_for(
+        &format!("{name}: the command runs"),
+        Duration::from_secs(300),
+        || said.lock().unwrap().contains("] ready"),
+    );
     std::thread::sleep(Duration::from_secs(2));
     kill(Pid::from_raw(child.id() as i32), signal).unwrap();
     let code = exit_code(&mut child, Duration::from_secs(360));
-    assert_eq!(code, 128 + signal as i32, "{name}: {}", said.lock().unwrap());
+    assert_eq!(
+        code,
+        128 + signal as i32,
+        "{name}: {}",
+        said.lock().unwrap()
+    );
     assert!(said.lock().unwrap().contains("deleting VirtualCluster"));
     nothing_left_of(client, name).await;
 }
@@ -190,7 +202,11 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     // A kubectl plugin is found on the PATH by its name.
     let plugin_dir = work.path().join("bin");
     std::fs::create_dir_all(&plugin_dir).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vnest"), plugin_dir.join("kubectl-vnest")).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_vnest"),
+        plugin_dir.join("kubectl-vnest"),
+    )
+    .unwrap();
     let cli = Cli {
         admin: host.kubeconfig(),
         path: format!(
@@ -225,7 +241,10 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     // Install: a dry run changes nothing; then for real, twice.
     let (code, out, _) = cli.run(&["install", "--dry-run"]);
     assert_eq!(code, 0);
-    assert!(out.contains("customresourcedefinition/virtualclusters.vnest.dev created (dry run)"), "{out}");
+    assert!(
+        out.contains("customresourcedefinition/virtualclusters.vnest.dev created (dry run)"),
+        "{out}"
+    );
     let (code, _, _) = cli.run(&["list", "-n", TENANTS]);
     assert_eq!(code, 6, "a dry run installs nothing");
     let (code, out, err) = cli.run(&["install"]);
@@ -234,20 +253,38 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     assert!(err.contains("the supervisor is available"), "{err}");
     let (code, out, _) = cli.run(&["install"]);
     assert_eq!(code, 0);
-    assert!(out.contains("customresourcedefinition/virtualclusters.vnest.dev unchanged"), "{out}");
+    assert!(
+        out.contains("customresourcedefinition/virtualclusters.vnest.dev unchanged"),
+        "{out}"
+    );
 
     let (ok, _, err) = kubectl(&cli.admin, &["create", "namespace", TENANTS]);
     assert!(ok, "{err}");
     let (code, _, err) = cli.run(&["list", "-n", TENANTS]);
     assert_eq!(code, 0);
-    assert!(err.contains("no VirtualClusters in namespace tenants"), "{err}");
+    assert!(
+        err.contains("no VirtualClusters in namespace tenants"),
+        "{err}"
+    );
 
     // No RBAC on the host: a ServiceAccount with no rights.
-    let (ok, _, err) = kubectl(&cli.admin, &["create", "serviceaccount", "nobody", "-n", TENANTS]);
+    let (ok, _, err) = kubectl(
+        &cli.admin,
+        &["create", "serviceaccount", "nobody", "-n", TENANTS],
+    );
     assert!(ok, "{err}");
     let (ok, token, err) = kubectl(&cli.admin, &["create", "token", "nobody", "-n", TENANTS]);
     assert!(ok, "{err}");
-    let (_, server, _) = kubectl(&cli.admin, &["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    let (_, server, _) = kubectl(
+        &cli.admin,
+        &[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+    );
     let nobody = cli.work.join("nobody.kubeconfig");
     std::fs::write(
         &nobody,
@@ -258,18 +295,42 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
         ),
     )
     .unwrap();
-    let (code, _, err) = cli.run(&["create", "x", "-n", TENANTS, "--pool", POOL, "--kubeconfig", nobody.to_str().unwrap()]);
+    let (code, _, err) = cli.run(&[
+        "create",
+        "x",
+        "-n",
+        TENANTS,
+        "--pool",
+        POOL,
+        "--kubeconfig",
+        nobody.to_str().unwrap(),
+    ]);
     assert_eq!(code, 7, "no RBAC");
     assert!(err.contains("RBAC"), "{err}");
 
     // Create with --wait: each stage shown, ending with how to connect.
     let kubeconfig = cli.work.join("a.kubeconfig");
     let (code, _, err) = cli.run(&[
-        "create", "a", "-n", TENANTS, "--pool", POOL, "--expose", "node-port", "--wait",
-        "--kubeconfig-out", kubeconfig.to_str().unwrap(),
+        "create",
+        "a",
+        "-n",
+        TENANTS,
+        "--pool",
+        POOL,
+        "--expose",
+        "node-port",
+        "--wait",
+        "--kubeconfig-out",
+        kubeconfig.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    for stage in ["Certificates ready", "Datastore ready", "APIServer ready", "Syncer ready", "] ready"] {
+    for stage in [
+        "Certificates ready",
+        "Datastore ready",
+        "APIServer ready",
+        "Syncer ready",
+        "] ready",
+    ] {
         assert!(err.contains(stage), "progress shows {stage:?}: {err}");
     }
     assert!(err.contains("kubectl --kubeconfig"), "how to use it: {err}");
@@ -277,7 +338,10 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     assert!(ok && out.contains("kube-system"), "{err}");
     let (code, _, err) = cli.run(&["create", "a", "-n", TENANTS, "--pool", POOL]);
     assert_eq!(code, 1, "name taken");
-    assert!(err.contains("already exists") && err.contains("pick another name"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("pick another name"),
+        "{err}"
+    );
 
     // list, describe, kubeconfig, connect.
     let (code, out, _) = cli.run(&["list", "-n", TENANTS]);
@@ -290,10 +354,22 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     assert_eq!(listed.len(), 1);
     let (code, out, _) = cli.run(&["ls", "-A", "-o", "wide"]);
     assert_eq!(code, 0);
-    assert!(out.contains("ENDPOINT") && out.contains("https://"), "{out}");
+    assert!(
+        out.contains("ENDPOINT") && out.contains("https://"),
+        "{out}"
+    );
     let (code, out, _) = cli.run(&["describe", "a", "-n", TENANTS]);
     assert_eq!(code, 0);
-    for part in ["Phase:", "Ready", "Conditions:", "APIServer", "Isolation on the host:", "dedicated nodes vnest.dev/pool=ci", "pods=", "Events:"] {
+    for part in [
+        "Phase:",
+        "Ready",
+        "Conditions:",
+        "APIServer",
+        "Isolation on the host:",
+        "dedicated nodes vnest.dev/pool=ci",
+        "pods=",
+        "Events:",
+    ] {
         assert!(out.contains(part), "describe shows {part:?}: {out}");
     }
     let (code, _, err) = cli.run(&["describe", "nope", "-n", TENANTS]);
@@ -307,21 +383,54 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     assert!(ok, "{err}");
     let merged = cli.work.join("merged.kubeconfig");
     std::fs::copy(&cli.admin, &merged).unwrap();
-    let (code, _, err) = cli.run(&["connect", "a", "-n", TENANTS, "--merge-into", merged.to_str().unwrap()]);
+    let (code, _, err) = cli.run(&[
+        "connect",
+        "a",
+        "-n",
+        TENANTS,
+        "--merge-into",
+        merged.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
-    let (ok, out, err) = kubectl(&merged, &["--context", "vnest-tenants-a", "get", "namespace", "from-printed"]);
-    assert!(ok && out.contains("from-printed"), "the merged context reaches the tenant: {err}");
+    let (ok, out, err) = kubectl(
+        &merged,
+        &[
+            "--context",
+            "vnest-tenants-a",
+            "get",
+            "namespace",
+            "from-printed",
+        ],
+    );
+    assert!(
+        ok && out.contains("from-printed"),
+        "the merged context reaches the tenant: {err}"
+    );
     let (ok, out, _) = kubectl(&merged, &["get", "namespace", "vnest-system"]);
-    assert!(ok && out.contains("vnest-system"), "the host context stays current");
+    assert!(
+        ok && out.contains("vnest-system"),
+        "the host context stays current"
+    );
 
     // connect through a port-forward (as when the endpoint is private).
     let forwarded = cli.work.join("forwarded.kubeconfig");
     let (mut forward, said) = cli.spawn(&[
-        "connect", "a", "-n", TENANTS, "--port-forward", "--merge-into", forwarded.to_str().unwrap(),
+        "connect",
+        "a",
+        "-n",
+        TENANTS,
+        "--port-forward",
+        "--merge-into",
+        forwarded.to_str().unwrap(),
     ]);
-    wait_for("the forward", Duration::from_secs(60), || said.lock().unwrap().contains("forwarding"));
+    wait_for("the forward", Duration::from_secs(60), || {
+        said.lock().unwrap().contains("forwarding")
+    });
     let (ok, out, err) = kubectl(&forwarded, &["get", "namespace", "from-printed"]);
-    assert!(ok && out.contains("from-printed"), "through the port-forward: {err}");
+    assert!(
+        ok && out.contains("from-printed"),
+        "through the port-forward: {err}"
+    );
     kill(Pid::from_raw(forward.id() as i32), Signal::SIGINT).unwrap();
     assert_eq!(exit_code(&mut forward, Duration::from_secs(30)), 0);
 
@@ -339,7 +448,10 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
         String::from_utf8_lossy(&plugin.stderr)
     );
     let (code, out, _) = cli.run(&["completion", "bash"]);
-    assert!(code == 0 && out.contains("complete"), "a bash completion script");
+    assert!(
+        code == 0 && out.contains("complete"),
+        "a bash completion script"
+    );
 
     // pause and resume.
     let clusters: Api<VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
@@ -357,17 +469,41 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
         "apiVersion: vnest.dev/v1alpha1\nkind: VirtualCluster\nmetadata:\n  name: stuck\nspec:\n  controlPlane:\n    nodeSelector:\n      nowhere: \"true\"\n  nodePool:\n    nodeSelector:\n      vnest.dev/pool: ci\n",
     )
     .unwrap();
-    let (code, _, err) = cli.run(&["create", "-f", stuck.to_str().unwrap(), "-n", TENANTS, "--wait", "--timeout", "30s"]);
+    let (code, _, err) = cli.run(&[
+        "create",
+        "-f",
+        stuck.to_str().unwrap(),
+        "-n",
+        TENANTS,
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
     assert_eq!(code, 4, "timed out");
-    assert!(err.contains("timed out after 30s waiting for Datastore"), "names the stage: {err}");
+    assert!(
+        err.contains("timed out after 30s waiting for Datastore"),
+        "names the stage: {err}"
+    );
 
     // vnest run: the command's exit code, nothing left behind.
     let (code, out, err) = cli.run(&[
-        "run", "--name", "ci-exit", "-n", TENANTS, "--pool", POOL, "--",
-        "sh", "-c", "kubectl create namespace x && exit 7",
+        "run",
+        "--name",
+        "ci-exit",
+        "-n",
+        TENANTS,
+        "--pool",
+        POOL,
+        "--",
+        "sh",
+        "-c",
+        "kubectl create namespace x && exit 7",
     ]);
     assert_eq!(code, 7, "the command's exit code: {err}");
-    assert!(out.contains("namespace/x created"), "the command's output streams through: {out}");
+    assert!(
+        out.contains("namespace/x created"),
+        "the command's output streams through: {out}"
+    );
     assert!(err.contains("TTL 1h"), "a TTL is always set: {err}");
     nothing_left_of(&client, "ci-exit").await;
     interrupted_run_leaves_nothing(&cli, &client, "ci-int", Signal::SIGINT).await;
@@ -376,7 +512,10 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     // Uninstall is refused while clusters exist; delete them, then it goes.
     let (code, _, err) = cli.run(&["uninstall"]);
     assert_eq!(code, 1);
-    assert!(err.contains("tenants/a") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("tenants/a") && err.contains("--force"),
+        "{err}"
+    );
     let (code, _, err) = cli.run(&["delete", "a", "-n", TENANTS, "--wait"]);
     assert_eq!(code, 0, "{err}");
     nothing_left_of(&client, "a").await;

@@ -4,25 +4,16 @@
 //! points at a local port that vnest forwards to a tenant apiserver pod
 //! through the host apiserver, until Ctrl-C.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::ListParams;
 use kube::config::Kubeconfig;
-use tokio::net::{TcpListener, TcpStream};
-use vnest_api::host_names::{self, HostNamespaceRole, host_namespace};
 
+use super::forward::{self, Forward};
 use super::kubeconfig::{fetch, write_private};
 use crate::host::HostArgs;
-
-/// How long the endpoint gets to accept a connection before vnest forwards.
-const REACH_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -52,32 +43,6 @@ pub(crate) struct ConnectArgs {
     local_port: u16,
     #[command(flatten)]
     connection: HostArgs,
-}
-
-/// `host:port` of an `https://` URL.
-fn authority(server: &str) -> Option<String> {
-    let rest = server.strip_prefix("https://")?;
-    let authority = rest.split('/').next()?;
-    Some(
-        if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_owned()
-        } else {
-            format!("{authority}:443")
-        },
-    )
-}
-
-async fn reachable(server: &str) -> bool {
-    let Some(authority) = authority(server) else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(REACH_TIMEOUT, TcpStream::connect(authority)).await,
-        Ok(Ok(_))
-    )
 }
 
 /// `tenant`'s single cluster/user/context renamed to `name` and merged into
@@ -158,13 +123,8 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("vnest-{}-{}", args.namespace, args.name));
     let target = merge_target(&args)?;
-    let server = tenant
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| c.server.clone())
-        .unwrap_or_default();
-    if !args.port_forward && reachable(&server).await {
+    let server = forward::server_of(&tenant);
+    if !args.port_forward && forward::reachable(&server).await {
         write_merged(&target, tenant, &name, args.switch)?;
         eprintln!(
             "context {name} added to {} (server {server})",
@@ -178,100 +138,24 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             "{server} is not reachable from here; forwarding through the host apiserver instead"
         );
     }
-    let listener = TcpListener::bind(("127.0.0.1", args.local_port))
-        .await
-        .with_context(|| format!("listening on 127.0.0.1:{}", args.local_port))?;
-    let local: SocketAddr = listener
-        .local_addr()
-        .context("the forward's local address")?;
-    let control_plane =
-        host_namespace(&args.namespace, &args.name, HostNamespaceRole::ControlPlane);
-    for cluster in tenant
-        .clusters
-        .iter_mut()
-        .filter_map(|c| c.cluster.as_mut())
-    {
-        cluster.server = Some(format!("https://{local}"));
-        // The apiserver's certificate names its Service.
-        cluster.tls_server_name = Some(format!(
-            "{}.{control_plane}.svc",
-            host_names::apiserver::SERVICE
-        ));
-    }
+    let forward = Forward::start(client, &args.namespace, &args.name, args.local_port).await?;
+    forward.point(&mut tenant, &args.namespace, &args.name);
     write_merged(&target, tenant, &name, args.switch)?;
-    let pods: Api<Pod> = Api::namespaced(client, &control_plane);
-    ready_apiserver(&pods).await?;
     eprintln!(
-        "context {name} added to {}; forwarding {local} to the tenant apiserver",
-        target.display()
+        "context {name} added to {}; forwarding {} to the tenant apiserver",
+        target.display(),
+        forward.local
     );
     eprintln!("use it: kubectl --context {name} get namespaces   (Ctrl-C stops the forward)");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("handling SIGTERM")?;
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-        };
-        let (connection, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accepting a connection failed");
-                continue;
-            }
-        };
-        let pods = pods.clone();
-        tokio::spawn(async move {
-            if let Err(error) = forward(&pods, connection).await {
-                eprintln!("warning: forwarding a connection from {peer}: {error:#}");
-            }
-        });
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
     }
+    drop(forward);
     eprintln!("forward stopped; context {name} needs `vnest connect` running to work");
     Ok(ExitCode::SUCCESS)
-}
-
-/// A running, ready apiserver pod of the tenant.
-async fn ready_apiserver(pods: &Api<Pod>) -> anyhow::Result<String> {
-    let selector = format!(
-        "{}={}",
-        host_names::labels::COMPONENT,
-        host_names::apiserver::COMPONENT
-    );
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .context("listing the tenant's apiserver pods on the host (port-forwarding needs get/list pods and create pods/portforward in its control-plane namespace)")?;
-    list.items
-        .into_iter()
-        .find(|pod| {
-            pod.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .and_then(|pod| pod.metadata.name)
-        .context("no tenant apiserver pod is ready (is the cluster paused? `vnest describe` tells)")
-}
-
-/// One local connection, carried to a ready apiserver pod.
-async fn forward(pods: &Api<Pod>, mut connection: TcpStream) -> anyhow::Result<()> {
-    let pod = ready_apiserver(pods).await?;
-    let port = host_names::apiserver::SECURE_PORT;
-    let mut forwarder = pods
-        .portforward(&pod, &[port])
-        .await
-        .with_context(|| format!("port-forwarding to pod {pod}"))?;
-    let mut upstream = forwarder
-        .take_stream(port)
-        .context("the port-forward gave no stream")?;
-    tokio::io::copy_bidirectional(&mut connection, &mut upstream)
-        .await
-        .ok();
-    drop(upstream);
-    forwarder.join().await.ok();
-    Ok(())
 }
 
 #[cfg(test)]
@@ -321,18 +205,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(target.current_context.as_deref(), Some("vnest-t-a"));
-    }
-
-    #[test]
-    fn authorities_default_to_443() {
-        assert_eq!(
-            authority("https://10.0.0.1:30443").as_deref(),
-            Some("10.0.0.1:30443")
-        );
-        assert_eq!(
-            authority("https://a.example/x").as_deref(),
-            Some("a.example:443")
-        );
-        assert_eq!(authority("http://a"), None);
     }
 }

@@ -215,10 +215,19 @@ pub(crate) async fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
             let kubeconfig = fetch(&client, &namespace, &name).await?;
             write_private(path, &kubeconfig)?;
             eprintln!("kubeconfig written to {}", path.display());
-            eprintln!(
-                "use it: kubectl --kubeconfig {} get namespaces",
-                path.display()
-            );
+            let server = kube::config::Kubeconfig::from_yaml(&kubeconfig)
+                .map(|k| super::forward::server_of(&k))
+                .unwrap_or_default();
+            if super::forward::reachable(&server).await {
+                eprintln!(
+                    "use it: kubectl --kubeconfig {} get namespaces",
+                    path.display()
+                );
+            } else {
+                eprintln!(
+                    "its endpoint {server} is reachable only inside the host (pods can use this kubeconfig as it is); from here: vnest connect {name} -n {namespace}"
+                );
+            }
         }
         None => eprintln!(
             "use it: vnest kubeconfig {name} -n {namespace} --out {name}.kubeconfig && kubectl --kubeconfig {name}.kubeconfig get namespaces"

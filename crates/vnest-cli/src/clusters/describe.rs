@@ -33,7 +33,8 @@ pub(crate) struct DescribeArgs {
 /// from the spec), as lines of text.
 #[derive(Debug, Default)]
 struct Layers {
-    network_policies: Vec<String>,
+    /// Per host namespace role ("control plane", "workloads"): the names.
+    network_policies: Vec<(&'static str, Vec<String>)>,
     quota: Vec<String>,
     limit_range: bool,
 }
@@ -61,12 +62,7 @@ pub(crate) async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
         .await
         .map(|l| l.items)
         .unwrap_or_default();
-    events.sort_by_key(|e| {
-        e.last_timestamp
-            .as_ref()
-            .map(|t| t.0.as_second())
-            .unwrap_or_default()
-    });
+    events.sort_by_key(event_second);
     let layers = layers(&client, &args.namespace, &args.name).await;
     print!("{}", render(&vc, &events, &layers, Timestamp::now()));
     Ok(ExitCode::SUCCESS)
@@ -76,19 +72,21 @@ pub(crate) async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
 /// the admin's identity may not read is left out, not an error.
 async fn layers(client: &kube::Client, namespace: &str, name: &str) -> Layers {
     let mut layers = Layers::default();
-    for role in [
-        HostNamespaceRole::ControlPlane,
-        HostNamespaceRole::Workloads,
+    for (role, label) in [
+        (HostNamespaceRole::ControlPlane, "control plane"),
+        (HostNamespaceRole::Workloads, "workloads"),
     ] {
         let ns = host_namespace(namespace, name, role);
         let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
         if let Ok(list) = policies.list(&ListParams::default()).await {
-            layers.network_policies.extend(
-                list.items
-                    .into_iter()
-                    .filter_map(|p| p.metadata.name)
-                    .map(|p| format!("{ns}/{p}")),
-            );
+            let names: Vec<String> = list
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect();
+            if !names.is_empty() {
+                layers.network_policies.push((label, names));
+            }
         }
     }
     let workloads = host_namespace(namespace, name, HostNamespaceRole::Workloads);
@@ -107,6 +105,16 @@ async fn layers(client: &kube::Client, namespace: &str, name: &str) -> Layers {
         .await
         .is_ok_and(|l| !l.items.is_empty());
     layers
+}
+
+/// When an event last happened: events.k8s.io writers set `eventTime`,
+/// core ones `lastTimestamp`.
+fn event_second(event: &Event) -> Option<i64> {
+    event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .or_else(|| event.event_time.as_ref().map(|t| t.0.as_second()))
 }
 
 fn render(vc: &VirtualCluster, events: &[Event], layers: &Layers, now: Timestamp) -> String {
@@ -254,8 +262,13 @@ fn render(vc: &VirtualCluster, events: &[Event], layers: &Layers, now: Timestamp
             "on in the spec; none readable on the host".to_owned()
         } else {
             format!(
-                "{} (needs a host network plugin that enforces NetworkPolicy)",
-                layers.network_policies.join(", ")
+                "{} (enforced where the host's network plugin enforces NetworkPolicy)",
+                layers
+                    .network_policies
+                    .iter()
+                    .map(|(role, names)| format!("{role}: {}", names.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         },
     );
@@ -291,9 +304,8 @@ fn render(vc: &VirtualCluster, events: &[Event], layers: &Layers, now: Timestamp
         out.push_str("  <none>\n");
     }
     for event in events.iter().rev().take(15).rev() {
-        let age = event.last_timestamp.as_ref().map_or("-".to_owned(), |t| {
-            short_duration(now.as_second() - t.0.as_second())
-        });
+        let age =
+            event_second(event).map_or("-".to_owned(), |t| short_duration(now.as_second() - t));
         let _ = writeln!(
             out,
             "  {:<8}{:<6}{:<24}{}",
@@ -332,7 +344,7 @@ mod tests {
     #[test]
     fn shows_conditions_endpoint_and_layers() {
         let layers = Layers {
-            network_policies: vec!["cp/vnest-default-deny".to_owned()],
+            network_policies: vec![("control plane", vec!["vnest-default-deny".to_owned()])],
             quota: vec!["pods=100".to_owned()],
             limit_range: true,
         };
@@ -344,7 +356,7 @@ mod tests {
         );
         assert!(out.contains("dedicated nodes vnest.dev/pool=a"), "{out}");
         assert!(out.contains("pods=100"), "{out}");
-        assert!(out.contains("cp/vnest-default-deny"), "{out}");
+        assert!(out.contains("control plane: vnest-default-deny"), "{out}");
         assert!(out.contains("<none>"), "no events: {out}");
     }
 }

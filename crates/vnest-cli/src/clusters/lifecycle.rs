@@ -44,12 +44,7 @@ pub(crate) async fn delete(
         .await
     {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(status))
-            if status.code == 404
-                && !status
-                    .message
-                    .contains("could not find the requested resource") =>
-        {
+        Err(kube::Error::Api(status)) if status.code == 404 && !super::crd_missing(&status) => {
             Ok(false)
         }
         Err(e) => Err(explain(
@@ -85,13 +80,12 @@ pub(crate) async fn run_delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     eprintln!("VirtualCluster {namespace}/{name} deleting");
-    if args.wait {
-        if let Outcome::TimedOut(why) =
+    if args.wait
+        && let Outcome::TimedOut(why) =
             wait::until_deleted(&api(&client, namespace), name, args.timeout).await?
-        {
-            eprintln!("error: {why}");
-            return Ok(ExitCode::from(EXIT_TIMED_OUT));
-        }
+    {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::from(EXIT_TIMED_OUT));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 pub(crate) mod connect;
 pub(crate) mod create;
 pub(crate) mod describe;
+mod forward;
 pub(crate) mod kubeconfig;
 pub(crate) mod lifecycle;
 pub(crate) mod list;
@@ -29,12 +30,23 @@ pub(crate) fn api(client: &kube::Client, namespace: &str) -> Api<VirtualCluster>
     Api::namespaced(client.clone(), namespace)
 }
 
+/// Whether a 404 means the VirtualCluster type is unknown to the host (a
+/// GET says "could not find the requested resource", a LIST answers
+/// "404 page not found"), not that one object is missing.
+pub(crate) fn crd_missing(status: &kube::core::Status) -> bool {
+    status.code == 404
+        && (status
+            .message
+            .contains("could not find the requested resource")
+            || status.message.contains("page not found"))
+}
+
 /// What went wrong talking to the host, said so that the admin knows what
 /// to do. `what` names the attempt ("creating VirtualCluster tenants/a").
 pub(crate) fn explain(error: kube::Error, what: &str, namespace: &str) -> anyhow::Error {
     match &error {
         kube::Error::Api(status) => match status.code {
-            404 if status.message.contains("could not find the requested resource") => Failure::NotInstalled(format!(
+            404 if crd_missing(status) => Failure::NotInstalled(format!(
                 "{what}: vnest is not installed on this host (no VirtualCluster CRD); run `vnest install` as a host admin"
             ))
             .into(),
