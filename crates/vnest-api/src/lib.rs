@@ -2,7 +2,9 @@
 //! (group `vnest.dev`, version `v1alpha1`) and the names and labels its
 //! objects get on the host. Logic lives in the crates that use them.
 
+pub mod conditions;
 pub mod host_names;
+pub mod label_pairs;
 mod virtual_cluster;
 
 pub use virtual_cluster::*;

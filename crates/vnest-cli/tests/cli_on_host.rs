@@ -182,6 +182,29 @@ async fn interrupted_run_leaves_nothing(
     nothing_left_of(client, name).await;
 }
 
+/// What the supervisor serves at `:8080/metrics`.
+async fn supervisor_metrics(client: &kube::Client) -> String {
+    use std::io::{Read, Write};
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client.clone(), "vnest-system");
+    let supervisor = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=vnest-supervisor"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .expect("a supervisor pod");
+    let ip = supervisor.status.unwrap().pod_ip.unwrap();
+    let mut stream = std::net::TcpStream::connect((ip.as_str(), 8080)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: supervisor\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     let binaries = vnest_image_binaries();
@@ -372,6 +395,15 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     ] {
         assert!(out.contains(part), "describe shows {part:?}: {out}");
     }
+    let metrics = supervisor_metrics(&client).await;
+    assert!(
+        metrics.contains("vnest_supervisor_virtual_clusters{phase=\"Ready\"} 1"),
+        "the supervisor counts clusters by phase: {metrics}"
+    );
+    assert!(
+        metrics.contains("vnest_supervisor_reconciles_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
     let (code, _, err) = cli.run(&["describe", "nope", "-n", TENANTS]);
     assert_eq!(code, 3, "not found");
     assert!(err.contains("vnest list -A"), "{err}");

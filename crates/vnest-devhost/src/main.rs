@@ -102,13 +102,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let mut options = DevHostOptions::new(nodes, dir, UpstreamBinaries::from_env());
             options.timeout = timeout;
             options.vnest_binaries = vnest_binaries;
-            for label in &node_labels {
-                let (key, value) = label
-                    .split_once('=')
-                    .with_context(|| format!("--node-label {label:?} is not KEY=VALUE"))?;
-                for node in &mut options.nodes {
-                    node.labels.push((key.to_owned(), value.to_owned()));
-                }
+            let labels = vnest_api::label_pairs::parse(&node_labels).context("--node-label")?;
+            for node in &mut options.nodes {
+                node.labels.extend(labels.clone());
             }
             options.simulated_nodes = vec![Vec::new(); usize::from(simulated_nodes)];
             let host = DevHost::up(options, |stage| eprintln!("  … {stage}")).await?;

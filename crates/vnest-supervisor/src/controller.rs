@@ -4,7 +4,7 @@
 //! carry an owner reference to a VirtualCluster in another namespace).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -19,6 +19,7 @@ use vnest_api::host_names::labels;
 
 use crate::desired::pods::Settings;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::reconcile;
 
 /// The field manager of every object the supervisor applies.
@@ -31,10 +32,11 @@ pub struct Context {
     pub client: Client,
     pub settings: Settings,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs until the process is told to stop.
-pub async fn run(client: Client, settings: Settings) {
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
@@ -43,6 +45,7 @@ pub async fn run(client: Client, settings: Settings) {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
         settings,
+        metrics,
     });
     let ours =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
@@ -62,7 +65,7 @@ pub async fn run(client: Client, settings: Settings) {
     )
     .watches(Api::<Service>::all(client), ours, owner_of)
     .shutdown_on_signal()
-    .run(reconcile::reconcile, error_policy, context)
+    .run(measured, error_policy, context)
     .for_each(|result| async move {
         match result {
             Ok((vc, _)) => {
@@ -72,6 +75,26 @@ pub async fn run(client: Client, settings: Settings) {
         }
     })
     .await;
+}
+
+/// [`reconcile::reconcile`], counted and timed, with the phase it saw.
+async fn measured(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = format!(
+        "{}/{}",
+        vc.metadata.namespace.as_deref().unwrap_or_default(),
+        vc.metadata.name.as_deref().unwrap_or_default()
+    );
+    let phase = vc.metadata.deletion_timestamp.is_none().then(|| {
+        vc.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map_or_else(|| "Pending".to_owned(), |p| format!("{p:?}"))
+    });
+    let started = Instant::now();
+    let result = reconcile::reconcile(vc, ctx.clone()).await;
+    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    ctx.metrics.phase(key, phase);
+    result
 }
 
 /// The VirtualCluster a host object of vnest's belongs to, by its labels.

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod desired;
 pub mod error;
 pub mod host_facts;
+pub mod metrics;
 pub mod pod_problems;
 pub mod reconcile;
 pub mod status;

@@ -39,10 +39,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     vnest_kube::logging::init(matches!(args.log_format, LogFormat::Json));
     let readiness = vnest_kube::health::Readiness::default();
+    let metrics = std::sync::Arc::new(vnest_supervisor::metrics::Metrics::default());
+    let for_metrics = metrics.clone();
     let health = tokio::spawn(vnest_kube::health::serve(
         args.health_address,
         readiness.clone(),
-        None,
+        Some(std::sync::Arc::new(move || for_metrics.render())),
     ));
     let client = kube::Client::try_default()
         .await
@@ -58,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
         vnest_image: args.vnest_image,
     };
     tracing::info!(registry = %settings.registry, namespace = %settings.supervisor_namespace, "supervisor starting");
-    controller::run(client, settings).await;
+    controller::run(client, settings, metrics).await;
     health.abort();
     tracing::info!("supervisor stopped");
     Ok(())

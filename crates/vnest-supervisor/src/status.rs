@@ -6,13 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use vnest_api::{Phase, VirtualCluster};
 
-pub const CERTIFICATES: &str = "Certificates";
-pub const DATASTORE: &str = "Datastore";
-pub const APISERVER: &str = "APIServer";
-pub const CONTROLLER_MANAGER: &str = "ControllerManager";
-pub const CLUSTER_DNS: &str = "ClusterDNS";
-pub const SYNCER: &str = "Syncer";
-pub const READY: &str = "Ready";
+pub use vnest_api::conditions::{
+    APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROLLER_MANAGER, DATASTORE, READY, SYNCER,
+};
 
 /// The outcome of one stage of a reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,13 +4,12 @@
 //! package builds both binaries of vnest's image and its end-to-end tests
 //! can package them.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::{FIELD_MANAGER, Settings, Syncer};
 use crate::{events, gc, kubelet_proxy, mirror, nodes, pods, service_addresses, volumes};
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -90,16 +89,6 @@ fn host_and_port(address: &str, flag: &str) -> anyhow::Result<(String, u16)> {
     Ok((host.to_owned(), port))
 }
 
-fn pairs(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    items
-        .iter()
-        .map(|item| match item.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => bail!("{item:?} is not KEY=VALUE"),
-        })
-        .collect()
-}
-
 /// Parses the command line and runs the syncer until SIGTERM or Ctrl-C.
 pub async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -122,7 +111,8 @@ pub async fn main() -> anyhow::Result<()> {
         .context("--dns-service must be NAMESPACE/NAME")?;
     let settings = Settings {
         host_namespace: args.host_namespace,
-        pool_selector: pairs(&args.pool_selector)?,
+        pool_selector: vnest_api::label_pairs::parse(&args.pool_selector)
+            .context("--pool-selector")?,
         pool_taint_key: args.pool_taint_key,
         runtime_class: args.runtime_class,
         level: match args.pod_security {

@@ -2,7 +2,6 @@
 //! flags winning), optionally waited for with progress, ending with how
 //! to connect.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -85,16 +84,6 @@ pub(crate) struct CreateArgs {
     connection: HostArgs,
 }
 
-fn pairs(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    items
-        .iter()
-        .map(|item| match item.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => bail!("--pool {item:?} is not KEY=VALUE (for example vnest.dev/pool=a)"),
-        })
-        .collect()
-}
-
 impl SpecArgs {
     /// The VirtualCluster these flags describe, named `name` (or as the
     /// file names it) in `namespace`.
@@ -129,7 +118,8 @@ impl SpecArgs {
         }
         let spec = &mut vc.spec;
         if !self.pool.is_empty() {
-            spec.node_pool.node_selector = pairs(&self.pool)?;
+            spec.node_pool.node_selector = vnest_api::label_pairs::parse(&self.pool)
+                .map_err(|e| anyhow::anyhow!("--pool {e}"))?;
         }
         if spec.node_pool.node_selector.is_empty() {
             bail!(

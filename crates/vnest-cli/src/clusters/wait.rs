@@ -11,15 +11,7 @@ use vnest_api::{Phase, VirtualCluster};
 
 use super::explain;
 
-/// The stages in the order they come, as conditions of the status.
-const STAGES: [&str; 6] = [
-    "Certificates",
-    "Datastore",
-    "APIServer",
-    "ControllerManager",
-    "ClusterDNS",
-    "Syncer",
-];
+use vnest_api::conditions::STAGES;
 const POLL: Duration = Duration::from_secs(1);
 
 /// How a wait ended, when it did not end in an error.

@@ -227,33 +227,26 @@ async fn admission(syncer: &Syncer, request: Request<Incoming>) -> Response<Prox
         }
     };
     match crate::service_addresses::review(syncer, &body).await {
-        Ok(answer) => {
-            let mut response = Response::new(
-                Full::new(Bytes::from(answer.to_string()))
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            );
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Ok(answer) => respond(StatusCode::OK, "application/json", answer.to_string()),
         Err(message) => text(StatusCode::BAD_REQUEST, message),
     }
 }
 
 /// A plain-text answer, as a kubelet gives one.
 pub fn text(status: StatusCode, message: String) -> Response<ProxyBody> {
+    respond(status, "text/plain; charset=utf-8", message)
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {
     let mut response = Response::new(
-        Full::new(Bytes::from(message))
+        Full::new(Bytes::from(body))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        http::HeaderValue::from_static(content_type),
     );
     response
 }

@@ -1,0 +1,21 @@
+//! The condition types of a VirtualCluster's status: one per stage of
+//! bringing its control plane up, then `Ready`. The supervisor writes them;
+//! the CLI shows them as progress.
+
+pub const CERTIFICATES: &str = "Certificates";
+pub const DATASTORE: &str = "Datastore";
+pub const APISERVER: &str = "APIServer";
+pub const CONTROLLER_MANAGER: &str = "ControllerManager";
+pub const CLUSTER_DNS: &str = "ClusterDNS";
+pub const SYNCER: &str = "Syncer";
+pub const READY: &str = "Ready";
+
+/// The stages in the order they come.
+pub const STAGES: [&str; 6] = [
+    CERTIFICATES,
+    DATASTORE,
+    APISERVER,
+    CONTROLLER_MANAGER,
+    CLUSTER_DNS,
+    SYNCER,
+];
