@@ -199,7 +199,12 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
             "jsonpath={.spec.clusterIP}",
         ],
     );
-    assert!(ok && ip == "10.96.0.10", "{ip}{err}");
+    // The tenant's kube-dns takes an address its apiserver picks (the
+    // syncer gives pods its host copy's address).
+    assert!(
+        ok && ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "kube-dns has a ClusterIP: {ip}{err}"
+    );
 
     // Each tenant's syncer identity has rights in its own workloads
     // namespace and nowhere else.
