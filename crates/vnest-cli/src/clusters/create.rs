@@ -219,6 +219,9 @@ pub(crate) async fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        None if vc.spec.control_plane.expose.type_ == ExposeType::ClusterIP => eprintln!(
+            "use it: vnest connect {name} -n {namespace}   (its endpoint is inside the host; connect forwards to it)"
+        ),
         None => eprintln!(
             "use it: vnest kubeconfig {name} -n {namespace} --out {name}.kubeconfig && kubectl --kubeconfig {name}.kubeconfig get namespaces"
         ),
