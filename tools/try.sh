@@ -24,18 +24,22 @@ out_dir="${CARGO_TARGET_DIR:-target}/$([ "$profile" = dev ] && echo debug || ech
 vnest="$(cd "$out_dir" && pwd)/vnest"
 
 install_flags=()
-create_flags=(--expose node-port)
+devhost=false
+# baseline, so that a plain `kubectl create deployment` runs (the default,
+# restricted, refuses pods that do not harden their security context).
+create_flags=(--expose node-port --pod-security baseline)
 if "$kubectl" get --raw /readyz >/dev/null 2>&1; then
   echo "try.sh: using the host cluster of $("$kubectl" config current-context)" >&2
   pool="${VNEST_POOL:?name the label of the nodes for the tenant: VNEST_POOL=KEY=VALUE tools/try.sh}"
   [ -n "${VNEST_IMAGE:-}" ] && install_flags+=(--image "$VNEST_IMAGE")
-  [ -n "${VNEST_EXPOSE:-}" ] && create_flags=(--expose "$VNEST_EXPOSE")
+  [ -n "${VNEST_EXPOSE:-}" ] && create_flags=(--expose "$VNEST_EXPOSE" --pod-security baseline)
 else
   if [ "$(id -u)" -ne 0 ]; then
     echo "try.sh: no host cluster is reachable (KUBECONFIG, ~/.kube/config), and bringing up the development host needs root" >&2
     exit 1
   fi
   tools/host/install-prerequisites.sh
+  devhost=true
   pool="vnest.dev/pool=demo"
   state=/var/lib/vnest-devhost
   log=/var/log/vnest-devhost.log
@@ -49,6 +53,7 @@ else
       --vnest-binary "$out_dir/vnest-supervisor" --vnest-binary "$out_dir/vnest-syncer" \
       >"$state.kubeconfig-path" 2>"$log" &
     host_pid=$!
+    echo "$host_pid" >"$state.pid"
     for _ in $(seq 1 600); do
       [ -s "$state.kubeconfig-path" ] && break
       if ! kill -0 "$host_pid" 2>/dev/null; then
@@ -77,7 +82,8 @@ echo "+ kubectl --kubeconfig $tenant_kubeconfig get nodes"
 "$kubectl" --kubeconfig "$tenant_kubeconfig" get nodes
 cat <<MSG
 
-Virtual cluster "$name" is ready. As its tenant:
+Virtual cluster "$name" is ready (Pod Security level baseline; new clusters
+default to restricted). As its tenant:
   export KUBECONFIG=$tenant_kubeconfig
   $kubectl create deployment web --image=vnest.local/busybox:1 -- sleep 3600   # (the dev host has local images only)
   $kubectl get pods -o wide
@@ -87,3 +93,6 @@ As the host's admin (KUBECONFIG=$KUBECONFIG):
   $vnest delete $name -n tenants --wait
 Docs: docs/quick-start-admin.md, docs/tenant.md, docs/ci.md
 MSG
+if "$devhost" && [ -s /var/lib/vnest-devhost.pid ]; then
+  echo "The development host keeps running; stop it (and everything on it) with: kill \$(cat /var/lib/vnest-devhost.pid)"
+fi
