@@ -394,3 +394,39 @@ impl MachineFootprint {
         }
     }
 }
+
+/// What the first pod matching `selector` in `namespace` answers to
+/// `GET path` on `port` (a health/metrics endpoint): the whole HTTP
+/// response. Tests run on the host machine, which routes pod IPs.
+pub async fn get_from_pod(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+    port: u16,
+    path: &str,
+) -> String {
+    use std::io::{Read, Write};
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let pod = pods
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no pod {selector} in {namespace}"));
+    let ip = pod
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("the pod has an IP");
+    let mut stream = std::net::TcpStream::connect((ip.as_str(), port)).unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: {ip}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}

@@ -184,25 +184,14 @@ async fn interrupted_run_leaves_nothing(
 
 /// What the supervisor serves at `:8080/metrics`.
 async fn supervisor_metrics(client: &kube::Client) -> String {
-    use std::io::{Read, Write};
-    let pods: Api<k8s_openapi::api::core::v1::Pod> =
-        Api::namespaced(client.clone(), "vnest-system");
-    let supervisor = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/name=vnest-supervisor"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .next()
-        .expect("a supervisor pod");
-    let ip = supervisor.status.unwrap().pod_ip.unwrap();
-    let mut stream = std::net::TcpStream::connect((ip.as_str(), 8080)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: supervisor\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
+    vnest_tests::get_from_pod(
+        client,
+        "vnest-system",
+        "app.kubernetes.io/name=vnest-supervisor",
+        8080,
+        "/metrics",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -593,24 +593,14 @@ async fn syncer_log(client: &kube::Client, control_plane: &str) -> String {
 /// What the tenant's syncer serves at /metrics (pod IPs route from this
 /// machine on the development host).
 async fn syncer_metrics(client: &kube::Client, control_plane: &str) -> String {
-    use std::io::{Read, Write};
-    let pods: Api<Pod> = Api::namespaced(client.clone(), control_plane);
-    let syncer = pods
-        .list(&ListParams::default().labels("vnest.dev/component=syncer"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .next()
-        .expect("a syncer pod");
-    let ip = syncer.status.unwrap().pod_ip.unwrap();
-    let mut stream = std::net::TcpStream::connect((ip.as_str(), 8080)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: syncer\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
+    vnest_tests::get_from_pod(
+        client,
+        control_plane,
+        "vnest.dev/component=syncer",
+        8080,
+        "/metrics",
+    )
+    .await
 }
 
 fn apply(kubeconfig: &Path, dir: &Path, file: &str, yaml: &str) {
