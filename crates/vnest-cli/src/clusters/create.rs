@@ -13,7 +13,8 @@ use vnest_api::{ExposeType, PodSecurityLevel, VirtualCluster};
 
 use super::kubeconfig::{fetch, write_private};
 use super::wait::{self, Outcome};
-use super::{DEFAULT_TIMEOUT, EXIT_TIMED_OUT, api, explain};
+use super::{DEFAULT_TIMEOUT, api, explain};
+use crate::exit::TIMED_OUT;
 use crate::host::HostArgs;
 
 /// The spec flags `create` and `run` share.
@@ -198,7 +199,7 @@ pub(crate) async fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "error: {why}; the cluster is kept: `vnest describe {name} -n {namespace}` tells more"
         );
-        return Ok(ExitCode::from(EXIT_TIMED_OUT));
+        return Ok(ExitCode::from(TIMED_OUT));
     }
     match &args.kubeconfig_out {
         Some(path) => {

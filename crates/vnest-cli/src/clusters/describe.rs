@@ -15,8 +15,7 @@ use kube::api::ListParams;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
 use vnest_api::{ExposeType, NodePoolMode, VirtualCluster};
 
-use super::{api, explain, list::short_duration};
-use crate::exit::Failure;
+use super::{get, list::short_duration};
 use crate::host::HostArgs;
 
 #[derive(Debug, Args)]
@@ -41,17 +40,7 @@ struct Layers {
 
 pub(crate) async fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     let client = args.connection.client().await?;
-    let what = format!("reading VirtualCluster {}/{}", args.namespace, args.name);
-    let vc = api(&client, &args.namespace)
-        .get_opt(&args.name)
-        .await
-        .map_err(|e| explain(e, &what, &args.namespace))?
-        .ok_or_else(|| {
-            Failure::NotFound(format!(
-                "there is no VirtualCluster {} in namespace {}; `vnest list -A` shows them all",
-                args.name, args.namespace
-            ))
-        })?;
+    let vc = get(&client, &args.namespace, &args.name).await?;
     let events: Api<Event> = Api::namespaced(client.clone(), &args.namespace);
     let selector = format!(
         "involvedObject.kind=VirtualCluster,involvedObject.name={}",

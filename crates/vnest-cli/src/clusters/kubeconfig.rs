@@ -10,7 +10,7 @@ use clap::Args;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use super::{api, explain};
+use super::{explain, get};
 use crate::host::HostArgs;
 
 /// The key of the Secret holding the kubeconfig for use from outside.
@@ -41,15 +41,7 @@ pub(crate) async fn fetch(
     namespace: &str,
     name: &str,
 ) -> anyhow::Result<String> {
-    let vc = api(client, namespace)
-        .get_opt(name)
-        .await
-        .map_err(|e| explain(e, &format!("reading VirtualCluster {namespace}/{name}"), namespace))?
-        .ok_or_else(|| {
-            crate::exit::Failure::NotFound(format!(
-                "there is no VirtualCluster {name} in namespace {namespace}; `vnest list -A` shows them all"
-            ))
-        })?;
+    let vc = get(client, namespace, name).await?;
     let Some(secret_name) = vc.status.and_then(|s| s.kubeconfig_secret_name) else {
         bail!(
             "VirtualCluster {namespace}/{name} has no kubeconfig yet (it is not serving); wait with `vnest create --wait` or see `vnest describe {name} -n {namespace}`"

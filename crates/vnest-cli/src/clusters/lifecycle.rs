@@ -8,7 +8,8 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::wait::{self, Outcome};
-use super::{EXIT_TIMED_OUT, api, explain};
+use super::{api, explain};
+use crate::exit::TIMED_OUT;
 use crate::host::HostArgs;
 
 #[derive(Debug, Args)]
@@ -74,10 +75,7 @@ pub(crate) async fn run_delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     } = &args.target;
     let client = connection.client().await?;
     if !delete(&client, namespace, name).await? {
-        return Err(crate::exit::Failure::NotFound(format!(
-            "there is no VirtualCluster {name} in namespace {namespace}; `vnest list -A` shows them all"
-        ))
-        .into());
+        return Err(super::not_found(namespace, name));
     }
     eprintln!("VirtualCluster {namespace}/{name} deleting");
     if args.wait
@@ -85,7 +83,7 @@ pub(crate) async fn run_delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
             wait::until_deleted(&api(&client, namespace), name, args.timeout).await?
     {
         eprintln!("error: {why}");
-        return Ok(ExitCode::from(EXIT_TIMED_OUT));
+        return Ok(ExitCode::from(TIMED_OUT));
     }
     Ok(ExitCode::SUCCESS)
 }

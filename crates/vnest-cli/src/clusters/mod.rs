@@ -24,10 +24,36 @@ use crate::exit::Failure;
 /// How long `--wait` waits unless told.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub(crate) use crate::exit::TIMED_OUT as EXIT_TIMED_OUT;
-
 pub(crate) fn api(client: &kube::Client, namespace: &str) -> Api<VirtualCluster> {
     Api::namespaced(client.clone(), namespace)
+}
+
+/// There is no VirtualCluster `namespace/name` (exit code 3), and where to
+/// look for the right one.
+pub(crate) fn not_found(namespace: &str, name: &str) -> anyhow::Error {
+    Failure::NotFound(format!(
+        "there is no VirtualCluster {name} in namespace {namespace}; `vnest list -A` shows them all"
+    ))
+    .into()
+}
+
+/// VirtualCluster `namespace/name`, or why it cannot be had.
+pub(crate) async fn get(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<VirtualCluster> {
+    api(client, namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| {
+            explain(
+                e,
+                &format!("reading VirtualCluster {namespace}/{name}"),
+                namespace,
+            )
+        })?
+        .ok_or_else(|| not_found(namespace, name))
 }
 
 /// Whether a 404 means the VirtualCluster type is unknown to the host (a

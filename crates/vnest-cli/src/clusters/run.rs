@@ -14,12 +14,13 @@ use clap::Args;
 use kube::config::Kubeconfig;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use super::api;
 use super::create::{SpecArgs, create};
 use super::forward::{self, Forward};
 use super::kubeconfig::{fetch, write_private};
 use super::lifecycle::delete_and_wait;
 use super::wait::{self, Outcome};
-use super::{EXIT_TIMED_OUT, api};
+use crate::exit::TIMED_OUT;
 use crate::host::HostArgs;
 
 /// The TTL of a run's cluster unless `--ttl` says otherwise.
@@ -137,7 +138,7 @@ async fn use_cluster(
     };
     if let Outcome::TimedOut(why) = ready {
         eprintln!("error: {why}");
-        return Ok(i32::from(EXIT_TIMED_OUT));
+        return Ok(i32::from(TIMED_OUT));
     }
     let dir = tempfile::tempdir().context("making a directory for the kubeconfig")?;
     let path = dir.path().join("kubeconfig");
