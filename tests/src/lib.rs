@@ -397,7 +397,9 @@ impl MachineFootprint {
 
 /// What the first pod matching `selector` in `namespace` answers to
 /// `GET path` on `port` (a health/metrics endpoint): the whole HTTP
-/// response. Tests run on the host machine, which routes pod IPs.
+/// response. Carried by `pods/portforward` (the kubelet connects inside the
+/// pod), so NetworkPolicies that keep every other client out still let a
+/// test read it, as they let an admin with port-forward rights.
 pub async fn get_from_pod(
     client: &kube::Client,
     namespace: &str,
@@ -405,7 +407,7 @@ pub async fn get_from_pod(
     port: u16,
     path: &str,
 ) -> String {
-    use std::io::{Read, Write};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client.clone(), namespace);
     let pod = pods
@@ -416,17 +418,49 @@ pub async fn get_from_pod(
         .into_iter()
         .next()
         .unwrap_or_else(|| panic!("no pod {selector} in {namespace}"));
-    let ip = pod
-        .status
-        .and_then(|s| s.pod_ip)
-        .expect("the pod has an IP");
-    let mut stream = std::net::TcpStream::connect((ip.as_str(), port)).unwrap();
+    let name = pod.metadata.name.expect("a listed pod has a name");
+    let mut forwarder = pods.portforward(&name, &[port]).await.unwrap();
+    let mut stream = forwarder.take_stream(port).expect("a stream for the port");
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nhost: {ip}\r\nconnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
         )
+        .await
         .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    drop(stream);
+    forwarder.join().await.ok();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A port on 127.0.0.1 whose every connection `pods/portforward` carries to
+/// `port` of pod `name` (the kubelet connects inside the pod, past any
+/// NetworkPolicy), as `kubectl port-forward` does; stops when the returned
+/// task is aborted.
+pub async fn forward_local(
+    pods: kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    port: u16,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap().port();
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        while let Ok((mut connection, _)) = listener.accept().await {
+            let pods = pods.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                let Ok(mut forwarder) = pods.portforward(&name, &[port]).await else {
+                    return;
+                };
+                if let Some(mut upstream) = forwarder.take_stream(port) {
+                    let _ = tokio::io::copy_bidirectional(&mut connection, &mut upstream).await;
+                }
+                let _ = forwarder.join().await;
+            });
+        }
+    });
+    (local, task)
 }

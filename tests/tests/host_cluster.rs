@@ -1,7 +1,9 @@
 //! The development host cluster, from nothing to nothing: real kubelets in
 //! their own network namespaces run a two-pod workload with a Service and a
 //! DNS lookup, pods land on the node a selector names, `logs` and `exec`
-//! work, simulated (kwok) nodes take what asks for them, and teardown leaves
+//! work, NetworkPolicies are enforced (a deny policy cuts traffic from
+//! another node and from the same node, deleting it restores both),
+//! simulated (kwok) nodes take what asks for them, and teardown leaves
 //! no process, mount, network namespace, link, cgroup, iptables rule or file
 //! behind.
 //!
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
 use kube::api::{AttachParams, ListParams, LogParams, PostParams};
 use serde_json::json;
@@ -110,6 +113,8 @@ async fn a_host_runs_a_workload_across_nodes_and_leaves_nothing_behind() {
     .await;
     assert!(answer.contains(&fqdn), "{answer}");
 
+    network_policies_are_enforced(&client, &pods, &web).await;
+
     // Simulated nodes take a Deployment that asks for them (selector and
     // toleration of their taint); kwok reports its pods Running.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
@@ -186,6 +191,66 @@ async fn a_host_whose_owner_died_is_swept_clean() {
 
     vnest_devhost::sweep(&base);
     MachineFootprint::capture(&base_str).assert_nothing_left(&before, &base);
+}
+
+/// A policy admitting nothing to `web` cuts it off from a pod on another
+/// node (`client`) and from one on its own node (`neighbour`: bridged
+/// traffic, filtered only with `bridge-nf-call-iptables`); deleting the
+/// policy lets both through again.
+async fn network_policies_are_enforced(client: &kube::Client, pods: &Api<Pod>, web: &Pod) {
+    create_pod(
+        pods,
+        "neighbour",
+        json!({ "kubernetes.io/hostname": "vnest-node2" }),
+        &["sleep", "3600"],
+    )
+    .await;
+    assert_eq!(
+        node_of(&wait_running(pods, "neighbour").await),
+        "vnest-node2"
+    );
+    let web_ip = web.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    let reaches = |from: &'static str| {
+        let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {web_ip} 8080");
+        async move {
+            exec(pods, from, &["sh", "-c", &request])
+                .await
+                .contains("hello-from-web")
+        }
+    };
+    for from in ["client", "neighbour"] {
+        eventually(|| async { reaches(from).await.then_some(()) }).await;
+    }
+
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), NS);
+    let deny: NetworkPolicy = serde_json::from_value(json!({
+        "metadata": { "name": "web-deny-all" },
+        "spec": { "podSelector": { "matchLabels": { "app": "web" } }, "policyTypes": ["Ingress"] },
+    }))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &deny)
+        .await
+        .unwrap();
+    for from in ["client", "neighbour"] {
+        eventually(|| async { (!reaches(from).await).then_some(()) }).await;
+    }
+    // Still cut off a moment later: the cut was the policy, not a hiccup.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for from in ["client", "neighbour"] {
+        assert!(
+            !reaches(from).await,
+            "{from} reached web through the deny policy"
+        );
+    }
+
+    policies
+        .delete("web-deny-all", &Default::default())
+        .await
+        .unwrap();
+    for from in ["client", "neighbour"] {
+        eventually(|| async { reaches(from).await.then_some(()) }).await;
+    }
 }
 
 async fn create_pod(pods: &Api<Pod>, name: &str, node_selector: serde_json::Value, args: &[&str]) {

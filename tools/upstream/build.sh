@@ -28,7 +28,7 @@ etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3" && $2 ~ /^v/ {print $2; exi
 [ -n "$k8s_version" ] && [ -n "$etcd_version" ] || { echo "build.sh: cannot read the pins from go.mod" >&2; exit 1; }
 coredns_version="$(awk '$1=="github.com/coredns/coredns" && $2 ~ /^v/ {print $2; exit}' coredns/go.mod)"
 [ -n "$coredns_version" ] || { echo "build.sh: cannot read the CoreDNS pin from coredns/go.mod" >&2; exit 1; }
-pin_hash="$(cat go.mod go.sum coredns/go.mod coredns/go.sum kwok/go.mod kwok/go.sum build.sh | sha256sum | cut -c1-12)"
+pin_hash="$(cat go.mod go.sum coredns/go.mod coredns/go.sum kwok/go.mod kwok/go.sum kube-router/go.mod kube-router/go.sum build.sh | sha256sum | cut -c1-12)"
 cache_root="${VNEST_CACHE_DIR:-$HOME/.cache/vnest}"
 out="$cache_root/upstream/k8s-${k8s_version}_etcd-${etcd_version}_${pin_hash}/bin"
 
@@ -51,6 +51,7 @@ targets=(
   ".:etcdctl:go.etcd.io/etcd/etcdctl/v3"
   "coredns:coredns:github.com/coredns/coredns"
   "kwok:kwok:sigs.k8s.io/kwok/cmd/kwok"
+  "kube-router:kube-router:github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"
 )
 
 # Kubernetes reports its version from these variables (hack/lib/version.sh sets

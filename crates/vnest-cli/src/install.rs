@@ -58,6 +58,10 @@ const MANIFESTS: &[(&str, &str)] = &[
         "supervisor/deployment.yaml",
         include_str!("../../../manifests/supervisor/deployment.yaml"),
     ),
+    (
+        "supervisor/network-policy.yaml",
+        include_str!("../../../manifests/supervisor/network-policy.yaml"),
+    ),
 ];
 
 #[derive(Debug, Args)]

@@ -16,7 +16,7 @@ use vnest_local::{LocalControlPlane, LocalOptions, UpstreamBinaries};
 
 use crate::node::{RunningNode, wait_node_ready};
 use crate::topology::{HOST_IP, MAX_NODES, NodeSpec};
-use crate::{cgroups, dns, images, mounts, network, simulated, storage};
+use crate::{cgroups, dns, images, mounts, network, network_policy, simulated, storage};
 use vnest_local::process::ManagedProcess;
 
 /// How to bring the host up.
@@ -135,6 +135,7 @@ impl DevHost {
         let cp = LocalControlPlane::start(cp_options).await?;
         let client = cp.client();
         self.control_plane = Some(cp);
+        network_policy::install_rbac(&client).await?;
 
         for spec in &options.nodes {
             progress(&format!("starting node {}", spec.name()));
@@ -155,6 +156,10 @@ impl DevHost {
             node.wait_ready(&nodes, options.timeout).await?;
             progress(&format!("node {} Ready", node.spec.name()));
         }
+        for node in &mut self.nodes {
+            node.wait_enforcing(options.timeout).await?;
+        }
+        progress("NetworkPolicy enforced on every node");
 
         if !options.simulated_nodes.is_empty() {
             progress("starting kwok for simulated nodes");
@@ -230,7 +235,7 @@ impl DevHost {
             .collect();
         logs.extend(self.kwok.as_ref().map(|k| k.log().to_owned()));
         for node in &self.nodes {
-            for process in ["containerd", "kubelet", "kube-proxy"] {
+            for process in ["containerd", "kubelet", "kube-proxy", "kube-router"] {
                 logs.push(node.paths.log(process));
             }
         }

@@ -2,7 +2,8 @@
 //! host cluster on one machine. A control plane from `vnest-local` listens on
 //! a bridge; each node is a network namespace on that bridge running Debian's
 //! containerd and runc, the pinned kubelet and kube-proxy, with the bridge CNI
-//! plugin; CoreDNS serves cluster DNS; images are assembled locally and
+//! plugin and kube-router's firewall enforcing NetworkPolicy; CoreDNS serves
+//! cluster DNS; images are assembled locally and
 //! imported, so no pull ever leaves the machine.
 
 mod cgroups;
@@ -12,6 +13,7 @@ mod host;
 pub mod images;
 mod mounts;
 mod network;
+pub mod network_policy;
 mod node;
 pub mod node_config;
 mod procs;

@@ -52,18 +52,15 @@ pub fn create_node_network(node: &NodeSpec) -> anyhow::Result<()> {
             &node.ip().to_string(),
         ],
     )?;
-    // Pods reach each other and the host through the node's namespace.
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ],
-    )?;
+    // Pods reach each other and the host through the node's namespace; the
+    // NetworkPolicy enforcer's iptables rules see traffic between two pods of
+    // one node only when bridged frames pass through iptables.
+    for setting in [
+        "net.ipv4.ip_forward=1",
+        "net.bridge.bridge-nf-call-iptables=1",
+    ] {
+        run("ip", &["netns", "exec", &ns, "sysctl", "-qw", setting])?;
+    }
     Ok(())
 }
 

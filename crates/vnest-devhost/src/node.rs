@@ -1,5 +1,5 @@
-//! Starting and stopping one node: containerd, the kubelet and kube-proxy,
-//! each inside the node's network namespace (but the machine's mount
+//! Starting and stopping one node: containerd, the kubelet, kube-proxy and
+//! the NetworkPolicy enforcer, each inside the node's network namespace (but the machine's mount
 //! namespace, so that the kubelet's volume mounts are visible to containerd).
 
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use vnest_local::{LocalControlPlane, UpstreamBinaries};
 use vnest_pki::{CertAndKey, ClientCredentials, LeafSpec, Usage, render_kubeconfig};
 
 use crate::command::run;
+use crate::network_policy;
 use crate::node_config::{self, NodePaths};
 use crate::topology::NodeSpec;
 
@@ -23,13 +24,15 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct RunningNode {
     pub spec: NodeSpec,
     pub paths: NodePaths,
-    // Stopped in reverse: kube-proxy, kubelet, containerd.
+    // Stopped in reverse: enforcer, kube-proxy, kubelet, containerd.
     processes: Vec<ManagedProcess>,
 }
 
 impl RunningNode {
-    /// Starts containerd, imports `images`, starts the kubelet and kube-proxy.
-    /// Returns once containerd answers; [`wait_ready`] waits for the node.
+    /// Starts containerd, imports `images`, starts the kubelet, kube-proxy
+    /// and the NetworkPolicy enforcer. Returns once containerd answers;
+    /// [`Self::wait_ready`] waits for the node, [`Self::wait_enforcing`] for
+    /// its firewall.
     pub async fn start(
         spec: NodeSpec,
         base: &Path,
@@ -98,7 +101,18 @@ impl RunningNode {
                 node.paths.file("kube-proxy.yaml").display()
             )],
         )?;
+        let enforcer = binaries.locate_binary("kube-router")?;
+        let kubeconfig = node.paths.file("kube-router.kubeconfig");
+        let args = network_policy::args(&node.spec, &kubeconfig.display().to_string());
+        node.spawn("kube-router", &enforcer, &args)?;
         Ok(node)
+    }
+
+    /// Waits until the node's NetworkPolicy enforcer is in force.
+    pub async fn wait_enforcing(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let spec = self.spec.clone();
+        let log = self.paths.log("kube-router");
+        network_policy::wait_enforcing(&spec, timeout, &log, || self.ensure_running()).await
     }
 
     /// Waits until the node reports Ready, failing early if a process exits.
@@ -261,6 +275,16 @@ fn write_node_files(
     write_file(
         &proxy_kubeconfig,
         &kubeconfig("system:kube-proxy", &proxy_client)?,
+        true,
+    )?;
+    let enforcer = network_policy::user(spec);
+    let enforcer_client = ca.issue(&LeafSpec::client(
+        enforcer.clone(),
+        Some(network_policy::GROUP),
+    ))?;
+    write_file(
+        &paths.file("kube-router.kubeconfig"),
+        &kubeconfig(&enforcer, &enforcer_client)?,
         true,
     )?;
 

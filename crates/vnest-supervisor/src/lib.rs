@@ -4,8 +4,9 @@
 //! As in linkerd's policy controller, what the host should hold for a
 //! VirtualCluster is computed by pure functions over types (`desired`) and
 //! what the user is told by pure functions too (`status`), both tested
-//! without a server; `reconcile` applies the one with server-side apply and
-//! writes the other; `controller` runs reconcile on every change.
+//! without a server; `reconcile` applies the one with server-side apply,
+//! deletes what it owns and no longer wants (`prune`) and writes the other;
+//! `controller` runs reconcile on every change.
 
 pub mod cluster_dns;
 pub mod controller;
@@ -14,5 +15,6 @@ pub mod error;
 pub mod host_facts;
 pub mod metrics;
 pub mod pod_problems;
+pub mod prune;
 pub mod reconcile;
 pub mod status;

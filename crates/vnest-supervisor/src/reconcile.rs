@@ -32,7 +32,7 @@ use crate::desired::{
 };
 use crate::error::{Error, Result};
 use crate::status::{self, Stage};
-use crate::{host_facts, pod_problems};
+use crate::{host_facts, pod_problems, prune};
 use vnest_kube::apply;
 
 pub async fn reconcile(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action> {
@@ -100,8 +100,17 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
 
     apply_workload_guards(vc, ctx).await?;
     let host = host_facts::observe(&ctx.client).await?;
-    for policy in network_policy::network_policies(vc, &ctx.settings, &host.forbidden) {
-        apply_object(ctx, &policy).await?;
+    let policies = network_policy::network_policies(vc, &ctx.settings, &host.forbidden);
+    for policy in &policies {
+        apply_object(ctx, policy).await?;
+    }
+    let removed = prune::prune(ctx, vc, &policies).await?;
+    if !removed.is_empty() {
+        let note = format!(
+            "deleted NetworkPolicies no longer desired: {}",
+            removed.join(", ")
+        );
+        publish(vc, ctx, EventType::Normal, "Pruned", note).await;
     }
 
     let datastore_stage = self::datastore(vc, ctx, &pki_data).await?;

@@ -170,7 +170,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     let b_endpoint = b.status.as_ref().unwrap().endpoint.clone().unwrap();
     apiserver_refuses_foreign_credentials(&kubeconfig_a, &b_endpoint).await;
     etcd_accepts_only_its_own_clients(&client, work.path()).await;
-    a_workload_pod_is_refused_by_the_other_tenant(&client, &admin).await;
+    network_policies_hold(&client, &admin, [&kubeconfig_a, &kubeconfig_b], work.path()).await;
 
     // The tenant's own DNS is installed inside it.
     wait_until(
@@ -257,6 +257,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
         .filter_map(|p| p.metadata.name)
         .collect();
     assert!(names.contains(&"vnest-etcd".to_owned()), "{names:?}");
+    a_layer_switched_off_leaves_the_host(&vcs, &client, &wl).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &cp);
     // Only the syncer (vnest's own, with rights in its workloads namespace
     // alone) holds a host token.
@@ -370,6 +371,34 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     host.stop().await;
 }
 
+/// `isolation.networkPolicy: false` deletes the workloads' policy from the
+/// host (a layer switched off takes effect); switching it on brings it back.
+async fn a_layer_switched_off_leaves_the_host(
+    vcs: &Api<VirtualCluster>,
+    client: &Client,
+    wl: &str,
+) {
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), wl);
+    for on in [false, true] {
+        vcs.patch(
+            "team-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "isolation": { "networkPolicy": on } } })),
+        )
+        .await
+        .unwrap();
+        wait_until(
+            &format!("the workloads' NetworkPolicy exists: {on}"),
+            Duration::from_secs(60),
+            || async {
+                let exists = policies.get_opt("vnest-workloads").await.ok()?.is_some();
+                (exists == on).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
 async fn set_paused(vcs: &Api<VirtualCluster>, name: &str, paused: bool) {
     vcs.patch(
         name,
@@ -386,88 +415,381 @@ async fn pki_secret(client: &Client, namespace: &str) -> Vec<u8> {
     secret.data.unwrap()["apiserver.crt"].0.clone()
 }
 
-/// A pod in a's workloads namespace (where the syncer will put a's pods;
-/// placed directly here) holding a's own admin and etcd client
-/// certificates, the most a tenant workload could have: b's apiserver
-/// answers 401 and b's etcd refuses the handshake, while a's own apiserver
-/// answers. (Whether the pod could even open a connection to either etcd is
-/// the NetworkPolicy layer's business; the development host does not
-/// enforce NetworkPolicy, so here the certificates are the boundary.)
-async fn a_workload_pod_is_refused_by_the_other_tenant(client: &Client, admin: &Path) {
-    let a_cp = host_namespace(TENANTS, "team-a", HostNamespaceRole::ControlPlane);
-    let b_cp = host_namespace(TENANTS, "team-b", HostNamespaceRole::ControlPlane);
-    let a_wl = host_namespace(TENANTS, "team-a", HostNamespaceRole::Workloads);
-    let pki = Api::<Secret>::namespaced(client.clone(), &a_cp)
-        .get("vnest-pki")
-        .await
-        .unwrap()
-        .data
-        .unwrap();
-    let creds: Secret = serde_json::from_value(json!({
-        "metadata": { "name": "a-credentials", "namespace": a_wl },
-        "data": {
-            "admin.crt": pki["admin.crt"], "admin.key": pki["admin.key"],
-            "etcd.crt": pki["apiserver-etcd-client.crt"], "etcd.key": pki["apiserver-etcd-client.key"],
-        },
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &a_wl)
-        .create(&PostParams::default(), &creds)
-        .await
-        .unwrap();
-    let script = format!(
-        r#"K="kubectl --insecure-skip-tls-verify --client-certificate=/creds/admin.crt --client-key=/creds/admin.key --request-timeout=10s"
-E="etcdctl --insecure-skip-tls-verify --cert=/creds/etcd.crt --key=/creds/etcd.key --dial-timeout=5s --command-timeout=5s"
-$K --server=https://apiserver.{a_cp}.svc:443 get namespaces >/dev/null 2>&1 && echo OWN_APISERVER_SERVES
-OUT=$($K --server=https://apiserver.{b_cp}.svc:443 get namespaces 2>&1)
-echo "b's apiserver: $OUT"
-echo "$OUT" | grep -q "must be logged in" && echo OTHER_APISERVER_UNAUTHORIZED
-$E --endpoints=https://etcd-0.etcd.{a_cp}.svc:2379 endpoint health >/dev/null 2>&1 && echo OWN_ETCD_REACHABLE
-$E --endpoints=https://etcd-0.etcd.{b_cp}.svc:2379 endpoint health >/dev/null 2>&1 || echo OTHER_ETCD_REFUSED
-true"#
-    );
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": { "name": "probe", "namespace": a_wl },
+/// Where a probe runs: a tenant's own pod (made with its kubeconfig, run by
+/// its syncer), a pod in a tenant's control-plane namespace (a compromised
+/// component), a pod of the host's own (no policy applies to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vantage {
+    TenantA,
+    TenantB,
+    ControlPlaneA,
+    Host,
+}
+
+/// One connection attempt and whether NetworkPolicy must let it through.
+struct Reach {
+    from: Vantage,
+    what: String,
+    host: String,
+    port: i32,
+    open: bool,
+}
+
+fn reach(from: Vantage, what: &str, host: &str, port: i32, open: bool) -> Reach {
+    Reach {
+        from,
+        what: what.to_owned(),
+        host: host.to_owned(),
+        port,
+        open,
+    }
+}
+
+/// The probe pods' script: after a pause (an enforcer installs a new pod's
+/// rules within a second or two of seeing it), a TCP connect per check;
+/// prints `PROBE <what> open|closed`.
+fn probe_script(checks: &[&Reach], dns_name: Option<&str>) -> String {
+    let mut script = String::from("sleep 5\n");
+    if let Some(name) = dns_name {
+        script.push_str(&format!(
+            "if nslookup {name} >/dev/null 2>&1; then echo 'PROBE dns open'; else echo 'PROBE dns closed'; fi\n"
+        ));
+    }
+    for check in checks {
+        script.push_str(&format!(
+            "if nc -w 3 {} {} </dev/null >/dev/null 2>&1; then echo 'PROBE {} open'; else echo 'PROBE {} closed'; fi\n",
+            check.host, check.port, check.what, check.what
+        ));
+    }
+    script.push_str("echo PROBE-DONE\n");
+    script
+}
+
+fn probe_pod(
+    name: &str,
+    namespace: Option<&str>,
+    node_selector: serde_json::Value,
+    script: &str,
+) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "namespace": namespace, "labels": { "app": name } },
         "spec": {
             "restartPolicy": "Never",
-            "nodeSelector": { "vnest.dev/pool": "a" },
+            "terminationGracePeriodSeconds": 1,
+            "nodeSelector": node_selector,
             "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
             "containers": [{
                 "name": "probe",
                 "image": vnest_devhost::images::CLIENTS_IMAGE,
                 "imagePullPolicy": "Never",
                 "command": ["sh", "-c", script],
-                "env": [{ "name": "HOME", "value": "/tmp" }],
                 "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
-                "volumeMounts": [{ "name": "creds", "mountPath": "/creds", "readOnly": true }],
             }],
-            "volumes": [{ "name": "creds", "secret": { "secretName": "a-credentials" } }],
+        },
+    }))
+    .unwrap()
+}
+
+/// A web server (busybox httpd on 8080) in a tenant, made with its
+/// kubeconfig; returns its pod address.
+async fn tenant_web(kubeconfig: &Path, dir: &Path, tenant: &str, pool: &str) -> String {
+    let pod = serde_json::to_string(&json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "web", "namespace": "default", "labels": { "app": "web" } },
+        "spec": {
+            "nodeSelector": { "vnest.dev/pool": pool },
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{
+                "name": "web",
+                "image": vnest_devhost::images::BUSYBOX_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "echo hello > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"],
+                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
+            }],
         },
     }))
     .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &a_wl);
-    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let file = dir.join(format!("web-{tenant}.json"));
+    std::fs::write(&file, pod).unwrap();
+    let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &file.display().to_string()]);
+    assert!(ok, "{out}{err}");
     wait_until(
-        "the probe pod in a's workloads namespace finished",
+        &format!("{tenant}'s web pod runs"),
         READY_TIMEOUT,
         || async {
-            let phase = pods.get("probe").await.ok()?.status?.phase?;
-            (phase == "Succeeded" || phase == "Failed").then_some(())
+            let (ok, ip, _) = kubectl(
+                kubeconfig,
+                &[
+                    "get",
+                    "pod",
+                    "web",
+                    "-o",
+                    "jsonpath={.status.phase} {.status.podIP}",
+                ],
+            );
+            let (phase, ip) = ip.split_once(' ')?;
+            (ok && phase == "Running" && !ip.is_empty()).then(|| ip.to_owned())
         },
     )
+    .await
+}
+
+/// The lines `PROBE <what> <result>` a finished probe printed, by `what`.
+fn probe_results(logs: &str) -> std::collections::BTreeMap<String, bool> {
+    logs.lines()
+        .filter_map(|l| l.strip_prefix("PROBE "))
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(what, result)| (what.to_owned(), result == "open"))
+        .collect()
+}
+
+/// vnest's NetworkPolicies, proven by connections on a host that enforces
+/// them (kube-router's firewall on every node), with two tenants. Every
+/// closed path is shown open from somewhere it is allowed (or is known to
+/// listen: a Ready tenant's etcd, the syncer's and supervisor's probed
+/// ports), so "closed" means the policy, not an empty port.
+async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Path; 2], dir: &Path) {
+    use Vantage::*;
+    let [kubeconfig_a, kubeconfig_b] = kubeconfigs;
+    let pod_ip = |namespace: String, selector: &'static str| {
+        let client = client.clone();
+        async move {
+            let pods: Api<Pod> = Api::namespaced(client, &namespace);
+            let list = pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .unwrap();
+            list.items
+                .into_iter()
+                .find_map(|p| p.status?.pod_ip)
+                .unwrap_or_else(|| panic!("no pod {selector} in {namespace}"))
+        }
+    };
+    let service_ip = |namespace: String, name: &'static str| {
+        let client = client.clone();
+        async move {
+            let services: Api<k8s_openapi::api::core::v1::Service> =
+                Api::namespaced(client, &namespace);
+            services
+                .get(name)
+                .await
+                .unwrap()
+                .spec
+                .unwrap()
+                .cluster_ip
+                .unwrap()
+        }
+    };
+    let cp = |t: &str| host_namespace(TENANTS, t, HostNamespaceRole::ControlPlane);
+    let a_apiserver = pod_ip(cp("team-a"), "vnest.dev/component=apiserver").await;
+    let a_apiserver_svc = service_ip(cp("team-a"), "apiserver").await;
+    let a_etcd = pod_ip(cp("team-a"), "vnest.dev/component=etcd").await;
+    let a_syncer = pod_ip(cp("team-a"), "vnest.dev/component=syncer").await;
+    let b_apiserver = pod_ip(cp("team-b"), "vnest.dev/component=apiserver").await;
+    let b_apiserver_svc = service_ip(cp("team-b"), "apiserver").await;
+    let b_etcd = pod_ip(cp("team-b"), "vnest.dev/component=etcd").await;
+    let b_syncer = pod_ip(cp("team-b"), "vnest.dev/component=syncer").await;
+    let supervisor = pod_ip(
+        "vnest-system".into(),
+        "app.kubernetes.io/name=vnest-supervisor",
+    )
     .await;
-    let (_, logs, err) = kubectl(admin, &["logs", "-n", &a_wl, "probe"]);
-    eprintln!("probe pod says:\n{logs}{err}");
-    for marker in [
-        "OWN_APISERVER_SERVES",
-        "OTHER_APISERVER_UNAUTHORIZED",
-        "OTHER_ETCD_REFUSED",
+    let a_web = tenant_web(kubeconfig_a, dir, "team-a", "a").await;
+    let b_web = tenant_web(kubeconfig_b, dir, "team-b", "b").await;
+    let host_apiserver = "172.30.0.1";
+    let host_apiserver_svc = "10.96.0.1";
+    let (node1, node2) = ("172.30.0.11", "172.30.0.12");
+    let checks = vec![
+        // A tenant pod: its own apiserver, pods and DNS, nothing else.
+        reach(
+            TenantA,
+            "own-apiserver-service",
+            &a_apiserver_svc,
+            443,
+            true,
+        ),
+        reach(
+            TenantA,
+            "own-apiserver-by-name",
+            "kubernetes.default.svc.cluster.local",
+            443,
+            true,
+        ),
+        reach(TenantA, "own-apiserver-pod", &a_apiserver, 6443, true),
+        reach(TenantA, "own-pod", &a_web, 8080, true),
+        reach(TenantA, "own-etcd", &a_etcd, 2379, false),
+        reach(TenantA, "own-syncer-kubelet-proxy", &a_syncer, 10250, false),
+        reach(TenantA, "own-syncer-metrics", &a_syncer, 8080, false),
+        reach(TenantA, "other-tenant-pod", &b_web, 8080, false),
+        reach(TenantA, "other-apiserver-pod", &b_apiserver, 6443, false),
+        reach(
+            TenantA,
+            "other-apiserver-service",
+            &b_apiserver_svc,
+            443,
+            false,
+        ),
+        reach(TenantA, "other-etcd", &b_etcd, 2379, false),
+        reach(TenantA, "other-kubelet-proxy", &b_syncer, 10250, false),
+        reach(
+            TenantA,
+            "host-apiserver-service",
+            host_apiserver_svc,
+            443,
+            false,
+        ),
+        reach(TenantA, "host-apiserver-node", host_apiserver, 6443, false),
+        reach(TenantA, "kubelet-own-node", node1, 10250, false),
+        reach(TenantA, "kubelet-other-node", node2, 10250, false),
+        reach(TenantA, "supervisor", &supervisor, 8080, false),
+        // The other tenant reaches what a may not: those ports listen.
+        reach(TenantB, "own-pod", &b_web, 8080, true),
+        reach(TenantB, "own-apiserver-pod", &b_apiserver, 6443, true),
+        reach(
+            TenantB,
+            "own-apiserver-service",
+            &b_apiserver_svc,
+            443,
+            true,
+        ),
+        reach(TenantB, "other-tenant-pod", &a_web, 8080, false),
+        reach(TenantB, "other-apiserver-pod", &a_apiserver, 6443, false),
+        // A compromised control-plane pod of a: its own apiserver, never
+        // its etcd (only the apiserver), the host or the other tenant.
+        reach(ControlPlaneA, "own-apiserver-pod", &a_apiserver, 6443, true),
+        reach(ControlPlaneA, "own-etcd", &a_etcd, 2379, false),
+        reach(
+            ControlPlaneA,
+            "host-apiserver-node",
+            host_apiserver,
+            6443,
+            false,
+        ),
+        reach(
+            ControlPlaneA,
+            "host-apiserver-service",
+            host_apiserver_svc,
+            443,
+            false,
+        ),
+        reach(ControlPlaneA, "kubelet", node2, 10250, false),
+        reach(
+            ControlPlaneA,
+            "other-apiserver-pod",
+            &b_apiserver,
+            6443,
+            false,
+        ),
+        reach(ControlPlaneA, "other-etcd", &b_etcd, 2379, false),
+        // A pod of the host's own, under no policy: the host's ports
+        // listen; a tenant's control plane admits it no more than a tenant
+        // (its apiserver takes node-port traffic from node addresses only).
+        reach(Host, "host-apiserver-node", host_apiserver, 6443, true),
+        reach(
+            Host,
+            "host-apiserver-service",
+            host_apiserver_svc,
+            443,
+            true,
+        ),
+        reach(Host, "kubelet", node2, 10250, true),
+        reach(Host, "tenant-apiserver-pod", &a_apiserver, 6443, false),
+        reach(Host, "tenant-etcd", &a_etcd, 2379, false),
+    ];
+    let of = |v: Vantage| checks.iter().filter(|c| c.from == v).collect::<Vec<_>>();
+
+    // Tenant pods, made with the tenants' own kubeconfigs; their logs come
+    // back through each tenant's kubelet proxy (apiserver -> syncer: an
+    // allowed path of its own).
+    let mut logs = Vec::new();
+    for (vantage, kubeconfig, pool, dns) in [
+        (
+            TenantA,
+            kubeconfig_a,
+            "a",
+            Some("kubernetes.default.svc.cluster.local"),
+        ),
+        (TenantB, kubeconfig_b, "b", None),
     ] {
-        assert!(logs.contains(marker), "{marker} missing: {logs}{err}");
+        let pod = probe_pod(
+            "probe",
+            Some("default"),
+            json!({ "vnest.dev/pool": pool }),
+            &probe_script(&of(vantage), dns),
+        );
+        let file = dir.join(format!("probe-{pool}.json"));
+        std::fs::write(&file, serde_json::to_string(&pod).unwrap()).unwrap();
+        let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &file.display().to_string()]);
+        assert!(ok, "{out}{err}");
+        let text = wait_until(
+            &format!("{vantage:?}'s probe finished"),
+            READY_TIMEOUT,
+            || async {
+                let (ok, text, _) = kubectl(kubeconfig, &["logs", "probe"]);
+                (ok && text.contains("PROBE-DONE")).then_some(text)
+            },
+        )
+        .await;
+        logs.push((vantage, text));
     }
-    if logs.contains("OWN_ETCD_REACHABLE") {
-        eprintln!("the probe reached its own etcd: NetworkPolicy is not enforced on this host");
+    // Pods placed on the host directly by the admin.
+    for (vantage, namespace) in [(ControlPlaneA, cp("team-a")), (Host, "default".to_owned())] {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let name = format!("probe-{}", format!("{vantage:?}").to_lowercase());
+        let pod = probe_pod(
+            &name,
+            Some(&namespace),
+            json!({ "vnest.dev/pool": "a" }),
+            &probe_script(&of(vantage), None),
+        );
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let text = wait_until(
+            &format!("{vantage:?}'s probe finished"),
+            READY_TIMEOUT,
+            || async {
+                let text = pods.logs(&name, &Default::default()).await.ok()?;
+                text.contains("PROBE-DONE").then_some(text)
+            },
+        )
+        .await;
+        pods.delete(&name, &DeleteParams::default()).await.unwrap();
+        logs.push((vantage, text));
     }
+
+    let mut wrong = Vec::new();
+    for (vantage, text) in &logs {
+        eprintln!("{vantage:?} probe:\n{text}");
+        let results = probe_results(text);
+        if let Some(dns) = results.get("dns") {
+            assert!(dns, "{vantage:?} resolves names with its own DNS");
+        }
+        for check in of(*vantage) {
+            match results.get(&check.what) {
+                Some(open) if *open == check.open => {}
+                got => wrong.push(format!(
+                    "{vantage:?} -> {} ({}:{}): expected {}, got {got:?}",
+                    check.what,
+                    check.host,
+                    check.port,
+                    if check.open { "open" } else { "closed" }
+                )),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "NetworkPolicy does not hold:\n{}",
+        wrong.join("\n")
+    );
+    for kubeconfig in [kubeconfig_a, kubeconfig_b] {
+        kubectl(
+            kubeconfig,
+            &["delete", "pod", "probe", "web", "--grace-period=1"],
+        );
+    }
+    let _ = admin;
 }
 
 /// a's admin certificate presented to b's apiserver (server certificate
@@ -491,12 +813,14 @@ async fn apiserver_refuses_foreign_credentials(kubeconfig_a: &Path, b_endpoint: 
     }
 }
 
-/// etcdctl from this machine to each tenant's etcd pod: its own apiserver's
-/// client certificate is accepted (so the address is reachable), the other
-/// tenant's is refused.
+/// etcdctl from this machine to each tenant's etcd pod (through
+/// `pods/portforward`: NetworkPolicy admits only the tenant's apiserver):
+/// its own apiserver's client certificate is accepted (so the address is
+/// reachable), the other tenant's is refused.
 async fn etcd_accepts_only_its_own_clients(client: &Client, dir: &Path) {
     let etcdctl = upstream_binaries().locate_binary("etcdctl").unwrap();
     let mut tenants = Vec::new();
+    let mut forwards = Vec::new();
     for name in ["team-a", "team-b"] {
         let cp = host_namespace(TENANTS, name, HostNamespaceRole::ControlPlane);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &cp);
@@ -507,20 +831,14 @@ async fn etcd_accepts_only_its_own_clients(client: &Client, dir: &Path) {
             std::fs::write(files.join(key), &data[key].0).unwrap();
         }
         let pods: Api<Pod> = Api::namespaced(client.clone(), &cp);
-        let ip = pods
-            .get("etcd-0")
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .pod_ip
-            .unwrap();
-        tenants.push((files, ip));
+        let (port, task) = vnest_tests::forward_local(pods, "etcd-0", 2379).await;
+        forwards.push(task);
+        tenants.push((files, format!("127.0.0.1:{port}")));
     }
     let health = |files: &Path, ip: &str| {
         std::process::Command::new(&etcdctl)
             .args([
-                &format!("--endpoints=https://{ip}:2379"),
+                &format!("--endpoints=https://{ip}"),
                 "--insecure-skip-tls-verify",
                 &format!(
                     "--cert={}",
@@ -552,5 +870,8 @@ async fn etcd_accepts_only_its_own_clients(client: &Client, dir: &Path) {
             !refused.status.success(),
             "another tenant's etcd accepted a foreign client"
         );
+    }
+    for task in forwards {
+        task.abort();
     }
 }

@@ -590,8 +590,7 @@ async fn syncer_log(client: &kube::Client, control_plane: &str) -> String {
     out
 }
 
-/// What the tenant's syncer serves at /metrics (pod IPs route from this
-/// machine on the development host).
+/// What the tenant's syncer serves at /metrics.
 async fn syncer_metrics(client: &kube::Client, control_plane: &str) -> String {
     vnest_tests::get_from_pod(
         client,

@@ -10,8 +10,11 @@
 //! Control-plane namespace (always): etcd accepts only the tenant's
 //! apiserver (clients) and its own members (peers); the syncer's kubelet
 //! proxy accepts only the tenant's apiserver; the apiserver accepts
-//! its own namespace, the tenant's workloads and the supervisor (and anyone
-//! when it is exposed as a NodePort or LoadBalancer); the control plane
+//! its own namespace, the tenant's workloads and the supervisor, plus the
+//! host's nodes when it is exposed as a NodePort (node-port traffic reaches
+//! the pod from a node address: kube-proxy masquerades it) and anyone when
+//! it is exposed as a LoadBalancer (which may keep client addresses); the
+//! control plane
 //! itself may not dial the host's nodes or apiserver (a tenant's webhook or
 //! aggregated API pointed at them would otherwise turn its apiserver into a
 //! proxy onto the host).
@@ -106,7 +109,7 @@ pub fn network_policies(
             "vnest-apiserver",
             component(apiserver::COMPONENT),
             Some(vec![ingress(
-                apiserver_clients(vc, &cp, &wl, settings),
+                apiserver_clients(vc, &cp, &wl, settings, host),
                 &[apiserver::SECURE_PORT],
             )]),
             None,
@@ -144,10 +147,7 @@ pub fn network_policies(
         Some(vec![egress(
             cidrs(host.apiserver.iter())
                 .into_iter()
-                .map(|cidr| NetworkPolicyPeer {
-                    ip_block: Some(IPBlock { cidr, except: None }),
-                    ..NetworkPolicyPeer::default()
-                })
+                .map(ip_peer)
                 .collect(),
         )]),
     ));
@@ -183,22 +183,27 @@ fn apiserver_clients(
     cp: &str,
     wl: &str,
     settings: &Settings,
+    host: &HostAddresses,
 ) -> Vec<NetworkPolicyPeer> {
     let mut peers = vec![
         namespace_peer(cp),
         namespace_peer(wl),
         namespace_peer(&settings.supervisor_namespace),
     ];
-    if vc.spec.control_plane.expose.type_ != ExposeType::ClusterIP {
-        peers.push(NetworkPolicyPeer {
-            ip_block: Some(IPBlock {
-                cidr: "0.0.0.0/0".to_owned(),
-                except: None,
-            }),
-            ..NetworkPolicyPeer::default()
-        });
-    }
+    let outside = match vc.spec.control_plane.expose.type_ {
+        ExposeType::ClusterIP => Vec::new(),
+        ExposeType::NodePort => cidrs(host.nodes.iter()),
+        ExposeType::LoadBalancer => vec!["0.0.0.0/0".to_owned()],
+    };
+    peers.extend(outside.into_iter().map(ip_peer));
     peers
+}
+
+fn ip_peer(cidr: String) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        ip_block: Some(IPBlock { cidr, except: None }),
+        ..NetworkPolicyPeer::default()
+    }
 }
 
 /// A policy of the given kinds: `Some(rules)` makes it an Ingress or Egress
@@ -376,18 +381,33 @@ mod tests {
     }
 
     #[test]
-    fn an_exposed_apiserver_admits_outside_clients() {
-        let mut vc = vc();
-        let internal = network_policies(&vc, &Settings::default(), &HostAddresses::default());
-        vc.spec.control_plane.expose.type_ = ExposeType::NodePort;
-        let exposed = network_policies(&vc, &Settings::default(), &HostAddresses::default());
-        let peers = |p: &[NetworkPolicy]| {
-            named(p, "vnest-apiserver").ingress.as_ref().unwrap()[0]
+    fn an_exposed_apiserver_admits_node_port_traffic_or_anyone_behind_a_load_balancer() {
+        let host = HostAddresses {
+            nodes: vec!["172.30.0.12".into(), "172.30.0.11".into()],
+            apiserver: vec!["172.30.0.1".into()],
+        };
+        let blocks = |type_: ExposeType| {
+            let mut vc = vc();
+            vc.spec.control_plane.expose.type_ = type_;
+            let policies = network_policies(&vc, &Settings::default(), &host);
+            named(&policies, "vnest-apiserver")
+                .ingress
+                .as_ref()
+                .unwrap()[0]
                 .from
                 .as_ref()
                 .unwrap()
-                .len()
+                .iter()
+                .filter_map(|p| p.ip_block.as_ref().map(|b| b.cidr.clone()))
+                .collect::<Vec<_>>()
         };
-        assert_eq!(peers(&exposed), peers(&internal) + 1);
+        assert!(blocks(ExposeType::ClusterIP).is_empty());
+        // Node-port traffic arrives masqueraded to a node address: other
+        // pods (another tenant's) are not let in by it.
+        assert_eq!(
+            blocks(ExposeType::NodePort),
+            ["172.30.0.11/32", "172.30.0.12/32"]
+        );
+        assert_eq!(blocks(ExposeType::LoadBalancer), ["0.0.0.0/0"]);
     }
 }
