@@ -9,6 +9,10 @@ pub const CONTROLLER_MANAGER: &str = "ControllerManager";
 pub const CLUSTER_DNS: &str = "ClusterDNS";
 pub const SYNCER: &str = "Syncer";
 pub const READY: &str = "Ready";
+/// Whether the pool's nodes hold `spec.isolation.pidLimit` (their kubelets'
+/// `podPidsLimit`); shown only when the spec asks for a limit, and not a
+/// stage: Ready does not wait for it.
+pub const PID_LIMIT: &str = "PIDLimit";
 
 /// The stages in the order they come.
 pub const STAGES: [&str; 6] = [

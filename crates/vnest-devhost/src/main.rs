@@ -46,6 +46,10 @@ enum Command {
         /// e.g. vnest.dev/pool=demo); repeat for each.
         #[arg(long = "node-label", value_name = "KEY=VALUE")]
         node_labels: Vec<String>,
+        /// The kubelet's podPidsLimit on every node: at most this many
+        /// processes per pod.
+        #[arg(long, default_value_t = vnest_devhost::topology::DEFAULT_POD_PIDS_LIMIT)]
+        pod_pids_limit: u32,
         /// Built vnest binaries (`vnest-supervisor`, `vnest-syncer`) to
         /// import on every node as vnest.local/vnest:VERSION; repeat for each.
         #[arg(long = "vnest-binary", value_name = "BINARY")]
@@ -97,6 +101,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             dir,
             timeout,
             node_labels,
+            pod_pids_limit,
             vnest_binaries,
         } => {
             let mut options = DevHostOptions::new(nodes, dir, UpstreamBinaries::from_env());
@@ -105,6 +110,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let labels = vnest_api::label_pairs::parse(&node_labels).context("--node-label")?;
             for node in &mut options.nodes {
                 node.labels.extend(labels.clone());
+                node.pod_pids_limit = pod_pids_limit;
             }
             options.simulated_nodes = vec![Vec::new(); usize::from(simulated_nodes)];
             let host = DevHost::up(options, |stage| eprintln!("  … {stage}")).await?;

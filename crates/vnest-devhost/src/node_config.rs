@@ -103,6 +103,7 @@ pub fn cni(node: &NodeSpec, ipam_dir: &Path) -> String {
 ///
 /// - `failCgroupV1: false`: these machines mount cgroup v1.
 /// - `cgroupRoot`: each node's pods live under their own cgroup.
+/// - `podPidsLimit`: the node's per-pod process limit (fork bombs).
 /// - Eviction thresholds are low and absolute: several nodes share one disk
 ///   and machine (a build machine's disk is often mostly full), and a test
 ///   must not see pods evicted because the disk is shared.
@@ -145,7 +146,7 @@ evictionHard:
   nodefs.inodesFree: 1%
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-podPidsLimit: 4096
+podPidsLimit: {pod_pids_limit}
 "#,
         cgroup_root = node.cgroup_root(),
         socket = paths.containerd_socket().display(),
@@ -156,6 +157,7 @@ podPidsLimit: 4096
         serving_cert = d("kubelet-serving.crt"),
         serving_key = d("kubelet-serving.key"),
         pod_logs = d("pod-logs"),
+        pod_pids_limit = node.pod_pids_limit,
     )
 }
 
@@ -232,9 +234,13 @@ mod tests {
             "readOnlyPort: 0",
             "clusterDNS: [10.96.0.10]",
             "containerRuntimeEndpoint: unix:///d/vnest-node3/containerd.sock",
+            "podPidsLimit: 4096",
         ] {
             assert!(config.contains(expected), "missing {expected:?}");
         }
+        let mut limited = node.clone();
+        limited.pod_pids_limit = 256;
+        assert!(kubelet(&limited, &paths, Path::new("/ca.crt")).contains("podPidsLimit: 256"));
         let proxy = kube_proxy(&node, Path::new("/k"));
         assert!(proxy.contains("hostnameOverride: vnest-node3"));
         assert!(proxy.contains("clusterCIDR: 10.244.0.0/16"));

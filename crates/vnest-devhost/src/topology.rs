@@ -24,13 +24,20 @@ pub struct NodeSpec {
     pub index: u8,
     /// Labels the kubelet registers the node with (e.g. a pool).
     pub labels: Vec<(String, String)>,
+    /// The kubelet's `podPidsLimit`: at most this many processes in any
+    /// one pod on this node (Kubernetes has no per-pod field for it).
+    pub pod_pids_limit: u32,
 }
+
+/// Processes per pod when a node is given no other limit.
+pub const DEFAULT_POD_PIDS_LIMIT: u32 = 4096;
 
 impl NodeSpec {
     pub fn new(index: u8) -> Self {
         Self {
             index,
             labels: Vec::new(),
+            pod_pids_limit: DEFAULT_POD_PIDS_LIMIT,
         }
     }
     /// The Kubernetes node name and the network namespace's name.

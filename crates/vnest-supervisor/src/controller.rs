@@ -20,6 +20,7 @@ use vnest_api::host_names::labels;
 use crate::desired::pods::Settings;
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::pool_nodes::KubeletConfigs;
 use crate::reconcile;
 
 /// The field manager of every object the supervisor applies.
@@ -30,13 +31,19 @@ pub const FINALIZER: &str = "vnest.dev/cleanup";
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
+    pub kubelets: KubeletConfigs,
     pub settings: Settings,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
 }
 
 /// Runs until the process is told to stop.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
+pub async fn run(
+    client: Client,
+    kubelets: KubeletConfigs,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+) {
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
@@ -44,6 +51,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) {
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
+        kubelets,
         settings,
         metrics,
     });

@@ -15,6 +15,7 @@ pub mod error;
 pub mod host_facts;
 pub mod metrics;
 pub mod pod_problems;
+pub mod pool_nodes;
 pub mod prune;
 pub mod reconcile;
 pub mod status;

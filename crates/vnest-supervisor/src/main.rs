@@ -46,8 +46,10 @@ async fn main() -> anyhow::Result<()> {
         readiness.clone(),
         Some(std::sync::Arc::new(move || for_metrics.render())),
     ));
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
+        .context("finding the host cluster (in-cluster config or KUBECONFIG)")?;
+    let client = kube::Client::try_from(config.clone())
         .context("connecting to the host cluster (in-cluster config or KUBECONFIG)")?;
     client
         .apiserver_version()
@@ -60,7 +62,8 @@ async fn main() -> anyhow::Result<()> {
         vnest_image: args.vnest_image,
     };
     tracing::info!(registry = %settings.registry, namespace = %settings.supervisor_namespace, "supervisor starting");
-    controller::run(client, settings, metrics).await;
+    let kubelets = vnest_supervisor::pool_nodes::KubeletConfigs::new(config);
+    controller::run(client, kubelets, settings, metrics).await;
     health.abort();
     tracing::info!("supervisor stopped");
     Ok(())

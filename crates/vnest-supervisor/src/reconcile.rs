@@ -166,6 +166,10 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let ready = status::ready(&stages, vc.spec.paused);
     let is_ready = ready.ok;
     stages.push(ready);
+    if let Some(wanted) = vc.spec.isolation.pid_limit {
+        let nodes = ctx.kubelets.pid_limits(&ctx.client, vc).await?;
+        stages.push(status::pid_limit(wanted, &nodes));
+    }
 
     let version = is_ready.then(|| pods::kubernetes_version(vc).to_owned());
     let new_status = VirtualClusterStatus {
@@ -207,7 +211,13 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
 
     // Anything still pending (the tenant's DNS may lag Ready) is looked at
     // again soon; a settled cluster every 5 minutes.
-    let settled = vc.spec.paused || new_status.conditions.iter().all(|c| c.status == "True");
+    // (A pool that does not hold the PID limit is the admin's to change:
+    // nothing to look at again every few seconds.)
+    let settled = vc.spec.paused
+        || new_status
+            .conditions
+            .iter()
+            .all(|c| c.status == "True" || c.type_ == status::PID_LIMIT);
     let recheck = if settled {
         Duration::from_secs(300)
     } else {

@@ -7,8 +7,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use vnest_api::{Phase, VirtualCluster};
 
 pub use vnest_api::conditions::{
-    APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROLLER_MANAGER, DATASTORE, READY, SYNCER,
+    APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROLLER_MANAGER, DATASTORE, PID_LIMIT, READY, SYNCER,
 };
+
+use crate::pool_nodes::NodePidLimit;
 
 /// The outcome of one stage of a reconcile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +117,56 @@ pub fn conditions(
         .collect()
 }
 
+/// Whether every pool node limits a pod to `wanted` processes or fewer,
+/// naming the nodes that do not (or could not be read).
+pub fn pid_limit(wanted: i64, nodes: &[NodePidLimit]) -> Stage {
+    if nodes.is_empty() {
+        return Stage::waiting(
+            PID_LIMIT,
+            "NoPoolNodes",
+            "no node matches spec.nodePool.nodeSelector, so nothing enforces spec.isolation.pidLimit yet",
+        );
+    }
+    let mut loose = Vec::new();
+    let mut unknown = Vec::new();
+    for (node, limit) in nodes {
+        match limit {
+            Ok(Some(limit)) if *limit <= wanted => {}
+            Ok(Some(limit)) => loose.push(format!("{node} (podPidsLimit {limit})")),
+            Ok(None) => loose.push(format!("{node} (no podPidsLimit)")),
+            Err(why) => unknown.push(format!("{node} ({why})")),
+        }
+    }
+    if !loose.is_empty() {
+        return Stage::waiting(
+            PID_LIMIT,
+            "NotEnforced",
+            format!(
+                "pods may run more than spec.isolation.pidLimit {wanted} processes on {}: set the kubelet's podPidsLimit to {wanted} or less on the pool's nodes",
+                loose.join(", ")
+            ),
+        );
+    }
+    if !unknown.is_empty() {
+        return Stage::waiting(
+            PID_LIMIT,
+            "Unknown",
+            format!(
+                "could not read the kubelet configuration of {} (the supervisor needs get on nodes/configz and to reach the kubelet port)",
+                unknown.join(", ")
+            ),
+        );
+    }
+    Stage::ok(
+        PID_LIMIT,
+        "Enforced",
+        format!(
+            "every pool node limits a pod to {wanted} processes or fewer ({} nodes)",
+            nodes.len()
+        ),
+    )
+}
+
 /// When `vc` expires: `spec.expiresAt`, or its creation time plus
 /// `spec.ttl`. `Err` says why the TTL cannot be read (the schema's pattern
 /// lets through numbers too large for a duration).
@@ -192,6 +244,36 @@ mod tests {
         assert_eq!(phase(&stages, true, false), Phase::Paused);
         assert_eq!(phase(&stages, false, true), Phase::Failed);
         assert_eq!(phase(&all_ok(), false, false), Phase::Provisioning);
+    }
+
+    #[test]
+    fn the_pid_limit_holds_only_when_every_pool_node_is_at_or_below_it() {
+        let node = |name: &str, limit: Result<Option<i64>, String>| (name.to_owned(), limit);
+        let held = pid_limit(256, &[node("n1", Ok(Some(256))), node("n2", Ok(Some(100)))]);
+        assert!(held.ok && held.reason == "Enforced", "{held:?}");
+        let loose = pid_limit(
+            256,
+            &[
+                node("n1", Ok(Some(4096))),
+                node("n2", Ok(None)),
+                node("n3", Ok(Some(10))),
+                node("n4", Err("refused".into())),
+            ],
+        );
+        assert_eq!(loose.reason, "NotEnforced");
+        assert!(
+            loose
+                .message
+                .contains("n1 (podPidsLimit 4096), n2 (no podPidsLimit)")
+        );
+        assert!(!loose.message.contains("n3"));
+        let unknown = pid_limit(
+            256,
+            &[node("n1", Ok(Some(1))), node("n4", Err("refused".into()))],
+        );
+        assert_eq!(unknown.reason, "Unknown");
+        assert!(unknown.message.contains("n4 (refused)"));
+        assert_eq!(pid_limit(256, &[]).reason, "NoPoolNodes");
     }
 
     #[test]
