@@ -68,6 +68,22 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
     );
     assert!(!spec.paused);
 
+    // A Shared pool with a sandbox, or with the shared kernel accepted.
+    for (name, spec) in [
+        (
+            "shared-sandboxed",
+            json!({ "nodePool": { "mode": "Shared" }, "isolation": { "runtimeClassName": "gvisor" } }),
+        ),
+        (
+            "shared-accepted",
+            json!({ "nodePool": { "mode": "Shared", "acceptSharedKernel": true } }),
+        ),
+    ] {
+        vcs.create(&PostParams::default(), &object(name, spec))
+            .await
+            .unwrap();
+    }
+
     let pool = json!({ "nodeSelector": { "pool": "a" } });
     let cases = [
         ("no-pool", json!({}), "spec.nodePool: Required value"),
@@ -120,6 +136,11 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
             "plain-http-etcd",
             json!({ "nodePool": pool, "datastore": { "external": { "endpoints": ["http://e:2379"], "clientCertSecretName": "s" } } }),
             "each https://host:port",
+        ),
+        (
+            "shared-kernel-unsaid",
+            json!({ "nodePool": { "mode": "Shared" } }),
+            "a Shared node pool needs isolation.runtimeClassName",
         ),
         (
             "tiny-pid-limit",

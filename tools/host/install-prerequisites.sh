@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the development host cluster (vnest-devhost)
 # runs on: containerd and runc, the CNI plugins, iptables and conntrack for
-# kube-proxy, ipset for kube-router's NetworkPolicy firewall, runsc (gVisor)
-# for the sandboxed RuntimeClass, busybox-static for the test images, iproute2
-# and util-linux for network namespaces. Installs only what is missing; needs
-# root to install.
+# kube-proxy, ipset for kube-router's NetworkPolicy firewall, busybox-static
+# for the test images, iproute2 and util-linux for network namespaces.
+# Installs only what is missing; needs root to install.
 set -euo pipefail
-packages=(containerd runc containernetworking-plugins iptables ipset conntrack busybox-static iproute2 util-linux runsc)
+packages=(containerd runc containernetworking-plugins iptables ipset conntrack busybox-static iproute2 util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,8 +3,9 @@
 # prints the directory that holds them.
 #
 # The pins live in go.mod next to this script (Kubernetes, etcd) and in
-# coredns/go.mod and kwok/go.mod (CoreDNS and kwok, modules of their own so
-# that their dependencies never move the ones Kubernetes is built with). The output directory is keyed by
+# coredns/go.mod, kwok/go.mod and kube-router/go.mod (CoreDNS, kwok and
+# kube-router's NetworkPolicy firewall: modules of their own so that their
+# dependencies never move the ones Kubernetes is built with). The output directory is keyed by
 # the pinned versions and a hash of go.mod/go.sum, so changing a pin builds into
 # a new directory and an unchanged pin reuses what is already there. Binaries
 # that already exist are skipped; each is built into a temporary file and moved

@@ -47,6 +47,7 @@ pub const ETCD_IMAGE_TAG: &str = "3.7.3-0";
     )
 )]
 #[x_kube(validation = Rule::new("!(has(self.ttl) && has(self.expiresAt))").message("set either ttl or expiresAt, not both"))]
+#[x_kube(validation = Rule::new("!has(self.nodePool.mode) || self.nodePool.mode != 'Shared' || has(self.isolation) && has(self.isolation.runtimeClassName) || has(self.nodePool.acceptSharedKernel) && self.nodePool.acceptSharedKernel").message("a Shared node pool needs isolation.runtimeClassName (a sandbox such as gvisor), or nodePool.acceptSharedKernel: true to accept that tenants share the nodes' kernel"))]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualClusterSpec {
     /// The tenant's Kubernetes version, like `v1.37.2`. Unset means the
@@ -220,15 +221,22 @@ pub struct NodePool {
     /// Labels the pool's nodes carry; the tenant's pods are bound to them.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
+    /// With a Shared pool and no sandbox RuntimeClass, the admin accepts
+    /// that this tenant's pods share the nodes' kernel with other tenants.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_shared_kernel: bool,
 }
 
 /// Whether other tenants' workloads may share the pool's nodes.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum NodePoolMode {
-    /// Only this tenant's workloads run there (the default).
+    /// Only this tenant's workloads run there (the default): the
+    /// `NodePool` condition says when another VirtualCluster's pool takes
+    /// any of the same nodes.
     #[default]
     Dedicated,
-    /// The admin allows sharing; pair it with a sandboxed RuntimeClass.
+    /// Other tenants' pools may take the same nodes: needs a sandboxed
+    /// `isolation.runtimeClassName`, or `acceptSharedKernel: true`.
     Shared,
 }
 

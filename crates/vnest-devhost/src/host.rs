@@ -157,7 +157,8 @@ impl DevHost {
             progress(&format!("node {} Ready", node.spec.name()));
         }
         for node in &mut self.nodes {
-            node.wait_enforcing(options.timeout).await?;
+            node.enforce_network_policy(&options.binaries, options.timeout)
+                .await?;
         }
         progress("NetworkPolicy enforced on every node");
 

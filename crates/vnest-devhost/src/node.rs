@@ -29,10 +29,9 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
-    /// Starts containerd, imports `images`, starts the kubelet, kube-proxy
-    /// and the NetworkPolicy enforcer. Returns once containerd answers;
-    /// [`Self::wait_ready`] waits for the node, [`Self::wait_enforcing`] for
-    /// its firewall.
+    /// Starts containerd, imports `images`, starts the kubelet and
+    /// kube-proxy. Returns once containerd answers; [`Self::wait_ready`]
+    /// waits for the node.
     pub async fn start(
         spec: NodeSpec,
         base: &Path,
@@ -101,15 +100,20 @@ impl RunningNode {
                 node.paths.file("kube-proxy.yaml").display()
             )],
         )?;
-        let enforcer = binaries.locate_binary("kube-router")?;
-        let kubeconfig = node.paths.file("kube-router.kubeconfig");
-        let args = network_policy::args(&node.spec, &kubeconfig.display().to_string());
-        node.spawn("kube-router", &enforcer, &args)?;
         Ok(node)
     }
 
-    /// Waits until the node's NetworkPolicy enforcer is in force.
-    pub async fn wait_enforcing(&mut self, timeout: Duration) -> anyhow::Result<()> {
+    /// Starts the node's NetworkPolicy enforcer (it needs the Node object,
+    /// so after [`Self::wait_ready`]) and waits until it is in force.
+    pub async fn enforce_network_policy(
+        &mut self,
+        binaries: &UpstreamBinaries,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let enforcer = binaries.locate_binary("kube-router")?;
+        let kubeconfig = self.paths.file("kube-router.kubeconfig");
+        let args = network_policy::args(&self.spec, &kubeconfig.display().to_string());
+        self.spawn("kube-router", &enforcer, &args)?;
         let spec = self.spec.clone();
         let log = self.paths.log("kube-router");
         network_policy::wait_enforcing(&spec, timeout, &log, || self.ensure_running()).await

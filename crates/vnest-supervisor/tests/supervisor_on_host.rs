@@ -28,7 +28,11 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothing_behind() {
     let slot = HostSlot::acquire().await;
-    let host = TestHost::start_for_vnest(slot, two_pools(), vnest_binaries()).await;
+    // Pool a's node limits every pod to PIDS processes; pool b's keeps the
+    // default (4096).
+    let mut nodes = two_pools();
+    nodes[0].pod_pids_limit = PIDS;
+    let host = TestHost::start_for_vnest(slot, nodes, vnest_binaries()).await;
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();
@@ -49,10 +53,11 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     assert!(!ok && err.contains("must be 1, 3 or 5"), "{err}");
 
     let vcs: Api<VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
-    for (name, pool) in [("team-a", "a"), ("team-b", "b")] {
-        vcs.create(&PostParams::default(), &virtual_cluster(name, pool))
-            .await
-            .unwrap();
+    // Both ask for a PID limit: a's pool holds it, b's does not.
+    for (name, pool, pid_limit) in [("team-a", "a", PIDS), ("team-b", "b", 100)] {
+        let mut vc = virtual_cluster(name, pool);
+        vc.spec.isolation.pid_limit = Some(i64::from(pid_limit));
+        vcs.create(&PostParams::default(), &vc).await.unwrap();
     }
     // A spec the supervisor refuses: reported, nothing created.
     let mut protected = virtual_cluster("sneaky", "a");
@@ -144,6 +149,17 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
                 .starts_with("https://172.30.0.")
         );
     }
+    let held = condition(&a, "PIDLimit");
+    assert_eq!(held.reason, "Enforced", "{held:?}");
+    let b_limit = wait_until("b's PIDLimit names its node", READY_TIMEOUT, || async {
+        let c = condition(&vcs.get("team-b").await.ok()?, "PIDLimit");
+        (c.reason == "NotEnforced").then_some(c)
+    })
+    .await;
+    assert!(
+        b_limit.message.contains("vnest-node2 (podPidsLimit 4096)"),
+        "{b_limit:?}"
+    );
     let (ok, table, err) = kubectl(&admin, &["get", "vc", "-n", TENANTS]);
     assert!(
         ok && table.contains("team-a") && table.contains("Ready"),
@@ -171,6 +187,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     apiserver_refuses_foreign_credentials(&kubeconfig_a, &b_endpoint).await;
     etcd_accepts_only_its_own_clients(&client, work.path()).await;
     network_policies_hold(&client, &admin, [&kubeconfig_a, &kubeconfig_b], work.path()).await;
+    a_fork_bomb_stops_at_the_pid_limit(&client, &kubeconfig_a, work.path()).await;
 
     // The tenant's own DNS is installed inside it.
     wait_until(
@@ -369,6 +386,68 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     .await;
 
     host.stop().await;
+}
+
+/// The process limit of pool a's node (the kubelet's podPidsLimit).
+const PIDS: u32 = 256;
+
+/// A fork bomb in a tenant pod (bounded: it starts sleepers until fork
+/// fails or 1000 are up) stops at the node's per-pod limit, and the node
+/// still starts another pod, which answers.
+async fn a_fork_bomb_stops_at_the_pid_limit(client: &Client, kubeconfig: &Path, dir: &Path) {
+    let script = "n=0; last=; for i in $(seq 1 1000); do sleep 600 & \
+        if [ \"$!\" != \"$last\" ]; then n=$((n+1)); last=$!; fi; done 2>/dev/null; \
+        echo \"FORKED $n\"; sleep 600";
+    let bomb = probe_pod(
+        "bomb",
+        Some("default"),
+        json!({ "vnest.dev/pool": "a" }),
+        script,
+    );
+    let file = dir.join("bomb.json");
+    std::fs::write(&file, serde_json::to_string(&bomb).unwrap()).unwrap();
+    let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &file.display().to_string()]);
+    assert!(ok, "{out}{err}");
+    let forked: u32 = wait_until("the fork bomb hit its limit", READY_TIMEOUT, || async {
+        let (_, logs, _) = kubectl(kubeconfig, &["logs", "bomb"]);
+        logs.lines()
+            .find_map(|l| l.strip_prefix("FORKED "))
+            .and_then(|n| n.trim().parse().ok())
+    })
+    .await;
+    eprintln!("the fork bomb started {forked} processes under a limit of {PIDS}");
+    assert!(
+        (PIDS / 2..PIDS).contains(&forked),
+        "{forked} processes: the per-pod limit {PIDS} did not stop the bomb"
+    );
+
+    // While the bomb holds its processes, the same node starts a pod of
+    // another owner (the host's own), which answers.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let neighbour = probe_pod(
+        "neighbour",
+        Some("default"),
+        json!({ "vnest.dev/pool": "a" }),
+        "echo NEIGHBOUR-ALIVE; sleep 600",
+    );
+    pods.create(&PostParams::default(), &neighbour)
+        .await
+        .unwrap();
+    wait_until(
+        "a neighbour starts beside the bomb",
+        READY_TIMEOUT,
+        || async {
+            let text = pods.logs("neighbour", &Default::default()).await.ok()?;
+            text.contains("NEIGHBOUR-ALIVE").then_some(())
+        },
+    )
+    .await;
+    let (ok, _, _) = kubectl(kubeconfig, &["logs", "bomb"]);
+    assert!(ok, "the bomb's pod still answers through the tenant");
+    pods.delete("neighbour", &DeleteParams::default().grace_period(1))
+        .await
+        .unwrap();
+    kubectl(kubeconfig, &["delete", "pod", "bomb", "--grace-period=1"]);
 }
 
 /// `isolation.networkPolicy: false` deletes the workloads' policy from the

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
@@ -61,6 +62,21 @@ pub async fn install(client: &Client, admin: &Path) {
             let deployments: Api<Deployment> = Api::namespaced(client.clone(), "vnest-system");
             let d = deployments.get("vnest-supervisor").await.ok()?;
             (d.status?.available_replicas? >= 1).then_some(())
+        },
+    )
+    .await;
+    // The supervisor may be up before the apiserver serves the new kind.
+    wait_until(
+        "the CRD is established",
+        Duration::from_secs(60),
+        || async {
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            let crd = crds.get("virtualclusters.vnest.dev").await.ok()?;
+            crd.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
         },
     )
     .await;
