@@ -294,6 +294,18 @@ pub enum PodSecurityLevel {
     Restricted,
 }
 
+impl PodSecurityLevel {
+    /// The level's name as Pod Security admission labels spell it (and as
+    /// it is serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurityLevel::Privileged => "privileged",
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Restricted => "restricted",
+        }
+    }
+}
+
 /// What the supervisor reports.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]

@@ -5,7 +5,7 @@
 pub(crate) const HELP: &str = "Exit codes: 0 success; 1 error (the message says what to do); 2 bad usage; \
 3 not found; 4 timed out waiting (the message names the stage); 5 the host cluster is unreachable \
 or refused the credentials; 6 vnest is not installed on the host; 7 your host identity may not do this (RBAC); \
-130 interrupted. `vnest run` exits with its command's code.\n\
+8 `vnest verify` found a check failing; 130 interrupted. `vnest run` exits with its command's code.\n\
 Docs: docs/cli.md";
 
 /// Exit code: the wait ran out of time.

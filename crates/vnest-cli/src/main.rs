@@ -65,6 +65,9 @@ enum Command {
     Resume(clusters::lifecycle::NameArgs),
     /// Run a command against an ephemeral virtual cluster, deleted afterwards.
     Run(clusters::run::RunArgs),
+    /// Prove a virtual cluster's isolation: its layers on the host, and a
+    /// probe pod inside it trying every way out.
+    Verify(clusters::verify::VerifyArgs),
     /// Which host object a tenant object became (or, with --host, back).
     Map(map::MapArgs),
     /// Throwaway control planes on this machine, for tests and CI (no host cluster needed).
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
             Command::Pause(args) => clusters::lifecycle::run_pause(args, true).await,
             Command::Resume(args) => clusters::lifecycle::run_pause(args, false).await,
             Command::Run(args) => clusters::run::run(args).await,
+            Command::Verify(args) => clusters::verify::run(args).await,
             Command::Map(args) => map::run(args).await,
             Command::Local(command) => local::run(command).await,
             Command::Completion { .. } => Ok(ExitCode::SUCCESS),

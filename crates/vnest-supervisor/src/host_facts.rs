@@ -1,6 +1,6 @@
 //! What the supervisor reads of the host itself: where nodes are (the
 //! NodePort endpoint of a tenant apiserver, and addresses tenant traffic
-//! must never reach) and where the host apiserver is.
+//! must never reach), where the host apiserver and the host's DNS are.
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -48,15 +48,29 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
             }
         }
     }
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    let apiserver = ListParams::default().labels("kubernetes.io/service-name=kubernetes");
-    for slice in slices.list(&apiserver).await? {
-        for endpoint in slice.endpoints.into_iter().flatten() {
-            facts.forbidden.apiserver.extend(endpoint.addresses);
-        }
-    }
+    facts.forbidden.apiserver = endpoint_addresses(client, "default", "kubernetes").await?;
+    // The host's cluster DNS answers for every host Service (other
+    // tenants' included, by reverse lookup too).
+    facts.forbidden.dns = endpoint_addresses(client, "kube-system", "kube-dns").await?;
     preferred.sort();
     others.sort();
     facts.node_addresses = preferred.into_iter().chain(others).collect();
     Ok(facts)
+}
+
+/// The addresses behind Service `namespace/service`, from its EndpointSlices.
+async fn endpoint_addresses(
+    client: &Client,
+    namespace: &str,
+    service: &str,
+) -> Result<Vec<String>, kube::Error> {
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+    let ours = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+    Ok(slices
+        .list(&ours)
+        .await?
+        .into_iter()
+        .flat_map(|slice| slice.endpoints.into_iter().flatten())
+        .flat_map(|endpoint| endpoint.addresses)
+        .collect())
 }

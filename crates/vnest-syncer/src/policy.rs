@@ -179,7 +179,7 @@ pub fn check(pod: &Pod, policy: &Policy) -> Vec<Refusal> {
                     Rule::Capabilities,
                     format!(
                         "container {container} adds capability {capability}, beyond the {} level of this cluster",
-                        level_name(policy.level)
+                        policy.level.as_str()
                     ),
                 );
             }
@@ -277,14 +277,6 @@ pub fn check(pod: &Pod, policy: &Policy) -> Vec<Refusal> {
         );
     }
     refusals
-}
-
-fn level_name(level: PodSecurityLevel) -> &'static str {
-    match level {
-        PodSecurityLevel::Privileged => "privileged",
-        PodSecurityLevel::Baseline => "baseline",
-        PodSecurityLevel::Restricted => "restricted",
-    }
 }
 
 struct AnyContainer<'a> {

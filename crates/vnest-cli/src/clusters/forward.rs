@@ -57,6 +57,29 @@ pub(crate) async fn reachable(server: &str) -> bool {
     )
 }
 
+/// The tenant admin kubeconfig of VirtualCluster `namespace/name`, pointed
+/// at a forward through the host when its endpoint is not reachable from
+/// here; keep the returned forward for as long as the kubeconfig is used.
+pub(crate) async fn tenant_kubeconfig(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<(Kubeconfig, Option<Forward>)> {
+    let yaml = super::kubeconfig::fetch(client, namespace, name).await?;
+    let mut kubeconfig = Kubeconfig::from_yaml(&yaml).context("parsing the tenant kubeconfig")?;
+    let server = server_of(&kubeconfig);
+    if reachable(&server).await {
+        return Ok((kubeconfig, None));
+    }
+    let started = Forward::start(client.clone(), namespace, name, 0).await?;
+    started.point(&mut kubeconfig, namespace, name);
+    eprintln!(
+        "{server} is not reachable from here; reaching the cluster through {} (forwarded by the host apiserver)",
+        started.local
+    );
+    Ok((kubeconfig, Some(started)))
+}
+
 /// A running forward; dropping it stops it.
 pub(crate) struct Forward {
     pub(crate) local: SocketAddr,

@@ -11,6 +11,7 @@ pub(crate) mod kubeconfig;
 pub(crate) mod lifecycle;
 pub(crate) mod list;
 pub(crate) mod run;
+pub(crate) mod verify;
 mod wait;
 
 use std::time::Duration;

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use kube::config::Kubeconfig;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::api;
 use super::create::{SpecArgs, create};
-use super::forward::{self, Forward};
-use super::kubeconfig::{fetch, write_private};
+use super::forward;
+use super::kubeconfig::write_private;
 use super::lifecycle::delete_and_wait;
 use super::wait::{self, Outcome};
 use crate::exit::TIMED_OUT;
@@ -142,21 +141,8 @@ async fn use_cluster(
     }
     let dir = tempfile::tempdir().context("making a directory for the kubeconfig")?;
     let path = dir.path().join("kubeconfig");
-    let yaml = fetch(client, namespace, name).await?;
-    let mut kubeconfig = Kubeconfig::from_yaml(&yaml).context("parsing the tenant kubeconfig")?;
-    let server = forward::server_of(&kubeconfig);
-    // Kept until the command ends: its connections go through the host.
-    let _forward = if forward::reachable(&server).await {
-        None
-    } else {
-        let started = Forward::start(client.clone(), namespace, name, 0).await?;
-        started.point(&mut kubeconfig, namespace, name);
-        eprintln!(
-            "{server} is not reachable from here; the command reaches the cluster through {} (forwarded by the host apiserver)",
-            started.local
-        );
-        Some(started)
-    };
+    // Kept until the command ends: its connections may go through the host.
+    let (kubeconfig, _forward) = forward::tenant_kubeconfig(client, namespace, name).await?;
     write_private(
         &path,
         &serde_yaml_ng::to_string(&kubeconfig).context("writing the kubeconfig")?,

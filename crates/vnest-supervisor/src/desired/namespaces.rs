@@ -49,7 +49,7 @@ fn namespace(
         ),
         (labels::ROLE.to_owned(), role.label_value().to_owned()),
     ]);
-    let level = level_name(level);
+    let level = level.as_str();
     for mode in ["enforce", "warn", "audit"] {
         labels_map.insert(format!("{PSA_PREFIX}{mode}"), level.to_owned());
         labels_map.insert(format!("{PSA_PREFIX}{mode}-version"), "latest".to_owned());
@@ -61,14 +61,6 @@ fn namespace(
             ..ObjectMeta::default()
         },
         ..Namespace::default()
-    }
-}
-
-fn level_name(level: PodSecurityLevel) -> &'static str {
-    match level {
-        PodSecurityLevel::Privileged => "privileged",
-        PodSecurityLevel::Baseline => "baseline",
-        PodSecurityLevel::Restricted => "restricted",
     }
 }
 

@@ -5,7 +5,8 @@
 //! Workloads namespace (when `isolation.networkPolicy` is on): nothing in or
 //! out, except traffic among the tenant's own pods, to the tenant's own
 //! apiserver, and to addresses outside the cluster other than the host's
-//! nodes (kubelets) and the host apiserver.
+//! nodes (kubelets), the host apiserver, the host's DNS and link-local
+//! addresses (cloud instance metadata).
 //!
 //! Control-plane namespace (always): etcd accepts only the tenant's
 //! apiserver (clients) and its own members (peers); the syncer's kubelet
@@ -45,11 +46,20 @@ const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 pub struct HostAddresses {
     pub nodes: Vec<String>,
     pub apiserver: Vec<String>,
+    /// The host's cluster DNS (its pods): it resolves every host Service,
+    /// other tenants' included. Tenant pods have their own DNS.
+    pub dns: Vec<String>,
 }
+
+/// Link-local addresses: clouds serve instance metadata (and credentials)
+/// at 169.254.169.254 and similar.
+const LINK_LOCAL: &str = "169.254.0.0/16";
 
 impl HostAddresses {
     fn as_cidrs(&self) -> Vec<String> {
-        cidrs(self.nodes.iter().chain(&self.apiserver))
+        let mut cidrs = cidrs(self.nodes.iter().chain(&self.apiserver).chain(&self.dns));
+        cidrs.push(LINK_LOCAL.to_owned());
+        cidrs
     }
 }
 
@@ -347,10 +357,11 @@ mod tests {
     }
 
     #[test]
-    fn workloads_may_not_dial_host_nodes_or_the_host_apiserver() {
+    fn workloads_may_not_dial_host_nodes_apiserver_dns_or_metadata() {
         let host = HostAddresses {
             nodes: vec!["172.30.0.10".into()],
             apiserver: vec!["172.30.0.1".into()],
+            dns: vec!["10.244.1.5".into()],
         };
         let policies = network_policies(&vc(), &Settings::default(), &host);
         let workloads = named(&policies, "vnest-workloads");
@@ -364,7 +375,15 @@ mod tests {
             .unwrap()
             .except
             .unwrap();
-        assert_eq!(except, vec!["172.30.0.1/32", "172.30.0.10/32"]);
+        assert_eq!(
+            except,
+            [
+                "10.244.1.5/32",
+                "172.30.0.1/32",
+                "172.30.0.10/32",
+                "169.254.0.0/16"
+            ]
+        );
     }
 
     #[test]
@@ -385,6 +404,7 @@ mod tests {
         let host = HostAddresses {
             nodes: vec!["172.30.0.12".into(), "172.30.0.11".into()],
             apiserver: vec!["172.30.0.1".into()],
+            dns: Vec::new(),
         };
         let blocks = |type_: ExposeType| {
             let mut vc = vc();

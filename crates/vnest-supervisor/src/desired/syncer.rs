@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::{
     Container, PodSpec, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use vnest_api::VirtualCluster;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
-use vnest_api::{PodSecurityLevel, VirtualCluster};
 use vnest_pki::ControlPlanePki;
 
 use super::kubeconfig::in_cluster_admin;
@@ -90,14 +90,7 @@ pub fn args(vc: &VirtualCluster, apiserver_address: &str) -> Vec<String> {
             host_namespace_of(vc, HostNamespaceRole::Workloads)
         ),
         format!("--apiserver-address={apiserver_address}"),
-        format!(
-            "--pod-security={}",
-            match vc.spec.isolation.pod_security {
-                PodSecurityLevel::Privileged => "privileged",
-                PodSecurityLevel::Baseline => "baseline",
-                PodSecurityLevel::Restricted => "restricted",
-            }
-        ),
+        format!("--pod-security={}", vc.spec.isolation.pod_security.as_str()),
         format!(
             "--kubelet-proxy-host={}:{KUBELET_PROXY_PORT}",
             kubelet_proxy_host(vc)
@@ -191,7 +184,7 @@ mod tests {
         let mut vc = VirtualCluster::new("a", Default::default());
         vc.spec.node_pool.node_selector = BTreeMap::from([("vnest.dev/pool".into(), "a".into())]);
         vc.spec.isolation.runtime_class_name = Some("kata".into());
-        vc.spec.isolation.pod_security = PodSecurityLevel::Baseline;
+        vc.spec.isolation.pod_security = vnest_api::PodSecurityLevel::Baseline;
         let args = args(&vc, "10.96.1.2:443");
         for expected in [
             "--pool-selector=vnest.dev/pool=a",
