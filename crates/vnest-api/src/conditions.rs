@@ -13,6 +13,9 @@ pub const READY: &str = "Ready";
 /// `podPidsLimit`); shown only when the spec asks for a limit, and not a
 /// stage: Ready does not wait for it.
 pub const PID_LIMIT: &str = "PIDLimit";
+/// Whether a Dedicated pool has its nodes to itself (no other
+/// VirtualCluster's pool takes any of them); not a stage either.
+pub const NODE_POOL: &str = "NodePool";
 
 /// The stages in the order they come.
 pub const STAGES: [&str; 6] = [

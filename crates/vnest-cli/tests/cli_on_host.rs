@@ -182,6 +182,67 @@ async fn interrupted_run_leaves_nothing(
     nothing_left_of(client, name).await;
 }
 
+/// `vnest verify` passes on a fresh cluster; with the workloads'
+/// NetworkPolicy deleted it exits 8 and names the missing policy and the
+/// paths that opened. (Instance metadata is pointed at an unused address of
+/// the host's bridge: no probe may leave this machine, even when a policy
+/// is missing.)
+async fn verify_proves_isolation_and_names_what_breaks_it(cli: &Cli, client: &kube::Client) {
+    let verify = [
+        "verify",
+        "a",
+        "-n",
+        TENANTS,
+        "--probe-image",
+        vnest_devhost::images::BUSYBOX_IMAGE,
+        "--metadata-address",
+        "172.30.0.254",
+    ];
+    let (code, out, err) = cli.run(&verify);
+    eprintln!("vnest verify:\n{out}{err}");
+    assert_eq!(code, 0, "a fresh cluster verifies: {out}{err}");
+    for part in [
+        "vnest-workloads present",
+        "host apiserver Service is closed",
+        "kubelet of vnest-node1 is closed",
+        "its own etcd",
+        "T1552.005",
+        ", 0 failed",
+    ] {
+        assert!(out.contains(part), "verify shows {part:?}: {out}");
+    }
+    let (code, json, _) = cli.run(&[&verify[..], &["-o", "json"]].concat());
+    assert_eq!(code, 0);
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert!(checks.iter().all(|c| c["passed"] == true), "{json}");
+
+    let workloads = vnest_api::host_names::host_namespace(
+        TENANTS,
+        "a",
+        vnest_api::host_names::HostNamespaceRole::Workloads,
+    );
+    let policies: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        kube::Api::namespaced(client.clone(), &workloads);
+    policies
+        .delete("vnest-workloads", &Default::default())
+        .await
+        .unwrap();
+    let (code, out, err) = cli.run(&verify);
+    eprintln!("vnest verify without the workloads' policy:\n{out}{err}");
+    assert_eq!(code, 8, "{out}{err}");
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAIL")).collect();
+    assert!(
+        failed.iter().any(|l| l.contains("vnest-workloads present")),
+        "{out}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.contains("kubelet of") && l.contains("REACHABLE")),
+        "{out}"
+    );
+}
+
 /// What the supervisor serves at `:8080/metrics`.
 async fn supervisor_metrics(client: &kube::Client) -> String {
     vnest_tests::get_from_pod(
@@ -393,6 +454,7 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
         metrics.contains("vnest_supervisor_reconciles_total{outcome=\"ok\"}"),
         "{metrics}"
     );
+    verify_proves_isolation_and_names_what_breaks_it(&cli, &client).await;
     let (code, _, err) = cli.run(&["describe", "nope", "-n", TENANTS]);
     assert_eq!(code, 3, "not found");
     assert!(err.contains("vnest list -A"), "{err}");

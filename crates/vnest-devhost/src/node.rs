@@ -119,11 +119,25 @@ impl RunningNode {
         network_policy::wait_enforcing(&spec, timeout, &log, || self.ensure_running()).await
     }
 
-    /// Waits until the node reports Ready, failing early if a process exits.
+    /// Waits until the node reports Ready, failing early if a process exits,
+    /// then records its pod subnet in `spec.podCIDR(s)`, as a cluster whose
+    /// controller-manager allocates them would: NetworkPolicies (vnest's)
+    /// tell pods from other clients by it.
     pub async fn wait_ready(&mut self, nodes: &Api<Node>, timeout: Duration) -> anyhow::Result<()> {
         let name = self.spec.name();
         let log = self.paths.log("kubelet");
-        wait_node_ready(nodes, &name, timeout, &log, || self.ensure_running()).await
+        wait_node_ready(nodes, &name, timeout, &log, || self.ensure_running()).await?;
+        let cidr = self.spec.pod_cidr();
+        let patch = serde_json::json!({ "spec": { "podCIDR": cidr, "podCIDRs": [cidr] } });
+        nodes
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .with_context(|| format!("recording the pod subnet of {name}"))?;
+        Ok(())
     }
 
     pub fn ensure_running(&mut self) -> anyhow::Result<()> {

@@ -26,6 +26,10 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
     let mut others = Vec::new();
     for node in nodes.list(&ListParams::default()).await? {
         let spec = node.spec.unwrap_or_default();
+        facts
+            .forbidden
+            .pod_cidrs
+            .extend(spec.pod_cidrs.iter().flatten().cloned());
         let open = spec.unschedulable != Some(true)
             && spec
                 .taints
@@ -52,6 +56,8 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
     // The host's cluster DNS answers for every host Service (other
     // tenants' included, by reverse lookup too).
     facts.forbidden.dns = endpoint_addresses(client, "kube-system", "kube-dns").await?;
+    facts.forbidden.pod_cidrs.sort();
+    facts.forbidden.pod_cidrs.dedup();
     preferred.sort();
     others.sort();
     facts.node_addresses = preferred.into_iter().chain(others).collect();

@@ -1,14 +1,83 @@
-//! What a tenant's pool nodes enforce by themselves. A pod's process limit
-//! is no pod field: it is the kubelet's `podPidsLimit`, node configuration,
-//! so the supervisor reads each pool node's effective kubelet configuration
-//! (`/configz` on the kubelet, which Kubernetes ≥ 1.36 authorizes as
-//! `nodes/configz` alone — not `nodes/proxy`, which would also allow exec)
-//! and reports whether `spec.isolation.pidLimit` holds there.
+//! A tenant's pool on the host: which nodes it has, which other
+//! VirtualClusters' pools take the same nodes (a Dedicated pool must have
+//! its own), and what the nodes enforce by themselves. A pod's process
+//! limit is no pod field: it is the kubelet's `podPidsLimit`, node
+//! configuration, so the supervisor reads each pool node's effective kubelet
+//! configuration (`/configz` on the kubelet, which Kubernetes ≥ 1.36
+//! authorizes as `nodes/configz` alone — not `nodes/proxy`, which would also
+//! allow exec) and reports whether `spec.isolation.pidLimit` holds there.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use vnest_api::VirtualCluster;
+
+/// The host's nodes and every VirtualCluster's pool, as read once.
+#[derive(Clone, Debug, Default)]
+pub struct Pools {
+    pub nodes: Vec<Node>,
+    /// `namespace/name` and node selector of every VirtualCluster.
+    pub pools: Vec<(String, BTreeMap<String, String>)>,
+}
+
+impl Pools {
+    pub async fn observe(client: &Client) -> Result<Self, kube::Error> {
+        let nodes = Api::<Node>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items;
+        let pools = Api::<VirtualCluster>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|vc| vc.metadata.deletion_timestamp.is_none())
+            .map(|vc| (key(&vc), vc.spec.node_pool.node_selector))
+            .collect();
+        Ok(Self { nodes, pools })
+    }
+
+    /// The nodes `selector` picks.
+    pub fn members(&self, selector: &BTreeMap<String, String>) -> Vec<&Node> {
+        self.nodes
+            .iter()
+            .filter(|node| {
+                let labels = node.labels();
+                !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .collect()
+    }
+
+    /// Every other VirtualCluster whose pool takes some of `vc`'s nodes,
+    /// with those nodes.
+    pub fn shared_with(&self, vc: &VirtualCluster) -> Vec<(String, Vec<String>)> {
+        let own: Vec<String> = self
+            .members(&vc.spec.node_pool.node_selector)
+            .iter()
+            .map(|n| n.name_any())
+            .collect();
+        let me = key(vc);
+        self.pools
+            .iter()
+            .filter(|(other, _)| *other != me)
+            .filter_map(|(other, selector)| {
+                let shared: Vec<String> = self
+                    .members(selector)
+                    .iter()
+                    .map(|n| n.name_any())
+                    .filter(|n| own.contains(n))
+                    .collect();
+                (!shared.is_empty()).then(|| (other.clone(), shared))
+            })
+            .collect()
+    }
+}
+
+fn key(vc: &VirtualCluster) -> String {
+    format!("{}/{}", vc.namespace().unwrap_or_default(), vc.name_any())
+}
 
 /// Reads kubelets' configuration with the supervisor's own identity.
 #[derive(Clone)]
@@ -26,29 +95,13 @@ impl KubeletConfigs {
         Self { config }
     }
 
-    /// The pool nodes of `vc` and each one's `podPidsLimit`.
-    pub async fn pid_limits(
-        &self,
-        client: &Client,
-        vc: &VirtualCluster,
-    ) -> Result<Vec<NodePidLimit>, kube::Error> {
-        let selector = vc
-            .spec
-            .node_pool
-            .node_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let nodes = Api::<Node>::all(client.clone())
-            .list(&ListParams::default().labels(&selector))
-            .await?;
+    /// Each of `nodes` with its `podPidsLimit`.
+    pub async fn pid_limits(&self, nodes: &[&Node]) -> Vec<NodePidLimit> {
         let mut limits = Vec::new();
         for node in nodes {
-            let name = node.metadata.name.clone().unwrap_or_default();
-            limits.push((name, self.pod_pids_limit(&node).await));
+            limits.push((node.name_any(), self.pod_pids_limit(node).await));
         }
-        Ok(limits)
+        limits
     }
 
     async fn pod_pids_limit(&self, node: &Node) -> Result<Option<i64>, String> {
@@ -100,8 +153,41 @@ pub fn pod_pids_limit_of(configz: &serde_json::Value) -> Result<Option<i64>, Str
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+
+    fn node(name: &str, pool: &str) -> Node {
+        serde_json::from_value(json!({ "metadata": { "name": name, "labels": { "pool": pool } } }))
+            .unwrap()
+    }
+
+    fn vc(namespace: &str, name: &str, pool: &str) -> VirtualCluster {
+        let mut vc = VirtualCluster::new(name, Default::default());
+        vc.metadata.namespace = Some(namespace.into());
+        vc.spec.node_pool.node_selector = BTreeMap::from([("pool".to_owned(), pool.to_owned())]);
+        vc
+    }
+
+    #[test]
+    fn pools_that_take_the_same_nodes_are_named_with_those_nodes() {
+        let a = vc("t", "a", "x");
+        let pools = Pools {
+            nodes: vec![node("n1", "x"), node("n2", "y")],
+            pools: [vc("t", "a", "x"), vc("t", "b", "x"), vc("u", "c", "y")]
+                .iter()
+                .map(|v| (key(v), v.spec.node_pool.node_selector.clone()))
+                .collect(),
+        };
+        assert_eq!(
+            pools.shared_with(&a),
+            [("t/b".to_owned(), vec!["n1".to_owned()])]
+        );
+        assert!(pools.shared_with(&vc("u", "c", "y")).is_empty());
+        // An empty selector picks no node (the schema refuses it for
+        // Dedicated pools).
+        assert!(pools.members(&BTreeMap::new()).is_empty());
+    }
 
     #[test]
     fn the_limit_comes_from_the_kubelet_configuration() {

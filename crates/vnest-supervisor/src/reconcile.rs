@@ -31,6 +31,7 @@ use crate::desired::{
     syncer as desired_syncer, syncer_rbac,
 };
 use crate::error::{Error, Result};
+use crate::pool_nodes::Pools;
 use crate::status::{self, Stage};
 use crate::{host_facts, pod_problems, prune};
 use vnest_kube::apply;
@@ -166,9 +167,16 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let ready = status::ready(&stages, vc.spec.paused);
     let is_ready = ready.ok;
     stages.push(ready);
+    let pools = Pools::observe(&ctx.client).await?;
+    let pool = pools.members(&vc.spec.node_pool.node_selector);
+    stages.push(status::node_pool(
+        vc.spec.node_pool.mode,
+        pool.len(),
+        &pools.shared_with(vc),
+    ));
     if let Some(wanted) = vc.spec.isolation.pid_limit {
-        let nodes = ctx.kubelets.pid_limits(&ctx.client, vc).await?;
-        stages.push(status::pid_limit(wanted, &nodes));
+        let limits = ctx.kubelets.pid_limits(&pool).await;
+        stages.push(status::pid_limit(wanted, &limits));
     }
 
     let version = is_ready.then(|| pods::kubernetes_version(vc).to_owned());
@@ -211,13 +219,12 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
 
     // Anything still pending (the tenant's DNS may lag Ready) is looked at
     // again soon; a settled cluster every 5 minutes.
-    // (A pool that does not hold the PID limit is the admin's to change:
-    // nothing to look at again every few seconds.)
+    // (A pool that does not hold the PID limit or shares its nodes is the
+    // admin's to change: nothing to look at again every few seconds.)
     let settled = vc.spec.paused
-        || new_status
-            .conditions
-            .iter()
-            .all(|c| c.status == "True" || c.type_ == status::PID_LIMIT);
+        || new_status.conditions.iter().all(|c| {
+            c.status == "True" || [status::PID_LIMIT, status::NODE_POOL].contains(&c.type_.as_str())
+        });
     let recheck = if settled {
         Duration::from_secs(300)
     } else {

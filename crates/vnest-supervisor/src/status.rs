@@ -6,8 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use vnest_api::{Phase, VirtualCluster};
 
+use vnest_api::NodePoolMode;
 pub use vnest_api::conditions::{
-    APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROLLER_MANAGER, DATASTORE, PID_LIMIT, READY, SYNCER,
+    APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROLLER_MANAGER, DATASTORE, NODE_POOL, PID_LIMIT,
+    READY, SYNCER,
 };
 
 use crate::pool_nodes::NodePidLimit;
@@ -115,6 +117,47 @@ pub fn conditions(
             }
         })
         .collect()
+}
+
+/// Whether the pool has what its mode promises: a Dedicated pool nodes no
+/// other VirtualCluster's pool takes; a Shared one says with whom it shares.
+pub fn node_pool(mode: NodePoolMode, nodes: usize, shared_with: &[(String, Vec<String>)]) -> Stage {
+    if nodes == 0 {
+        return Stage::waiting(
+            NODE_POOL,
+            "NoPoolNodes",
+            "no node carries the labels of spec.nodePool.nodeSelector: the tenant's pods cannot run",
+        );
+    }
+    let sharing = shared_with
+        .iter()
+        .map(|(other, nodes)| format!("{other} ({})", nodes.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    match mode {
+        NodePoolMode::Dedicated if !shared_with.is_empty() => Stage::waiting(
+            NODE_POOL,
+            "NodesShared",
+            format!(
+                "the pool is Dedicated, but other VirtualClusters' pools take its nodes: {sharing}; give each pool node labels of its own, or make both Shared with a sandbox RuntimeClass"
+            ),
+        ),
+        NodePoolMode::Dedicated => Stage::ok(
+            NODE_POOL,
+            "Dedicated",
+            format!("{nodes} nodes, no other VirtualCluster's pool takes any of them"),
+        ),
+        NodePoolMode::Shared if shared_with.is_empty() => Stage::ok(
+            NODE_POOL,
+            "Shared",
+            format!("{nodes} nodes, shared with no other VirtualCluster yet"),
+        ),
+        NodePoolMode::Shared => Stage::ok(
+            NODE_POOL,
+            "Shared",
+            format!("{nodes} nodes, shared with {sharing}"),
+        ),
+    }
 }
 
 /// Whether every pool node limits a pod to `wanted` processes or fewer,
@@ -274,6 +317,21 @@ mod tests {
         assert_eq!(unknown.reason, "Unknown");
         assert!(unknown.message.contains("n4 (refused)"));
         assert_eq!(pid_limit(256, &[]).reason, "NoPoolNodes");
+    }
+
+    #[test]
+    fn a_dedicated_pool_whose_nodes_another_pool_takes_says_so() {
+        let shared = [("t/b".to_owned(), vec!["n1".to_owned()])];
+        let taken = node_pool(NodePoolMode::Dedicated, 2, &shared);
+        assert!(!taken.ok);
+        assert_eq!(taken.reason, "NodesShared");
+        assert!(taken.message.contains("t/b (n1)"), "{}", taken.message);
+        assert!(node_pool(NodePoolMode::Dedicated, 2, &[]).ok);
+        assert!(node_pool(NodePoolMode::Shared, 2, &shared).ok);
+        assert_eq!(
+            node_pool(NodePoolMode::Dedicated, 0, &[]).reason,
+            "NoPoolNodes"
+        );
     }
 
     #[test]

@@ -149,6 +149,15 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
                 .starts_with("https://172.30.0.")
         );
     }
+    // a's pool (a) is also the pool of the other clusters made above; b's
+    // has its node to itself.
+    let shared = condition(&a, "NodePool");
+    assert_eq!(shared.reason, "NodesShared", "{shared:?}");
+    assert!(
+        shared.message.contains("tenants/sneaky (vnest-node1)"),
+        "{shared:?}"
+    );
+    assert_eq!(condition(&b, "NodePool").reason, "Dedicated");
     let held = condition(&a, "PIDLimit");
     assert_eq!(held.reason, "Enforced", "{held:?}");
     let b_limit = wait_until("b's PIDLimit names its node", READY_TIMEOUT, || async {
@@ -615,6 +624,30 @@ async fn tenant_web(kubeconfig: &Path, dir: &Path, tenant: &str, pool: &str) -> 
     .await
 }
 
+/// The first address and TCP port behind Service `namespace/name`.
+async fn endpoint(client: &Client, namespace: &str, name: &str) -> (String, i32) {
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), namespace);
+    let selector = format!("kubernetes.io/service-name={name}");
+    let slice = slices
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no EndpointSlice of {namespace}/{name}"));
+    let port = slice
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.protocol.as_deref() == Some("TCP"))
+        .and_then(|p| p.port)
+        .unwrap();
+    let address = slice.endpoints.unwrap()[0].addresses[0].clone();
+    (address, port)
+}
+
 /// The lines `PROBE <what> <result>` a finished probe printed, by `what`.
 fn probe_results(logs: &str) -> std::collections::BTreeMap<String, bool> {
     logs.lines()
@@ -677,8 +710,11 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
     .await;
     let a_web = tenant_web(kubeconfig_a, dir, "team-a", "a").await;
     let b_web = tenant_web(kubeconfig_b, dir, "team-b", "b").await;
-    let host_apiserver = "172.30.0.1";
+    // The host apiserver's own address and port, and the host's DNS pod.
+    let (host_apiserver, host_port) = endpoint(client, "default", "kubernetes").await;
+    let host_apiserver = host_apiserver.as_str();
     let host_apiserver_svc = "10.96.0.1";
+    let (host_dns, dns_port) = endpoint(client, "kube-system", "kube-dns").await;
     let (node1, node2) = ("172.30.0.11", "172.30.0.12");
     let checks = vec![
         // A tenant pod: its own apiserver, pods and DNS, nothing else.
@@ -719,10 +755,17 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
             443,
             false,
         ),
-        reach(TenantA, "host-apiserver-node", host_apiserver, 6443, false),
+        reach(
+            TenantA,
+            "host-apiserver-node",
+            host_apiserver,
+            host_port,
+            false,
+        ),
         reach(TenantA, "kubelet-own-node", node1, 10250, false),
         reach(TenantA, "kubelet-other-node", node2, 10250, false),
         reach(TenantA, "supervisor", &supervisor, 8080, false),
+        reach(TenantA, "host-dns", &host_dns, dns_port, false),
         // The other tenant reaches what a may not: those ports listen.
         reach(TenantB, "own-pod", &b_web, 8080, true),
         reach(TenantB, "own-apiserver-pod", &b_apiserver, 6443, true),
@@ -743,7 +786,7 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
             ControlPlaneA,
             "host-apiserver-node",
             host_apiserver,
-            6443,
+            host_port,
             false,
         ),
         reach(
@@ -754,6 +797,8 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
             false,
         ),
         reach(ControlPlaneA, "kubelet", node2, 10250, false),
+        // The control plane resolves host Service names (its etcd peers).
+        reach(ControlPlaneA, "host-dns", &host_dns, dns_port, true),
         reach(
             ControlPlaneA,
             "other-apiserver-pod",
@@ -765,7 +810,7 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
         // A pod of the host's own, under no policy: the host's ports
         // listen; a tenant's control plane admits it no more than a tenant
         // (its apiserver takes node-port traffic from node addresses only).
-        reach(Host, "host-apiserver-node", host_apiserver, 6443, true),
+        reach(Host, "host-apiserver-node", host_apiserver, host_port, true),
         reach(
             Host,
             "host-apiserver-service",
@@ -774,6 +819,7 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
             true,
         ),
         reach(Host, "kubelet", node2, 10250, true),
+        reach(Host, "host-dns", &host_dns, dns_port, true),
         reach(Host, "tenant-apiserver-pod", &a_apiserver, 6443, false),
         reach(Host, "tenant-etcd", &a_etcd, 2379, false),
     ];

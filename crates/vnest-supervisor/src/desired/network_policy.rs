@@ -4,18 +4,17 @@
 //!
 //! Workloads namespace (when `isolation.networkPolicy` is on): nothing in or
 //! out, except traffic among the tenant's own pods, to the tenant's own
-//! apiserver, and to addresses outside the cluster other than the host's
-//! nodes (kubelets), the host apiserver, the host's DNS and link-local
+//! apiserver, and to addresses outside the cluster: not the host's pod
+//! subnets (other tenants), nodes (kubelets), apiserver, DNS or link-local
 //! addresses (cloud instance metadata).
 //!
 //! Control-plane namespace (always): etcd accepts only the tenant's
 //! apiserver (clients) and its own members (peers); the syncer's kubelet
 //! proxy accepts only the tenant's apiserver; the apiserver accepts
-//! its own namespace, the tenant's workloads and the supervisor, plus the
-//! host's nodes when it is exposed as a NodePort (node-port traffic reaches
-//! the pod from a node address: kube-proxy masquerades it) and anyone when
-//! it is exposed as a LoadBalancer (which may keep client addresses); the
-//! control plane
+//! its own namespace, the tenant's workloads and the supervisor, plus any
+//! address outside the host's pod subnets when it is exposed as a NodePort
+//! or LoadBalancer (clients keep their address up to the pod when the
+//! endpoint is on the node they connect to); the control plane
 //! itself may not dial the host's nodes or apiserver (a tenant's webhook or
 //! aggregated API pointed at them would otherwise turn its apiserver into a
 //! proxy onto the host).
@@ -49,6 +48,10 @@ pub struct HostAddresses {
     /// The host's cluster DNS (its pods): it resolves every host Service,
     /// other tenants' included. Tenant pods have their own DNS.
     pub dns: Vec<String>,
+    /// The nodes' pod subnets (`spec.podCIDRs`): every pod of the host,
+    /// other tenants' included. Empty where the network plugin does not
+    /// use them; then only policies that name namespaces keep pods apart.
+    pub pod_cidrs: Vec<String>,
 }
 
 /// Link-local addresses: clouds serve instance metadata (and credentials)
@@ -59,6 +62,7 @@ impl HostAddresses {
     fn as_cidrs(&self) -> Vec<String> {
         let mut cidrs = cidrs(self.nodes.iter().chain(&self.apiserver).chain(&self.dns));
         cidrs.push(LINK_LOCAL.to_owned());
+        cidrs.extend(self.pod_cidrs.iter().cloned());
         cidrs
     }
 }
@@ -200,12 +204,18 @@ fn apiserver_clients(
         namespace_peer(wl),
         namespace_peer(&settings.supervisor_namespace),
     ];
-    let outside = match vc.spec.control_plane.expose.type_ {
-        ExposeType::ClusterIP => Vec::new(),
-        ExposeType::NodePort => cidrs(host.nodes.iter()),
-        ExposeType::LoadBalancer => vec!["0.0.0.0/0".to_owned()],
-    };
-    peers.extend(outside.into_iter().map(ip_peer));
+    if vc.spec.control_plane.expose.type_ != ExposeType::ClusterIP {
+        // Clients outside the cluster, whatever their address (a node port
+        // with a local endpoint and a load balancer keep it), but no pod:
+        // another tenant's pods are no outside clients.
+        peers.push(NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: "0.0.0.0/0".to_owned(),
+                except: (!host.pod_cidrs.is_empty()).then(|| host.pod_cidrs.clone()),
+            }),
+            ..NetworkPolicyPeer::default()
+        });
+    }
     peers
 }
 
@@ -357,11 +367,12 @@ mod tests {
     }
 
     #[test]
-    fn workloads_may_not_dial_host_nodes_apiserver_dns_or_metadata() {
+    fn workloads_may_not_dial_other_pods_host_nodes_apiserver_dns_or_metadata() {
         let host = HostAddresses {
             nodes: vec!["172.30.0.10".into()],
             apiserver: vec!["172.30.0.1".into()],
             dns: vec!["10.244.1.5".into()],
+            pod_cidrs: vec!["10.244.0.0/16".into()],
         };
         let policies = network_policies(&vc(), &Settings::default(), &host);
         let workloads = named(&policies, "vnest-workloads");
@@ -381,7 +392,8 @@ mod tests {
                 "10.244.1.5/32",
                 "172.30.0.1/32",
                 "172.30.0.10/32",
-                "169.254.0.0/16"
+                "169.254.0.0/16",
+                "10.244.0.0/16"
             ]
         );
     }
@@ -400,11 +412,12 @@ mod tests {
     }
 
     #[test]
-    fn an_exposed_apiserver_admits_node_port_traffic_or_anyone_behind_a_load_balancer() {
+    fn an_exposed_apiserver_admits_outside_clients_but_no_pod() {
         let host = HostAddresses {
-            nodes: vec!["172.30.0.12".into(), "172.30.0.11".into()],
+            nodes: vec!["172.30.0.11".into()],
             apiserver: vec!["172.30.0.1".into()],
             dns: Vec::new(),
+            pod_cidrs: vec!["10.244.1.0/24".into(), "10.244.2.0/24".into()],
         };
         let blocks = |type_: ExposeType| {
             let mut vc = vc();
@@ -418,16 +431,18 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .iter()
-                .filter_map(|p| p.ip_block.as_ref().map(|b| b.cidr.clone()))
+                .filter_map(|p| p.ip_block.clone())
                 .collect::<Vec<_>>()
         };
         assert!(blocks(ExposeType::ClusterIP).is_empty());
-        // Node-port traffic arrives masqueraded to a node address: other
-        // pods (another tenant's) are not let in by it.
-        assert_eq!(
-            blocks(ExposeType::NodePort),
-            ["172.30.0.11/32", "172.30.0.12/32"]
-        );
-        assert_eq!(blocks(ExposeType::LoadBalancer), ["0.0.0.0/0"]);
+        for exposed in [ExposeType::NodePort, ExposeType::LoadBalancer] {
+            let blocks = blocks(exposed);
+            assert_eq!(blocks.len(), 1);
+            assert_eq!(blocks[0].cidr, "0.0.0.0/0");
+            assert_eq!(
+                blocks[0].except.as_deref().unwrap(),
+                ["10.244.1.0/24", "10.244.2.0/24"]
+            );
+        }
     }
 }
