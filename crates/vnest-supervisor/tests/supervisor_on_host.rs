@@ -404,9 +404,10 @@ const PIDS: u32 = 256;
 /// fails or 1000 are up) stops at the node's per-pod limit, and the node
 /// still starts another pod, which answers.
 async fn a_fork_bomb_stops_at_the_pid_limit(client: &Client, kubeconfig: &Path, dir: &Path) {
-    let script = "n=0; last=; for i in $(seq 1 1000); do sleep 600 & \
-        if [ \"$!\" != \"$last\" ]; then n=$((n+1)); last=$!; fi; done 2>/dev/null; \
-        echo \"FORKED $n\"; sleep 600";
+    // The inner shell forks sleepers until fork fails (busybox sh then
+    // exits), the outer one stays without forking again (exec).
+    let script = "sh -c 'i=0; while [ $i -lt 1000 ]; do sleep 600 & i=$((i+1)); echo FORKED $i; done'; \
+        echo BOMB-STOPPED; exec sleep 600";
     let bomb = probe_pod(
         "bomb",
         Some("default"),
@@ -417,13 +418,18 @@ async fn a_fork_bomb_stops_at_the_pid_limit(client: &Client, kubeconfig: &Path, 
     std::fs::write(&file, serde_json::to_string(&bomb).unwrap()).unwrap();
     let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &file.display().to_string()]);
     assert!(ok, "{out}{err}");
-    let forked: u32 = wait_until("the fork bomb hit its limit", READY_TIMEOUT, || async {
+    let logs = wait_until("the fork bomb hit its limit", READY_TIMEOUT, || async {
         let (_, logs, _) = kubectl(kubeconfig, &["logs", "bomb"]);
-        logs.lines()
-            .find_map(|l| l.strip_prefix("FORKED "))
-            .and_then(|n| n.trim().parse().ok())
+        logs.contains("BOMB-STOPPED").then_some(logs)
     })
     .await;
+    assert!(logs.contains("can't fork"), "fork failed: {logs}");
+    let forked: u32 = logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("FORKED "))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0);
     eprintln!("the fork bomb started {forked} processes under a limit of {PIDS}");
     assert!(
         (PIDS / 2..PIDS).contains(&forked),

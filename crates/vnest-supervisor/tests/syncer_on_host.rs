@@ -676,22 +676,27 @@ async fn kubelet_calls_of_the_tenant_work(
     ] {
         std::fs::write(dir.join(key), &pki[key].0).unwrap();
     }
+    // Through a port-forward: NetworkPolicy admits only the tenant's
+    // apiserver to the proxy's port, so this machine reaches it as an admin
+    // with port-forward rights would.
     let pods: Api<Pod> = Api::namespaced(client.clone(), cp);
-    let syncer_ip = pods
+    let syncer_pod = pods
         .list(&ListParams::default().labels("vnest.dev/component=syncer"))
         .await
         .unwrap()
         .items
         .into_iter()
-        .find_map(|p| p.status?.pod_ip)
+        .find_map(|p| p.metadata.name)
         .unwrap();
+    let (proxy_port, forward) = vnest_tests::forward_local(pods, &syncer_pod, 10250).await;
+    let proxy = format!("127.0.0.1:{proxy_port}");
     let empty = dir.join("empty-kubeconfig");
     std::fs::write(&empty, "apiVersion: v1\nkind: Config\n").unwrap();
     let raw = |who: &str, path: &str| {
         let (ok, out, err) = kubectl(
             &empty,
             &[
-                &format!("--server=https://{syncer_ip}:10250"),
+                &format!("--server=https://{proxy}"),
                 "--insecure-skip-tls-verify",
                 &format!(
                     "--client-certificate={}",
@@ -724,7 +729,7 @@ async fn kubelet_calls_of_the_tenant_work(
     let (ok, out, err) = kubectl(
         &empty,
         &[
-            &format!("--server=https://{syncer_ip}:10250"),
+            &format!("--server=https://{proxy}"),
             "--insecure-skip-tls-verify",
             &format!("--client-certificate={}", dir.join("admin.crt").display()),
             &format!("--client-key={}", dir.join("admin.key").display()),
@@ -744,6 +749,7 @@ async fn kubelet_calls_of_the_tenant_work(
         !ok && said.contains("NotFound"),
         "no stats of the host: {said}"
     );
+    forward.abort();
     let metrics = syncer_metrics(client, cp).await;
     assert!(
         metrics.contains("vnest_syncer_kubelet_requests_total{kind=\"exec\",code=\"101\"}"),
