@@ -273,7 +273,12 @@ async fn host_checks(client: &Client, vc: &VirtualCluster) -> anyhow::Result<Vec
         "no workload pod holds a host ServiceAccount token",
         automount == Some(false) && with_token.is_empty(),
         if with_token.is_empty() {
-            format!("default ServiceAccount automount={automount:?}")
+            match automount {
+                Some(false) => {
+                    "default ServiceAccount: automountServiceAccountToken false".to_owned()
+                }
+                _ => "the default ServiceAccount would mount its token".to_owned(),
+            }
         } else {
             format!("mounted by {}", with_token.join(", "))
         },
