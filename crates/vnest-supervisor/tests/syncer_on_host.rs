@@ -947,7 +947,12 @@ spec:
             - |
               echo "greeting=$TEXT"
               echo "apiserver=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
-              HOME=/tmp kubectl get --raw /api >/dev/null && echo token-accepted
+              # Retried: the NetworkPolicy enforcer admits a new pod's
+              # traffic a moment after the pod starts.
+              for i in $(seq 1 30); do
+                HOME=/tmp kubectl --request-timeout=5s get --raw /api >/dev/null && echo token-accepted && break
+                sleep 1
+              done
               for i in $(seq 1 30); do
                 SA=/var/run/secrets/kubernetes.io/serviceaccount
                 HOME=/tmp kubectl --server=https://kubernetes.default.svc --token="$(cat $SA/token)" \
