@@ -90,6 +90,7 @@ default to restricted). As its tenant:
 As the host's admin (KUBECONFIG=$KUBECONFIG):
   $vnest list -A
   $vnest describe $name -n tenants
+  $vnest verify $name -n tenants$( "$devhost" && echo " --probe-image vnest.local/busybox:1 --metadata-address 172.30.0.254")   # prove its isolation
   $vnest delete $name -n tenants --wait
 Docs: docs/quick-start-admin.md, docs/tenant.md, docs/ci.md
 MSG

@@ -1,6 +1,7 @@
 //! Starting and stopping one node: containerd, the kubelet, kube-proxy and
-//! the NetworkPolicy enforcer, each inside the node's network namespace (but the machine's mount
-//! namespace, so that the kubelet's volume mounts are visible to containerd).
+//! the NetworkPolicy enforcer, each inside the node's network namespace (but
+//! the machine's mount namespace, so that the kubelet's volume mounts are
+//! visible to containerd).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -17,6 +17,8 @@ pub struct HostFacts {
     pub node_addresses: Vec<String>,
     /// Every node address and every host apiserver endpoint.
     pub forbidden: HostAddresses,
+    /// The nodes as listed (the pools are read from them too).
+    pub nodes: Vec<Node>,
 }
 
 pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
@@ -24,7 +26,8 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
     let mut facts = HostFacts::default();
     let mut preferred = Vec::new();
     let mut others = Vec::new();
-    for node in nodes.list(&ListParams::default()).await? {
+    facts.nodes = nodes.list(&ListParams::default()).await?.items;
+    for node in facts.nodes.clone() {
         let spec = node.spec.unwrap_or_default();
         facts
             .forbidden

@@ -23,11 +23,8 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub async fn observe(client: &Client) -> Result<Self, kube::Error> {
-        let nodes = Api::<Node>::all(client.clone())
-            .list(&ListParams::default())
-            .await?
-            .items;
+    /// Every VirtualCluster's pool over `nodes` (the host's, as listed).
+    pub async fn observe(client: &Client, nodes: Vec<Node>) -> Result<Self, kube::Error> {
         let pools = Api::<VirtualCluster>::all(client.clone())
             .list(&ListParams::default())
             .await?

@@ -167,7 +167,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let ready = status::ready(&stages, vc.spec.paused);
     let is_ready = ready.ok;
     stages.push(ready);
-    let pools = Pools::observe(&ctx.client).await?;
+    let pools = Pools::observe(&ctx.client, host.nodes).await?;
     let pool = pools.members(&vc.spec.node_pool.node_selector);
     stages.push(status::node_pool(
         vc.spec.node_pool.mode,

@@ -950,7 +950,7 @@ spec:
               # Retried: the NetworkPolicy enforcer admits a new pod's
               # traffic a moment after the pod starts.
               for i in $(seq 1 30); do
-                HOME=/tmp kubectl --request-timeout=5s get --raw /api >/dev/null && echo token-accepted && break
+                HOME=/tmp kubectl get --raw /api >/dev/null && echo token-accepted && break
                 sleep 1
               done
               for i in $(seq 1 30); do
