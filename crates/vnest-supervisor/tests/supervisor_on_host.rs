@@ -539,20 +539,30 @@ fn reach(from: Vantage, what: &str, host: &str, port: i32, open: bool) -> Reach 
     }
 }
 
-/// The probe pods' script: after a pause (an enforcer installs a new pod's
-/// rules within a second or two of seeing it), a TCP connect per check;
-/// prints `PROBE <what> open|closed`.
+/// The probe pods' script, `PROBE <what> open|closed` per check: the
+/// paths that must work first, each retried for up to 30 s (an enforcer
+/// refuses a new pod's traffic until it has installed the pod's rules),
+/// then the ones that must not, once each.
 fn probe_script(checks: &[&Reach], dns_name: Option<&str>) -> String {
-    let mut script = String::from("sleep 5\n");
+    let mut script = String::new();
+    let retried = |test: String, what: &str| {
+        format!(
+            "n=0; until {test} || [ $n -ge 30 ]; do n=$((n+1)); sleep 1; done; if [ $n -lt 30 ]; then echo 'PROBE {what} open'; else echo 'PROBE {what} closed'; fi\n"
+        )
+    };
+    let connect = |c: &Reach| format!("nc -w 3 {} {} </dev/null >/dev/null 2>&1", c.host, c.port);
     if let Some(name) = dns_name {
-        script.push_str(&format!(
-            "if nslookup {name} >/dev/null 2>&1; then echo 'PROBE dns open'; else echo 'PROBE dns closed'; fi\n"
-        ));
+        script.push_str(&retried(format!("nslookup {name} >/dev/null 2>&1"), "dns"));
     }
-    for check in checks {
+    for check in checks.iter().filter(|c| c.open) {
+        script.push_str(&retried(connect(check), &check.what));
+    }
+    for check in checks.iter().filter(|c| !c.open) {
         script.push_str(&format!(
-            "if nc -w 3 {} {} </dev/null >/dev/null 2>&1; then echo 'PROBE {} open'; else echo 'PROBE {} closed'; fi\n",
-            check.host, check.port, check.what, check.what
+            "if {}; then echo 'PROBE {} open'; else echo 'PROBE {} closed'; fi\n",
+            connect(check),
+            check.what,
+            check.what
         ));
     }
     script.push_str("echo PROBE-DONE\n");

@@ -543,15 +543,27 @@ async fn pods(
         .collect())
 }
 
-/// The probe's shell script: a pause (a NetworkPolicy enforcer installs a
-/// new pod's rules within a moment of seeing it), then one TCP connect per
-/// target, each `PROBE <index> open|closed`, then `PROBE-DONE`.
+/// The probe's shell script, each result a line `PROBE <index>
+/// open|closed`, then `PROBE-DONE`. A NetworkPolicy enforcer installs a new
+/// pod's rules a moment after the pod starts (kube-router refuses its
+/// traffic until then), so the paths that must work are tried first, for up
+/// to 30 s each; the ones that must not are tried once after them, when
+/// the pod's rules are known to be in place.
 pub(crate) fn probe_script(targets: &[Target]) -> String {
-    let mut script = String::from("sleep 3\n");
-    for (i, target) in targets.iter().enumerate() {
+    let mut script = String::new();
+    let try_once =
+        |host: &str, port: i32| format!("nc -w 2 {host} {port} </dev/null >/dev/null 2>&1");
+    let (open, closed): (Vec<_>, Vec<_>) = targets.iter().enumerate().partition(|(_, t)| t.open);
+    for (i, target) in open {
         script.push_str(&format!(
-            "if nc -w 2 {} {} </dev/null >/dev/null 2>&1; then echo 'PROBE {i} open'; else echo 'PROBE {i} closed'; fi\n",
-            target.host, target.port
+            "n=0; until {} || [ $n -ge 30 ]; do n=$((n+1)); sleep 1; done; if [ $n -lt 30 ]; then echo 'PROBE {i} open'; else echo 'PROBE {i} closed'; fi\n",
+            try_once(&target.host, target.port)
+        ));
+    }
+    for (i, target) in closed {
+        script.push_str(&format!(
+            "if {}; then echo 'PROBE {i} open'; else echo 'PROBE {i} closed'; fi\n",
+            try_once(&target.host, target.port)
         ));
     }
     script.push_str("echo PROBE-DONE\n");
@@ -694,11 +706,18 @@ mod tests {
     }
 
     #[test]
-    fn the_script_tries_every_target_and_says_when_done() {
-        let script = probe_script(&[target(true), target(false)]);
-        assert!(script.contains("nc -w 2 10.0.0.1 443"));
-        assert!(script.contains("PROBE 1 closed"));
-        assert!(script.ends_with("echo PROBE-DONE\n"));
+    fn the_script_tries_what_must_work_first_with_retries_and_says_when_done() {
+        let script = probe_script(&[target(false), target(true)]);
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with("n=0; until nc -w 2 10.0.0.1 443"),
+            "{script}"
+        );
+        assert!(lines[0].contains("PROBE 1 open"));
+        assert!(lines[1].starts_with("if nc -w 2 10.0.0.1 443"));
+        assert!(lines[1].contains("PROBE 0 closed"));
+        assert_eq!(lines[2], "echo PROBE-DONE");
     }
 
     #[test]
