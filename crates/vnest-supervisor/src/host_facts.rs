@@ -26,35 +26,40 @@ pub async fn observe(client: &Client) -> Result<HostFacts, kube::Error> {
     let mut facts = HostFacts::default();
     let mut preferred = Vec::new();
     let mut others = Vec::new();
-    facts.nodes = nodes.list(&ListParams::default()).await?.items;
-    for node in facts.nodes.clone() {
-        let spec = node.spec.unwrap_or_default();
+    let nodes = nodes.list(&ListParams::default()).await?.items;
+    for node in &nodes {
+        let spec = node.spec.as_ref();
         facts
             .forbidden
             .pod_cidrs
-            .extend(spec.pod_cidrs.iter().flatten().cloned());
-        let open = spec.unschedulable != Some(true)
-            && spec
-                .taints
-                .iter()
-                .flatten()
-                .all(|t| t.effect != "NoSchedule" && t.effect != "NoExecute");
-        let status = node.status.unwrap_or_default();
+            .extend(spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default());
+        let open = spec.is_none_or(|spec| {
+            spec.unschedulable != Some(true)
+                && spec
+                    .taints
+                    .iter()
+                    .flatten()
+                    .all(|t| t.effect != "NoSchedule" && t.effect != "NoExecute")
+        });
+        let status = node.status.as_ref();
         let ready = status
-            .conditions
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        for address in status.addresses.unwrap_or_default() {
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        for address in status
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+        {
             if ready && address.type_ == "InternalIP" {
                 let list = if open { &mut preferred } else { &mut others };
                 list.push(address.address.clone());
             }
             if address.type_ == "InternalIP" || address.type_ == "ExternalIP" {
-                facts.forbidden.nodes.push(address.address);
+                facts.forbidden.nodes.push(address.address.clone());
             }
         }
     }
+    facts.nodes = nodes;
     facts.forbidden.apiserver = endpoint_addresses(client, "default", "kubernetes").await?;
     // The host's cluster DNS answers for every host Service (other
     // tenants' included, by reverse lookup too).
