@@ -1,6 +1,6 @@
 //! `KEY=VALUE` label pairs as vnest's commands take them (a node pool's
 //! selector: `vnest create --pool`, `vnest-syncer --pool-selector`,
-//! `vnest-devhost up --node-label`).
+//! `vnest-devhost up --node-label`), and as one label selector.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +20,16 @@ pub fn parse(items: &[String]) -> Result<BTreeMap<String, String>, NotAPair> {
         .collect()
 }
 
+/// The pairs as one label selector (`k=v,k2=v2`), as the API's
+/// `labelSelector` and `kubectl -l` take them.
+pub fn selector(pairs: &BTreeMap<String, String>) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +46,17 @@ mod tests {
         );
         assert_eq!(parse(&["a".to_owned()]), Err(NotAPair("a".to_owned())));
         assert_eq!(parse(&["=b".to_owned()]), Err(NotAPair("=b".to_owned())));
+    }
+
+    #[test]
+    fn a_selector_parses_back_into_its_pairs() {
+        let pairs = BTreeMap::from([
+            ("vnest.dev/pool".to_owned(), "a".to_owned()),
+            ("zone".to_owned(), "x".to_owned()),
+        ]);
+        let rendered = selector(&pairs);
+        assert_eq!(rendered, "vnest.dev/pool=a,zone=x");
+        let items: Vec<String> = rendered.split(',').map(str::to_owned).collect();
+        assert_eq!(parse(&items), Ok(pairs));
     }
 }

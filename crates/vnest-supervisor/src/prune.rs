@@ -42,11 +42,7 @@ where
         + std::fmt::Debug
         + DeserializeOwned,
 {
-    let selector = pods::owner_labels(vc)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = vnest_api::label_pairs::selector(&pods::owner_labels(vc));
     let mut existing = Vec::new();
     for role in [
         HostNamespaceRole::ControlPlane,

@@ -205,13 +205,7 @@ fn render(vc: &VirtualCluster, events: &[Event], layers: &Layers, now: Timestamp
     }
 
     out.push_str("\nIsolation on the host:\n");
-    let selector = spec
-        .node_pool
-        .node_selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = vnest_api::label_pairs::selector(&spec.node_pool.node_selector);
     let pool = match spec.node_pool.mode {
         NodePoolMode::Dedicated => format!("dedicated nodes {selector} (no other tenant's pods)"),
         NodePoolMode::Shared => format!("shared nodes {selector}"),

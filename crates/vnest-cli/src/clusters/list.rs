@@ -66,13 +66,7 @@ fn row(vc: &VirtualCluster, now: Timestamp, wide: bool) -> Vec<String> {
             .version
             .or(vc.spec.kubernetes_version.clone())
             .unwrap_or_else(|| "-".to_owned()),
-        vc.spec
-            .node_pool
-            .node_selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(","),
+        vnest_api::label_pairs::selector(&vc.spec.node_pool.node_selector),
         age(vc.metadata.creation_timestamp.as_ref().map(|t| &t.0), now),
         status.expires_at.map_or("-".to_owned(), |t| {
             short_duration(t.0.as_second() - now.as_second())
