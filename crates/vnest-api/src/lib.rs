@@ -2,9 +2,11 @@
 //! (group `vnest.dev`, version `v1alpha1`) and the names and labels its
 //! objects get on the host. Logic lives in the crates that use them.
 
+pub mod cidr;
 pub mod conditions;
 pub mod host_names;
 pub mod label_pairs;
+pub mod pod_network;
 mod virtual_cluster;
 
 pub use virtual_cluster::*;

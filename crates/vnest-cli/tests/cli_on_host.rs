@@ -202,7 +202,8 @@ async fn verify_proves_isolation_and_names_what_breaks_it(cli: &Cli, client: &ku
     eprintln!("vnest verify:\n{out}{err}");
     assert_eq!(code, 0, "a fresh cluster verifies: {out}{err}");
     for part in [
-        "vnest-workloads present",
+        "vnest-workloads-isolate present",
+        "vnest-workloads-egress present",
         "host apiserver Service is closed",
         "kubelet of vnest-node1 is closed",
         "its own etcd",
@@ -223,16 +224,17 @@ async fn verify_proves_isolation_and_names_what_breaks_it(cli: &Cli, client: &ku
     );
     let policies: kube::Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
         kube::Api::namespaced(client.clone(), &workloads);
-    policies
-        .delete("vnest-workloads", &Default::default())
-        .await
-        .unwrap();
+    for policy in vnest_api::pod_network::WORKLOADS_POLICIES {
+        policies.delete(policy, &Default::default()).await.unwrap();
+    }
     let (code, out, err) = cli.run(&verify);
-    eprintln!("vnest verify without the workloads' policy:\n{out}{err}");
+    eprintln!("vnest verify without the workloads' policies:\n{out}{err}");
     assert_eq!(code, 8, "{out}{err}");
     let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAIL")).collect();
     assert!(
-        failed.iter().any(|l| l.contains("vnest-workloads present")),
+        failed
+            .iter()
+            .any(|l| l.contains("vnest-workloads-egress present")),
         "{out}"
     );
     assert!(

@@ -90,13 +90,16 @@ mod tests {
     fn only_objects_the_desired_state_lacks_are_unwanted() {
         let existing = [
             policy("cp", "vnest-etcd"),
-            policy("wl", "vnest-workloads"),
-            policy("cp", "vnest-workloads"),
+            policy("wl", "vnest-workloads-egress"),
+            policy("cp", "vnest-workloads-egress"),
         ];
-        let desired = [policy("cp", "vnest-etcd"), policy("cp", "vnest-workloads")];
+        let desired = [
+            policy("cp", "vnest-etcd"),
+            policy("cp", "vnest-workloads-egress"),
+        ];
         assert_eq!(
             unwanted(&existing, &desired),
-            [("wl".to_owned(), "vnest-workloads".to_owned())]
+            [("wl".to_owned(), "vnest-workloads-egress".to_owned())]
         );
         assert!(unwanted(&existing, &existing).is_empty());
     }

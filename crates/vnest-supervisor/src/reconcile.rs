@@ -26,6 +26,7 @@ use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 use crate::cluster_dns::{ClusterDns, ClusterDnsSpec};
 use crate::controller::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
+use crate::desired::network_policy::HostAddresses;
 use crate::desired::{
     apiserver, controller_manager, datastore, kubeconfig, namespaces, network_policy, pods, quota,
     syncer as desired_syncer, syncer_rbac,
@@ -163,7 +164,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             "installed once the tenant apiserver serves",
         )
     });
-    stages.push(syncer(vc, ctx, &pki, &pki_data, &service).await?);
+    stages.push(syncer(vc, ctx, &pki, &pki_data, &service, &host.forbidden).await?);
     let ready = status::ready(&stages, vc.spec.paused);
     let is_ready = ready.ok;
     stages.push(ready);
@@ -367,6 +368,7 @@ async fn syncer(
     pki: &vnest_pki::ControlPlanePki,
     pki_data: &BTreeMap<String, Vec<u8>>,
     apiserver_service: &k8s_openapi::api::core::v1::Service,
+    forbidden: &HostAddresses,
 ) -> Result<Stage> {
     let Some(ip) = apiserver_service
         .spec
@@ -387,7 +389,7 @@ async fn syncer(
     let address = format!("{ip}:{}", apiserver::SERVICE_PORT);
     let deployment = apply_object(
         ctx,
-        &desired_syncer::deployment(vc, &ctx.settings, &address, hash),
+        &desired_syncer::deployment(vc, &ctx.settings, &address, forbidden, hash),
     )
     .await?;
     let stage = rollout_stage(status::SYNCER, "vnest-syncer", &deployment, vc.spec.paused);

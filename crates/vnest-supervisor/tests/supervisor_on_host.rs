@@ -485,7 +485,11 @@ async fn a_layer_switched_off_leaves_the_host(
             &format!("the workloads' NetworkPolicy exists: {on}"),
             Duration::from_secs(60),
             || async {
-                let exists = policies.get_opt("vnest-workloads").await.ok()?.is_some();
+                let exists = policies
+                    .get_opt(vnest_api::pod_network::WORKLOADS_EGRESS)
+                    .await
+                    .ok()?
+                    .is_some();
                 (exists == on).then_some(())
             },
         )

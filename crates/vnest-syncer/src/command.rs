@@ -7,15 +7,20 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::context::{FIELD_MANAGER, Settings, Syncer};
+use crate::context::{FIELD_MANAGER, Settings, Syncer, TenantNetwork};
+use crate::network_policy::NetworkScope;
 use crate::{events, gc, kubelet_proxy, mirror, nodes, pods, service_addresses, volumes};
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
 use vnest_api::PodSecurityLevel;
+use vnest_api::cidr::Cidr;
 use vnest_kube::health::Readiness;
 
 /// Mirrors a tenant cluster's workloads onto the host and their status back.
@@ -61,6 +66,21 @@ struct Args {
     kubelet_proxy_pki: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The tenant's control-plane namespace on the host, where its
+    /// apiserver runs.
+    #[arg(long)]
+    control_plane_namespace: String,
+    /// A label of the tenant's apiserver pods, `key=value`; repeat for each.
+    #[arg(long = "apiserver-pod-label", value_name = "KEY=VALUE")]
+    apiserver_pod_label: Vec<String>,
+    /// A range tenant traffic must never reach (an address or CIDR): the
+    /// host's nodes, apiserver, DNS and pod subnets; repeat for each. The
+    /// tenant's own NetworkPolicies are kept out of them.
+    #[arg(long = "host-range", value_name = "CIDR")]
+    host_range: Vec<Cidr>,
+    /// One of the host's pod subnets (also a `--host-range`); repeat.
+    #[arg(long = "pod-range", value_name = "CIDR")]
+    pod_range: Vec<Cidr>,
     /// Where `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     health_address: std::net::SocketAddr,
@@ -87,6 +107,38 @@ fn host_and_port(address: &str, flag: &str) -> anyhow::Result<(String, u16)> {
         .parse()
         .with_context(|| format!("{flag} must end in a port, not {address:?}"))?;
     Ok((host.to_owned(), port))
+}
+
+/// Whether `args` (without the program name) is a command line this
+/// syncer accepts; the supervisor's tests check what it writes with it.
+pub fn accepts(args: &[String]) -> Result<(), String> {
+    let program = std::iter::once("vnest-syncer".to_owned());
+    Args::try_parse_from(program.chain(args.iter().cloned()))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Every tenant object of kind `K`, kept in `writer`'s store: a stream
+/// that yields once per change, after the store has it.
+fn watched<K>(
+    tenant: &kube::Client,
+    writer: Writer<K>,
+) -> impl futures::Stream<Item = ()> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: kube::Api<K> = kube::Api::all(tenant.clone());
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .filter_map(|change| async move { change.ok().map(|_| ()) })
 }
 
 /// Parses the command line and runs the syncer until SIGTERM or Ctrl-C.
@@ -120,7 +172,7 @@ pub async fn main() -> anyhow::Result<()> {
             Level::Baseline => PodSecurityLevel::Baseline,
             Level::Restricted => PodSecurityLevel::Restricted,
         },
-        apiserver_host: host,
+        apiserver_host: host.clone(),
         apiserver_port: port,
         cluster_domain: args.cluster_domain,
         dns_service: (dns_namespace.to_owned(), dns_name.to_owned()),
@@ -130,6 +182,14 @@ pub async fn main() -> anyhow::Result<()> {
             .and_then(|ip| ip.parse().ok())
             .into_iter()
             .collect(),
+        network: NetworkScope {
+            control_plane_namespace: args.control_plane_namespace,
+            apiserver_pods: vnest_api::label_pairs::parse(&args.apiserver_pod_label)
+                .context("--apiserver-pod-label")?,
+            host_ranges: args.host_range,
+            pod_ranges: args.pod_range,
+            apiserver_address: host.parse().ok(),
+        },
     };
 
     let host_client = kube::Client::try_default()
@@ -153,7 +213,25 @@ pub async fn main() -> anyhow::Result<()> {
         },
     );
     let readiness = Readiness::default();
-    let syncer = Arc::new(Syncer::new(tenant_client, host_client, settings, recorder));
+    let (namespaces, namespace_writer) = reflector::store();
+    let (policies, policy_writer) = reflector::store();
+    // Host pods' labels follow the tenant's namespaces and policies: each
+    // change re-syncs the pods, once the stores have it.
+    let network_changes = futures::stream::select(
+        watched(&tenant_client, namespace_writer),
+        watched(&tenant_client, policy_writer),
+    );
+    let network = TenantNetwork {
+        namespaces,
+        policies,
+    };
+    let syncer = Arc::new(Syncer::new(
+        tenant_client,
+        host_client,
+        settings,
+        recorder,
+        network,
+    ));
     let for_metrics = syncer.clone();
     let health = tokio::spawn(vnest_kube::health::serve(
         args.health_address,
@@ -202,7 +280,8 @@ pub async fn main() -> anyhow::Result<()> {
         mirror::run::<PersistentVolumeClaim>(syncer.clone()),
         mirror::run::<Ingress>(syncer.clone()),
         mirror::run::<EndpointSlice>(syncer.clone()),
-        pods::run(syncer.clone()),
+        mirror::run::<NetworkPolicy>(syncer.clone()),
+        pods::run(syncer.clone(), network_changes),
     );
     heartbeat.abort();
     collector.abort();
@@ -214,4 +293,30 @@ pub async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("syncer stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn host_ranges_must_be_ranges() {
+        let base = [
+            "--tenant-kubeconfig=/k",
+            "--host-namespace=wl",
+            "--pool-selector=vnest.dev/pool=a",
+            "--apiserver-address=10.96.0.5:443",
+            "--control-plane-namespace=cp",
+        ]
+        .map(str::to_owned);
+        assert_eq!(accepts(&base), Ok(()));
+        let with = |extra: &str| [&base[..], &[extra.to_owned()]].concat();
+        assert_eq!(accepts(&with("--host-range=10.244.0.0/16")), Ok(()));
+        assert_eq!(accepts(&with("--pod-range=fd00::/64")), Ok(()));
+        let refused = accepts(&with("--host-range=10.244.0.0/33")).unwrap_err();
+        assert!(refused.contains("prefix length"), "{refused}");
+        let missing = accepts(&base[..4]).unwrap_err();
+        assert!(missing.contains("--control-plane-namespace"), "{missing}");
+    }
 }

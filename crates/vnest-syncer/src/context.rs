@@ -6,12 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::RwLock;
 
-use k8s_openapi::api::core::v1::Toleration;
+use k8s_openapi::api::core::v1::{Namespace, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
 use vnest_api::PodSecurityLevel;
 
 use crate::metrics::Metrics;
+use crate::network_policy::NetworkScope;
 use crate::policy::Policy;
 use crate::translate::Placement;
 
@@ -46,6 +49,16 @@ pub struct Settings {
     /// The host apiserver's addresses as this pod sees them (its Service
     /// address); with the nodes' addresses, what endpoints may not name.
     pub host_apiserver: Vec<IpAddr>,
+    /// Where the tenant's NetworkPolicies may lead on the host.
+    pub network: NetworkScope,
+}
+
+/// The tenant's namespaces and NetworkPolicies as watched: a host pod's
+/// labels depend on them ([`crate::network_policy::pod_labels`]).
+#[derive(Clone)]
+pub struct TenantNetwork {
+    pub namespaces: Store<Namespace>,
+    pub policies: Store<NetworkPolicy>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -61,17 +74,25 @@ pub struct Syncer {
     pub host: Client,
     pub settings: Settings,
     pub recorder: Recorder,
+    pub network: TenantNetwork,
     learned: RwLock<Learned>,
 }
 
 impl Syncer {
-    pub fn new(tenant: Client, host: Client, settings: Settings, recorder: Recorder) -> Self {
+    pub fn new(
+        tenant: Client,
+        host: Client,
+        settings: Settings,
+        recorder: Recorder,
+        network: TenantNetwork,
+    ) -> Self {
         Self {
             metrics: Metrics::default(),
             tenant,
             host,
             settings,
             recorder,
+            network,
             learned: RwLock::new(Learned::default()),
         }
     }
@@ -130,6 +151,7 @@ impl Syncer {
             apiserver_port: s.apiserver_port,
             dns_ip: self.learned().dns_ip,
             cluster_domain: s.cluster_domain.clone(),
+            network: s.network.clone(),
         }
     }
 

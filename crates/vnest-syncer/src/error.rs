@@ -17,6 +17,9 @@ pub enum Error {
     StillDeleting(String),
     #[error("not yet: {0}")]
     NotYet(#[from] crate::translate::NotYet),
+    /// The watch of the tenant's namespaces or NetworkPolicies ended.
+    #[error("the tenant's namespaces or NetworkPolicies are no longer watched")]
+    NetworkUnwatched(#[from] kube::runtime::reflector::store::WriterDropped),
 }
 
 /// Which cluster a call went to.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
@@ -45,6 +45,7 @@ pub async fn sweep(syncer: &Syncer) -> Result<usize> {
     removed += sweep_kind::<PersistentVolumeClaim, PersistentVolumeClaim>(syncer, false).await?;
     removed += sweep_kind::<Ingress, Ingress>(syncer, false).await?;
     removed += sweep_kind::<EndpointSlice, EndpointSlice>(syncer, false).await?;
+    removed += sweep_kind::<NetworkPolicy, NetworkPolicy>(syncer, false).await?;
     // Token Secrets belong to pods; the other Secrets to tenant Secrets.
     removed += sweep_kind::<Secret, Pod>(syncer, true).await?;
     removed += sweep_kind::<Secret, Secret>(syncer, false).await?;

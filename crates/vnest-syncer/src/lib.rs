@@ -27,6 +27,7 @@ pub mod kubelet_proxy;
 pub mod metrics;
 pub mod mirror;
 pub mod naming;
+pub mod network_policy;
 pub mod nodes;
 pub mod pods;
 pub mod policy;

@@ -1,7 +1,6 @@
 //! ConfigMaps, Secrets, Services, EndpointSlices (of selector-less
-//! Services), Ingresses and PersistentVolumeClaims mirrored down: every one
-//! the tenant
-//! has, applied to the host under its host name whenever it changes, and
+//! Services), Ingresses, PersistentVolumeClaims and NetworkPolicies
+//! ([`crate::network_policy`]) mirrored down: every one the tenant has, applied to the host under its host name whenever it changes, and
 //! deleted there before the tenant's copy goes (a finalizer, so nothing is
 //! left behind if the syncer was away when it was deleted).
 
@@ -13,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event as Note, EventType};
@@ -30,7 +29,7 @@ use crate::error::{Error, OnSide, Result, Side};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin};
 use crate::policy::{self, Refusal};
 use crate::translate::{self, Placement};
-use crate::volumes;
+use crate::{network_policy, volumes};
 
 /// A kind the syncer mirrors down as it is (renamed).
 pub trait Mirrored:
@@ -133,6 +132,15 @@ impl Mirrored for PersistentVolumeClaim {
     }
     fn after_delete(syncer: &Syncer, tenant: &Self) -> impl Future<Output = Result<()>> + Send {
         volumes::release(syncer, tenant)
+    }
+}
+
+impl Mirrored for NetworkPolicy {
+    fn to_host(&self, placement: &Placement) -> Self {
+        network_policy::translate(self, placement)
+    }
+    fn refusals(&self, _syncer: &Syncer) -> Vec<Refusal> {
+        network_policy::refusals(self)
     }
 }
 

@@ -29,9 +29,9 @@ use vnest_kube::apply::apply_namespaced;
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
 use crate::error::{Error, OnSide, Result, Side};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels};
-use crate::nodes;
 use crate::policy::{self, Refusal};
 use crate::translate::{self, token_secret_name};
+use crate::{network_policy, nodes};
 
 /// `status.reason` of a pod the policy refused (kubectl shows it as the
 /// pod's status).
@@ -42,7 +42,12 @@ const TOKEN_EXPIRES: &str = "vnest.dev/token-expires";
 /// Label of the host Secrets holding a pod's token (their origin is a pod).
 pub const TOKEN_FOR_POD: &str = "vnest.dev/token-for-pod";
 
-pub async fn run(syncer: Arc<Syncer>) {
+/// Runs the pod sync until shutdown; every item of `network_changes` (a
+/// tenant namespace or NetworkPolicy changed) re-syncs every pod's labels.
+pub async fn run(
+    syncer: Arc<Syncer>,
+    network_changes: impl futures::Stream<Item = ()> + Send + 'static,
+) {
     let tenant: Api<Pod> = Api::all(syncer.tenant.clone());
     let host: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
@@ -51,6 +56,7 @@ pub async fn run(syncer: Arc<Syncer>) {
             let (namespace, name) = origin(pod.metadata.annotations.as_ref())?;
             Some(ObjectRef::new(&name).within(&namespace))
         })
+        .reconcile_all_on(network_changes)
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .shutdown_on_signal()
         .run(reconcile, error_policy, syncer)
@@ -99,8 +105,9 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     let host_name = host_name(namespace, name);
     let existing = host_pods.get_opt(&host_name).await.on(Side::Host)?;
     let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    let network = network_labels(pod, syncer).await?;
     let host_pod = match existing {
-        Some(host_pod) => host_pod,
+        Some(host_pod) => relabel(host_pod, translate::pod_labels(pod, &network), syncer).await?,
         None if bound.is_some() => {
             // It ran on the host and its host pod is gone (deleted there or
             // its node lost): like a pod whose node died, it is deleted;
@@ -117,7 +124,7 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             if token {
                 ensure_token(pod, syncer).await?;
             }
-            let desired = match translate::pod(pod, &syncer.placement(), token) {
+            let desired = match translate::pod(pod, &syncer.placement(), token, &network) {
                 Ok(desired) => desired,
                 Err(not_yet) => {
                     tracing::info!(namespace, name, %not_yet, "waiting");
@@ -154,6 +161,52 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     }
     sync_status(pod, &host_pod, syncer).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// The labels carrying `pod`'s network identity on the host, from the
+/// tenant's namespaces and NetworkPolicies as watched.
+async fn network_labels(pod: &Pod, syncer: &Syncer) -> Result<BTreeMap<String, String>> {
+    let network = &syncer.network;
+    network.namespaces.wait_until_ready().await?;
+    network.policies.wait_until_ready().await?;
+    let (namespace, _) = identity(pod);
+    let policies = network.policies.state();
+    let governed = network_policy::governed(
+        pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+        namespace,
+        policies.iter().map(AsRef::as_ref),
+    );
+    let tenant_namespace = network.namespaces.get(&ObjectRef::new(namespace));
+    Ok(network_policy::pod_labels(
+        tenant_namespace.as_deref(),
+        governed,
+    ))
+}
+
+/// `host_pod` with labels `desired`, patched when they differ (a tenant
+/// label changed, or what governs the pod's traffic).
+async fn relabel(host_pod: Pod, desired: BTreeMap<String, String>, syncer: &Syncer) -> Result<Pod> {
+    let current = host_pod.metadata.labels.clone().unwrap_or_default();
+    if current == desired {
+        return Ok(host_pod);
+    }
+    let mut labels = serde_json::Map::new();
+    for key in current.keys().filter(|k| !desired.contains_key(*k)) {
+        labels.insert(key.clone(), serde_json::Value::Null);
+    }
+    for (key, value) in desired {
+        labels.insert(key, serde_json::Value::String(value));
+    }
+    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let name = host_pod.metadata.name.clone().unwrap_or_default();
+    host_pods
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "metadata": { "labels": labels } })),
+        )
+        .await
+        .on(Side::Host)
 }
 
 /// Marks the tenant pod refused: Pending with reason [`REFUSED`], the

@@ -34,6 +34,9 @@ pub enum Rule {
     /// An EndpointSlice of a selector-less Service pointing at the host
     /// itself (nodes, the host apiserver, loopback, link-local).
     EndpointAddress,
+    /// A NetworkPolicy that selects pods by labels the host pods do not
+    /// carry as the tenant set them.
+    NetworkPolicy,
 }
 
 impl Rule {
@@ -50,6 +53,7 @@ impl Rule {
             Rule::RuntimeClass => "runtime-class",
             Rule::HostAdmission => "host-admission",
             Rule::EndpointAddress => "endpoint-address",
+            Rule::NetworkPolicy => "network-policy",
         }
     }
 }

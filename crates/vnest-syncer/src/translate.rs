@@ -15,7 +15,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
 use kube::api::ObjectMeta;
 
+use vnest_api::pod_network::is_vnest_key;
+
 use crate::naming::{host_name, origin_annotations, origin_labels};
+use crate::network_policy::NetworkScope;
 
 /// Where the tenant's pods are put and what they are told.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +35,8 @@ pub struct Placement {
     /// The tenant DNS Service's host ClusterIP, once known.
     pub dns_ip: Option<String>,
     pub cluster_domain: String,
+    /// Where the tenant's NetworkPolicies may lead on the host.
+    pub network: NetworkScope,
 }
 
 /// The Secret, per pod, holding the tenant ServiceAccount token (and the
@@ -40,7 +45,7 @@ pub fn token_secret_name(namespace: &str, pod: &str) -> String {
     host_name(namespace, &format!("{pod}-token"))
 }
 
-fn host_meta(
+pub(crate) fn host_meta(
     meta: &ObjectMeta,
     placement: &Placement,
     labels: BTreeMap<String, String>,
@@ -49,7 +54,7 @@ fn host_meta(
     let name = meta.name.as_deref().unwrap_or_default();
     let mut all_labels: BTreeMap<String, String> = labels
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("vnest.dev/"))
+        .filter(|(k, _)| !is_vnest_key(k))
         .collect();
     all_labels.extend(origin_labels(namespace));
     ObjectMeta {
@@ -228,7 +233,7 @@ pub fn service(tenant: &Service, placement: &Placement) -> Service {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
     let spec = tenant.spec.clone().unwrap_or_default();
     let selector = spec.selector.filter(|s| !s.is_empty()).map(|mut s| {
-        s.retain(|k, _| !k.starts_with("vnest.dev/"));
+        s.retain(|k, _| !is_vnest_key(k));
         s.extend(origin_labels(namespace));
         s
     });
@@ -290,9 +295,33 @@ pub enum NotYet {
     Dns,
 }
 
+/// The labels of tenant pod `tenant`'s host pod: its own (but none in
+/// vnest's domain), where it came from, and its network identity
+/// (`network`, from [`crate::network_policy::pod_labels`]).
+pub fn pod_labels(tenant: &Pod, network: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
+    let mut labels: BTreeMap<String, String> = tenant
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .filter(|(k, _)| !is_vnest_key(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.extend(origin_labels(namespace));
+    labels.extend(network.clone());
+    labels
+}
+
 /// The host pod of tenant pod `tenant`. `token` says whether the pod gets a
-/// ServiceAccount token (the Secret named [`token_secret_name`]).
-pub fn pod(tenant: &Pod, placement: &Placement, token: bool) -> Result<Pod, NotYet> {
+/// ServiceAccount token (the Secret named [`token_secret_name`]); `network`
+/// is its network identity ([`pod_labels`]).
+pub fn pod(
+    tenant: &Pod,
+    placement: &Placement,
+    token: bool,
+    network: &BTreeMap<String, String>,
+) -> Result<Pod, NotYet> {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
     let name = tenant.metadata.name.as_deref().unwrap_or_default();
     let mut spec = tenant.spec.clone().unwrap_or_default();
@@ -400,12 +429,10 @@ pub fn pod(tenant: &Pod, placement: &Placement, token: bool) -> Result<Pod, NotY
     spec.containers.iter_mut().for_each(fix);
     spec.init_containers.iter_mut().flatten().for_each(fix);
 
+    let mut metadata = host_meta(&tenant.metadata, placement, BTreeMap::new());
+    metadata.labels = Some(pod_labels(tenant, network));
     Ok(Pod {
-        metadata: host_meta(
-            &tenant.metadata,
-            placement,
-            tenant.metadata.labels.clone().unwrap_or_default(),
-        ),
+        metadata,
         spec: Some(spec),
         status: None,
     })
@@ -522,6 +549,7 @@ mod tests {
             apiserver_port: 443,
             dns_ip: Some("10.96.7.7".into()),
             cluster_domain: "cluster.local".into(),
+            network: NetworkScope::default(),
         }
     }
 
@@ -552,7 +580,14 @@ mod tests {
 
     #[test]
     fn a_pod_is_renamed_fenced_and_pointed_at_its_own_cluster() {
-        let host = pod(&tenant_pod(), &placement(), true).unwrap();
+        let network = BTreeMap::from([
+            ("ns.vnest.dev/team".to_owned(), "a".to_owned()),
+            (
+                vnest_api::pod_network::EGRESS_POLICY.to_owned(),
+                "true".to_owned(),
+            ),
+        ]);
+        let host = pod(&tenant_pod(), &placement(), true, &network).unwrap();
         let meta = &host.metadata;
         assert_eq!(
             meta.name.as_deref(),
@@ -565,6 +600,9 @@ mod tests {
             "a tenant cannot forge its origin"
         );
         assert_eq!(labels["app"], "web");
+        assert_eq!(labels["ns.vnest.dev/team"], "a");
+        assert_eq!(labels[vnest_api::pod_network::EGRESS_POLICY], "true");
+        assert!(!labels.contains_key(vnest_api::pod_network::INGRESS_POLICY));
 
         let spec = host.spec.as_ref().unwrap();
         let selector = spec.node_selector.as_ref().unwrap();
@@ -634,12 +672,12 @@ mod tests {
         let mut placement = placement();
         placement.dns_ip = None;
         assert_eq!(
-            pod(&tenant_pod(), &placement, true).unwrap_err(),
+            pod(&tenant_pod(), &placement, true, &BTreeMap::new()).unwrap_err(),
             NotYet::Dns
         );
         let mut default_dns = tenant_pod();
         default_dns.spec.as_mut().unwrap().dns_policy = Some("Default".into());
-        assert!(pod(&default_dns, &placement, true).is_ok());
+        assert!(pod(&default_dns, &placement, true, &BTreeMap::new()).is_ok());
     }
 
     #[test]

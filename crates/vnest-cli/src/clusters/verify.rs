@@ -232,7 +232,9 @@ async fn host_checks(client: &Client, vc: &VirtualCluster) -> anyhow::Result<Vec
         (cp.clone(), "vnest-control-plane-egress"),
     ];
     if isolation.network_policy {
-        wanted.push((wl.clone(), "vnest-workloads"));
+        for policy in vnest_api::pod_network::WORKLOADS_POLICIES {
+            wanted.push((wl.clone(), policy));
+        }
     }
     for (ns, policy) in wanted {
         let present = Api::<NetworkPolicy>::namespaced(client.clone(), &ns)

@@ -6,7 +6,9 @@
 //! out, except traffic among the tenant's own pods, to the tenant's own
 //! apiserver, and to addresses outside the cluster: not the host's pod
 //! subnets (other tenants), nodes (kubelets), apiserver, DNS or link-local
-//! addresses (cloud instance metadata).
+//! addresses (cloud instance metadata). Pods that the tenant's own
+//! NetworkPolicies govern get only what those allow, which the syncer keeps
+//! inside the same bounds (`vnest_syncer::network_policy`).
 //!
 //! Control-plane namespace (always): etcd accepts only the tenant's
 //! apiserver (clients) and its own members (peers); the syncer's kubelet
@@ -25,10 +27,12 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
+use vnest_api::cidr::{Cidr, without_nested};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
+use vnest_api::pod_network::{self, WORKLOADS_EGRESS, WORKLOADS_INGRESS, WORKLOADS_ISOLATE};
 use vnest_api::{ExposeType, VirtualCluster};
 
 use super::datastore::{CLIENT_PORT, PEER_PORT};
@@ -59,27 +63,34 @@ pub struct HostAddresses {
 const LINK_LOCAL: &str = "169.254.0.0/16";
 
 impl HostAddresses {
-    fn as_cidrs(&self) -> Vec<String> {
-        let mut cidrs = cidrs(self.nodes.iter().chain(&self.apiserver).chain(&self.dns));
-        cidrs.push(LINK_LOCAL.to_owned());
-        cidrs.extend(self.pod_cidrs.iter().cloned());
-        cidrs
+    /// Every range tenant traffic must not reach, each once, none inside
+    /// another (a DNS pod's address inside a pod subnet adds nothing).
+    pub fn ranges(&self) -> Vec<Cidr> {
+        let mut ranges: Vec<Cidr> = self
+            .nodes
+            .iter()
+            .chain(&self.apiserver)
+            .chain(&self.dns)
+            .chain(&self.pod_cidrs)
+            .filter_map(|text| text.parse().ok())
+            .collect();
+        ranges.extend(LINK_LOCAL.parse::<Cidr>().ok());
+        without_nested(ranges)
     }
-}
 
-fn cidrs<'a>(addresses: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let mut cidrs: Vec<String> = addresses
-        .map(|ip| {
-            if ip.contains(':') {
-                format!("{ip}/128")
-            } else {
-                format!("{ip}/32")
-            }
-        })
-        .collect();
-    cidrs.sort();
-    cidrs.dedup();
-    cidrs
+    /// The host's pod subnets, parsed.
+    pub fn pod_ranges(&self) -> Vec<Cidr> {
+        without_nested(
+            self.pod_cidrs
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .collect(),
+        )
+    }
+
+    fn as_cidrs(&self) -> Vec<String> {
+        self.ranges().iter().map(Cidr::to_string).collect()
+    }
 }
 
 /// Every NetworkPolicy of `vc`, in both host namespaces.
@@ -159,27 +170,67 @@ pub fn network_policies(
         component(super::syncer::COMPONENT),
         None,
         Some(vec![egress(
-            cidrs(host.apiserver.iter())
-                .into_iter()
-                .map(ip_peer)
-                .collect(),
+            without_nested(
+                host.apiserver
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect(),
+            )
+            .iter()
+            .map(|range| ip_peer(range.to_string()))
+            .collect(),
         )]),
     ));
     if vc.spec.isolation.network_policy {
-        policies.push(policy(
+        policies.extend(workloads_policies(vc, &cp, &wl, anywhere_but_host));
+    }
+    policies
+}
+
+/// The workloads namespace's fence. Every pod is isolated both ways (the
+/// fail-closed base); pods no tenant NetworkPolicy governs get vnest's
+/// allowances: in from the tenant's own pods, out to them, to the tenant's
+/// apiserver and to anything off the host. A pod a tenant policy governs
+/// (the syncer labels it, see [`pod_network`]) gets only what that policy
+/// allows, which the syncer keeps inside these same bounds: so a tenant
+/// policy can narrow vnest's fence and never widen it.
+fn workloads_policies(
+    vc: &VirtualCluster,
+    cp: &str,
+    wl: &str,
+    anywhere_but_host: NetworkPolicyPeer,
+) -> Vec<NetworkPolicy> {
+    vec![
+        policy(
             vc,
-            &wl,
-            "vnest-workloads",
+            wl,
+            WORKLOADS_ISOLATE,
             all_pods(),
+            Some(Vec::new()),
+            Some(Vec::new()),
+        ),
+        policy(
+            vc,
+            wl,
+            WORKLOADS_INGRESS,
+            not_governed_by(pod_network::INGRESS_POLICY),
             Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![namespace_peer(&wl)]),
+                from: Some(vec![namespace_peer(wl)]),
                 ports: None,
             }]),
+            None,
+        ),
+        policy(
+            vc,
+            wl,
+            WORKLOADS_EGRESS,
+            not_governed_by(pod_network::EGRESS_POLICY),
+            None,
             Some(vec![
-                egress(vec![namespace_peer(&wl)]),
+                egress(vec![namespace_peer(wl)]),
                 NetworkPolicyEgressRule {
                     to: Some(vec![NetworkPolicyPeer {
-                        namespace_selector: Some(namespace_selector(&cp)),
+                        namespace_selector: Some(namespace_selector(cp)),
                         pod_selector: Some(component(apiserver::COMPONENT)),
                         ..NetworkPolicyPeer::default()
                     }]),
@@ -187,9 +238,20 @@ pub fn network_policies(
                 },
                 egress(vec![anywhere_but_host]),
             ]),
-        ));
+        ),
+    ]
+}
+
+/// Pods without label `key`.
+fn not_governed_by(key: &str) -> LabelSelector {
+    LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: key.to_owned(),
+            operator: "DoesNotExist".to_owned(),
+            values: None,
+        }]),
+        ..LabelSelector::default()
     }
-    policies
 }
 
 fn apiserver_clients(
@@ -375,7 +437,7 @@ mod tests {
             pod_cidrs: vec!["10.244.0.0/16".into()],
         };
         let policies = network_policies(&vc(), &Settings::default(), &host);
-        let workloads = named(&policies, "vnest-workloads");
+        let workloads = named(&policies, WORKLOADS_EGRESS);
         let except = workloads
             .egress
             .as_ref()
@@ -386,29 +448,80 @@ mod tests {
             .unwrap()
             .except
             .unwrap();
+        // The DNS pod is inside the pod subnet: listed once, as the subnet.
         assert_eq!(
             except,
             [
-                "10.244.1.5/32",
-                "172.30.0.1/32",
-                "172.30.0.10/32",
+                "10.244.0.0/16",
                 "169.254.0.0/16",
-                "10.244.0.0/16"
+                "172.30.0.1/32",
+                "172.30.0.10/32"
             ]
         );
     }
 
     #[test]
-    fn turning_network_policy_off_removes_only_the_workloads_policy() {
+    fn turning_network_policy_off_removes_only_the_workloads_policies() {
         let mut vc = vc();
         let on = network_policies(&vc, &Settings::default(), &HostAddresses::default());
         vc.spec.isolation.network_policy = false;
         let off = network_policies(&vc, &Settings::default(), &HostAddresses::default());
-        assert_eq!(on.len(), off.len() + 1);
-        assert!(
-            off.iter()
-                .all(|p| p.metadata.name.as_deref() != Some("vnest-workloads"))
+        assert_eq!(on.len(), off.len() + 3);
+        assert!(off.iter().all(|p| {
+            !pod_network::WORKLOADS_POLICIES
+                .contains(&p.metadata.name.as_deref().unwrap_or_default())
+        }));
+    }
+
+    #[test]
+    fn every_workload_is_isolated_and_vnest_allows_only_what_no_tenant_policy_governs() {
+        let policies = network_policies(&vc(), &Settings::default(), &HostAddresses::default());
+        let base = named(&policies, WORKLOADS_ISOLATE);
+        assert_eq!(base.pod_selector, Some(LabelSelector::default()));
+        assert_eq!(base.ingress.as_deref(), Some(&[][..]));
+        assert_eq!(base.egress.as_deref(), Some(&[][..]));
+        assert_eq!(
+            base.policy_types.as_deref(),
+            Some(&["Ingress".to_owned(), "Egress".to_owned()][..])
         );
+        for (name, key) in [
+            (WORKLOADS_INGRESS, pod_network::INGRESS_POLICY),
+            (WORKLOADS_EGRESS, pod_network::EGRESS_POLICY),
+        ] {
+            let selector = named(&policies, name).pod_selector.clone().unwrap();
+            let requirement = &selector.match_expressions.unwrap()[0];
+            assert_eq!(
+                (requirement.key.as_str(), requirement.operator.as_str()),
+                (key, "DoesNotExist")
+            );
+        }
+    }
+
+    #[test]
+    fn host_ranges_leave_out_what_another_range_holds() {
+        let host = HostAddresses {
+            nodes: vec![
+                "172.30.0.10".into(),
+                "172.30.0.10".into(),
+                "fd00::10".into(),
+            ],
+            apiserver: vec!["172.30.0.1".into()],
+            dns: vec!["10.244.1.5".into()],
+            pod_cidrs: vec!["10.244.1.0/24".into(), "bogus".into()],
+        };
+        let ranges: Vec<String> = host.ranges().iter().map(Cidr::to_string).collect();
+        assert_eq!(
+            ranges,
+            [
+                "10.244.1.0/24",
+                "169.254.0.0/16",
+                "172.30.0.1/32",
+                "172.30.0.10/32",
+                "fd00::10/128"
+            ]
+        );
+        let pods: Vec<String> = host.pod_ranges().iter().map(Cidr::to_string).collect();
+        assert_eq!(pods, ["10.244.1.0/24"]);
     }
 
     #[test]

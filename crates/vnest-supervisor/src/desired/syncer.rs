@@ -20,7 +20,9 @@ use vnest_api::VirtualCluster;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_pki::ControlPlanePki;
 
+use super::apiserver;
 use super::kubeconfig::in_cluster_admin;
+use super::network_policy::HostAddresses;
 use super::pods::{self, Settings};
 use super::syncer_rbac::SYNCER;
 
@@ -81,8 +83,9 @@ pub fn kubeconfig_secret(
 }
 
 /// The syncer's command line; `apiserver_address` is the tenant apiserver
-/// Service's host ClusterIP and port.
-pub fn args(vc: &VirtualCluster, apiserver_address: &str) -> Vec<String> {
+/// Service's host ClusterIP and port; `host` what tenant traffic must not
+/// reach, which bounds the tenant's own NetworkPolicies on the host.
+pub fn args(vc: &VirtualCluster, apiserver_address: &str, host: &HostAddresses) -> Vec<String> {
     let mut args = vec![
         format!("--tenant-kubeconfig={KUBECONFIG_DIR}/kubeconfig"),
         format!(
@@ -105,6 +108,15 @@ pub fn args(vc: &VirtualCluster, apiserver_address: &str) -> Vec<String> {
     if let Some(class) = &vc.spec.isolation.runtime_class_name {
         args.push(format!("--runtime-class={class}"));
     }
+    args.push(format!(
+        "--control-plane-namespace={}",
+        host_namespace_of(vc, HostNamespaceRole::ControlPlane)
+    ));
+    for (key, value) in pods::selector(apiserver::COMPONENT) {
+        args.push(format!("--apiserver-pod-label={key}={value}"));
+    }
+    args.extend(host.ranges().iter().map(|r| format!("--host-range={r}")));
+    args.extend(host.pod_ranges().iter().map(|r| format!("--pod-range={r}")));
     args
 }
 
@@ -112,6 +124,7 @@ pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
     apiserver_address: &str,
+    host: &HostAddresses,
     kubeconfig_hash: String,
 ) -> Deployment {
     let replicas = if vc.spec.paused { 0 } else { 1 };
@@ -119,7 +132,7 @@ pub fn deployment(
         name: COMPONENT.to_owned(),
         image: Some(settings.vnest_image.clone()),
         command: Some(vec!["/usr/local/bin/vnest-syncer".to_owned()]),
-        args: Some(args(vc, apiserver_address)),
+        args: Some(args(vc, apiserver_address, host)),
         env: Some(vec![pods::field_env("POD_NAME", "metadata.name")]),
         ports: Some(vec![
             pods::container_port("health", HEALTH_PORT),
@@ -185,9 +198,20 @@ mod tests {
         vc.spec.node_pool.node_selector = BTreeMap::from([("vnest.dev/pool".into(), "a".into())]);
         vc.spec.isolation.runtime_class_name = Some("kata".into());
         vc.spec.isolation.pod_security = vnest_api::PodSecurityLevel::Baseline;
-        let args = args(&vc, "10.96.1.2:443");
+        let host = HostAddresses {
+            nodes: vec!["172.30.0.10".into()],
+            apiserver: vec!["172.30.0.1".into()],
+            dns: Vec::new(),
+            pod_cidrs: vec!["10.244.1.0/24".into()],
+        };
+        let args = args(&vc, "10.96.1.2:443", &host);
         for expected in [
             "--pool-selector=vnest.dev/pool=a",
+            "--host-range=10.244.1.0/24",
+            "--host-range=172.30.0.1/32",
+            "--host-range=169.254.0.0/16",
+            "--pod-range=10.244.1.0/24",
+            "--apiserver-pod-label=vnest.dev/component=apiserver",
             "--runtime-class=kata",
             "--pod-security=baseline",
             "--apiserver-address=10.96.1.2:443",
@@ -197,6 +221,7 @@ mod tests {
                 "{expected} in {args:?}"
             );
         }
+        assert_eq!(vnest_syncer::command::accepts(&args), Ok(()));
         let proxy = format!("--kubelet-proxy-host={}:10250", kubelet_proxy_host(&vc));
         assert!(args.contains(&proxy), "{proxy} in {args:?}");
         assert!(proxy.contains("kubelet-proxy.vnest-default-a-"), "{proxy}");

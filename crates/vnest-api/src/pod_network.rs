@@ -1,0 +1,101 @@
+//! The labels on a tenant's host pods that carry what its NetworkPolicies
+//! need: which pods a tenant policy governs, and the labels of each pod's
+//! tenant namespace. The syncer writes them; vnest's own policies in the
+//! workloads namespace (the supervisor's) and the tenant's mirrored
+//! policies select on them.
+//!
+//! All labels in vnest's domain (`vnest.dev/…` and `*.vnest.dev/…`) are
+//! vnest's alone: a tenant label with such a key never reaches the host, so
+//! a tenant cannot forge them.
+
+/// vnest's NetworkPolicies in a tenant's workloads namespace: the base
+/// isolating every pod both ways, and vnest's allowances for the pods no
+/// tenant policy governs (those without [`INGRESS_POLICY`] /
+/// [`EGRESS_POLICY`]).
+pub const WORKLOADS_ISOLATE: &str = "vnest-workloads-isolate";
+pub const WORKLOADS_INGRESS: &str = "vnest-workloads-ingress";
+pub const WORKLOADS_EGRESS: &str = "vnest-workloads-egress";
+pub const WORKLOADS_POLICIES: [&str; 3] = [WORKLOADS_ISOLATE, WORKLOADS_INGRESS, WORKLOADS_EGRESS];
+
+/// On a host pod whose ingress a tenant NetworkPolicy governs: vnest's own
+/// "tenant pods may reach each other" allowance then leaves it to the
+/// tenant's policies, which can only narrow it.
+pub const INGRESS_POLICY: &str = "vnest.dev/tenant-ingress-policy";
+/// The same for egress.
+pub const EGRESS_POLICY: &str = "vnest.dev/tenant-egress-policy";
+/// Tenant namespace labels are carried on host pods under this domain:
+/// `team` as `ns.vnest.dev/team`, `kubernetes.io/metadata.name` as
+/// `kubernetes.io.ns.vnest.dev/metadata.name`.
+const NAMESPACE_LABELS: &str = "ns.vnest.dev";
+const DOMAIN: &str = "vnest.dev";
+
+/// Whether `key` is in vnest's label domain.
+pub fn is_vnest_key(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, _)) => {
+            prefix == DOMAIN
+                || prefix
+                    .strip_suffix(DOMAIN)
+                    .is_some_and(|rest| rest.ends_with('.'))
+        }
+        None => false,
+    }
+}
+
+/// The host pod label carrying tenant namespace label `key`; `None` when
+/// the prefix would grow past the 253 characters a label prefix may have.
+pub fn namespace_label_key(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (format!("{prefix}.{NAMESPACE_LABELS}"), name),
+        None => (NAMESPACE_LABELS.to_owned(), key),
+    };
+    (prefix.len() <= 253).then(|| format!("{prefix}/{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vnest_owns_its_domain_and_no_other() {
+        for key in [
+            "vnest.dev/x",
+            "ns.vnest.dev/team",
+            "kubernetes.io.ns.vnest.dev/metadata.name",
+            INGRESS_POLICY,
+            EGRESS_POLICY,
+        ] {
+            assert!(is_vnest_key(key), "{key}");
+        }
+        for key in [
+            "app",
+            "vnest.dev",
+            "notvnest.dev/x",
+            "vnest.dev.example.com/x",
+            "example.com/vnest.dev",
+        ] {
+            assert!(!is_vnest_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn namespace_labels_get_distinct_vnest_keys() {
+        let cases = [
+            ("team", "ns.vnest.dev/team"),
+            (
+                "kubernetes.io/metadata.name",
+                "kubernetes.io.ns.vnest.dev/metadata.name",
+            ),
+            ("example.com/team", "example.com.ns.vnest.dev/team"),
+        ];
+        for (tenant, host) in cases {
+            let key = namespace_label_key(tenant);
+            assert_eq!(key.as_deref(), Some(host));
+            assert!(is_vnest_key(host));
+        }
+        // `team` and `x/team` stay apart.
+        assert_ne!(namespace_label_key("team"), namespace_label_key("x/team"));
+        let long = format!("{}/a", "p".repeat(250));
+        assert_eq!(namespace_label_key(&long), None);
+    }
+}
