@@ -231,6 +231,26 @@ impl TestHost {
             .expect("the host apiserver restarts");
     }
 
+    /// Stops the NetworkPolicy enforcer on every node and takes its rules
+    /// out of force; [`Self::enforce_network_policy`] brings it back.
+    pub async fn stop_network_policy(&mut self) {
+        self.inner
+            .as_mut()
+            .expect("present until stop")
+            .stop_network_policy()
+            .await
+            .expect("the enforcers stop");
+    }
+
+    pub async fn enforce_network_policy(&mut self) {
+        self.inner
+            .as_mut()
+            .expect("present until stop")
+            .enforce_network_policy(&upstream_binaries(), std::time::Duration::from_secs(120))
+            .await
+            .expect("the enforcers start again");
+    }
+
     pub fn base_dir(&self) -> &Path {
         &self.base_dir
     }

@@ -182,12 +182,17 @@ async fn interrupted_run_leaves_nothing(
     nothing_left_of(client, name).await;
 }
 
-/// `vnest verify` passes on a fresh cluster; with the workloads'
-/// NetworkPolicy deleted it exits 8 and names the missing policy and the
-/// paths that opened. (Instance metadata is pointed at an unused address of
-/// the host's bridge: no probe may leave this machine, even when a policy
-/// is missing.)
-async fn verify_proves_isolation_and_names_what_breaks_it(cli: &Cli, client: &kube::Client) {
+/// `vnest verify` passes on a fresh cluster; with the host's enforcer
+/// stopped (every policy still in place) it exits 8 and names the paths
+/// that opened; with the workloads' NetworkPolicies deleted it names the
+/// missing policies too. (Instance metadata is pointed at an unused address
+/// of the host's bridge: no probe may leave this machine, even when a
+/// policy is missing.)
+async fn verify_proves_isolation_and_names_what_breaks_it(
+    cli: &Cli,
+    client: &kube::Client,
+    host: &mut TestHost,
+) {
     let verify = [
         "verify",
         "a",
@@ -216,6 +221,24 @@ async fn verify_proves_isolation_and_names_what_breaks_it(cli: &Cli, client: &ku
     assert_eq!(code, 0);
     let checks: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     assert!(checks.iter().all(|c| c["passed"] == true), "{json}");
+
+    // Policies in place but nothing enforcing them: only connections tell.
+    host.stop_network_policy().await;
+    let (code, out, err) = cli.run(&verify);
+    host.enforce_network_policy().await;
+    eprintln!("vnest verify with the enforcer stopped:\n{out}{err}");
+    assert_eq!(code, 8, "{out}{err}");
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAIL")).collect();
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.contains("kubelet of") && l.contains("REACHABLE")),
+        "{out}"
+    );
+    assert!(
+        failed.iter().all(|l| !l.contains(" present")),
+        "every policy is still present: {out}"
+    );
 
     let workloads = vnest_api::host_names::host_namespace(
         TENANTS,
@@ -271,7 +294,7 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
             node
         })
         .collect();
-    let host = TestHost::start_for_vnest(slot, nodes, binaries).await;
+    let mut host = TestHost::start_for_vnest(slot, nodes, binaries).await;
     let client = host.client();
     let work = tempfile::tempdir().unwrap();
     // A kubectl plugin is found on the PATH by its name.
@@ -456,7 +479,7 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
         metrics.contains("vnest_supervisor_reconciles_total{outcome=\"ok\"}"),
         "{metrics}"
     );
-    verify_proves_isolation_and_names_what_breaks_it(&cli, &client).await;
+    verify_proves_isolation_and_names_what_breaks_it(&cli, &client, &mut host).await;
     let (code, _, err) = cli.run(&["describe", "nope", "-n", TENANTS]);
     assert_eq!(code, 3, "not found");
     assert!(err.contains("vnest list -A"), "{err}");

@@ -214,6 +214,27 @@ impl DevHost {
         Ok(())
     }
 
+    /// Stops every node's NetworkPolicy enforcer and takes its rules out of
+    /// force (a host whose plugin is gone).
+    pub async fn stop_network_policy(&mut self) -> anyhow::Result<()> {
+        for node in &mut self.nodes {
+            node.stop_network_policy().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts every node's enforcer again and waits until it is in force.
+    pub async fn enforce_network_policy(
+        &mut self,
+        binaries: &UpstreamBinaries,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        for node in &mut self.nodes {
+            node.enforce_network_policy(binaries, timeout).await?;
+        }
+        Ok(())
+    }
+
     /// An admin client for the host's apiserver.
     pub fn client(&self) -> Option<Client> {
         self.control_plane.as_ref().map(LocalControlPlane::client)

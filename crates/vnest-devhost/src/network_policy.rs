@@ -114,6 +114,52 @@ pub async fn wait_enforcing(
     }
 }
 
+/// Takes kube-router's rules out of force on `node` (with kube-router
+/// stopped): removes the jumps into its chains from INPUT, FORWARD and
+/// OUTPUT, as removing the plugin would. Its own chains and ipsets stay
+/// until the node's namespace goes, unreferenced; a new kube-router hooks
+/// them in again.
+pub fn unhook(node: &NodeSpec) -> anyhow::Result<()> {
+    let netns = format!("--net=/run/netns/{}", node.name());
+    for chain in ["INPUT", "FORWARD", "OUTPUT"] {
+        let listing = crate::command::run(
+            "nsenter",
+            &[
+                &netns,
+                "--",
+                "iptables",
+                "-n",
+                "-L",
+                chain,
+                "--line-numbers",
+            ],
+        )?;
+        // Highest first: deleting a rule renumbers the ones after it.
+        for number in hooks(&listing).into_iter().rev() {
+            crate::command::run(
+                "nsenter",
+                &[&netns, "--", "iptables", "-D", chain, &number.to_string()],
+            )
+            .with_context(|| format!("unhooking kube-router from {chain} on {}", node.name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The rule numbers of `iptables -L CHAIN --line-numbers` that jump into
+/// one of kube-router's chains.
+fn hooks(listing: &str) -> Vec<u32> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut columns = line.split_whitespace();
+            let number = columns.next()?.parse().ok()?;
+            let target = columns.next()?;
+            target.starts_with("KUBE-ROUTER-").then_some(number)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -133,6 +179,16 @@ mod tests {
         ] {
             assert!(args.iter().any(|a| a == expected), "missing {expected}");
         }
+    }
+
+    #[test]
+    fn only_jumps_into_kube_routers_chains_are_unhooked() {
+        let listing = "Chain FORWARD (policy ACCEPT)\n\
+num  target     prot opt source               destination\n\
+1    KUBE-ROUTER-FORWARD  all  --  0.0.0.0/0  0.0.0.0/0  /* kube-router netpol - TEMCG2JMHZYE7H7T */\n\
+2    KUBE-FORWARD  all  --  0.0.0.0/0            0.0.0.0/0\n\
+3    KUBE-ROUTER-FORWARD  all  --  0.0.0.0/0  0.0.0.0/0\n";
+        assert_eq!(hooks(listing), [1, 3]);
     }
 
     #[test]

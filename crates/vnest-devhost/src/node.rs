@@ -120,6 +120,22 @@ impl RunningNode {
         network_policy::wait_enforcing(&spec, timeout, &log, || self.ensure_running()).await
     }
 
+    /// Stops the node's NetworkPolicy enforcer and takes its rules out of
+    /// force, as on a node whose plugin was removed (its rules would
+    /// otherwise outlive it); [`Self::enforce_network_policy`] starts it
+    /// again.
+    pub async fn stop_network_policy(&mut self) -> anyhow::Result<()> {
+        if let Some(index) = self
+            .processes
+            .iter()
+            .position(|p| component(p) == "kube-router")
+        {
+            let mut enforcer = self.processes.remove(index);
+            enforcer.terminate(STOP_GRACE).await;
+        }
+        network_policy::unhook(&self.spec)
+    }
+
     /// Waits until the node reports Ready, failing early if a process exits,
     /// then records its pod subnet in `spec.podCIDR(s)`, as a cluster whose
     /// controller-manager allocates them would: NetworkPolicies (vnest's)
@@ -161,7 +177,7 @@ impl RunningNode {
     /// containerd and the container shims it left.
     pub async fn stop(mut self) {
         while let Some(mut process) = self.processes.pop() {
-            if process.name() == "containerd" {
+            if component(&process) == "containerd" {
                 self.kill_containers();
             }
             process.terminate(STOP_GRACE).await;
@@ -332,6 +348,12 @@ fn write_node_files(
 
 /// Kills the `containerd-shim-runc-v2` processes that served `socket`'s
 /// containerd: shims outlive their containerd by design.
+/// Which of the node's components `process` is (its name is
+/// `COMPONENT@NODE`).
+fn component(process: &ManagedProcess) -> &str {
+    process.name().split('@').next().unwrap_or_default()
+}
+
 fn kill_shims(socket: &Path) {
     let needle = socket.display().to_string();
     for pid in crate::procs::with_cmdline_containing(&["containerd-shim", &needle]) {

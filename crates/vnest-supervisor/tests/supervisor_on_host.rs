@@ -196,6 +196,8 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     apiserver_refuses_foreign_credentials(&kubeconfig_a, &b_endpoint).await;
     etcd_accepts_only_its_own_clients(&client, work.path()).await;
     network_policies_hold(&client, &admin, [&kubeconfig_a, &kubeconfig_b], work.path()).await;
+    tenant_policies_narrow_and_never_widen(&client, [&kubeconfig_a, &kubeconfig_b], work.path())
+        .await;
     a_fork_bomb_stops_at_the_pid_limit(&client, &kubeconfig_a, work.path()).await;
 
     // The tenant's own DNS is installed inside it.
@@ -600,11 +602,23 @@ fn probe_pod(
 
 /// A web server (busybox httpd on 8080) in a tenant, made with its
 /// kubeconfig; returns its pod address.
-async fn tenant_web(kubeconfig: &Path, dir: &Path, tenant: &str, pool: &str) -> String {
+async fn tenant_web(kubeconfig: &Path, dir: &Path, pool: &str) -> String {
+    tenant_server(kubeconfig, dir, "default", "web", pool).await
+}
+
+/// A web server pod `namespace/name` (label `app: name`) in a tenant;
+/// returns its pod address once it runs.
+async fn tenant_server(
+    kubeconfig: &Path,
+    dir: &Path,
+    namespace: &str,
+    name: &str,
+    pool: &str,
+) -> String {
     let pod = serde_json::to_string(&json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": { "name": "web", "namespace": "default", "labels": { "app": "web" } },
+        "metadata": { "name": name, "namespace": namespace, "labels": { "app": name } },
         "spec": {
             "nodeSelector": { "vnest.dev/pool": pool },
             "terminationGracePeriodSeconds": 1,
@@ -619,12 +633,12 @@ async fn tenant_web(kubeconfig: &Path, dir: &Path, tenant: &str, pool: &str) -> 
         },
     }))
     .unwrap();
-    let file = dir.join(format!("web-{tenant}.json"));
+    let file = dir.join(format!("server-{pool}-{namespace}-{name}.json"));
     std::fs::write(&file, pod).unwrap();
     let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &file.display().to_string()]);
     assert!(ok, "{out}{err}");
     wait_until(
-        &format!("{tenant}'s web pod runs"),
+        &format!("server {namespace}/{name} of pool {pool} runs"),
         READY_TIMEOUT,
         || async {
             let (ok, ip, _) = kubectl(
@@ -632,7 +646,9 @@ async fn tenant_web(kubeconfig: &Path, dir: &Path, tenant: &str, pool: &str) -> 
                 &[
                     "get",
                     "pod",
-                    "web",
+                    "-n",
+                    namespace,
+                    name,
                     "-o",
                     "jsonpath={.status.phase} {.status.podIP}",
                 ],
@@ -728,8 +744,8 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
         "app.kubernetes.io/name=vnest-supervisor",
     )
     .await;
-    let a_web = tenant_web(kubeconfig_a, dir, "team-a", "a").await;
-    let b_web = tenant_web(kubeconfig_b, dir, "team-b", "b").await;
+    let a_web = tenant_web(kubeconfig_a, dir, "a").await;
+    let b_web = tenant_web(kubeconfig_b, dir, "b").await;
     // The host apiserver's own address and port, and the host's DNS pod.
     let (host_apiserver, host_port) = endpoint(client, "default", "kubernetes").await;
     let host_apiserver = host_apiserver.as_str();
@@ -928,13 +944,330 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
         "NetworkPolicy does not hold:\n{}",
         wrong.join("\n")
     );
+    // The web pods stay for the tenant policies' scenario.
     for kubeconfig in [kubeconfig_a, kubeconfig_b] {
-        kubectl(
-            kubeconfig,
-            &["delete", "pod", "probe", "web", "--grace-period=1"],
-        );
+        kubectl(kubeconfig, &["delete", "pod", "probe", "--grace-period=1"]);
     }
     let _ = admin;
+}
+
+/// Applies `manifest` (a JSON value) in a tenant with its kubeconfig,
+/// retried for a while (a new namespace's default ServiceAccount, which
+/// pods need, comes a moment after the namespace).
+async fn tenant_apply(kubeconfig: &Path, dir: &Path, file: &str, manifest: serde_json::Value) {
+    let path = dir.join(file);
+    std::fs::write(&path, serde_json::to_string(&manifest).unwrap()).unwrap();
+    let path = path.display().to_string();
+    wait_until(
+        &format!("{file} applies"),
+        Duration::from_secs(30),
+        || async {
+            let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &path]);
+            if !ok {
+                eprintln!("kubectl apply -f {path}: {out}{err}");
+            }
+            ok.then_some(())
+        },
+    )
+    .await;
+}
+
+/// Runs a probe pod `namespace/name` in a tenant until it printed
+/// PROBE-DONE; returns its results.
+async fn tenant_probe(
+    kubeconfig: &Path,
+    dir: &Path,
+    namespace: &str,
+    name: &str,
+    script: &str,
+) -> std::collections::BTreeMap<String, bool> {
+    let pod = probe_pod(name, Some(namespace), json!({}), script);
+    tenant_apply(
+        kubeconfig,
+        dir,
+        &format!("probe-{namespace}-{name}.json"),
+        serde_json::to_value(&pod).unwrap(),
+    )
+    .await;
+    let text = wait_until(
+        &format!("probe {namespace}/{name} finished"),
+        READY_TIMEOUT,
+        || async {
+            let (ok, text, _) = kubectl(kubeconfig, &["logs", "-n", namespace, name]);
+            (ok && text.contains("PROBE-DONE")).then_some(text)
+        },
+    )
+    .await;
+    eprintln!("probe {namespace}/{name}:\n{text}");
+    probe_results(&text)
+}
+
+/// The tenant's own NetworkPolicies, mirrored and enforced with their
+/// tenant meaning: a namespace-selector allow lets in the namespace it
+/// names and no other pod, a deny-all seals a pod, and policies that try
+/// to open everything (egress to 0.0.0.0/0, ingress from 0.0.0.0/0) open
+/// the tenant's own pods, apiserver and DNS but never the host or the
+/// other tenant. A policy on labels vnest sets is refused with a reason.
+async fn tenant_policies_narrow_and_never_widen(
+    client: &Client,
+    kubeconfigs: [&Path; 2],
+    dir: &Path,
+) {
+    let [kubeconfig_a, kubeconfig_b] = kubeconfigs;
+    let pod_ip = |kubeconfig: &Path, namespace: &str, name: &str| {
+        let (ok, ip, err) = kubectl(
+            kubeconfig,
+            &[
+                "get",
+                "pod",
+                "-n",
+                namespace,
+                name,
+                "-o",
+                "jsonpath={.status.podIP}",
+            ],
+        );
+        assert!(ok && !ip.is_empty(), "{namespace}/{name}: {ip}{err}");
+        ip
+    };
+    for (namespace, labels) in [("front", json!({ "team": "front" })), ("back", json!({}))] {
+        tenant_apply(
+            kubeconfig_a,
+            dir,
+            &format!("ns-{namespace}.json"),
+            json!({ "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": { "name": namespace, "labels": labels } }),
+        )
+        .await;
+    }
+    let policy = |namespace: &str, name: &str, spec: serde_json::Value| {
+        json!({ "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": { "name": name, "namespace": namespace }, "spec": spec })
+    };
+    let policies = [
+        // db takes connections from namespace front only.
+        policy(
+            "back",
+            "db-from-front",
+            json!({
+                "podSelector": { "matchLabels": { "app": "db" } },
+                "policyTypes": ["Ingress"],
+                "ingress": [{ "from": [{ "namespaceSelector": { "matchLabels": { "team": "front" } } }],
+                              "ports": [{ "port": 8080 }] }],
+            }),
+        ),
+        // sealed reaches nothing and nothing reaches it.
+        policy(
+            "back",
+            "sealed",
+            json!({
+                "podSelector": { "matchLabels": { "app": "sealed" } },
+                "policyTypes": ["Ingress", "Egress"],
+            }),
+        ),
+        // Attempts to open everything.
+        policy(
+            "front",
+            "egress-anywhere",
+            json!({
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [{ "to": [{ "ipBlock": { "cidr": "0.0.0.0/0" } }] }],
+            }),
+        ),
+        policy(
+            "back",
+            "cache-from-anywhere",
+            json!({
+                "podSelector": { "matchLabels": { "app": "cache" } },
+                "policyTypes": ["Ingress"],
+                "ingress": [{ "from": [{ "ipBlock": { "cidr": "0.0.0.0/0" } }] }],
+            }),
+        ),
+    ];
+    tenant_apply(
+        kubeconfig_a,
+        dir,
+        "tenant-policies.json",
+        json!({ "apiVersion": "v1", "kind": "List", "items": policies }),
+    )
+    .await;
+    let wl = host_namespace(TENANTS, "team-a", HostNamespaceRole::Workloads);
+    let host_policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &wl);
+    wait_until(
+        "the tenant's policies are on the host",
+        Duration::from_secs(60),
+        || async {
+            let mirrored = host_policies
+                .list(&ListParams::default().labels("app.kubernetes.io/managed-by=vnest-syncer"))
+                .await
+                .ok()?;
+            (mirrored.items.len() == 4).then_some(())
+        },
+    )
+    .await;
+    // A policy on a label vnest sets on host pods is refused, visibly.
+    tenant_apply(
+        kubeconfig_a,
+        dir,
+        "forged-policy.json",
+        policy(
+            "back",
+            "forged",
+            json!({
+                "podSelector": { "matchLabels": { "vnest.dev/tenant-namespace": "back" } },
+            }),
+        ),
+    )
+    .await;
+    wait_until(
+        "the forged policy is refused with a reason",
+        Duration::from_secs(60),
+        || async {
+            let (_, events, _) = kubectl(
+                kubeconfig_a,
+                &[
+                    "get",
+                    "events",
+                    "-n",
+                    "back",
+                    "--field-selector",
+                    "involvedObject.name=forged,reason=Refused",
+                    "-o",
+                    "jsonpath={.items[*].message}",
+                ],
+            );
+            events
+                .contains("vnest sets on the host itself")
+                .then_some(())
+        },
+    )
+    .await;
+
+    for (namespace, name) in [("back", "db"), ("back", "cache")] {
+        tenant_server(kubeconfig_a, dir, namespace, name, "a").await;
+    }
+    let db = pod_ip(kubeconfig_a, "back", "db");
+    let cache = pod_ip(kubeconfig_a, "back", "cache");
+    let b_web = pod_ip(kubeconfig_b, "default", "web");
+    let apiserver_svc = {
+        let cp = host_namespace(TENANTS, "team-a", HostNamespaceRole::ControlPlane);
+        let services: Api<k8s_openapi::api::core::v1::Service> =
+            Api::namespaced(client.clone(), &cp);
+        services
+            .get("apiserver")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .cluster_ip
+            .unwrap()
+    };
+    let (host_apiserver, host_port) = endpoint(client, "default", "kubernetes").await;
+    let dns_name = "kubernetes.default.svc.cluster.local";
+    use Vantage::TenantA as A;
+    let probes = [
+        (
+            "front",
+            "client",
+            vec![
+                reach(A, "db", &db, 8080, true),
+                reach(A, "cache", &cache, 8080, true),
+                reach(A, "own-apiserver", &apiserver_svc, 443, true),
+                reach(A, "host-apiserver-node", &host_apiserver, host_port, false),
+                reach(A, "host-apiserver-service", "10.96.0.1", 443, false),
+                reach(A, "other-tenant-pod", &b_web, 8080, false),
+                reach(A, "kubelet", "172.30.0.11", 10250, false),
+            ],
+            Some(dns_name),
+        ),
+        (
+            "back",
+            "neighbour",
+            vec![
+                reach(A, "cache", &cache, 8080, true),
+                reach(A, "db", &db, 8080, false),
+            ],
+            None,
+        ),
+        (
+            "back",
+            "sealed",
+            vec![
+                reach(A, "cache", &cache, 8080, false),
+                reach(A, "own-apiserver", &apiserver_svc, 443, false),
+            ],
+            None,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (namespace, name, checks, dns) in &probes {
+        let checks: Vec<&Reach> = checks.iter().collect();
+        let results = tenant_probe(
+            kubeconfig_a,
+            dir,
+            namespace,
+            name,
+            &probe_script(&checks, *dns),
+        )
+        .await;
+        if dns.is_some() && results.get("dns") != Some(&true) {
+            wrong.push(format!("{namespace}/{name} -> its own DNS: closed"));
+        }
+        for check in checks {
+            if results.get(&check.what) != Some(&check.open) {
+                wrong.push(format!(
+                    "{namespace}/{name} -> {} ({}:{}): expected {}, got {:?}",
+                    check.what,
+                    check.host,
+                    check.port,
+                    if check.open { "open" } else { "closed" },
+                    results.get(&check.what)
+                ));
+            }
+        }
+    }
+    // The other tenant, against a policy admitting 0.0.0.0/0: still shut
+    // out (its own pod answering shows the probe works).
+    let intruder = [
+        reach(Vantage::TenantB, "own-pod", &b_web, 8080, true),
+        reach(Vantage::TenantB, "cache", &cache, 8080, false),
+    ];
+    let checks: Vec<&Reach> = intruder.iter().collect();
+    let results = tenant_probe(
+        kubeconfig_b,
+        dir,
+        "default",
+        "intruder",
+        &probe_script(&checks, None),
+    )
+    .await;
+    for check in checks {
+        if results.get(&check.what) != Some(&check.open) {
+            wrong.push(format!(
+                "team-b -> {}: expected open={}, got {:?}",
+                check.what,
+                check.open,
+                results.get(&check.what)
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the tenant's NetworkPolicies do not hold as they should:\n{}",
+        wrong.join("\n")
+    );
+    for namespace in ["front", "back"] {
+        kubectl(
+            kubeconfig_a,
+            &["delete", "namespace", namespace, "--wait=false"],
+        );
+    }
+    kubectl(kubeconfig_a, &["delete", "pod", "web", "--grace-period=1"]);
+    kubectl(
+        kubeconfig_b,
+        &["delete", "pod", "web", "intruder", "--grace-period=1"],
+    );
 }
 
 /// a's admin certificate presented to b's apiserver (server certificate
