@@ -31,6 +31,7 @@ pub mod network_policy;
 pub mod nodes;
 pub mod pods;
 pub mod policy;
+pub mod selectors;
 pub mod service_addresses;
 pub mod translate;
 pub mod volumes;

@@ -31,6 +31,9 @@ use crate::policy::{self, Refusal};
 use crate::translate::{self, Placement};
 use crate::{network_policy, volumes};
 
+/// How soon an object the host refused is tried again.
+const HOST_REFUSAL_RETRY: Duration = Duration::from_secs(60);
+
 /// A kind the syncer mirrors down as it is (renamed).
 pub trait Mirrored:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -289,7 +292,24 @@ async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action
                     refuse(syncer, object.as_ref(), &refusals).await;
                     return Ok(Action::requeue(RESYNC));
                 }
-                let host = apply_host_copy(syncer, object.as_ref()).await?;
+                let host = match apply_host_copy(syncer, object.as_ref()).await {
+                    Ok(host) => host,
+                    // The host's admission refused it (over quota, an
+                    // invalid field): the tenant is told, and it is tried
+                    // again later (quota may free up).
+                    Err(Error::Apply(ApplyError::Api {
+                        source: kube::Error::Api(status),
+                        ..
+                    })) if status.code == 403 || status.code == 422 => {
+                        let refusal = Refusal {
+                            rule: policy::Rule::HostAdmission,
+                            message: format!("the host refused it: {}", status.message),
+                        };
+                        refuse(syncer, object.as_ref(), &[refusal]).await;
+                        return Ok(Action::requeue(HOST_REFUSAL_RETRY));
+                    }
+                    Err(e) => return Err(e),
+                };
                 K::observe(syncer, &object, &host);
                 K::after_apply(syncer, &object, &host).await?;
                 Ok(Action::requeue(RESYNC))

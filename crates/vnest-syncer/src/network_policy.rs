@@ -33,13 +33,14 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
 use vnest_api::cidr::Cidr;
 use vnest_api::pod_network::{self, is_vnest_key, namespace_label_key};
 
-use crate::naming::{MANAGED_BY, TENANT_NAMESPACE};
+use crate::naming::MANAGED_BY;
 use crate::policy::{Refusal, Rule};
+use crate::selectors::{in_namespace, in_namespaces, tenant_pods};
 use crate::translate::{Placement, host_meta};
 
 /// Where a tenant's policies may lead on the host (from the supervisor).
@@ -245,51 +246,6 @@ fn apiserver_peer(scope: &NetworkScope) -> NetworkPolicyPeer {
     }
 }
 
-/// Every pod of the tenant (in its workloads namespace).
-fn tenant_pods() -> LabelSelector {
-    LabelSelector {
-        match_expressions: Some(vec![exists(TENANT_NAMESPACE)]),
-        ..LabelSelector::default()
-    }
-}
-
-fn exists(key: &str) -> LabelSelectorRequirement {
-    LabelSelectorRequirement {
-        key: key.to_owned(),
-        operator: "Exists".to_owned(),
-        values: None,
-    }
-}
-
-/// `pods` narrowed to tenant namespace `namespace`.
-fn in_namespace(mut pods: LabelSelector, namespace: &str) -> LabelSelector {
-    pods.match_labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(TENANT_NAMESPACE.to_owned(), namespace.to_owned());
-    pods
-}
-
-/// `pods` in the tenant namespaces `namespaces` selects, as one pod
-/// selector on the namespace labels the host pods carry; `None` when a
-/// namespace label cannot be carried (no pod matches it then).
-fn in_namespaces(mut pods: LabelSelector, namespaces: LabelSelector) -> Option<LabelSelector> {
-    for (key, value) in namespaces.match_labels.unwrap_or_default() {
-        pods.match_labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(namespace_label_key(&key)?, value);
-    }
-    for mut requirement in namespaces.match_expressions.unwrap_or_default() {
-        requirement.key = namespace_label_key(&requirement.key)?;
-        pods.match_expressions
-            .get_or_insert_with(Vec::new)
-            .push(requirement);
-    }
-    pods.match_expressions
-        .get_or_insert_with(Vec::new)
-        .push(exists(TENANT_NAMESPACE));
-    Some(pods)
-}
-
 /// Why a tenant policy cannot mean on the host what it means in the tenant:
 /// it selects pods by labels the host pods do not carry as the tenant set
 /// them. Refused, its host copy goes, and the pods it governs stay isolated
@@ -412,6 +368,7 @@ pub fn pod_labels(namespace: Option<&Namespace>, governed: Governed) -> BTreeMap
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::naming::TENANT_NAMESPACE;
     use kube::api::ObjectMeta;
     use serde_json::json;
 

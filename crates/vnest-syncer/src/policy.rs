@@ -37,6 +37,9 @@ pub enum Rule {
     /// A NetworkPolicy that selects pods by labels the host pods do not
     /// carry as the tenant set them.
     NetworkPolicy,
+    /// A volume the host would fill with credentials or trust of its own
+    /// (inline CSI, projected pod certificates and trust bundles).
+    HostCredentials,
 }
 
 impl Rule {
@@ -54,6 +57,7 @@ impl Rule {
             Rule::HostAdmission => "host-admission",
             Rule::EndpointAddress => "endpoint-address",
             Rule::NetworkPolicy => "network-policy",
+            Rule::HostCredentials => "host-credentials",
         }
     }
 }
@@ -224,6 +228,40 @@ pub fn check(pod: &Pod, policy: &Policy) -> Vec<Refusal> {
                         "volume {} of type {kind} reaches the host node; allowed are {}",
                         volume.name,
                         SAFE_VOLUMES.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    // At every level: what the host would fill with credentials or trust
+    // of its own, in the name of the host pod (the workloads namespace's
+    // ServiceAccount), not the tenant's.
+    for volume in spec.volumes.iter().flatten() {
+        if volume.csi.is_some() {
+            refuse(
+                Rule::HostCredentials,
+                format!(
+                    "volume {} is an inline CSI volume, which the host's driver would mount with the host's identity; use a PersistentVolumeClaim",
+                    volume.name
+                ),
+            );
+        }
+        for source in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+        {
+            let host_side = [
+                (source.pod_certificate.is_some(), "podCertificate"),
+                (source.cluster_trust_bundle.is_some(), "clusterTrustBundle"),
+            ];
+            for (_, kind) in host_side.iter().filter(|(present, _)| *present) {
+                refuse(
+                    Rule::HostCredentials,
+                    format!(
+                        "volume {} projects a {kind}, which the host would issue from its own signers and bundles, not the tenant's",
+                        volume.name
                     ),
                 );
             }
@@ -535,6 +573,34 @@ mod tests {
             (
                 "tolerate not-ready",
                 json!({ "tolerations": [{ "key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300 }] }),
+                Restricted,
+                vec![],
+            ),
+            (
+                "inline CSI, even at privileged",
+                json!({ "volumes": [{ "name": "c", "csi": { "driver": "secrets-store.csi.k8s.io" } }] }),
+                Privileged,
+                vec![Rule::HostCredentials],
+            ),
+            (
+                "a pod certificate from the host's signer",
+                json!({ "volumes": [{ "name": "c", "projected": { "sources": [{ "podCertificate": { "signerName": "example.com/s", "keyType": "ED25519", "credentialBundlePath": "c.pem" } }] } }] }),
+                Restricted,
+                vec![Rule::HostCredentials],
+            ),
+            (
+                "a trust bundle from the host",
+                json!({ "volumes": [{ "name": "c", "projected": { "sources": [{ "clusterTrustBundle": { "name": "b", "path": "b.pem" } }] } }] }),
+                Restricted,
+                vec![Rule::HostCredentials],
+            ),
+            (
+                "projected token, ConfigMap and downward API",
+                json!({ "volumes": [{ "name": "c", "projected": { "sources": [
+                    { "serviceAccountToken": { "path": "token" } },
+                    { "configMap": { "name": "x" } },
+                    { "downwardAPI": { "items": [{ "path": "n", "fieldRef": { "fieldPath": "metadata.name" } }] } },
+                ] } }] }),
                 Restricted,
                 vec![],
             ),

@@ -8,17 +8,20 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, KeyToPath, LocalObjectReference, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, Pod, PodDNSConfig, PodDNSConfigOption, Secret, SecretVolumeSource,
-    Service, ServiceSpec, Toleration, Volume,
+    PersistentVolumeClaimSpec, Pod, PodAffinityTerm, PodDNSConfig, PodDNSConfigOption, PodSpec,
+    Secret, SecretVolumeSource, Service, ServiceSpec, Toleration, Volume,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::api::ObjectMeta;
 
+use vnest_api::host_names::hashed_label;
 use vnest_api::pod_network::is_vnest_key;
 
-use crate::naming::{host_name, origin_annotations, origin_labels};
+use crate::naming::{TENANT_NAMESPACE, host_name, origin_annotations, origin_labels};
 use crate::network_policy::NetworkScope;
+use crate::selectors::{exists, in_namespace, in_namespace_list, in_namespaces};
 
 /// Where the tenant's pods are put and what they are told.
 #[derive(Clone, Debug, Default)]
@@ -40,9 +43,16 @@ pub struct Placement {
 }
 
 /// The Secret, per pod, holding the tenant ServiceAccount token (and the
-/// tenant CA and namespace) that replaces the projected token volume.
+/// tenant CA and namespace) that replaces the projected token volume. Its
+/// hash is over `token:NAMESPACE/POD`, which no tenant object's
+/// `NAMESPACE/NAME` can be (a namespace has no `:`), so a tenant Secret
+/// named `<pod>-token` never lands on it.
 pub fn token_secret_name(namespace: &str, pod: &str) -> String {
-    host_name(namespace, &format!("{pod}-token"))
+    hashed_label(
+        &format!("{pod}-token-{namespace}"),
+        &format!("token:{namespace}/{pod}"),
+        "",
+    )
 }
 
 pub(crate) fn host_meta(
@@ -100,18 +110,26 @@ pub fn persistent_volume_claim(
     tenant: &PersistentVolumeClaim,
     placement: &Placement,
 ) -> PersistentVolumeClaim {
-    let spec = tenant.spec.clone().unwrap_or_default();
     PersistentVolumeClaim {
         metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: spec.access_modes,
-            resources: spec.resources,
-            storage_class_name: spec.storage_class_name,
-            volume_mode: spec.volume_mode,
-            volume_attributes_class_name: spec.volume_attributes_class_name,
-            ..PersistentVolumeClaimSpec::default()
-        }),
+        spec: Some(claim_spec_on_host(tenant.spec.clone().unwrap_or_default())),
         status: None,
+    }
+}
+
+/// What a claim may ask of the host, whether the tenant wrote it as a
+/// PersistentVolumeClaim or as a pod's ephemeral volume template: size,
+/// access modes, volume mode and classes; never a volume name, selector or
+/// data source, which would pick host volumes or data the tenant was never
+/// given.
+fn claim_spec_on_host(spec: PersistentVolumeClaimSpec) -> PersistentVolumeClaimSpec {
+    PersistentVolumeClaimSpec {
+        access_modes: spec.access_modes,
+        resources: spec.resources,
+        storage_class_name: spec.storage_class_name,
+        volume_mode: spec.volume_mode,
+        volume_attributes_class_name: spec.volume_attributes_class_name,
+        ..PersistentVolumeClaimSpec::default()
     }
 }
 
@@ -357,6 +375,8 @@ pub fn pod(
             .collect()
     });
 
+    scheduling_terms_on_host(&mut spec, namespace);
+
     let mut volumes = Vec::new();
     for volume in spec.volumes.take().unwrap_or_default() {
         volumes.push(volume_on_host(volume, namespace, name, token));
@@ -438,6 +458,70 @@ pub fn pod(
     })
 }
 
+/// Pod (anti-)affinity terms and topology spread constraints as the tenant
+/// meant them: over its own pods in the namespaces it named (its pod's
+/// own by default), never over the host's or other tenants' pods, which
+/// would tell it where those run and let it sit beside them. A term naming
+/// both namespaces and a namespace selector keeps the selector's (a
+/// narrower set than their union).
+fn scheduling_terms_on_host(spec: &mut PodSpec, namespace: &str) {
+    let on_host = |term: &mut PodAffinityTerm| {
+        let listed = term.namespaces.take().filter(|n| !n.is_empty());
+        let selected = term.namespace_selector.take();
+        // Without a label selector a term matches no pod, anywhere.
+        let Some(pods) = term.label_selector.take() else {
+            return;
+        };
+        term.label_selector = Some(match (selected, listed) {
+            (Some(namespaces), _) => in_namespaces(pods, namespaces).unwrap_or_else(no_pods),
+            (None, Some(listed)) => in_namespace_list(pods, &listed),
+            (None, None) => in_namespace(pods, namespace),
+        });
+    };
+    if let Some(affinity) = spec.affinity.as_mut() {
+        let affinity_terms = affinity.pod_affinity.as_mut().map(|a| {
+            (
+                &mut a.required_during_scheduling_ignored_during_execution,
+                &mut a.preferred_during_scheduling_ignored_during_execution,
+            )
+        });
+        let anti_affinity_terms = affinity.pod_anti_affinity.as_mut().map(|a| {
+            (
+                &mut a.required_during_scheduling_ignored_during_execution,
+                &mut a.preferred_during_scheduling_ignored_during_execution,
+            )
+        });
+        for (required, preferred) in affinity_terms.into_iter().chain(anti_affinity_terms) {
+            required.iter_mut().flatten().for_each(on_host);
+            preferred
+                .iter_mut()
+                .flatten()
+                .for_each(|weighted| on_host(&mut weighted.pod_affinity_term));
+        }
+    }
+    for constraint in spec.topology_spread_constraints.iter_mut().flatten() {
+        constraint.label_selector = constraint
+            .label_selector
+            .take()
+            .map(|pods| in_namespace(pods, namespace));
+    }
+}
+
+/// A selector no pod matches (a namespace label that cannot be carried).
+fn no_pods() -> LabelSelector {
+    LabelSelector {
+        match_expressions: Some(vec![
+            exists(TENANT_NAMESPACE),
+            LabelSelectorRequirement {
+                key: TENANT_NAMESPACE.to_owned(),
+                operator: "DoesNotExist".to_owned(),
+                values: None,
+            },
+        ]),
+        ..LabelSelector::default()
+    }
+}
+
 /// What pods are told about "their" apiserver: the tenant's, as it is
 /// reached from the host.
 fn apiserver_env(placement: &Placement) -> Vec<EnvVar> {
@@ -476,6 +560,25 @@ fn volume_on_host(mut volume: Volume, namespace: &str, pod: &str, token: bool) -
     }
     if let Some(claim) = volume.persistent_volume_claim.as_mut() {
         claim.claim_name = rename(&claim.claim_name);
+    }
+    // The host's ephemeral-volume controller makes a claim of this
+    // template: it asks for no more than a tenant claim may.
+    if let Some(template) = volume
+        .ephemeral
+        .as_mut()
+        .and_then(|e| e.volume_claim_template.as_mut())
+    {
+        template.spec = claim_spec_on_host(template.spec.clone());
+        let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
+        template.metadata = labels.map(|labels| ObjectMeta {
+            labels: Some(
+                labels
+                    .into_iter()
+                    .filter(|(k, _)| !is_vnest_key(k))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        });
     }
     let has_token = volume.projected.as_ref().is_some_and(|p| {
         p.sources
@@ -712,6 +815,138 @@ mod tests {
         assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
         assert!(
             spec.volume_name.is_none() && spec.selector.is_none() && spec.data_source.is_none()
+        );
+    }
+
+    #[test]
+    fn affinity_sees_only_the_tenants_own_pods() {
+        let mut tenant = tenant_pod();
+        let term = |extra: serde_json::Value| {
+            let mut t = json!({ "labelSelector": { "matchLabels": { "app": "db" } }, "topologyKey": "kubernetes.io/hostname" });
+            for (k, v) in extra.as_object().unwrap() {
+                t[k] = v.clone();
+            }
+            t
+        };
+        tenant.spec.as_mut().unwrap().affinity = Some(
+            serde_json::from_value(json!({
+                "podAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
+                    term(json!({})),
+                    term(json!({ "namespaces": ["other", "shop"] })),
+                ] },
+                "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [
+                    { "weight": 1, "podAffinityTerm": term(json!({ "namespaceSelector": {} })) },
+                    { "weight": 1, "podAffinityTerm": term(json!({ "namespaceSelector": { "matchLabels": { "team": "a" } } })) },
+                ] },
+            }))
+            .unwrap(),
+        );
+        tenant.spec.as_mut().unwrap().topology_spread_constraints = Some(vec![
+            serde_json::from_value(
+                json!({ "maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                                           "labelSelector": { "matchLabels": { "app": "web" } } }),
+            )
+            .unwrap(),
+        ]);
+        let host = pod(&tenant, &placement(), false, &BTreeMap::new()).unwrap();
+        let spec = serde_json::to_value(host.spec.unwrap()).unwrap();
+        let required =
+            &spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
+        assert_eq!(
+            required[0]["labelSelector"],
+            json!({ "matchLabels": { "app": "db", TENANT_NAMESPACE: "shop" } })
+        );
+        assert_eq!(
+            required[1]["labelSelector"],
+            json!({ "matchLabels": { "app": "db" }, "matchExpressions": [
+                { "key": TENANT_NAMESPACE, "operator": "In", "values": ["other", "shop"] }] })
+        );
+        let preferred =
+            &spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+        let exists = json!({ "key": TENANT_NAMESPACE, "operator": "Exists" });
+        assert_eq!(
+            preferred[0]["podAffinityTerm"]["labelSelector"],
+            json!({ "matchLabels": { "app": "db" }, "matchExpressions": [exists] })
+        );
+        assert_eq!(
+            preferred[1]["podAffinityTerm"]["labelSelector"],
+            json!({ "matchLabels": { "app": "db", "ns.vnest.dev/team": "a" }, "matchExpressions": [exists] })
+        );
+        // No term looks outside the workloads namespace.
+        for term in [
+            &required[0],
+            &required[1],
+            &preferred[0]["podAffinityTerm"],
+            &preferred[1]["podAffinityTerm"],
+        ] {
+            assert!(
+                term.get("namespaces").is_none() && term.get("namespaceSelector").is_none(),
+                "{term}"
+            );
+        }
+        assert_eq!(
+            spec["topologySpreadConstraints"][0]["labelSelector"],
+            json!({ "matchLabels": { "app": "web", TENANT_NAMESPACE: "shop" } })
+        );
+    }
+
+    #[test]
+    fn a_tenant_secret_never_takes_the_place_of_a_pods_token() {
+        for (namespace, pod) in [("shop", "web"), ("a", "b"), ("x", &"p".repeat(63))] {
+            let token = token_secret_name(namespace, pod);
+            assert_ne!(token, host_name(namespace, &format!("{pod}-token")));
+            assert!(token.len() <= 63, "{token}");
+        }
+        assert!(token_secret_name("shop", "web").starts_with("web-token-shop-"));
+        assert_ne!(token_secret_name("a", "b"), token_secret_name("b", "a"));
+    }
+
+    #[test]
+    fn an_ephemeral_volume_asks_no_more_than_a_claim() {
+        let mut tenant = tenant_pod();
+        let volume: Volume = serde_json::from_value(json!({
+            "name": "scratch",
+            "ephemeral": { "volumeClaimTemplate": {
+                "metadata": {
+                    "labels": { "tier": "db", "vnest.dev/tenant-namespace": "forged" },
+                    "annotations": { "volume.kubernetes.io/selected-node": "vnest-node9" },
+                },
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": { "requests": { "storage": "1Gi" } },
+                    "storageClassName": "local",
+                    "volumeName": "someone-elses",
+                    "selector": { "matchLabels": { "disk": "ssd" } },
+                    "dataSource": { "kind": "PersistentVolumeClaim", "name": "other" },
+                    "dataSourceRef": { "kind": "PersistentVolumeClaim", "name": "other" },
+                },
+            } },
+        }))
+        .unwrap();
+        tenant.spec.as_mut().unwrap().volumes = Some(vec![volume]);
+        let host = pod(&tenant, &placement(), false, &BTreeMap::new()).unwrap();
+        let volumes = host.spec.unwrap().volumes.unwrap();
+        let template = volumes[0]
+            .ephemeral
+            .clone()
+            .unwrap()
+            .volume_claim_template
+            .unwrap();
+        let spec = template.spec;
+        assert_eq!(spec.storage_class_name.as_deref(), Some("local"));
+        assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+        assert!(spec.resources.is_some());
+        assert!(
+            spec.volume_name.is_none()
+                && spec.selector.is_none()
+                && spec.data_source.is_none()
+                && spec.data_source_ref.is_none()
+        );
+        let metadata = template.metadata.unwrap();
+        assert_eq!(metadata.annotations, None);
+        assert_eq!(
+            metadata.labels,
+            Some(BTreeMap::from([("tier".to_owned(), "db".to_owned())]))
         );
     }
 

@@ -3,6 +3,8 @@
 //! LimitRange that gives every container requests (so the scheduler and
 //! the quota see it) and a memory limit (so one container cannot take the
 //! node). Control-plane pods live in the other namespace and do not count.
+//! The quota counts every kind the syncer may create there (a test holds
+//! it to the syncer's host role), so no mirrored kind is unbounded.
 
 use std::collections::BTreeMap;
 
@@ -17,15 +19,32 @@ use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 pub const QUOTA_NAME: &str = "vnest-tenant";
 pub const LIMIT_RANGE_NAME: &str = "vnest-tenant";
 
-/// What the quota holds when the VirtualCluster says nothing: a bounded
-/// number of pods, and no node ports or load balancers, which would open the
+/// What the quota holds when the VirtualCluster says nothing: every kind
+/// of object the syncer (or the host's controllers on its behalf) makes in
+/// the workloads namespace is counted, storage and compute are bounded,
+/// and there are no node ports or load balancers, which would open the
 /// host's network to the tenant. Entries of `spec.isolation.resourceQuota`
 /// replace these and add to them.
 pub fn default_quota() -> BTreeMap<String, Quantity> {
     [
         ("pods", "100"),
+        ("requests.cpu", "32"),
+        ("requests.memory", "64Gi"),
+        ("limits.memory", "128Gi"),
+        // Each a rule on every node (kube-proxy) and host etcd bytes.
+        ("services", "100"),
         ("services.nodeports", "0"),
         ("services.loadbalancers", "0"),
+        ("count/endpoints", "200"),
+        ("count/endpointslices.discovery.k8s.io", "400"),
+        ("configmaps", "300"),
+        // A pod's tenant token is a host Secret too.
+        ("secrets", "400"),
+        ("count/serviceaccounts", "20"),
+        ("persistentvolumeclaims", "50"),
+        ("requests.storage", "500Gi"),
+        ("count/ingresses.networking.k8s.io", "50"),
+        ("count/networkpolicies.networking.k8s.io", "100"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
@@ -61,13 +80,13 @@ pub fn resource_quota(vc: &VirtualCluster) -> ResourceQuota {
 }
 
 pub fn limit_range(vc: &VirtualCluster) -> LimitRange {
+    // Given entries replace the defaults and add to them: every container
+    // keeps a request of each resource the quota bounds.
     let given = vc.spec.isolation.default_container_resources.as_ref();
-    let requests = given
-        .and_then(|r| r.requests.clone())
-        .unwrap_or_else(default_container_requests);
-    let limits = given
-        .and_then(|r| r.limits.clone())
-        .unwrap_or_else(default_container_limits);
+    let mut requests = default_container_requests();
+    requests.extend(given.and_then(|r| r.requests.clone()).unwrap_or_default());
+    let mut limits = default_container_limits();
+    limits.extend(given.and_then(|r| r.limits.clone()).unwrap_or_default());
     LimitRange {
         metadata: ObjectMeta {
             name: Some(LIMIT_RANGE_NAME.to_owned()),
@@ -133,6 +152,54 @@ mod tests {
         );
     }
 
+    /// The quota key counting `resource` of API group `group`.
+    fn count_key(resource: &str, group: &str) -> String {
+        match (resource, group) {
+            ("pods" | "services" | "configmaps" | "secrets" | "persistentvolumeclaims", "") => {
+                resource.to_owned()
+            }
+            (_, "") => format!("count/{resource}"),
+            _ => format!("count/{resource}.{group}"),
+        }
+    }
+
+    #[test]
+    fn every_kind_the_syncer_may_create_on_the_host_is_counted() {
+        let role = include_str!("../../../../manifests/supervisor/syncer-rbac.yaml");
+        let role: serde_json::Value =
+            serde_yaml_ng::from_str(role.split("\n---").next().unwrap()).unwrap();
+        let hard = resource_quota(&vc()).spec.unwrap().hard.unwrap();
+        let mut counted = 0;
+        for rule in role["rules"].as_array().unwrap() {
+            let creates = rule["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v == "create");
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    let resource = resource.as_str().unwrap();
+                    // Subresources (exec, attach, port-forward) make nothing.
+                    if !creates || resource.contains('/') {
+                        continue;
+                    }
+                    let key = count_key(resource, group.as_str().unwrap());
+                    assert!(hard.contains_key(&key), "{key} is not in the quota");
+                    counted += 1;
+                }
+            }
+        }
+        assert!(counted >= 9, "the role was read: {counted}");
+        for bound in [
+            "requests.storage",
+            "requests.cpu",
+            "requests.memory",
+            "limits.memory",
+        ] {
+            assert!(hard.contains_key(bound), "{bound}");
+        }
+    }
+
     #[test]
     fn containers_get_default_requests_and_a_memory_limit_unless_given() {
         let mut vc = vc();
@@ -146,9 +213,12 @@ mod tests {
             ..ResourceRequirements::default()
         });
         let item = &limit_range(&vc).spec.unwrap().limits[0];
+        let mut requests = default_container_requests();
+        requests.insert("cpu".to_owned(), q("1"));
         assert_eq!(
             item.default_request,
-            Some(BTreeMap::from([("cpu".to_owned(), q("1"))]))
+            Some(requests),
+            "the given request replaces its default, the others stay (the quota needs them)"
         );
         assert_eq!(
             item.default,

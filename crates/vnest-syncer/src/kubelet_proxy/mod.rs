@@ -112,6 +112,11 @@ pub fn tls_config(pki_dir: &Path) -> Result<ServerConfig, ProxyError> {
     Ok(config)
 }
 
+/// How long a client has for its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the listener waits after a failed `accept`.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Serves the proxy on `address` until the task is dropped.
 pub async fn serve(
     syncer: Arc<Syncer>,
@@ -126,18 +131,27 @@ pub async fn serve(
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
+            // Out of file descriptors, or a connection reset before it was
+            // accepted: wait instead of spinning.
             Err(error) => {
                 tracing::warn!(%error, "kubelet proxy: accepting a connection failed");
+                tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
         let acceptor = acceptor.clone();
         let syncer = syncer.clone();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(error) => {
+            // A client that opens a connection and says nothing gets no
+            // task for longer than a handshake takes.
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
                     tracing::info!(%peer, %error, "kubelet proxy: TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "kubelet proxy: TLS handshake timed out");
                     return;
                 }
             };
