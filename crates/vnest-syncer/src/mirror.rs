@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event as Note, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -27,7 +27,7 @@ use vnest_kube::apply::{ApplyError, apply_namespaced};
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
 use crate::error::{Error, OnSide, Result, Side};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin};
-use crate::policy::{self, Refusal};
+use crate::policy::{self, EndpointFence, Refusal};
 use crate::translate::{self, Placement};
 use crate::{network_policy, volumes};
 
@@ -66,8 +66,8 @@ pub trait Mirrored:
     }
     /// Why this tenant object may not go to the host, if it may not (then
     /// its host copy is removed and the tenant gets a Warning event).
-    fn refusals(&self, _syncer: &Syncer) -> Vec<Refusal> {
-        Vec::new()
+    fn refusals(&self, _syncer: &Syncer) -> impl Future<Output = Result<Vec<Refusal>>> + Send {
+        async { Ok(Vec::new()) }
     }
     /// What the syncer learns from the host's copy.
     fn observe(_syncer: &Syncer, _tenant: &Self, _host: &Self) {}
@@ -103,8 +103,29 @@ impl Mirrored for EndpointSlice {
     fn is_mirrored(&self) -> bool {
         translate::is_mirrored_slice(self)
     }
-    fn refusals(&self, syncer: &Syncer) -> Vec<Refusal> {
-        policy::check_endpoints(self, &syncer.host_addresses())
+    /// Addresses in the host's ranges pass only when they are the tenant's
+    /// own pods: a host pod of its workloads namespace has that address.
+    async fn refusals(&self, syncer: &Syncer) -> Result<Vec<Refusal>> {
+        let mut fence = EndpointFence {
+            host: syncer.host_addresses(),
+            host_ranges: syncer.settings.network.host_ranges.clone(),
+            own_pods: Default::default(),
+        };
+        let host_pods: Api<Pod> =
+            Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+        for ip in fence.in_host_ranges(self) {
+            let at = ListParams::default().fields(&format!("status.podIP={ip}"));
+            if !host_pods
+                .list_metadata(&at)
+                .await
+                .on(Side::Host)?
+                .items
+                .is_empty()
+            {
+                fence.own_pods.insert(ip);
+            }
+        }
+        Ok(policy::check_endpoints(self, &fence))
     }
 }
 
@@ -142,8 +163,9 @@ impl Mirrored for NetworkPolicy {
     fn to_host(&self, placement: &Placement) -> Self {
         network_policy::translate(self, placement)
     }
-    fn refusals(&self, _syncer: &Syncer) -> Vec<Refusal> {
-        network_policy::refusals(self)
+    fn refusals(&self, _syncer: &Syncer) -> impl Future<Output = Result<Vec<Refusal>>> + Send {
+        let refusals = network_policy::refusals(self);
+        async { Ok(refusals) }
     }
 }
 
@@ -286,7 +308,7 @@ async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action
                 if !object.is_mirrored() {
                     return Ok(Action::await_change());
                 }
-                let refusals = object.refusals(syncer);
+                let refusals = object.refusals(syncer).await?;
                 if !refusals.is_empty() {
                     delete_host_copy::<K>(syncer, &object).await?;
                     refuse(syncer, object.as_ref(), &refusals).await;

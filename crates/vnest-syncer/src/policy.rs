@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use vnest_api::PodSecurityLevel;
+use vnest_api::cidr::Cidr;
 
 /// One rule of the policy (the `rule` label of the refusals metric).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -113,18 +114,51 @@ const BASELINE_CAPABILITIES: [&str; 13] = [
     "SYS_CHROOT",
 ];
 
+/// What a tenant Service's endpoints may not name on the host.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointFence {
+    /// The host's own addresses: every node's and the host apiserver's.
+    pub host: BTreeSet<IpAddr>,
+    /// Ranges tenant traffic must never reach: nodes, the host apiserver's
+    /// and DNS's endpoints, the pod subnets (other tenants' pods and
+    /// control planes), link-local.
+    pub host_ranges: Vec<Cidr>,
+    /// Addresses in those ranges that are the tenant's own pods (its
+    /// workloads namespace's host pods).
+    pub own_pods: BTreeSet<IpAddr>,
+}
+
+impl EndpointFence {
+    /// The addresses of `slice` that are in a host range: the ones whose
+    /// owner must be looked up ([`EndpointFence::own_pods`]).
+    pub fn in_host_ranges(&self, slice: &EndpointSlice) -> Vec<IpAddr> {
+        slice_addresses(slice)
+            .filter(|ip| self.host_ranges.iter().any(|r| r.contains_address(*ip)))
+            .collect()
+    }
+}
+
+fn slice_addresses(slice: &EndpointSlice) -> impl Iterator<Item = IpAddr> + '_ {
+    slice
+        .endpoints
+        .iter()
+        .flatten()
+        .flat_map(|e| &e.addresses)
+        // FQDN slices are not routed by kube-proxy.
+        .filter_map(|address| address.parse::<IpAddr>().ok())
+}
+
 /// Every address of `slice` (a tenant EndpointSlice about to be mirrored)
-/// that would point a host Service at the host itself: a node's address
-/// (its kubelet, its node ports), the host apiserver, or a loopback,
-/// link-local (cloud metadata), multicast or unspecified address. Host
-/// components that follow Services (an ingress controller, a service
-/// mesh) would otherwise proxy a tenant onto the host.
-pub fn check_endpoints(slice: &EndpointSlice, host: &BTreeSet<IpAddr>) -> Vec<Refusal> {
+/// that would point a host Service at something not the tenant's: a node
+/// (its kubelet, its node ports), the host apiserver or DNS, a pod that is
+/// not the tenant's own (another tenant's, a control plane's), or a
+/// loopback, link-local (cloud metadata), multicast or unspecified
+/// address. Host components that follow Services (an ingress controller, a
+/// service mesh) would otherwise proxy a tenant there, and the tenant's own
+/// pods would be led there too.
+pub fn check_endpoints(slice: &EndpointSlice, fence: &EndpointFence) -> Vec<Refusal> {
     let mut refusals = Vec::new();
-    for address in slice.endpoints.iter().flatten().flat_map(|e| &e.addresses) {
-        let Ok(ip) = address.parse::<IpAddr>() else {
-            continue; // FQDN slices are not routed by kube-proxy.
-        };
+    for ip in slice_addresses(slice) {
         let special = match ip {
             IpAddr::V4(v4) => {
                 v4.is_loopback()
@@ -140,11 +174,13 @@ pub fn check_endpoints(slice: &EndpointSlice, host: &BTreeSet<IpAddr>) -> Vec<Re
                     || v6.is_unicast_link_local()
             }
         };
-        if special || host.contains(&ip) {
+        let foreign = fence.host_ranges.iter().any(|r| r.contains_address(ip))
+            && !fence.own_pods.contains(&ip);
+        if special || fence.host.contains(&ip) || foreign {
             refusals.push(Refusal {
                 rule: Rule::EndpointAddress,
                 message: format!(
-                    "endpoint address {ip} is the host's own (a node, the host apiserver, loopback or link-local); a Service may not point there"
+                    "endpoint address {ip} is not this cluster's to point at (a node, the host apiserver or DNS, another cluster's pod, loopback or link-local); a Service may point at its own pods and at addresses outside the host"
                 ),
             });
         }
@@ -653,8 +689,14 @@ mod tests {
 
     #[test]
     fn endpoints_may_not_name_the_host() {
-        let host: BTreeSet<IpAddr> =
-            ["10.0.0.7".parse().unwrap(), "10.96.0.1".parse().unwrap()].into();
+        let fence = EndpointFence {
+            host: ["10.0.0.7".parse().unwrap(), "10.96.0.1".parse().unwrap()].into(),
+            host_ranges: ["10.244.0.0/16", "172.30.0.1/32", "100.100.100.200/32"]
+                .iter()
+                .map(|r| r.parse().unwrap())
+                .collect(),
+            own_pods: ["10.244.1.5".parse().unwrap()].into(),
+        };
         let slice = |address: &str| -> EndpointSlice {
             serde_json::from_value(json!({
                 "metadata": { "name": "s" }, "addressType": "IPv4",
@@ -668,13 +710,23 @@ mod tests {
             ("127.0.0.1", true),
             ("169.254.169.254", true),
             ("0.0.0.0", true),
+            // The tenant's own pod; another tenant's pod or control plane;
+            // the host apiserver's real endpoint; another cloud's metadata.
             ("10.244.1.5", false),
+            ("10.244.2.9", true),
+            ("172.30.0.1", true),
+            ("100.100.100.200", true),
             ("203.0.113.9", false),
             ("db.example.com", false),
         ] {
-            let refusals = check_endpoints(&slice(address), &host);
+            let refusals = check_endpoints(&slice(address), &fence);
             assert_eq!(!refusals.is_empty(), refused, "{address}: {refusals:?}");
             assert!(refusals.iter().all(|r| r.rule == Rule::EndpointAddress));
         }
+        let slice = slice("10.244.2.9");
+        assert_eq!(
+            fence.in_host_ranges(&slice),
+            ["10.244.2.9".parse::<IpAddr>().unwrap()]
+        );
     }
 }

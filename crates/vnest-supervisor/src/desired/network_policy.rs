@@ -58,9 +58,10 @@ pub struct HostAddresses {
     pub pod_cidrs: Vec<String>,
 }
 
-/// Link-local addresses: clouds serve instance metadata (and credentials)
-/// at 169.254.169.254 and similar.
-const LINK_LOCAL: &str = "169.254.0.0/16";
+/// Where clouds serve instance metadata (and credentials): link-local
+/// addresses (169.254.169.254 and similar), and Alibaba Cloud's
+/// 100.100.100.200.
+const METADATA: [&str; 2] = ["169.254.0.0/16", "100.100.100.200/32"];
 
 impl HostAddresses {
     /// Every range tenant traffic must not reach, each once, none inside
@@ -74,7 +75,7 @@ impl HostAddresses {
             .chain(&self.pod_cidrs)
             .filter_map(|text| text.parse().ok())
             .collect();
-        ranges.extend(LINK_LOCAL.parse::<Cidr>().ok());
+        ranges.extend(METADATA.iter().filter_map(|r| r.parse::<Cidr>().ok()));
         without_nested(ranges)
     }
 
@@ -88,8 +89,14 @@ impl HostAddresses {
         )
     }
 
+    /// The IPv4 ranges, as an `ipBlock` of `0.0.0.0/0` excepts them (an
+    /// exception must be of the block's family).
     fn as_cidrs(&self) -> Vec<String> {
-        self.ranges().iter().map(Cidr::to_string).collect()
+        self.ranges()
+            .iter()
+            .filter(|r| !r.is_ipv6())
+            .map(Cidr::to_string)
+            .collect()
     }
 }
 
@@ -453,6 +460,7 @@ mod tests {
             except,
             [
                 "10.244.0.0/16",
+                "100.100.100.200/32",
                 "169.254.0.0/16",
                 "172.30.0.1/32",
                 "172.30.0.10/32"
@@ -514,6 +522,7 @@ mod tests {
             ranges,
             [
                 "10.244.1.0/24",
+                "100.100.100.200/32",
                 "169.254.0.0/16",
                 "172.30.0.1/32",
                 "172.30.0.10/32",
