@@ -951,25 +951,9 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
     let _ = admin;
 }
 
-/// Applies `manifest` (a JSON value) in a tenant with its kubeconfig,
-/// retried for a while (a new namespace's default ServiceAccount, which
-/// pods need, comes a moment after the namespace).
+/// Applies `manifest` (a JSON value) in a tenant with its kubeconfig.
 async fn tenant_apply(kubeconfig: &Path, dir: &Path, file: &str, manifest: serde_json::Value) {
-    let path = dir.join(file);
-    std::fs::write(&path, serde_json::to_string(&manifest).unwrap()).unwrap();
-    let path = path.display().to_string();
-    wait_until(
-        &format!("{file} applies"),
-        Duration::from_secs(30),
-        || async {
-            let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &path]);
-            if !ok {
-                eprintln!("kubectl apply -f {path}: {out}{err}");
-            }
-            ok.then_some(())
-        },
-    )
-    .await;
+    apply_in_tenant(kubeconfig, dir, file, &manifest.to_string()).await;
 }
 
 /// Runs a probe pod `namespace/name` in a tenant until it printed

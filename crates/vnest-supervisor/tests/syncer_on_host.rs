@@ -203,7 +203,10 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         },
     )
     .await;
-    assert!(refused.contains("is not this cluster's to point at"), "{refused}");
+    assert!(
+        refused.contains("is not this cluster's to point at"),
+        "{refused}"
+    );
     let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
         Api::namespaced(client.clone(), &wl);
     assert!(

@@ -207,3 +207,24 @@ pub async fn tenant_kubeconfig(client: &Client, vc: &VirtualCluster, dir: &Path)
     std::fs::write(&path, &data["kubeconfig"].0).unwrap();
     path
 }
+
+/// Applies `text` (JSON or YAML) in a tenant with its kubeconfig, written
+/// to `dir/file` first; retried for up to 30 s (a new namespace's default
+/// ServiceAccount, which pods need, comes a moment after the namespace).
+pub async fn apply_in_tenant(kubeconfig: &Path, dir: &Path, file: &str, text: &str) {
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    wait_until(
+        &format!("{file} applies"),
+        Duration::from_secs(30),
+        || async {
+            let (ok, out, err) = kubectl(kubeconfig, &["apply", "-f", &path]);
+            if !ok {
+                eprintln!("kubectl apply -f {path}: {out}{err}");
+            }
+            ok.then_some(())
+        },
+    )
+    .await;
+}
