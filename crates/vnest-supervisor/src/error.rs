@@ -19,6 +19,8 @@ pub enum Error {
     StillDeleting(String),
     #[error("the object has no {0}")]
     Incomplete(&'static str),
+    #[error("making the apiserver's encryption key: {0}")]
+    EncryptionKey(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -12,7 +12,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -61,6 +61,31 @@ where
         + DeserializeOwned,
 {
     Ok(apply::apply_namespaced(&ctx.client, FIELD_MANAGER, object).await?)
+}
+
+/// Makes the apiserver's encryption key once. It is created, never applied:
+/// a key replaced would leave every Secret sealed with it unreadable.
+async fn ensure_encryption_key(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
+    let namespace = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    if secrets
+        .get_opt(apiserver::ENCRYPTION_SECRET)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut key))
+        .map_err(Error::EncryptionKey)?;
+    let secret = apiserver::encryption_secret(vc, &key);
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        // Made by a reconcile that ran at the same time: keep that one.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
@@ -119,6 +144,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     stages.push(explain(vc, ctx, datastore_stage, datastore::COMPONENT).await);
 
     apply_object(ctx, &apiserver::admission_secret(vc)).await?;
+    ensure_encryption_key(vc, ctx).await?;
     let deployment =
         apply_object(ctx, &apiserver::deployment(vc, &ctx.settings, &pki_data)).await?;
     let mut apiserver_stage = rollout_stage(

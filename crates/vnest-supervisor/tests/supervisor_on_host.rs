@@ -194,7 +194,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     // Neither tenant's credentials open the other's apiserver or etcd.
     let b_endpoint = b.status.as_ref().unwrap().endpoint.clone().unwrap();
     apiserver_refuses_foreign_credentials(&kubeconfig_a, &b_endpoint).await;
-    etcd_accepts_only_its_own_clients(&client, work.path()).await;
+    etcd_accepts_only_its_own_clients(&client, &kubeconfig_a, work.path()).await;
     network_policies_hold(&client, &admin, [&kubeconfig_a, &kubeconfig_b], work.path()).await;
     tenant_policies_narrow_and_never_widen(&client, [&kubeconfig_a, &kubeconfig_b], work.path())
         .await;
@@ -1279,7 +1279,10 @@ async fn apiserver_refuses_foreign_credentials(kubeconfig_a: &Path, b_endpoint: 
 /// `pods/portforward`: NetworkPolicy admits only the tenant's apiserver):
 /// its own apiserver's client certificate is accepted (so the address is
 /// reachable), the other tenant's is refused.
-async fn etcd_accepts_only_its_own_clients(client: &Client, dir: &Path) {
+/// Each tenant's etcd takes its own apiserver's client certificate and
+/// refuses the other tenant's; what the apiserver writes there of a Secret
+/// is sealed (encryption at rest), never the Secret's data.
+async fn etcd_accepts_only_its_own_clients(client: &Client, kubeconfig_a: &Path, dir: &Path) {
     let etcdctl = upstream_binaries().locate_binary("etcdctl").unwrap();
     let mut tenants = Vec::new();
     let mut forwards = Vec::new();
@@ -1297,7 +1300,7 @@ async fn etcd_accepts_only_its_own_clients(client: &Client, dir: &Path) {
         forwards.push(task);
         tenants.push((files, format!("127.0.0.1:{port}")));
     }
-    let health = |files: &Path, ip: &str| {
+    let etcd = |files: &Path, ip: &str, command: &[&str]| {
         std::process::Command::new(&etcdctl)
             .args([
                 &format!("--endpoints=https://{ip}"),
@@ -1312,12 +1315,12 @@ async fn etcd_accepts_only_its_own_clients(client: &Client, dir: &Path) {
                 ),
                 "--dial-timeout=5s",
                 "--command-timeout=5s",
-                "endpoint",
-                "health",
             ])
+            .args(command)
             .output()
             .unwrap()
     };
+    let health = |files: &Path, ip: &str| etcd(files, ip, &["endpoint", "health"]);
     for (own, theirs) in [(0, 1), (1, 0)] {
         let (own_files, own_ip) = &tenants[own];
         let ok = health(own_files, own_ip);
@@ -1333,6 +1336,32 @@ async fn etcd_accepts_only_its_own_clients(client: &Client, dir: &Path) {
             "another tenant's etcd accepted a foreign client"
         );
     }
+    let (ok, out, err) = kubectl(
+        kubeconfig_a,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "sealed",
+            "--from-literal=word=plain-text-marker",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (files, ip) = &tenants[0];
+    let stored = etcd(
+        files,
+        ip,
+        &[
+            "get",
+            "/registry/secrets/default/sealed",
+            "--print-value-only",
+        ],
+    );
+    let stored = String::from_utf8_lossy(&stored.stdout);
+    assert!(
+        stored.starts_with("k8s:enc:secretbox:v1:key1:") && !stored.contains("plain-text-marker"),
+        "a Secret is sealed in etcd: {stored}"
+    );
     for task in forwards {
         task.abort();
     }

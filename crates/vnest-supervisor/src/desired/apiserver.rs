@@ -26,6 +26,11 @@ const EXTERNAL_ETCD_DIR: &str = "/etc/vnest/etcd-client";
 /// The Secret with the apiserver's admission configuration.
 pub const ADMISSION_SECRET: &str = "apiserver-admission";
 const ADMISSION_FILE: &str = "admission.yaml";
+/// The Secret with the key the apiserver encrypts the tenant's Secrets
+/// with in etcd; made once and never replaced (what it encrypted would be
+/// lost).
+pub const ENCRYPTION_SECRET: &str = "apiserver-encryption";
+const ENCRYPTION_FILE: &str = "encryption.yaml";
 const WEBHOOK_KUBECONFIG_FILE: &str = "webhook.kubeconfig";
 
 /// The files of the PKI Secret the apiserver mounts (not the CA keys: only
@@ -77,6 +82,10 @@ pub fn args(vc: &VirtualCluster) -> Vec<String> {
             "--admission-control-config-file={}",
             pods::layout().dir.join(ADMISSION_FILE).display()
         ),
+        format!(
+            "--encryption-provider-config={}",
+            pods::layout().dir.join(ENCRYPTION_FILE).display()
+        ),
     ];
     let external = vc.spec.datastore.external.is_some();
     for arg in flags::apiserver_security(&pods::layout()) {
@@ -107,13 +116,25 @@ pub fn args(vc: &VirtualCluster) -> Vec<String> {
     args
 }
 
+/// Flags extra args may not set although vnest leaves them at their
+/// defaults: they switch admission plugins off or on (the default set,
+/// ServiceAccount and NodeRestriction among them, is part of the tenant's
+/// isolation from itself and what vnest's webhook relies on).
+const ADMISSION_FLAGS: [&str; 3] = [
+    "enable-admission-plugins",
+    "disable-admission-plugins",
+    "admission-control",
+];
+
 /// Extra apiserver flags may not replace a flag vnest sets: each of those is
 /// an isolation or wiring decision (authorization, admission, certificates,
-/// etcd). Returns the refused flags' names.
+/// etcd); nor may they change which admission plugins run. Returns the
+/// refused flags' names.
 pub fn protected_flags_in_extra_args(vc: &VirtualCluster) -> Vec<String> {
     let mut own = args(&VirtualCluster::new("probe", vc.spec.clone()));
     own.truncate(own.len() - vc.spec.control_plane.extra_api_server_args.len());
-    let protected: Vec<&str> = own.iter().map(|a| flag_name(a)).collect();
+    let mut protected: Vec<&str> = own.iter().map(|a| flag_name(a)).collect();
+    protected.extend(ADMISSION_FLAGS);
     vc.spec
         .control_plane
         .extra_api_server_args
@@ -172,6 +193,36 @@ pub fn admission_secret(vc: &VirtualCluster) -> Secret {
     }
 }
 
+/// The apiserver's encryption configuration, with `key`: the tenant's
+/// Secrets are written to etcd sealed with secretbox (XSalsa20-Poly1305),
+/// so neither a copy of etcd's data nor its volume left behind shows them;
+/// Secrets written before are still read as they are.
+pub fn encryption_secret(vc: &VirtualCluster, key: &[u8; 32]) -> Secret {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    let config = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\n\
+         kind: EncryptionConfiguration\n\
+         resources:\n\
+         - resources: [secrets]\n  \
+           providers:\n  \
+           - secretbox:\n      \
+               keys:\n      \
+               - name: key1\n        \
+                 secret: {key}\n  \
+           - identity: {{}}\n"
+    );
+    Secret {
+        metadata: pods::control_plane_meta(vc, ENCRYPTION_SECRET, COMPONENT),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            ENCRYPTION_FILE.to_owned(),
+            ByteString(config.into_bytes()),
+        )])),
+        ..Secret::default()
+    }
+}
+
 pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
@@ -189,6 +240,7 @@ pub fn deployment(
         &[
             (ADMISSION_SECRET, ADMISSION_FILE),
             (ADMISSION_SECRET, WEBHOOK_KUBECONFIG_FILE),
+            (ENCRYPTION_SECRET, ENCRYPTION_FILE),
         ],
     )];
     if vc.spec.datastore.external.is_some() {
@@ -294,13 +346,41 @@ mod tests {
         vc.spec.control_plane.extra_api_server_args = vec![
             "--audit-log-maxage=3".into(),
             "--authorization-mode=AlwaysAllow".into(),
+            "--disable-admission-plugins=ServiceAccount,NodeRestriction".into(),
             "--anonymous-auth=true".into(),
         ];
         let args = args(&vc);
         assert_eq!(args.last().unwrap(), "--anonymous-auth=true");
         assert_eq!(
             protected_flags_in_extra_args(&vc),
-            vec!["authorization-mode".to_owned()]
+            vec![
+                "authorization-mode".to_owned(),
+                "disable-admission-plugins".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_are_sealed_in_etcd_and_older_ones_still_read() {
+        let vc = VirtualCluster::new("a", Default::default());
+        let secret = encryption_secret(&vc, &[7u8; 32]);
+        let data = secret.data.unwrap();
+        let config: serde_json::Value =
+            serde_yaml_ng::from_slice(&data[ENCRYPTION_FILE].0).unwrap();
+        let rule = &config["resources"][0];
+        assert_eq!(rule["resources"], serde_json::json!(["secrets"]));
+        let key = rule["providers"][0]["secretbox"]["keys"][0]["secret"]
+            .as_str()
+            .unwrap();
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .unwrap();
+        assert_eq!(key, [7u8; 32]);
+        assert_eq!(rule["providers"][1], serde_json::json!({ "identity": {} }));
+        assert_eq!(
+            value(&args(&vc), "encryption-provider-config"),
+            Some("/etc/kubernetes/encryption.yaml")
         );
     }
 
