@@ -160,7 +160,7 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
         bind(pod, syncer, &node).await?;
     }
     sync_status(pod, &host_pod, syncer).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(next_look(pod)))
 }
 
 /// The labels carrying `pod`'s network identity on the host, from the
@@ -250,14 +250,34 @@ async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal]) -> Result<()> 
     Ok(())
 }
 
-/// A tenant ServiceAccount token for the pod, bound to it, in a host Secret
-/// the host pod mounts where the projected token would have been.
+/// How long the shortest of `pod`'s tokens lives: they are renewed when
+/// less than half of that is left.
+fn shortest_token_life(pod: &Pod) -> i64 {
+    translate::token_sources(pod)
+        .iter()
+        .map(|t| t.expiration_seconds.unwrap_or(TOKEN_SECONDS))
+        .min()
+        .unwrap_or(TOKEN_SECONDS)
+}
+
+/// How soon `pod` is looked at again: its resync, or sooner when a token
+/// must be renewed before then.
+fn next_look(pod: &Pod) -> Duration {
+    let half_life = u64::try_from(shortest_token_life(pod) / 2).unwrap_or(0);
+    RESYNC.min(Duration::from_secs(half_life.max(60)))
+}
+
+/// The tenant ServiceAccount tokens the pod's volumes ask for (one per
+/// audience and lifetime, [`translate::token_sources`]), bound to the pod,
+/// in a host Secret the host pod mounts where the projected tokens would
+/// have been, with the tenant's CA and the pod's namespace.
 async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
     let (namespace, name) = identity(pod);
     let secret_name = token_secret_name(namespace, name);
     let host_secrets: Api<Secret> =
         Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
-    let renew_after = Timestamp::now() + SignedDuration::from_secs(TOKEN_SECONDS / 2);
+    let sources = translate::token_sources(pod);
+    let renew_after = Timestamp::now() + SignedDuration::from_secs(shortest_token_life(pod) / 2);
     if let Some(existing) = host_secrets.get_opt(&secret_name).await.on(Side::Host)? {
         let expires = existing
             .metadata
@@ -265,7 +285,11 @@ async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
             .as_ref()
             .and_then(|a| a.get(TOKEN_EXPIRES))
             .and_then(|t| t.parse::<Timestamp>().ok());
-        if expires.is_some_and(|t| t > renew_after) {
+        let complete = existing
+            .data
+            .as_ref()
+            .is_some_and(|d| sources.iter().all(|t| d.contains_key(&t.key)));
+        if complete && expires.is_some_and(|t| t > renew_after) {
             return Ok(());
         }
     }
@@ -274,26 +298,37 @@ async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
         .as_ref()
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| "default".to_owned());
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: None,
-            expiration_seconds: Some(TOKEN_SECONDS),
-            bound_object_ref: Some(BoundObjectReference {
-                kind: Some("Pod".to_owned()),
-                api_version: Some("v1".to_owned()),
-                name: Some(name.to_owned()),
-                uid: pod.metadata.uid.clone(),
-            }),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
     let accounts: Api<ServiceAccount> = Api::namespaced(syncer.tenant.clone(), namespace);
-    let issued: TokenRequest = accounts
-        .create_subresource("token", &account, &PostParams::default(), &request)
-        .await
-        .on(Side::Tenant)?;
-    let status = issued.status.unwrap_or_default();
+    let mut data = BTreeMap::new();
+    let mut first_expiry: Option<Timestamp> = None;
+    for source in &sources {
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: source.audience.clone().map(|a| vec![a]),
+                expiration_seconds: Some(source.expiration_seconds.unwrap_or(TOKEN_SECONDS)),
+                bound_object_ref: Some(BoundObjectReference {
+                    kind: Some("Pod".to_owned()),
+                    api_version: Some("v1".to_owned()),
+                    name: Some(name.to_owned()),
+                    uid: pod.metadata.uid.clone(),
+                }),
+                ..TokenRequestSpec::default()
+            }),
+            ..TokenRequest::default()
+        };
+        let issued: TokenRequest = accounts
+            .create_subresource("token", &account, &PostParams::default(), &request)
+            .await
+            .on(Side::Tenant)?;
+        let status = issued.status.unwrap_or_default();
+        if let Some(expires) = status.expiration_timestamp.as_ref().map(|t| t.0) {
+            first_expiry = Some(first_expiry.map_or(expires, |f| f.min(expires)));
+        }
+        data.insert(
+            source.key.clone(),
+            ByteString(status.token.unwrap_or_default().into_bytes()),
+        );
+    }
     let ca = Api::<ConfigMap>::namespaced(syncer.tenant.clone(), namespace)
         .get_opt("kube-root-ca.crt")
         .await
@@ -301,11 +336,16 @@ async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
         .and_then(|cm| cm.data)
         .and_then(|d| d.get("ca.crt").cloned())
         .unwrap_or_default();
+    data.insert("ca.crt".to_owned(), ByteString(ca.into_bytes()));
+    data.insert(
+        "namespace".to_owned(),
+        ByteString(namespace.as_bytes().to_vec()),
+    );
     let mut labels = origin_labels(namespace);
     labels.insert(TOKEN_FOR_POD.to_owned(), "true".to_owned());
     let mut annotations = origin_annotations(namespace, name);
-    if let Some(expires) = &status.expiration_timestamp {
-        annotations.insert(TOKEN_EXPIRES.to_owned(), expires.0.to_string());
+    if let Some(expires) = first_expiry {
+        annotations.insert(TOKEN_EXPIRES.to_owned(), expires.to_string());
     }
     let secret = Secret {
         metadata: ObjectMeta {
@@ -316,17 +356,7 @@ async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([
-            (
-                "token".to_owned(),
-                ByteString(status.token.unwrap_or_default().into_bytes()),
-            ),
-            ("ca.crt".to_owned(), ByteString(ca.into_bytes())),
-            (
-                "namespace".to_owned(),
-                ByteString(namespace.as_bytes().to_vec()),
-            ),
-        ])),
+        data: Some(data),
         ..Secret::default()
     };
     apply_namespaced(&syncer.host, FIELD_MANAGER, &secret).await?;
@@ -453,5 +483,32 @@ fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
             tracing::warn!(namespace, name, %error, "pod sync failed; retrying");
             Action::requeue(Duration::from_secs(5))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pod_with_token(expiration: Option<i64>) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": "p", "namespace": "n" },
+            "spec": { "containers": [{ "name": "c" }], "volumes": [{ "name": "t", "projected": { "sources": [
+                { "serviceAccountToken": { "path": "token", "audience": "vault", "expirationSeconds": expiration } },
+            ] } }] },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_short_lived_token_is_renewed_before_it_expires() {
+        assert_eq!(shortest_token_life(&pod_with_token(Some(600))), 600);
+        assert_eq!(
+            next_look(&pod_with_token(Some(600))),
+            Duration::from_secs(300)
+        );
+        assert_eq!(shortest_token_life(&pod_with_token(None)), TOKEN_SECONDS);
+        assert_eq!(next_look(&pod_with_token(None)), RESYNC);
     }
 }

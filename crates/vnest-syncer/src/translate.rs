@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EnvVar, KeyToPath, LocalObjectReference, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, Pod, PodAffinityTerm, PodDNSConfig, PodDNSConfigOption, PodSpec,
-    Secret, SecretVolumeSource, Service, ServiceSpec, Toleration, Volume,
+    Secret, SecretProjection, Service, ServiceAccountTokenProjection, ServiceSpec, Toleration,
+    Volume, VolumeProjection,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
@@ -580,33 +581,19 @@ fn volume_on_host(mut volume: Volume, namespace: &str, pod: &str, token: bool) -
             ..ObjectMeta::default()
         });
     }
-    let has_token = volume.projected.as_ref().is_some_and(|p| {
-        p.sources
-            .iter()
-            .flatten()
-            .any(|s| s.service_account_token.is_some())
-    });
-    if has_token && token {
-        let mode = volume.projected.as_ref().and_then(|p| p.default_mode);
-        return Volume {
-            name: volume.name,
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(token_secret_name(namespace, pod)),
-                default_mode: mode,
-                items: Some(
-                    ["token", "ca.crt", "namespace"]
-                        .into_iter()
-                        .map(|k| KeyToPath {
-                            key: k.to_owned(),
-                            path: k.to_owned(),
-                            ..KeyToPath::default()
-                        })
-                        .collect(),
-                ),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        };
+    if token && let Some(projected) = volume.projected.as_mut() {
+        let secret = token_secret_name(namespace, pod);
+        let sources = projected.sources.take().unwrap_or_default();
+        projected.sources = Some(
+            sources
+                .into_iter()
+                .enumerate()
+                .flat_map(|(index, source)| {
+                    source_on_host(source, &volume.name, index, &secret, namespace)
+                })
+                .collect(),
+        );
+        return volume;
     }
     if let Some(projected) = volume.projected.as_mut() {
         for source in projected.sources.iter_mut().flatten() {
@@ -621,20 +608,148 @@ fn volume_on_host(mut volume: Volume, namespace: &str, pod: &str, token: bool) -
     volume
 }
 
+/// One ServiceAccount token a pod's volumes ask for: the key of the pod's
+/// token Secret it is kept under, and what it is requested with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenSource {
+    pub key: String,
+    pub audience: Option<String>,
+    pub expiration_seconds: Option<i64>,
+}
+
+/// The key of the token every plain `serviceAccountToken` source shares
+/// (the apiserver's audience, vnest's lifetime).
+pub const DEFAULT_TOKEN_KEY: &str = "token";
+/// The lifetime the standard `kube-api-access` volume asks for; its token
+/// is the shared one (the apiserver extends it anyway).
+const KUBE_API_ACCESS_SECONDS: i64 = 3607;
+
+/// The token source `index` of projected volume `volume` stands for.
+fn token_source(volume: &str, index: usize, token: &ServiceAccountTokenProjection) -> TokenSource {
+    let expiration = token
+        .expiration_seconds
+        .filter(|s| *s != KUBE_API_ACCESS_SECONDS);
+    if token.audience.is_none() && expiration.is_none() {
+        return TokenSource {
+            key: DEFAULT_TOKEN_KEY.to_owned(),
+            audience: None,
+            expiration_seconds: None,
+        };
+    }
+    TokenSource {
+        key: format!("token-{volume}-{index}"),
+        audience: token.audience.clone(),
+        expiration_seconds: expiration,
+    }
+}
+
+/// Every ServiceAccount token the pod's projected volumes ask for, each
+/// once, with its audience and lifetime.
+pub fn token_sources(pod: &Pod) -> Vec<TokenSource> {
+    let mut sources: Vec<TokenSource> = Vec::new();
+    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let projected = volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten());
+        for (index, source) in projected.enumerate() {
+            if let Some(token) = &source.service_account_token {
+                let wanted = token_source(&volume.name, index, token);
+                if !sources.contains(&wanted) {
+                    sources.push(wanted);
+                }
+            }
+        }
+    }
+    sources
+}
+
 /// Whether the pod mounts a ServiceAccount token.
 pub fn wants_token(pod: &Pod) -> bool {
-    pod.spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .any(|v| {
-            v.projected.as_ref().is_some_and(|p| {
-                p.sources
-                    .iter()
-                    .flatten()
-                    .any(|s| s.service_account_token.is_some())
-            })
-        })
+    !token_sources(pod).is_empty()
 }
+
+/// Projection `source` (number `index` of volume `volume`) as the host pod
+/// mounts it: a token from the pod's token Secret (`secret`), issued by
+/// the tenant with the source's audience and lifetime, at the source's
+/// path; the tenant's CA (`kube-root-ca.crt`) and namespace from the same
+/// Secret; other ConfigMaps and Secrets renamed to their host copies.
+fn source_on_host(
+    mut source: VolumeProjection,
+    volume: &str,
+    index: usize,
+    secret: &str,
+    namespace: &str,
+) -> Vec<VolumeProjection> {
+    let from_secret = |items: Vec<KeyToPath>| VolumeProjection {
+        secret: Some(SecretProjection {
+            name: secret.to_owned(),
+            items: Some(items),
+            optional: None,
+        }),
+        ..VolumeProjection::default()
+    };
+    let item = |key: &str, path: String, mode: Option<i32>| KeyToPath {
+        key: key.to_owned(),
+        path,
+        mode,
+        ..KeyToPath::default()
+    };
+    if let Some(token) = &source.service_account_token {
+        let key = token_source(volume, index, token).key;
+        return vec![from_secret(vec![item(&key, token.path.clone(), None)])];
+    }
+    if let Some(config_map) = source.config_map.as_mut() {
+        if config_map.name == ROOT_CA_CONFIG_MAP {
+            let items = config_map
+                .items
+                .clone()
+                .unwrap_or_else(|| vec![item(ROOT_CA_KEY, ROOT_CA_KEY.to_owned(), None)])
+                .into_iter()
+                .filter(|i| i.key == ROOT_CA_KEY)
+                .map(|i| item(ROOT_CA_KEY, i.path, i.mode))
+                .collect();
+            return vec![from_secret(items)];
+        }
+        config_map.name = host_name(namespace, &config_map.name);
+    }
+    if let Some(tenant_secret) = source.secret.as_mut() {
+        tenant_secret.name = host_name(namespace, &tenant_secret.name);
+    }
+    let mut projections = Vec::new();
+    if let Some(downward) = source.downward_api.as_mut() {
+        // The host pod's namespace is not the tenant's.
+        let (namespace_items, others): (Vec<_>, Vec<_>) = downward
+            .items
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|i| {
+                i.field_ref
+                    .as_ref()
+                    .is_some_and(|f| f.field_path == "metadata.namespace")
+            });
+        if !namespace_items.is_empty() {
+            projections.push(from_secret(
+                namespace_items
+                    .into_iter()
+                    .map(|i| item("namespace", i.path, i.mode))
+                    .collect(),
+            ));
+        }
+        if others.is_empty() {
+            return projections;
+        }
+        downward.items = Some(others);
+    }
+    projections.push(source);
+    projections
+}
+
+/// The ConfigMap with the tenant's CA that every tenant namespace holds;
+/// the pod's token Secret carries the same, under [`ROOT_CA_KEY`].
+const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+const ROOT_CA_KEY: &str = "ca.crt";
 
 #[cfg(test)]
 mod tests {
@@ -757,12 +872,21 @@ mod tests {
             volumes[0].config_map.as_ref().unwrap().name,
             host_name("shop", "settings")
         );
-        let token = volumes[1].secret.as_ref().unwrap();
+        // The standard token volume: token, CA and namespace from the pod's
+        // token Secret, at the same paths.
+        let projected = serde_json::to_value(volumes[1].projected.as_ref().unwrap()).unwrap();
+        let secret = token_secret_name("shop", "web");
         assert_eq!(
-            token.secret_name.as_deref(),
-            Some(token_secret_name("shop", "web").as_str())
+            projected["sources"],
+            json!([
+                { "secret": { "name": secret, "items": [{ "key": "token", "path": "token" }] } },
+                { "secret": { "name": secret, "items": [{ "key": "ca.crt", "path": "ca.crt" }] } },
+            ])
         );
-        assert!(volumes[1].projected.is_none(), "no projected host token");
+        assert!(
+            !projected.to_string().contains("serviceAccountToken"),
+            "no host token"
+        );
 
         let dns = spec.dns_config.as_ref().unwrap();
         assert_eq!(spec.dns_policy.as_deref(), Some("None"));
@@ -815,6 +939,53 @@ mod tests {
         assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
         assert!(
             spec.volume_name.is_none() && spec.selector.is_none() && spec.data_source.is_none()
+        );
+    }
+
+    #[test]
+    fn token_sources_keep_their_audience_lifetime_and_path() {
+        let mut tenant = tenant_pod();
+        let volume: Volume = serde_json::from_value(json!({
+            "name": "vault", "projected": { "defaultMode": 288, "sources": [
+                { "serviceAccountToken": { "path": "vault/token", "audience": "vault", "expirationSeconds": 600 } },
+                { "serviceAccountToken": { "path": "api/token" } },
+                { "configMap": { "name": "settings", "items": [{ "key": "a", "path": "a" }] } },
+                { "downwardAPI": { "items": [
+                    { "path": "ns", "fieldRef": { "fieldPath": "metadata.namespace" } },
+                    { "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" } },
+                ] } },
+            ] },
+        }))
+        .unwrap();
+        tenant.spec.as_mut().unwrap().volumes = Some(vec![volume]);
+        assert_eq!(
+            token_sources(&tenant),
+            [
+                TokenSource {
+                    key: "token-vault-0".into(),
+                    audience: Some("vault".into()),
+                    expiration_seconds: Some(600),
+                },
+                TokenSource {
+                    key: DEFAULT_TOKEN_KEY.into(),
+                    audience: None,
+                    expiration_seconds: None,
+                },
+            ]
+        );
+        let host = pod(&tenant, &placement(), true, &BTreeMap::new()).unwrap();
+        let volume = serde_json::to_value(&host.spec.unwrap().volumes.unwrap()[0]).unwrap();
+        let secret = token_secret_name("shop", "web");
+        assert_eq!(volume["projected"]["defaultMode"], 288);
+        assert_eq!(
+            volume["projected"]["sources"],
+            json!([
+                { "secret": { "name": secret, "items": [{ "key": "token-vault-0", "path": "vault/token" }] } },
+                { "secret": { "name": secret, "items": [{ "key": "token", "path": "api/token" }] } },
+                { "configMap": { "name": host_name("shop", "settings"), "items": [{ "key": "a", "path": "a" }] } },
+                { "secret": { "name": secret, "items": [{ "key": "namespace", "path": "ns" }] } },
+                { "downwardAPI": { "items": [{ "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" } }] } },
+            ])
         );
     }
 
