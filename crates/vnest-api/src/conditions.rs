@@ -16,6 +16,10 @@ pub const PID_LIMIT: &str = "PIDLimit";
 /// Whether a Dedicated pool has its nodes to itself (no other
 /// VirtualCluster's pool takes any of them); not a stage either.
 pub const NODE_POOL: &str = "NodePool";
+/// Whether the control plane's pods run apart from other VirtualClusters'
+/// pools (a container escape on a node reaches what runs there, this
+/// cluster's CA keys among it); not a stage either.
+pub const CONTROL_PLANE_PLACEMENT: &str = "ControlPlanePlacement";
 
 /// The stages in the order they come.
 pub const STAGES: [&str; 6] = [

@@ -72,6 +72,27 @@ impl Pools {
     }
 }
 
+impl Pools {
+    /// Every other VirtualCluster whose pool takes some of `nodes`, with
+    /// those nodes.
+    pub fn others_on(&self, vc: &VirtualCluster, nodes: &[String]) -> Vec<(String, Vec<String>)> {
+        let me = key(vc);
+        self.pools
+            .iter()
+            .filter(|(other, _)| *other != me)
+            .filter_map(|(other, selector)| {
+                let theirs: Vec<String> = self
+                    .members(selector)
+                    .iter()
+                    .map(|n| n.name_any())
+                    .filter(|n| nodes.contains(n))
+                    .collect();
+                (!theirs.is_empty()).then(|| (other.clone(), theirs))
+            })
+            .collect()
+    }
+}
+
 fn key(vc: &VirtualCluster) -> String {
     format!("{}/{}", vc.namespace().unwrap_or_default(), vc.name_any())
 }

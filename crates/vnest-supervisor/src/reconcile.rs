@@ -63,6 +63,23 @@ where
     Ok(apply::apply_namespaced(&ctx.client, FIELD_MANAGER, object).await?)
 }
 
+/// The nodes the control plane's pods run on, each once.
+async fn control_plane_nodes(vc: &VirtualCluster, ctx: &Context) -> Result<Vec<String>> {
+    let namespace = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(ctx.client.clone(), &namespace);
+    let mut nodes: Vec<String> = pods
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.spec?.node_name)
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    Ok(nodes)
+}
+
 /// Makes the apiserver's encryption key once. It is created, never applied:
 /// a key replaced would leave every Secret sealed with it unreadable.
 async fn ensure_encryption_key(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
@@ -205,6 +222,13 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         let limits = ctx.kubelets.pid_limits(&pool).await;
         stages.push(status::pid_limit(wanted, &limits));
     }
+    if !vc.spec.paused {
+        let nodes = control_plane_nodes(vc, ctx).await?;
+        stages.push(status::control_plane_placement(
+            &nodes,
+            &pools.others_on(vc, &nodes),
+        ));
+    }
 
     let version = is_ready.then(|| pods::kubernetes_version(vc).to_owned());
     let new_status = VirtualClusterStatus {
@@ -250,7 +274,13 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     // admin's to change: nothing to look at again every few seconds.)
     let settled = vc.spec.paused
         || new_status.conditions.iter().all(|c| {
-            c.status == "True" || [status::PID_LIMIT, status::NODE_POOL].contains(&c.type_.as_str())
+            c.status == "True"
+                || [
+                    status::PID_LIMIT,
+                    status::NODE_POOL,
+                    status::CONTROL_PLANE_PLACEMENT,
+                ]
+                .contains(&c.type_.as_str())
         });
     let recheck = if settled {
         Duration::from_secs(300)

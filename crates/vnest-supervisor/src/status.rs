@@ -8,8 +8,8 @@ use vnest_api::{Phase, VirtualCluster};
 
 use vnest_api::NodePoolMode;
 pub use vnest_api::conditions::{
-    APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROLLER_MANAGER, DATASTORE, NODE_POOL, PID_LIMIT,
-    READY, SYNCER,
+    APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROL_PLANE_PLACEMENT, CONTROLLER_MANAGER, DATASTORE,
+    NODE_POOL, PID_LIMIT, READY, SYNCER,
 };
 
 use crate::pool_nodes::NodePidLimit;
@@ -158,6 +158,42 @@ pub fn node_pool(mode: NodePoolMode, nodes: usize, shared_with: &[(String, Vec<S
             format!("{nodes} nodes, shared with {sharing}"),
         ),
     }
+}
+
+/// Whether the control plane's pods (on `nodes`) run apart from other
+/// VirtualClusters' pools (`others`, with the nodes they share): a tenant
+/// escaping its container there would reach this cluster's CA keys.
+pub fn control_plane_placement(nodes: &[String], others: &[(String, Vec<String>)]) -> Stage {
+    if nodes.is_empty() {
+        return Stage::waiting(
+            CONTROL_PLANE_PLACEMENT,
+            "NotScheduled",
+            "the control plane's pods are on no node yet",
+        );
+    }
+    if others.is_empty() {
+        return Stage::ok(
+            CONTROL_PLANE_PLACEMENT,
+            "ApartFromTenants",
+            format!(
+                "the control plane runs on {}, where no other VirtualCluster's pool runs",
+                nodes.join(", ")
+            ),
+        );
+    }
+    let sharing = others
+        .iter()
+        .map(|(other, nodes)| format!("{other} ({})", nodes.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Stage::waiting(
+        CONTROL_PLANE_PLACEMENT,
+        "OnTenantNodes",
+        format!(
+            "the control plane (which holds this cluster's CA keys) runs on {}, nodes other VirtualClusters' pools take: {sharing}; a container escape there reaches it. Set spec.controlPlane.nodeSelector to nodes outside every pool",
+            nodes.join(", ")
+        ),
+    )
 }
 
 /// Whether every pool node limits a pod to `wanted` processes or fewer,
@@ -317,6 +353,21 @@ mod tests {
         assert_eq!(unknown.reason, "Unknown");
         assert!(unknown.message.contains("n4 (refused)"));
         assert_eq!(pid_limit(256, &[]).reason, "NoPoolNodes");
+    }
+
+    #[test]
+    fn a_control_plane_on_another_tenants_pool_says_whose_and_what_to_do() {
+        let nodes = ["n1".to_owned(), "n2".to_owned()];
+        let apart = control_plane_placement(&nodes, &[]);
+        assert!(apart.ok);
+        assert_eq!(apart.reason, "ApartFromTenants");
+        let others = [("t/b".to_owned(), vec!["n2".to_owned()])];
+        let shared = control_plane_placement(&nodes, &others);
+        assert!(!shared.ok);
+        assert_eq!(shared.reason, "OnTenantNodes");
+        assert!(shared.message.contains("t/b (n2)"), "{}", shared.message);
+        assert!(shared.message.contains("spec.controlPlane.nodeSelector"));
+        assert_eq!(control_plane_placement(&[], &[]).reason, "NotScheduled");
     }
 
     #[test]

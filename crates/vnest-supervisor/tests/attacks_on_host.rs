@@ -59,6 +59,9 @@ enum HostCheck {
     /// No more host Services than the quota, and the tenant's create of a
     /// Service over it was refused quoting the host.
     ServicesWithinQuota,
+    /// A pod pointed at the host's DNS (10.96.0.10) gets no answer, while
+    /// its own cluster's DNS answers it.
+    HostDnsClosed,
     /// No more host ConfigMaps than the quota, and one over it has a
     /// `Refused` event quoting the host.
     ConfigMapsWithinQuota,
@@ -310,6 +313,20 @@ fn attempts() -> Vec<Attempt> {
             expect: OnHost(ServicesWithinQuota),
         },
         Attempt {
+            tries: "resolve through the host's DNS (which knows every host Service)",
+            technique: "T1046 Network Service Discovery",
+            kind: "pod",
+            name: "host-dns",
+            manifest: r#"{ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "host-dns" },
+                "spec": { "terminationGracePeriodSeconds": 1, "dnsPolicy": "None", "dnsConfig": { "nameservers": ["10.96.0.10"] },
+                    "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+                    "containers": [{ "name": "c", "image": "@IMAGE@", "imagePullPolicy": "Never",
+                      "command": ["sh", "-c", "n=0; until nslookup kubernetes.default.svc.cluster.local @TENANT_DNS@ >/dev/null 2>&1 || [ $n -ge 30 ]; do n=$((n+1)); sleep 1; done; if [ $n -lt 30 ]; then echo OWN-DNS-ANSWERS; fi; if nslookup kubernetes.default.svc.cluster.local 10.96.0.10 >/dev/null 2>&1; then echo HOST-DNS-ANSWERS; else echo HOST-DNS-CLOSED; fi; sleep 3600"],
+                      "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } } }] } }"#,
+            admitted: true,
+            expect: OnHost(HostDnsClosed),
+        },
+        Attempt {
             tries: "fill the host's etcd with ConfigMaps",
             technique: "T1499 Endpoint Denial of Service",
             kind: "configmap",
@@ -375,6 +392,19 @@ async fn what_a_hostile_tenant_admin_tries_is_refused_or_contained() {
             .unwrap();
         list.items[0].status.clone().unwrap().pod_ip.unwrap()
     };
+    let (ok, tenant_dns, err) = kubectl(
+        &tenant,
+        &[
+            "get",
+            "service",
+            "-n",
+            "kube-system",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    assert!(ok && !tenant_dns.is_empty(), "{err}");
     // The selector-less Service the EndpointSlices belong to.
     apply_in_tenant(
         &tenant,
@@ -394,7 +424,8 @@ async fn what_a_hostile_tenant_admin_tries_is_refused_or_contained() {
             .replace("@IMAGE@", IMAGE)
             .replace("@HOST_APISERVER@", &host_apiserver)
             .replace("@HOST_DNS@", &host_dns)
-            .replace("@OWN_APISERVER_POD@", &own_apiserver_pod);
+            .replace("@OWN_APISERVER_POD@", &own_apiserver_pod)
+            .replace("@TENANT_DNS@", &tenant_dns);
         if attempt.admitted {
             let file = format!("{}.json", attempt.name);
             apply_in_tenant(&tenant, work.path(), &file, &manifest).await;
@@ -627,6 +658,24 @@ async fn on_host(
                     return Err("the pod read the tenant's forged Secret".to_owned());
                 }
                 Ok("the pod holds the token vnest issued".to_owned())
+            })
+            .await
+        }
+        HostCheck::HostDnsClosed => {
+            within_a_minute(|| async {
+                let (ok, logs, err) = kubectl(tenant, &["logs", "host-dns"]);
+                if !ok || !logs.contains("HOST-DNS-") {
+                    return Err(format!("no answer yet: {logs}{err}"));
+                }
+                if !logs.contains("OWN-DNS-ANSWERS") {
+                    return Err(format!(
+                        "its own DNS did not answer, so nothing is shown: {logs}"
+                    ));
+                }
+                if logs.contains("HOST-DNS-ANSWERS") {
+                    return Err("the host's DNS answered a tenant pod".to_owned());
+                }
+                Ok("its own DNS answers; the host's does not".to_owned())
             })
             .await
         }

@@ -286,6 +286,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
         .collect();
     assert!(names.contains(&"vnest-etcd".to_owned()), "{names:?}");
     a_layer_switched_off_leaves_the_host(&vcs, &client, &wl).await;
+    control_plane_placement_is_reported(&vcs, &client, &cp).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &cp);
     // Only the syncer (vnest's own, with rights in its workloads namespace
     // alone) holds a host token.
@@ -496,6 +497,52 @@ async fn a_layer_switched_off_leaves_the_host(
             },
         )
         .await;
+    }
+}
+
+/// team-a's `ControlPlanePlacement` condition tells where its control
+/// plane runs, and names team-b when a control-plane pod runs on team-b's
+/// pool node (vnest-node2): a container escape there would reach team-a's
+/// CA keys.
+async fn control_plane_placement_is_reported(vcs: &Api<VirtualCluster>, client: &Client, cp: &str) {
+    let condition = wait_until(
+        "team-a reports where its control plane runs",
+        Duration::from_secs(60),
+        || async {
+            let vc = vcs.get("team-a").await.ok()?;
+            vc.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == vnest_api::conditions::CONTROL_PLANE_PLACEMENT)
+        },
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), cp);
+    let nodes: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.spec?.node_name)
+        .collect();
+    eprintln!(
+        "team-a's control plane on {nodes:?}: {} {}",
+        condition.reason, condition.message
+    );
+    if nodes.iter().any(|n| n == "vnest-node2") {
+        assert_eq!(condition.status, "False", "{condition:?}");
+        assert_eq!(condition.reason, "OnTenantNodes");
+        assert!(
+            condition.message.contains("tenants/team-b (vnest-node2)"),
+            "{condition:?}"
+        );
+    }
+    for node in &nodes {
+        assert!(
+            condition.message.contains(node.as_str()),
+            "{node}: {condition:?}"
+        );
     }
 }
 
