@@ -425,6 +425,16 @@ pub fn pod(
                 !e.name.starts_with("KUBERNETES_SERVICE_") && !e.name.starts_with("KUBERNETES_PORT")
             })
             .map(|mut e| {
+                // The pod's identity is the tenant's, not the host pod's.
+                let identity = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|from| from.field_ref.as_ref())
+                    .and_then(|field| tenant_field(tenant, &field.field_path));
+                if let Some(value) = identity {
+                    e.value = Some(value);
+                    e.value_from = None;
+                }
                 if let Some(from) = e.value_from.as_mut() {
                     if let Some(r) = from.config_map_key_ref.as_mut() {
                         r.name = rename(&r.name);
@@ -520,6 +530,37 @@ fn no_pods() -> LabelSelector {
             },
         ]),
         ..LabelSelector::default()
+    }
+}
+
+/// Downward-API field `path` as the tenant pod has it, where the host pod's
+/// would differ: its name, namespace, UID, ServiceAccount, and one of its
+/// labels or annotations (the host pod carries vnest's own besides, and not
+/// the tenant's annotations). `None` for what the host's kubelet reports
+/// truly (addresses, node, resources).
+fn tenant_field(tenant: &Pod, path: &str) -> Option<String> {
+    let meta = &tenant.metadata;
+    let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(map.and_then(|m| m.get(key)).cloned().unwrap_or_default())
+    };
+    match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => Some(
+            meta.namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+        ),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.serviceAccountName" => Some(
+            tenant
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .unwrap_or_else(|| "default".to_owned()),
+        ),
+        _ => keyed("metadata.labels['", meta.labels.as_ref())
+            .or_else(|| keyed("metadata.annotations['", meta.annotations.as_ref())),
     }
 }
 
@@ -939,6 +980,50 @@ mod tests {
         assert_eq!(spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
         assert!(
             spec.volume_name.is_none() && spec.selector.is_none() && spec.data_source.is_none()
+        );
+    }
+
+    #[test]
+    fn environment_from_the_downward_api_tells_the_tenant_pods_identity() {
+        let mut tenant = tenant_pod();
+        tenant.metadata.uid = Some("u-1".into());
+        tenant.metadata.annotations = Some(BTreeMap::from([("team".into(), "a".into())]));
+        let field = |path: &str| json!({ "fieldRef": { "fieldPath": path } });
+        tenant.spec.as_mut().unwrap().containers[0].env = Some(
+            serde_json::from_value(json!([
+                { "name": "NAME", "valueFrom": field("metadata.name") },
+                { "name": "NAMESPACE", "valueFrom": field("metadata.namespace") },
+                { "name": "UID", "valueFrom": field("metadata.uid") },
+                { "name": "ACCOUNT", "valueFrom": field("spec.serviceAccountName") },
+                { "name": "TEAM", "valueFrom": field("metadata.annotations['team']") },
+                { "name": "APP", "valueFrom": field("metadata.labels['app']") },
+                { "name": "MISSING", "valueFrom": field("metadata.labels['nope']") },
+                { "name": "IP", "valueFrom": field("status.podIP") },
+            ]))
+            .unwrap(),
+        );
+        let host = pod(&tenant, &placement(), false, &BTreeMap::new()).unwrap();
+        let env = host.spec.unwrap().containers[0].env.clone().unwrap();
+        let of = |name: &str| env.iter().find(|e| e.name == name).unwrap().clone();
+        for (name, value) in [
+            ("NAME", "web"),
+            ("NAMESPACE", "shop"),
+            ("UID", "u-1"),
+            ("ACCOUNT", "builder"),
+            ("TEAM", "a"),
+            ("APP", "web"),
+            ("MISSING", ""),
+        ] {
+            let e = of(name);
+            assert_eq!(
+                (e.value.as_deref(), e.value_from.is_none()),
+                (Some(value), true),
+                "{name}"
+            );
+        }
+        assert!(
+            of("IP").value_from.is_some(),
+            "the host's kubelet knows the pod's address"
         );
     }
 
