@@ -55,24 +55,9 @@ impl Pools {
             .iter()
             .map(|n| n.name_any())
             .collect();
-        let me = key(vc);
-        self.pools
-            .iter()
-            .filter(|(other, _)| *other != me)
-            .filter_map(|(other, selector)| {
-                let shared: Vec<String> = self
-                    .members(selector)
-                    .iter()
-                    .map(|n| n.name_any())
-                    .filter(|n| own.contains(n))
-                    .collect();
-                (!shared.is_empty()).then(|| (other.clone(), shared))
-            })
-            .collect()
+        self.others_on(vc, &own)
     }
-}
 
-impl Pools {
     /// Every other VirtualCluster whose pool takes some of `nodes`, with
     /// those nodes.
     pub fn others_on(&self, vc: &VirtualCluster, nodes: &[String]) -> Vec<(String, Vec<String>)> {
