@@ -56,6 +56,18 @@ pub fn token_secret_name(namespace: &str, pod: &str) -> String {
     )
 }
 
+/// Tenant `labels` of an object of tenant namespace `namespace`, as its
+/// host copy carries them: none in vnest's domain (a tenant cannot forge
+/// one), plus where the object came from.
+fn labels_on_host(namespace: &str, labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut on_host: BTreeMap<String, String> = labels
+        .into_iter()
+        .filter(|(k, _)| !is_vnest_key(k))
+        .collect();
+    on_host.extend(origin_labels(namespace));
+    on_host
+}
+
 pub(crate) fn host_meta(
     meta: &ObjectMeta,
     placement: &Placement,
@@ -63,15 +75,10 @@ pub(crate) fn host_meta(
 ) -> ObjectMeta {
     let namespace = meta.namespace.as_deref().unwrap_or("default");
     let name = meta.name.as_deref().unwrap_or_default();
-    let mut all_labels: BTreeMap<String, String> = labels
-        .into_iter()
-        .filter(|(k, _)| !is_vnest_key(k))
-        .collect();
-    all_labels.extend(origin_labels(namespace));
     ObjectMeta {
         name: Some(host_name(namespace, name)),
         namespace: Some(placement.host_namespace.clone()),
-        labels: Some(all_labels),
+        labels: Some(labels_on_host(namespace, labels)),
         annotations: Some(origin_annotations(namespace, name)),
         ..ObjectMeta::default()
     }
@@ -251,11 +258,11 @@ pub fn endpoint_slice(tenant: &EndpointSlice, placement: &Placement) -> Endpoint
 pub fn service(tenant: &Service, placement: &Placement) -> Service {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
     let spec = tenant.spec.clone().unwrap_or_default();
-    let selector = spec.selector.filter(|s| !s.is_empty()).map(|mut s| {
-        s.retain(|k, _| !is_vnest_key(k));
-        s.extend(origin_labels(namespace));
-        s
-    });
+    // The labels its pods carry on the host.
+    let selector = spec
+        .selector
+        .filter(|s| !s.is_empty())
+        .map(|s| labels_on_host(namespace, s));
     let ports = spec.ports.map(|ports| {
         ports
             .into_iter()
@@ -319,15 +326,10 @@ pub enum NotYet {
 /// (`network`, from [`crate::network_policy::pod_labels`]).
 pub fn pod_labels(tenant: &Pod, network: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
-    let mut labels: BTreeMap<String, String> = tenant
-        .metadata
-        .labels
-        .iter()
-        .flatten()
-        .filter(|(k, _)| !is_vnest_key(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    labels.extend(origin_labels(namespace));
+    let mut labels = labels_on_host(
+        namespace,
+        tenant.metadata.labels.clone().unwrap_or_default(),
+    );
     labels.extend(network.clone());
     labels
 }
