@@ -265,6 +265,13 @@ pub struct Isolation {
     #[x_kube(validation = Rule::new("self >= 16").message("must be at least 16"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_limit: Option<i64>,
+    /// How tenant pod labels appear on their host pods: `Prefixed` (the
+    /// default) moves each key under vnest's domain (`app` as
+    /// `pod.vnest.dev/app`), so no host selector can be made to select a
+    /// tenant pod; `Verbatim` keeps the tenant's keys, for host tooling
+    /// that selects tenant pods by their own labels.
+    #[serde(default)]
+    pub pod_labels: PodLabels,
 }
 
 fn yes() -> bool {
@@ -280,7 +287,44 @@ impl Default for Isolation {
             default_container_resources: None,
             runtime_class_name: None,
             pid_limit: None,
+            pod_labels: PodLabels::default(),
         }
+    }
+}
+
+/// How tenant pod labels appear on their host pods.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PodLabels {
+    /// Each key moved under vnest's domain (`app` as `pod.vnest.dev/app`),
+    /// so that no selector the host's admin writes for the host's own pods
+    /// (a NetworkPolicy peer, a PodDisruptionBudget, a monitoring target)
+    /// can be made to select a tenant pod (the default).
+    #[default]
+    Prefixed,
+    /// As the tenant wrote them (but none in vnest's domain), for host
+    /// tooling that selects tenant pods by their own labels: the tenant
+    /// can then put its pods under any such selector.
+    Verbatim,
+}
+
+impl PodLabels {
+    /// The choice as the syncer's `--pod-labels` flag spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodLabels::Prefixed => "prefixed",
+            PodLabels::Verbatim => "verbatim",
+        }
+    }
+}
+
+impl std::str::FromStr for PodLabels {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [PodLabels::Prefixed, PodLabels::Verbatim]
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not prefixed or verbatim"))
     }
 }
 

@@ -65,6 +65,9 @@ enum HostCheck {
     /// No more host ConfigMaps than the quota, and one over it has a
     /// `Refused` event quoting the host.
     ConfigMapsWithinQuota,
+    /// The host's selector of its own DNS pods (`k8s-app=kube-dns`) does not
+    /// select the tenant pod labelled like them.
+    HostSelectorsNotFooled,
 }
 
 struct Attempt {
@@ -325,6 +328,16 @@ fn attempts() -> Vec<Attempt> {
                       "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } } }] } }"#,
             admitted: true,
             expect: OnHost(HostDnsClosed),
+        },
+        Attempt {
+            tries: "pass a pod off as the host's DNS to the host's own selectors",
+            technique: "T1036 Masquerading",
+            kind: "pod",
+            name: "masquerade",
+            manifest: r#"{ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "masquerade", "labels": { "k8s-app": "kube-dns" } },
+                "spec": { @RESTRICTED@ } }"#,
+            admitted: true,
+            expect: OnHost(HostSelectorsNotFooled),
         },
         Attempt {
             tries: "fill the host's etcd with ConfigMaps",
@@ -644,6 +657,39 @@ async fn on_host(
                 }
                 Ok(format!(
                     "the term selects {selector} in the workloads namespace only"
+                ))
+            })
+            .await
+        }
+        HostCheck::HostSelectorsNotFooled => {
+            within_a_minute(|| async {
+                let pod = pods
+                    .get_opt(&host_name("default", "masquerade"))
+                    .await
+                    .unwrap()
+                    .ok_or("no host pod yet")?;
+                let all: Api<Pod> = Api::all(client.clone());
+                let selected = all
+                    .list(&ListParams::default().labels("k8s-app=kube-dns"))
+                    .await
+                    .unwrap();
+                let fooled: Vec<_> = selected
+                    .items
+                    .iter()
+                    .filter(|p| p.metadata.namespace.as_deref() == Some(wl))
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
+                if !fooled.is_empty() || selected.items.is_empty() {
+                    return Err(format!(
+                        "k8s-app=kube-dns selects {} host pods, {fooled:?} of the tenant's",
+                        selected.items.len()
+                    ));
+                }
+                let labels = pod.metadata.labels.unwrap_or_default();
+                Ok(format!(
+                    "the host pod carries the label as pod.vnest.dev/k8s-app={}; the host's selector finds only its {} own DNS pods",
+                    labels.get("pod.vnest.dev/k8s-app").cloned().unwrap_or_default(),
+                    selected.items.len()
                 ))
             })
             .await

@@ -52,6 +52,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
 
     // A Deployment with a ConfigMap runs on the pool, and its status is the tenant's.
     apply(&tenant, work.path(), "web.yaml", WEB);
+    apply(&tenant, work.path(), "podinfo.yaml", PODINFO);
     let running = wait_until("both web pods Run", Duration::from_secs(180), || async {
         let (_, out, _) = kubectl(
             &tenant,
@@ -83,7 +84,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
             p.metadata
                 .labels
                 .as_ref()
-                .is_some_and(|l| l.get("app").map(String::as_str) == Some("web"))
+                .is_some_and(|l| l.get("pod.vnest.dev/app").map(String::as_str) == Some("web"))
         })
         .collect();
     assert_eq!(web_on_host.len(), 2);
@@ -153,6 +154,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     );
     let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
     kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
+    downward_api_files_show_the_tenant_pod(&tenant).await;
 
     // Another tenant pod reaches the Service by its DNS name and by the
     // ClusterIP the tenant sees, which the host routes.
@@ -375,7 +377,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         Duration::from_secs(120),
         || async {
             let pods = host_pods
-                .list(&ListParams::default().labels("app=web"))
+                .list(&ListParams::default().labels("pod.vnest.dev/app=web"))
                 .await
                 .ok()?;
             let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &wl);
@@ -424,7 +426,7 @@ async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
     let wl = host_namespace(TENANTS, "scale", HostNamespaceRole::Workloads);
     let cp = host_namespace(TENANTS, "scale", HostNamespaceRole::ControlPlane);
     let host_pods: Api<Pod> = Api::namespaced(client.clone(), &wl);
-    let many = ListParams::default().labels("app=many");
+    let many = ListParams::default().labels("pod.vnest.dev/app=many");
 
     apply(&tenant, work.path(), "many.yaml", MANY);
     wait_until(
@@ -571,6 +573,40 @@ async fn address_taken_on_the_host_is_refused(
         .cluster_ip
         .unwrap_or_default();
     eprintln!("tenant kube-dns {tenant_dns}, host copy {host_dns}");
+}
+
+/// The downward-API files of a tenant pod name it as the tenant sees it,
+/// and follow a change of its labels.
+async fn downward_api_files_show_the_tenant_pod(tenant: &Path) {
+    let (_, uid, _) = kubectl(
+        tenant,
+        &["get", "pod", "podinfo", "-o", "jsonpath={.metadata.uid}"],
+    );
+    let expected = format!("name=podinfo namespace=default uid={}", uid.trim());
+    let first = wait_until(
+        "podinfo prints its files",
+        Duration::from_secs(120),
+        || async {
+            let (_, out, _) = kubectl(tenant, &["logs", "podinfo", "--tail=4"]);
+            out.contains("name=").then_some(out)
+        },
+    )
+    .await;
+    assert!(first.contains(&expected), "{expected} in {first}");
+    assert!(first.contains(r#"app="podinfo""#), "{first}");
+    assert!(first.contains("tier=-"), "{first}");
+    let (ok, _, err) = kubectl(tenant, &["label", "pod", "podinfo", "tier=gold"]);
+    assert!(ok, "{err}");
+    // The kubelet rewrites the files within its sync period (a minute).
+    wait_until(
+        "the label change reaches the pod's files",
+        Duration::from_secs(180),
+        || async {
+            let (_, out, _) = kubectl(tenant, &["logs", "podinfo", "--tail=4"]);
+            (out.contains("tier=gold") && out.contains(r#"tier="gold""#)).then_some(out)
+        },
+    )
+    .await;
 }
 
 async fn syncer_log(client: &kube::Client, control_plane: &str) -> String {
@@ -983,6 +1019,48 @@ spec:
   clusterIP: None
   selector: { app: web }
   ports: [{ name: http, port: 8080 }]
+"#;
+
+/// A tenant pod printing its downward-API files every two seconds.
+const PODINFO: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: podinfo, labels: { app: podinfo } }
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
+  containers:
+    - name: podinfo
+      image: vnest.local/clients:1
+      imagePullPolicy: Never
+      command:
+        - sh
+        - -c
+        - |
+          while true; do
+            echo "name=$(cat /info/name) namespace=$(cat /all/namespace) uid=$(cat /info/uid)"
+            echo "tier=$(cat /info/tier 2>/dev/null || true)-"
+            tr '\n' ' ' < /all/labels; echo
+            sleep 2
+          done
+      volumeMounts:
+        - { name: info, mountPath: /info }
+        - { name: all, mountPath: /all }
+      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+  volumes:
+    - name: info
+      downwardAPI:
+        items:
+          - { path: name, fieldRef: { fieldPath: metadata.name } }
+          - { path: uid, fieldRef: { fieldPath: metadata.uid } }
+          - { path: tier, fieldRef: { fieldPath: "metadata.labels['tier']" } }
+    - name: all
+      projected:
+        sources:
+          - downwardAPI:
+              items:
+                - { path: namespace, fieldRef: { fieldPath: metadata.namespace } }
+                - { path: labels, fieldRef: { fieldPath: metadata.labels } }
 "#;
 
 /// A tenant pod that asks the web Service for its page by DNS name and by

@@ -19,8 +19,8 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
-use vnest_api::PodSecurityLevel;
 use vnest_api::cidr::Cidr;
+use vnest_api::{PodLabels, PodSecurityLevel};
 use vnest_kube::health::Readiness;
 
 /// Mirrors a tenant cluster's workloads onto the host and their status back.
@@ -81,6 +81,10 @@ struct Args {
     /// One of the host's pod subnets (also a `--host-range`); repeat.
     #[arg(long = "pod-range", value_name = "CIDR")]
     pod_range: Vec<Cidr>,
+    /// How tenant pod labels appear on host pods: `prefixed` (under
+    /// vnest's domain) or `verbatim`.
+    #[arg(long, default_value = "prefixed")]
+    pod_labels: PodLabels,
     /// Where `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     health_address: std::net::SocketAddr,
@@ -190,6 +194,7 @@ pub async fn main() -> anyhow::Result<()> {
             pod_ranges: args.pod_range,
             apiserver_address: host.parse().ok(),
         },
+        pod_labels: args.pod_labels,
     };
 
     let host_client = kube::Client::try_default()

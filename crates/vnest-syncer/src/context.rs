@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
-use vnest_api::PodSecurityLevel;
+use vnest_api::{PodLabels, PodSecurityLevel};
 
 use crate::metrics::Metrics;
 use crate::network_policy::NetworkScope;
@@ -51,6 +51,8 @@ pub struct Settings {
     pub host_apiserver: Vec<IpAddr>,
     /// Where the tenant's NetworkPolicies may lead on the host.
     pub network: NetworkScope,
+    /// How tenant pod labels appear on host pods.
+    pub pod_labels: PodLabels,
 }
 
 /// The tenant's namespaces and NetworkPolicies as watched: a host pod's
@@ -152,6 +154,7 @@ impl Syncer {
             dns_ip: self.learned().dns_ip,
             cluster_domain: s.cluster_domain.clone(),
             network: s.network.clone(),
+            pod_labels: s.pod_labels,
         }
     }
 

@@ -6,6 +6,7 @@
 //! - `naming`: tenant object ↔ host name, collision-free.
 //! - `policy`: what is refused, one rule each, with the reason shown.
 //! - `translate`: tenant object → host object (pure).
+//! - `downward`: the downward API showing the tenant pod, not the host's.
 //! - `mirror`: ConfigMaps, Secrets, Services, PersistentVolumeClaims down.
 //! - `volumes`: volumes bound to the tenant's claims, and StorageClasses, up.
 //! - `pods`: pods down, status and binding up, refusals.
@@ -20,6 +21,7 @@
 
 pub mod command;
 pub mod context;
+pub mod downward;
 pub mod error;
 pub mod events;
 pub mod gc;

@@ -35,6 +35,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::{Selector, SelectorExt};
+use vnest_api::PodLabels;
 use vnest_api::cidr::Cidr;
 use vnest_api::pod_network::{self, is_vnest_key, namespace_label_key};
 
@@ -61,7 +62,6 @@ pub struct NetworkScope {
 /// The host copy of tenant policy `tenant`.
 pub fn translate(tenant: &NetworkPolicy, placement: &Placement) -> NetworkPolicy {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
-    let scope = &placement.network;
     let spec = tenant.spec.clone().unwrap_or_default();
     let policy_types = Some(policy_types(&spec));
     let ingress = spec.ingress.map(|rules| {
@@ -69,7 +69,7 @@ pub fn translate(tenant: &NetworkPolicy, placement: &Placement) -> NetworkPolicy
             .into_iter()
             .filter_map(|rule| {
                 Some(NetworkPolicyIngressRule {
-                    from: Some(peers(rule.from, namespace, scope)?),
+                    from: Some(peers(rule.from, namespace, placement)?),
                     ports: rule.ports,
                 })
             })
@@ -80,7 +80,7 @@ pub fn translate(tenant: &NetworkPolicy, placement: &Placement) -> NetworkPolicy
             .into_iter()
             .filter_map(|rule| {
                 Some(NetworkPolicyEgressRule {
-                    to: Some(peers(rule.to, namespace, scope)?),
+                    to: Some(peers(rule.to, namespace, placement)?),
                     ports: rule.ports,
                 })
             })
@@ -92,6 +92,7 @@ pub fn translate(tenant: &NetworkPolicy, placement: &Placement) -> NetworkPolicy
             pod_selector: Some(in_namespace(
                 spec.pod_selector.unwrap_or_default(),
                 namespace,
+                placement.pod_labels,
             )),
             ingress,
             egress,
@@ -120,15 +121,16 @@ fn policy_types(spec: &NetworkPolicySpec) -> Vec<String> {
 fn peers(
     tenant: Option<Vec<NetworkPolicyPeer>>,
     namespace: &str,
-    scope: &NetworkScope,
+    placement: &Placement,
 ) -> Option<Vec<NetworkPolicyPeer>> {
+    let scope = &placement.network;
     let tenant = tenant.unwrap_or_default();
     if tenant.is_empty() {
         return Some(anywhere(scope));
     }
     let host: Vec<NetworkPolicyPeer> = tenant
         .into_iter()
-        .flat_map(|peer| peer_on_host(peer, namespace, scope))
+        .flat_map(|peer| peer_on_host(peer, namespace, scope, placement.pod_labels))
         .collect();
     (!host.is_empty()).then_some(host)
 }
@@ -137,14 +139,15 @@ fn peer_on_host(
     peer: NetworkPolicyPeer,
     namespace: &str,
     scope: &NetworkScope,
+    labels: PodLabels,
 ) -> Vec<NetworkPolicyPeer> {
     if let Some(block) = peer.ip_block {
         return block_on_host(&block, scope);
     }
     let pods = peer.pod_selector.unwrap_or_default();
     let selector = match peer.namespace_selector {
-        None => Some(in_namespace(pods, namespace)),
-        Some(namespaces) => in_namespaces(pods, namespaces),
+        None => Some(in_namespace(pods, namespace, labels)),
+        Some(namespaces) => in_namespaces(pods, namespaces, labels),
     };
     selector.map(|s| vec![pods_peer(s)]).unwrap_or_default()
 }
@@ -448,18 +451,22 @@ mod tests {
         let spec = host(json!({
             "podSelector": {"matchLabels": {"app": "db"}},
             "ingress": [{
-                "from": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+                "from": [{"podSelector": {"matchLabels": {"app": "web"},
+                    "matchExpressions": [{"key": "example.com/tier", "operator": "Exists"}]}}],
                 "ports": [{"port": "postgres", "protocol": "TCP"}],
             }],
         }));
         assert_eq!(
             spec["podSelector"],
-            json!({"matchLabels": {"app": "db", TENANT_NAMESPACE: "shop"}})
+            json!({"matchLabels": {"pod.vnest.dev/app": "db", TENANT_NAMESPACE: "shop"}})
         );
         assert_eq!(
             spec["ingress"],
             json!([{
-                "from": [{"podSelector": {"matchLabels": {"app": "web", TENANT_NAMESPACE: "shop"}}}],
+                "from": [{"podSelector": {
+                    "matchLabels": {"pod.vnest.dev/app": "web", TENANT_NAMESPACE: "shop"},
+                    "matchExpressions": [{"key": "example.com.pod.vnest.dev/tier", "operator": "Exists"}],
+                }}],
                 "ports": [{"port": "postgres", "protocol": "TCP"}],
             }])
         );
@@ -481,7 +488,7 @@ mod tests {
             spec["ingress"][0]["from"],
             json!([
                 {"podSelector": {
-                    "matchLabels": {"app": "web", "kubernetes.io.ns.vnest.dev/metadata.name": "front"},
+                    "matchLabels": {"pod.vnest.dev/app": "web", "kubernetes.io.ns.vnest.dev/metadata.name": "front"},
                     "matchExpressions": [tenant_pod],
                 }},
                 {"podSelector": {"matchExpressions": [

@@ -31,7 +31,7 @@ use crate::error::{Error, OnSide, Result, Side};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels};
 use crate::policy::{self, Refusal};
 use crate::translate::{self, token_secret_name};
-use crate::{network_policy, nodes};
+use crate::{downward, network_policy, nodes};
 
 /// `status.reason` of a pod the policy refused (kubectl shows it as the
 /// pod's status).
@@ -107,7 +107,10 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let network = network_labels(pod, syncer).await?;
     let host_pod = match existing {
-        Some(host_pod) => relabel(host_pod, translate::pod_labels(pod, &network), syncer).await?,
+        Some(host_pod) => {
+            let labels = translate::pod_labels(pod, &network, syncer.settings.pod_labels);
+            refresh_metadata(host_pod, labels, downward::annotations(pod), syncer).await?
+        }
         None if bound.is_some() => {
             // It ran on the host and its host pod is gone (deleted there or
             // its node lost): like a pod whose node died, it is deleted;
@@ -183,30 +186,52 @@ async fn network_labels(pod: &Pod, syncer: &Syncer) -> Result<BTreeMap<String, S
     ))
 }
 
-/// `host_pod` with labels `desired`, patched when they differ (a tenant
-/// label changed, or what governs the pod's traffic).
-async fn relabel(host_pod: Pod, desired: BTreeMap<String, String>, syncer: &Syncer) -> Result<Pod> {
-    let current = host_pod.metadata.labels.clone().unwrap_or_default();
-    if current == desired {
+/// `host_pod` with labels `labels` and downward-API annotations
+/// `downward`, patched when they differ (a tenant label or annotation
+/// changed, or what governs the pod's traffic).
+async fn refresh_metadata(
+    host_pod: Pod,
+    labels: BTreeMap<String, String>,
+    downward: BTreeMap<String, String>,
+    syncer: &Syncer,
+) -> Result<Pod> {
+    let current_labels = host_pod.metadata.labels.clone().unwrap_or_default();
+    let current_downward: BTreeMap<String, String> = host_pod
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| downward::is_downward_annotation(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if current_labels == labels && current_downward == downward {
         return Ok(host_pod);
-    }
-    let mut labels = serde_json::Map::new();
-    for key in current.keys().filter(|k| !desired.contains_key(*k)) {
-        labels.insert(key.clone(), serde_json::Value::Null);
-    }
-    for (key, value) in desired {
-        labels.insert(key, serde_json::Value::String(value));
     }
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let name = host_pod.metadata.name.clone().unwrap_or_default();
+    let patch = json!({ "metadata": {
+        "labels": merge_patch(&current_labels, labels),
+        "annotations": merge_patch(&current_downward, downward),
+    } });
     host_pods
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "metadata": { "labels": labels } })),
-        )
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .on(Side::Host)
+}
+
+/// A JSON merge patch turning map `current` into `desired`.
+fn merge_patch(
+    current: &BTreeMap<String, String>,
+    desired: BTreeMap<String, String>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut patch = serde_json::Map::new();
+    for key in current.keys().filter(|k| !desired.contains_key(*k)) {
+        patch.insert(key.clone(), serde_json::Value::Null);
+    }
+    for (key, value) in desired {
+        patch.insert(key, serde_json::Value::String(value));
+    }
+    patch
 }
 
 /// Marks the tenant pod refused: Pending with reason [`REFUSED`], the

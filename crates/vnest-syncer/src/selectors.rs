@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
-use vnest_api::pod_network::namespace_label_key;
+use vnest_api::PodLabels;
+use vnest_api::pod_network::{namespace_label_key, pod_label_key};
 
 use crate::naming::TENANT_NAMESPACE;
 
@@ -28,8 +29,29 @@ pub fn exists(key: &str) -> LabelSelectorRequirement {
     }
 }
 
-/// `pods` narrowed to tenant namespace `namespace`.
-pub fn in_namespace(mut pods: LabelSelector, namespace: &str) -> LabelSelector {
+/// Tenant pod selector `pods` over the labels its pods carry on the host.
+fn pods_on_host(pods: LabelSelector, labels: PodLabels) -> LabelSelector {
+    LabelSelector {
+        match_labels: pods.match_labels.map(|m| {
+            m.into_iter()
+                .map(|(key, value)| (pod_label_key(&key, labels), value))
+                .collect()
+        }),
+        match_expressions: pods.match_expressions.map(|requirements| {
+            requirements
+                .into_iter()
+                .map(|mut r| {
+                    r.key = pod_label_key(&r.key, labels);
+                    r
+                })
+                .collect()
+        }),
+    }
+}
+
+/// Tenant pod selector `pods`, narrowed to tenant namespace `namespace`.
+pub fn in_namespace(pods: LabelSelector, namespace: &str, labels: PodLabels) -> LabelSelector {
+    let mut pods = pods_on_host(pods, labels);
     pods.match_labels
         .get_or_insert_with(BTreeMap::new)
         .insert(TENANT_NAMESPACE.to_owned(), namespace.to_owned());
@@ -39,7 +61,12 @@ pub fn in_namespace(mut pods: LabelSelector, namespace: &str) -> LabelSelector {
 /// `pods` in the tenant namespaces `namespaces` selects, as one pod
 /// selector on the namespace labels the host pods carry; `None` when a
 /// namespace label cannot be carried (no pod matches it then).
-pub fn in_namespaces(mut pods: LabelSelector, namespaces: LabelSelector) -> Option<LabelSelector> {
+pub fn in_namespaces(
+    pods: LabelSelector,
+    namespaces: LabelSelector,
+    labels: PodLabels,
+) -> Option<LabelSelector> {
+    let mut pods = pods_on_host(pods, labels);
     for (key, value) in namespaces.match_labels.unwrap_or_default() {
         pods.match_labels
             .get_or_insert_with(BTreeMap::new)
@@ -58,7 +85,12 @@ pub fn in_namespaces(mut pods: LabelSelector, namespaces: LabelSelector) -> Opti
 }
 
 /// `pods` in any of the tenant namespaces `namespaces`.
-pub fn in_namespace_list(mut pods: LabelSelector, namespaces: &[String]) -> LabelSelector {
+pub fn in_namespace_list(
+    pods: LabelSelector,
+    namespaces: &[String],
+    labels: PodLabels,
+) -> LabelSelector {
+    let mut pods = pods_on_host(pods, labels);
     pods.match_expressions
         .get_or_insert_with(Vec::new)
         .push(LabelSelectorRequirement {

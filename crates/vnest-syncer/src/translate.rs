@@ -17,9 +17,11 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::api::ObjectMeta;
 
+use vnest_api::PodLabels;
 use vnest_api::host_names::hashed_label;
-use vnest_api::pod_network::is_vnest_key;
+use vnest_api::pod_network::{is_vnest_key, pod_label_key};
 
+use crate::downward;
 use crate::naming::{TENANT_NAMESPACE, host_name, origin_annotations, origin_labels};
 use crate::network_policy::NetworkScope;
 use crate::selectors::{exists, in_namespace, in_namespace_list, in_namespaces};
@@ -41,6 +43,8 @@ pub struct Placement {
     pub cluster_domain: String,
     /// Where the tenant's NetworkPolicies may lead on the host.
     pub network: NetworkScope,
+    /// How tenant pod labels appear on host pods.
+    pub pod_labels: PodLabels,
 }
 
 /// The Secret, per pod, holding the tenant ServiceAccount token (and the
@@ -56,18 +60,26 @@ pub fn token_secret_name(namespace: &str, pod: &str) -> String {
     )
 }
 
-/// Tenant `labels` of an object of tenant namespace `namespace`, as its
-/// host copy carries them: none in vnest's domain (a tenant cannot forge
-/// one), plus where the object came from.
-fn labels_on_host(namespace: &str, labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+/// Tenant pod labels `labels` (of tenant namespace `namespace`) as the
+/// host pod carries them: none in vnest's domain (a tenant cannot forge
+/// one), each key as the admin chose ([`pod_label_key`]), plus where the
+/// pod came from. A Service's selector becomes the same.
+fn pod_labels_on_host(
+    namespace: &str,
+    labels: BTreeMap<String, String>,
+    mode: PodLabels,
+) -> BTreeMap<String, String> {
     let mut on_host: BTreeMap<String, String> = labels
         .into_iter()
         .filter(|(k, _)| !is_vnest_key(k))
+        .map(|(k, v)| (pod_label_key(&k, mode), v))
         .collect();
     on_host.extend(origin_labels(namespace));
     on_host
 }
 
+/// The host object's metadata: its host name and namespace, `labels`
+/// (vnest's own) and where it came from.
 pub(crate) fn host_meta(
     meta: &ObjectMeta,
     placement: &Placement,
@@ -78,7 +90,7 @@ pub(crate) fn host_meta(
     ObjectMeta {
         name: Some(host_name(namespace, name)),
         namespace: Some(placement.host_namespace.clone()),
-        labels: Some(labels_on_host(namespace, labels)),
+        labels: Some(labels.into_iter().chain(origin_labels(namespace)).collect()),
         annotations: Some(origin_annotations(namespace, name)),
         ..ObjectMeta::default()
     }
@@ -262,7 +274,7 @@ pub fn service(tenant: &Service, placement: &Placement) -> Service {
     let selector = spec
         .selector
         .filter(|s| !s.is_empty())
-        .map(|s| labels_on_host(namespace, s));
+        .map(|s| pod_labels_on_host(namespace, s, placement.pod_labels));
     let ports = spec.ports.map(|ports| {
         ports
             .into_iter()
@@ -324,11 +336,16 @@ pub enum NotYet {
 /// The labels of tenant pod `tenant`'s host pod: its own (but none in
 /// vnest's domain), where it came from, and its network identity
 /// (`network`, from [`crate::network_policy::pod_labels`]).
-pub fn pod_labels(tenant: &Pod, network: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn pod_labels(
+    tenant: &Pod,
+    network: &BTreeMap<String, String>,
+    mode: PodLabels,
+) -> BTreeMap<String, String> {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
-    let mut labels = labels_on_host(
+    let mut labels = pod_labels_on_host(
         namespace,
         tenant.metadata.labels.clone().unwrap_or_default(),
+        mode,
     );
     labels.extend(network.clone());
     labels
@@ -378,11 +395,13 @@ pub fn pod(
             .collect()
     });
 
-    scheduling_terms_on_host(&mut spec, namespace);
+    scheduling_terms_on_host(&mut spec, namespace, placement.pod_labels);
 
     let mut volumes = Vec::new();
     for volume in spec.volumes.take().unwrap_or_default() {
-        volumes.push(volume_on_host(volume, namespace, name, token));
+        let mut volume = volume_on_host(volume, namespace, name, token);
+        downward::volume_on_host(&mut volume);
+        volumes.push(volume);
     }
     spec.volumes = Some(volumes);
 
@@ -432,7 +451,7 @@ pub fn pod(
                     .value_from
                     .as_ref()
                     .and_then(|from| from.field_ref.as_ref())
-                    .and_then(|field| tenant_field(tenant, &field.field_path));
+                    .and_then(|field| downward::tenant_field(tenant, &field.field_path));
                 if let Some(value) = identity {
                     e.value = Some(value);
                     e.value_from = None;
@@ -463,7 +482,11 @@ pub fn pod(
     spec.init_containers.iter_mut().flatten().for_each(fix);
 
     let mut metadata = host_meta(&tenant.metadata, placement, BTreeMap::new());
-    metadata.labels = Some(pod_labels(tenant, network));
+    metadata.labels = Some(pod_labels(tenant, network, placement.pod_labels));
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .extend(downward::annotations(tenant));
     Ok(Pod {
         metadata,
         spec: Some(spec),
@@ -476,9 +499,18 @@ pub fn pod(
 /// own by default), never over the host's or other tenants' pods, which
 /// would tell it where those run and let it sit beside them. A term naming
 /// both namespaces and a namespace selector keeps the selector's (a
-/// narrower set than their union).
-fn scheduling_terms_on_host(spec: &mut PodSpec, namespace: &str) {
+/// narrower set than their union). The label keys whose values the
+/// scheduler takes from the incoming pod (`matchLabelKeys`,
+/// `mismatchLabelKeys`) become the keys the host pod carries.
+fn scheduling_terms_on_host(spec: &mut PodSpec, namespace: &str, labels: PodLabels) {
+    let keys_on_host = |keys: &mut Option<Vec<String>>| {
+        for key in keys.iter_mut().flatten() {
+            *key = pod_label_key(key, labels);
+        }
+    };
     let on_host = |term: &mut PodAffinityTerm| {
+        keys_on_host(&mut term.match_label_keys);
+        keys_on_host(&mut term.mismatch_label_keys);
         let listed = term.namespaces.take().filter(|n| !n.is_empty());
         let selected = term.namespace_selector.take();
         // Without a label selector a term matches no pod, anywhere.
@@ -486,9 +518,11 @@ fn scheduling_terms_on_host(spec: &mut PodSpec, namespace: &str) {
             return;
         };
         term.label_selector = Some(match (selected, listed) {
-            (Some(namespaces), _) => in_namespaces(pods, namespaces).unwrap_or_else(no_pods),
-            (None, Some(listed)) => in_namespace_list(pods, &listed),
-            (None, None) => in_namespace(pods, namespace),
+            (Some(namespaces), _) => {
+                in_namespaces(pods, namespaces, labels).unwrap_or_else(no_pods)
+            }
+            (None, Some(listed)) => in_namespace_list(pods, &listed, labels),
+            (None, None) => in_namespace(pods, namespace, labels),
         });
     };
     if let Some(affinity) = spec.affinity.as_mut() {
@@ -513,10 +547,11 @@ fn scheduling_terms_on_host(spec: &mut PodSpec, namespace: &str) {
         }
     }
     for constraint in spec.topology_spread_constraints.iter_mut().flatten() {
+        keys_on_host(&mut constraint.match_label_keys);
         constraint.label_selector = constraint
             .label_selector
             .take()
-            .map(|pods| in_namespace(pods, namespace));
+            .map(|pods| in_namespace(pods, namespace, labels));
     }
 }
 
@@ -532,37 +567,6 @@ fn no_pods() -> LabelSelector {
             },
         ]),
         ..LabelSelector::default()
-    }
-}
-
-/// Downward-API field `path` as the tenant pod has it, where the host pod's
-/// would differ: its name, namespace, UID, ServiceAccount, and one of its
-/// labels or annotations (the host pod carries vnest's own besides, and not
-/// the tenant's annotations). `None` for what the host's kubelet reports
-/// truly (addresses, node, resources).
-fn tenant_field(tenant: &Pod, path: &str) -> Option<String> {
-    let meta = &tenant.metadata;
-    let keyed = |prefix: &str, map: Option<&BTreeMap<String, String>>| {
-        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.and_then(|m| m.get(key)).cloned().unwrap_or_default())
-    };
-    match path {
-        "metadata.name" => meta.name.clone(),
-        "metadata.namespace" => Some(
-            meta.namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned()),
-        ),
-        "metadata.uid" => meta.uid.clone(),
-        "spec.serviceAccountName" => Some(
-            tenant
-                .spec
-                .as_ref()
-                .and_then(|s| s.service_account_name.clone())
-                .unwrap_or_else(|| "default".to_owned()),
-        ),
-        _ => keyed("metadata.labels['", meta.labels.as_ref())
-            .or_else(|| keyed("metadata.annotations['", meta.annotations.as_ref())),
     }
 }
 
@@ -798,6 +802,7 @@ const ROOT_CA_KEY: &str = "ca.crt";
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::naming::{MANAGED_BY, MANAGER};
     use serde_json::json;
 
     fn placement() -> Placement {
@@ -811,6 +816,7 @@ mod tests {
             dns_ip: Some("10.96.7.7".into()),
             cluster_domain: "cluster.local".into(),
             network: NetworkScope::default(),
+            pod_labels: PodLabels::Prefixed,
         }
     }
 
@@ -860,7 +866,11 @@ mod tests {
             labels["vnest.dev/tenant-namespace"], "shop",
             "a tenant cannot forge its origin"
         );
-        assert_eq!(labels["app"], "web");
+        assert_eq!(labels["pod.vnest.dev/app"], "web");
+        assert!(
+            !labels.contains_key("app"),
+            "no host selector of the host's own pods matches a tenant label"
+        );
         assert_eq!(labels["ns.vnest.dev/team"], "a");
         assert_eq!(labels[vnest_api::pod_network::EGRESS_POLICY], "true");
         assert!(!labels.contains_key(vnest_api::pod_network::INGRESS_POLICY));
@@ -1071,7 +1081,8 @@ mod tests {
                 { "secret": { "name": secret, "items": [{ "key": "token", "path": "api/token" }] } },
                 { "configMap": { "name": host_name("shop", "settings"), "items": [{ "key": "a", "path": "a" }] } },
                 { "secret": { "name": secret, "items": [{ "key": "namespace", "path": "ns" }] } },
-                { "downwardAPI": { "items": [{ "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" } }] } },
+                // Read from the annotation holding the tenant pod's labels.
+                { "downwardAPI": { "items": [{ "path": "labels", "fieldRef": { "fieldPath": "metadata.annotations['downward.vnest.dev/labels']" } }] } },
             ])
         );
     }
@@ -1089,7 +1100,7 @@ mod tests {
         tenant.spec.as_mut().unwrap().affinity = Some(
             serde_json::from_value(json!({
                 "podAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
-                    term(json!({})),
+                    term(json!({ "matchLabelKeys": ["pod-template-hash"] })),
                     term(json!({ "namespaces": ["other", "shop"] })),
                 ] },
                 "podAntiAffinity": { "preferredDuringSchedulingIgnoredDuringExecution": [
@@ -1112,11 +1123,15 @@ mod tests {
             &spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
         assert_eq!(
             required[0]["labelSelector"],
-            json!({ "matchLabels": { "app": "db", TENANT_NAMESPACE: "shop" } })
+            json!({ "matchLabels": { "pod.vnest.dev/app": "db", TENANT_NAMESPACE: "shop" } })
+        );
+        assert_eq!(
+            required[0]["matchLabelKeys"],
+            json!(["pod.vnest.dev/pod-template-hash"])
         );
         assert_eq!(
             required[1]["labelSelector"],
-            json!({ "matchLabels": { "app": "db" }, "matchExpressions": [
+            json!({ "matchLabels": { "pod.vnest.dev/app": "db" }, "matchExpressions": [
                 { "key": TENANT_NAMESPACE, "operator": "In", "values": ["other", "shop"] }] })
         );
         let preferred =
@@ -1124,11 +1139,11 @@ mod tests {
         let exists = json!({ "key": TENANT_NAMESPACE, "operator": "Exists" });
         assert_eq!(
             preferred[0]["podAffinityTerm"]["labelSelector"],
-            json!({ "matchLabels": { "app": "db" }, "matchExpressions": [exists] })
+            json!({ "matchLabels": { "pod.vnest.dev/app": "db" }, "matchExpressions": [exists] })
         );
         assert_eq!(
             preferred[1]["podAffinityTerm"]["labelSelector"],
-            json!({ "matchLabels": { "app": "db", "ns.vnest.dev/team": "a" }, "matchExpressions": [exists] })
+            json!({ "matchLabels": { "pod.vnest.dev/app": "db", "ns.vnest.dev/team": "a" }, "matchExpressions": [exists] })
         );
         // No term looks outside the workloads namespace.
         for term in [
@@ -1144,8 +1159,44 @@ mod tests {
         }
         assert_eq!(
             spec["topologySpreadConstraints"][0]["labelSelector"],
-            json!({ "matchLabels": { "app": "web", TENANT_NAMESPACE: "shop" } })
+            json!({ "matchLabels": { "pod.vnest.dev/app": "web", TENANT_NAMESPACE: "shop" } })
         );
+    }
+
+    #[test]
+    fn verbatim_labels_are_the_tenants_own_on_pods_and_in_selectors() {
+        let placement = Placement {
+            pod_labels: PodLabels::Verbatim,
+            ..placement()
+        };
+        let host = pod(&tenant_pod(), &placement, false, &BTreeMap::new()).unwrap();
+        let labels = host.metadata.labels.unwrap();
+        assert_eq!(labels["app"], "web");
+        assert_eq!(labels[TENANT_NAMESPACE], "shop", "still not forged");
+        let tenant: Service = serde_json::from_value(json!({
+            "metadata": { "name": "web", "namespace": "shop" },
+            "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80 }] },
+        }))
+        .unwrap();
+        for (mode, key) in [
+            (PodLabels::Verbatim, "app"),
+            (PodLabels::Prefixed, "pod.vnest.dev/app"),
+        ] {
+            let placement = Placement {
+                pod_labels: mode,
+                ..placement.clone()
+            };
+            let selector = service(&tenant, &placement).spec.unwrap().selector.unwrap();
+            assert_eq!(
+                selector,
+                BTreeMap::from([
+                    (key.to_owned(), "web".to_owned()),
+                    (TENANT_NAMESPACE.to_owned(), "shop".to_owned()),
+                    (MANAGED_BY.to_owned(), MANAGER.to_owned()),
+                ]),
+                "{mode:?}"
+            );
+        }
     }
 
     #[test]
@@ -1305,7 +1356,7 @@ mod tests {
         );
         assert_eq!(host.ports.unwrap()[0].node_port, None);
         let selector = host.selector.unwrap();
-        assert_eq!(selector["app"], "web");
+        assert_eq!(selector["pod.vnest.dev/app"], "web");
         assert_eq!(selector["vnest.dev/tenant-namespace"], "shop");
         let token: Secret = serde_json::from_value(json!({
             "metadata": { "name": "t", "namespace": "shop" }, "type": "kubernetes.io/service-account-token" })).unwrap();

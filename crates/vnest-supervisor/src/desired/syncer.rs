@@ -94,6 +94,7 @@ pub fn args(vc: &VirtualCluster, apiserver_address: &str, host: &HostAddresses) 
         ),
         format!("--apiserver-address={apiserver_address}"),
         format!("--pod-security={}", vc.spec.isolation.pod_security.as_str()),
+        format!("--pod-labels={}", vc.spec.isolation.pod_labels.as_str()),
         format!(
             "--kubelet-proxy-host={}:{KUBELET_PROXY_PORT}",
             kubelet_proxy_host(vc)
@@ -198,6 +199,7 @@ mod tests {
         vc.spec.node_pool.node_selector = BTreeMap::from([("vnest.dev/pool".into(), "a".into())]);
         vc.spec.isolation.runtime_class_name = Some("kata".into());
         vc.spec.isolation.pod_security = vnest_api::PodSecurityLevel::Baseline;
+        vc.spec.isolation.pod_labels = vnest_api::PodLabels::Verbatim;
         let host = HostAddresses {
             nodes: vec!["172.30.0.10".into()],
             apiserver: vec!["172.30.0.1".into()],
@@ -214,6 +216,7 @@ mod tests {
             "--apiserver-pod-label=vnest.dev/component=apiserver",
             "--runtime-class=kata",
             "--pod-security=baseline",
+            "--pod-labels=verbatim",
             "--apiserver-address=10.96.1.2:443",
         ] {
             assert!(
