@@ -21,6 +21,11 @@ pub const NODE_POOL: &str = "NodePool";
 /// cluster's CA keys among it); not a stage either.
 pub const CONTROL_PLANE_PLACEMENT: &str = "ControlPlanePlacement";
 
+/// Whether the ingress host patterns granted to this cluster are its own
+/// (none overlaps an older VirtualCluster's); shown only when some are
+/// granted, and not a stage.
+pub const INGRESS_HOSTS: &str = "IngressHosts";
+
 /// The stages in the order they come.
 pub const STAGES: [&str; 6] = [
     CERTIFICATES,

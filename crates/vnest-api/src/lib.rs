@@ -5,6 +5,7 @@
 pub mod cidr;
 pub mod conditions;
 pub mod host_names;
+pub mod ingress_hosts;
 pub mod label_pairs;
 pub mod pod_network;
 mod virtual_cluster;

@@ -272,6 +272,36 @@ pub struct Isolation {
     /// that selects tenant pods by their own labels.
     #[serde(default)]
     pub pod_labels: PodLabels,
+    /// The host names the tenant's Ingresses may claim on the host's
+    /// ingress controllers, and the IngressClasses they may name; none
+    /// unless granted.
+    #[serde(default, skip_serializing_if = "IngressGrant::is_empty")]
+    pub ingress: IngressGrant,
+}
+
+/// What a tenant's Ingresses may claim on the host (see
+/// [`crate::ingress_hosts`]).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressGrant {
+    /// Host name patterns: `shop.example.com`, `*.shop.example.com` (every
+    /// name under it) or `*` (every name, and rules without a host). A
+    /// pattern overlapping an older VirtualCluster's stays that one's.
+    #[x_kube(validation = Rule::new(format!("self.all(h, {})", crate::ingress_hosts::PATTERN_CEL.replace("self", "h"))).message("each host is a lowercase DNS name, *.name, or *"))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub hosts: Vec<String>,
+    /// IngressClasses of the host a tenant Ingress may name; one naming
+    /// none goes to the host's default class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 253)))]
+    pub class_names: Vec<String>,
+}
+
+impl IngressGrant {
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.class_names.is_empty()
+    }
 }
 
 fn yes() -> bool {
@@ -288,6 +318,7 @@ impl Default for Isolation {
             runtime_class_name: None,
             pid_limit: None,
             pod_labels: PodLabels::default(),
+            ingress: IngressGrant::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod desired;
 pub mod error;
 pub mod host_facts;
+pub mod ingress_grants;
 pub mod metrics;
 pub mod pod_problems;
 pub mod pool_nodes;

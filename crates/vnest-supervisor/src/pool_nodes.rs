@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::ListParams;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use vnest_api::VirtualCluster;
 
 /// The host's nodes and every VirtualCluster's pool, as read once.
@@ -23,17 +22,15 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// Every VirtualCluster's pool over `nodes` (the host's, as listed).
-    pub async fn observe(client: &Client, nodes: Vec<Node>) -> Result<Self, kube::Error> {
-        let pools = Api::<VirtualCluster>::all(client.clone())
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
+    /// The pools of `virtual_clusters` (every one, as listed) over `nodes`
+    /// (the host's, as listed).
+    pub fn new(nodes: Vec<Node>, virtual_clusters: &[VirtualCluster]) -> Self {
+        let pools = virtual_clusters
+            .iter()
             .filter(|vc| vc.metadata.deletion_timestamp.is_none())
-            .map(|vc| (key(&vc), vc.spec.node_pool.node_selector))
+            .map(|vc| (key(vc), vc.spec.node_pool.node_selector.clone()))
             .collect();
-        Ok(Self { nodes, pools })
+        Self { nodes, pools }
     }
 
     /// The nodes `selector` picks.

@@ -12,7 +12,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -32,6 +32,7 @@ use crate::desired::{
     syncer as desired_syncer, syncer_rbac,
 };
 use crate::error::{Error, Result};
+use crate::ingress_grants;
 use crate::pool_nodes::Pools;
 use crate::status::{self, Stage};
 use crate::{host_facts, pod_problems, prune};
@@ -69,7 +70,7 @@ async fn control_plane_nodes(vc: &VirtualCluster, ctx: &Context) -> Result<Vec<S
     let pods: Api<k8s_openapi::api::core::v1::Pod> =
         Api::namespaced(ctx.client.clone(), &namespace);
     let mut nodes: Vec<String> = pods
-        .list(&kube::api::ListParams::default())
+        .list(&ListParams::default())
         .await?
         .items
         .into_iter()
@@ -207,17 +208,36 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             "installed once the tenant apiserver serves",
         )
     });
-    stages.push(syncer(vc, ctx, &pki, &pki_data, &service, &host.forbidden).await?);
+    let virtual_clusters = Api::<VirtualCluster>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let ingress = ingress_grants::held(vc, &virtual_clusters);
+    stages.push(
+        syncer(
+            vc,
+            ctx,
+            &pki,
+            &pki_data,
+            &service,
+            &host.forbidden,
+            &ingress.hosts,
+        )
+        .await?,
+    );
     let ready = status::ready(&stages, vc.spec.paused);
     let is_ready = ready.ok;
     stages.push(ready);
-    let pools = Pools::observe(&ctx.client, host.nodes).await?;
+    let pools = Pools::new(host.nodes, &virtual_clusters);
     let pool = pools.members(&vc.spec.node_pool.node_selector);
     stages.push(status::node_pool(
         vc.spec.node_pool.mode,
         pool.len(),
         &pools.shared_with(vc),
     ));
+    if !vc.spec.isolation.ingress.hosts.is_empty() {
+        stages.push(status::ingress_hosts(&ingress));
+    }
     if let Some(wanted) = vc.spec.isolation.pid_limit {
         let limits = ctx.kubelets.pid_limits(&pool).await;
         stages.push(status::pid_limit(wanted, &limits));
@@ -425,6 +445,7 @@ async fn syncer(
     pki_data: &BTreeMap<String, Vec<u8>>,
     apiserver_service: &k8s_openapi::api::core::v1::Service,
     forbidden: &HostAddresses,
+    ingress_hosts: &[String],
 ) -> Result<Stage> {
     let Some(ip) = apiserver_service
         .spec
@@ -445,7 +466,7 @@ async fn syncer(
     let address = format!("{ip}:{}", apiserver::SERVICE_PORT);
     let deployment = apply_object(
         ctx,
-        &desired_syncer::deployment(vc, &ctx.settings, &address, forbidden, hash),
+        &desired_syncer::deployment(vc, &ctx.settings, &address, forbidden, ingress_hosts, hash),
     )
     .await?;
     let stage = rollout_stage(status::SYNCER, "vnest-syncer", &deployment, vc.spec.paused);

@@ -9,9 +9,10 @@ use vnest_api::{Phase, VirtualCluster};
 use vnest_api::NodePoolMode;
 pub use vnest_api::conditions::{
     APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROL_PLANE_PLACEMENT, CONTROLLER_MANAGER, DATASTORE,
-    NODE_POOL, PID_LIMIT, READY, SYNCER,
+    INGRESS_HOSTS, NODE_POOL, PID_LIMIT, READY, SYNCER,
 };
 
+use crate::ingress_grants::Held;
 use crate::pool_nodes::NodePidLimit;
 
 /// The outcome of one stage of a reconcile.
@@ -163,6 +164,35 @@ pub fn node_pool(mode: NodePoolMode, nodes: usize, shared_with: &[(String, Vec<S
 /// Whether the control plane's pods (on `nodes`) run apart from other
 /// VirtualClusters' pools (`others`, with the nodes they share): a tenant
 /// escaping its container there would reach this cluster's CA keys.
+/// Whether the ingress hosts granted are this cluster's to claim.
+pub fn ingress_hosts(held: &Held) -> Stage {
+    if held.withheld.is_empty() {
+        return Stage::ok(
+            INGRESS_HOSTS,
+            "Held",
+            format!("the tenant's Ingresses may claim {}", held.hosts.join(", ")),
+        );
+    }
+    let withheld = held
+        .withheld
+        .iter()
+        .map(|(pattern, other)| format!("{pattern} (held by {other})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kept = if held.hosts.is_empty() {
+        "none".to_owned()
+    } else {
+        held.hosts.join(", ")
+    };
+    Stage::waiting(
+        INGRESS_HOSTS,
+        "HeldByOlderCluster",
+        format!(
+            "granted patterns overlap older VirtualClusters' and stay theirs: {withheld}; the tenant's Ingresses may claim {kept}"
+        ),
+    )
+}
+
 pub fn control_plane_placement(nodes: &[String], others: &[(String, Vec<String>)]) -> Stage {
     if nodes.is_empty() {
         return Stage::waiting(

@@ -20,7 +20,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use vnest_api::cidr::Cidr;
-use vnest_api::{PodLabels, PodSecurityLevel};
+use vnest_api::{IngressGrant, PodLabels, PodSecurityLevel};
 use vnest_kube::health::Readiness;
 
 /// Mirrors a tenant cluster's workloads onto the host and their status back.
@@ -85,6 +85,13 @@ struct Args {
     /// vnest's domain) or `verbatim`.
     #[arg(long, default_value = "prefixed")]
     pod_labels: PodLabels,
+    /// A host name pattern the tenant's Ingresses may claim (see
+    /// `vnest_api::ingress_hosts`); repeat for each.
+    #[arg(long = "ingress-host", value_name = "PATTERN")]
+    ingress_host: Vec<String>,
+    /// An IngressClass the tenant's Ingresses may name; repeat for each.
+    #[arg(long = "ingress-class", value_name = "NAME")]
+    ingress_class: Vec<String>,
     /// Where `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     health_address: std::net::SocketAddr,
@@ -195,6 +202,10 @@ pub async fn main() -> anyhow::Result<()> {
             apiserver_address: host.parse().ok(),
         },
         pod_labels: args.pod_labels,
+        ingress: IngressGrant {
+            hosts: args.ingress_host,
+            class_names: args.ingress_class,
+        },
     };
 
     let host_client = kube::Client::try_default()

@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
-use vnest_api::{PodLabels, PodSecurityLevel};
+use vnest_api::{IngressGrant, PodLabels, PodSecurityLevel};
 
 use crate::metrics::Metrics;
 use crate::network_policy::NetworkScope;
@@ -53,6 +53,8 @@ pub struct Settings {
     pub network: NetworkScope,
     /// How tenant pod labels appear on host pods.
     pub pod_labels: PodLabels,
+    /// What the tenant's Ingresses may claim on the host.
+    pub ingress: IngressGrant,
 }
 
 /// The tenant's namespaces and NetworkPolicies as watched: a host pod's

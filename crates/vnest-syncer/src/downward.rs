@@ -160,6 +160,7 @@ fn go_quote(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn tenant() -> Pod {

@@ -133,6 +133,10 @@ impl Mirrored for Ingress {
     fn to_host(&self, placement: &Placement) -> Self {
         translate::ingress(self, placement)
     }
+    fn refusals(&self, syncer: &Syncer) -> impl Future<Output = Result<Vec<Refusal>>> + Send {
+        let refusals = policy::check_ingress(self, &syncer.settings.ingress);
+        async { Ok(refusals) }
+    }
     /// The addresses the host's ingress controller published.
     fn after_apply(
         syncer: &Syncer,

@@ -6,16 +6,19 @@
 //! reaches the node or other tenants (privilege, host namespaces, host
 //! paths and ports, capabilities, volume types, node placement, tolerations,
 //! runtime classes) at the tenant's level: at `privileged` the admin has
-//! allowed everything but placement and the RuntimeClass. One rule is about
-//! Services, not pods: endpoints may not name the host's own addresses.
+//! allowed everything but placement and the RuntimeClass. Two rules are
+//! about other kinds: endpoints may not name the host's own addresses, and
+//! Ingresses may claim only the host names and classes the admin granted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use vnest_api::PodSecurityLevel;
+use k8s_openapi::api::networking::v1::Ingress;
 use vnest_api::cidr::Cidr;
+use vnest_api::ingress_hosts;
+use vnest_api::{IngressGrant, PodSecurityLevel};
 
 /// One rule of the policy (the `rule` label of the refusals metric).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,6 +44,9 @@ pub enum Rule {
     /// A volume the host would fill with credentials or trust of its own
     /// (inline CSI, projected pod certificates and trust bundles).
     HostCredentials,
+    /// An Ingress claiming a host name or IngressClass the admin did not
+    /// grant this cluster.
+    IngressGrant,
 }
 
 impl Rule {
@@ -59,6 +65,7 @@ impl Rule {
             Rule::EndpointAddress => "endpoint-address",
             Rule::NetworkPolicy => "network-policy",
             Rule::HostCredentials => "host-credentials",
+            Rule::IngressGrant => "ingress-grant",
         }
     }
 }
@@ -146,6 +153,62 @@ fn slice_addresses(slice: &EndpointSlice) -> impl Iterator<Item = IpAddr> + '_ {
         .flat_map(|e| &e.addresses)
         // FQDN slices are not routed by kube-proxy.
         .filter_map(|address| address.parse::<IpAddr>().ok())
+}
+
+/// Why Ingress `ingress` may not reach the host's ingress controllers:
+/// each host name it claims (rules and TLS) must be covered by a pattern
+/// of `grant`, a rule or default backend without a host needs the grant
+/// `*` (it catches every name), and a class it names must be granted.
+pub fn check_ingress(ingress: &Ingress, grant: &IngressGrant) -> Vec<Refusal> {
+    let spec = ingress.spec.clone().unwrap_or_default();
+    let refuse = |message: String| Refusal {
+        rule: Rule::IngressGrant,
+        message,
+    };
+    let granted = if grant.hosts.is_empty() {
+        "this cluster is granted no ingress hosts".to_owned()
+    } else {
+        format!("this cluster is granted {}", grant.hosts.join(", "))
+    };
+    let mut claimed: Vec<Option<String>> = Vec::new();
+    if spec.default_backend.is_some() {
+        claimed.push(None);
+    }
+    claimed.extend(spec.rules.iter().flatten().map(|r| r.host.clone()));
+    claimed.extend(
+        spec.tls
+            .iter()
+            .flatten()
+            .flat_map(|t| t.hosts.iter().flatten())
+            .map(|h| Some(h.clone())),
+    );
+    claimed.dedup();
+    let mut refusals: Vec<Refusal> = claimed
+        .into_iter()
+        .filter(|host| {
+            !grant
+                .hosts
+                .iter()
+                .any(|p| ingress_hosts::covers(p, host.as_deref()))
+        })
+        .map(|host| match host {
+            Some(host) => refuse(format!(
+                "host {host} is not this cluster's to claim ({granted}; the admin grants hosts in spec.isolation.ingress.hosts)"
+            )),
+            None => refuse(format!(
+                "a rule or default backend without a host claims every host name ({granted}; only the grant * allows it)"
+            )),
+        })
+        .collect();
+    if let Some(class) = &spec.ingress_class_name
+        && !grant.class_names.contains(class)
+    {
+        refusals.push(refuse(format!(
+            "IngressClass {class} is not granted to this cluster (spec.isolation.ingress.classNames: {})",
+            grant.class_names.join(", ")
+        )));
+    }
+    refusals
 }
 
 /// Every address of `slice` (a tenant EndpointSlice about to be mirrored)
@@ -440,6 +503,74 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn ingresses_claim_only_granted_hosts_and_classes() {
+        let grant = IngressGrant {
+            hosts: vec!["*.shop.example.com".into(), "api.example.com".into()],
+            class_names: vec!["public".into()],
+        };
+        let backend = json!({ "service": { "name": "web", "port": { "number": 80 } } });
+        let rule = |host: &str| json!({ "host": host, "http": { "paths": [{ "path": "/", "pathType": "Prefix", "backend": backend }] } });
+        let cases = [
+            (
+                json!({ "rules": [rule("www.shop.example.com"), rule("api.example.com")] }),
+                vec![],
+            ),
+            (
+                json!({ "ingressClassName": "public", "rules": [rule("*.shop.example.com")] }),
+                vec![],
+            ),
+            (
+                json!({ "rules": [rule("www.other.example.com")] }),
+                vec!["host www.other.example.com is not this cluster's"],
+            ),
+            (
+                json!({ "rules": [rule("*.example.com")] }),
+                vec!["host *.example.com is not"],
+            ),
+            (
+                json!({ "rules": [{ "http": { "paths": [] } }] }),
+                vec!["without a host claims every host name"],
+            ),
+            (
+                json!({ "defaultBackend": backend }),
+                vec!["without a host claims every host name"],
+            ),
+            (
+                json!({ "rules": [rule("www.shop.example.com")], "tls": [{ "hosts": ["bank.example.com"], "secretName": "t" }] }),
+                vec!["host bank.example.com is not"],
+            ),
+            (
+                json!({ "ingressClassName": "internal", "rules": [rule("api.example.com")] }),
+                vec!["IngressClass internal is not granted"],
+            ),
+        ];
+        for (spec, expected) in cases {
+            let ingress: Ingress =
+                serde_json::from_value(json!({ "metadata": { "name": "i" }, "spec": spec }))
+                    .unwrap();
+            let refusals = check_ingress(&ingress, &grant);
+            assert_eq!(refusals.len(), expected.len(), "{spec}: {refusals:?}");
+            for (refusal, expected) in refusals.iter().zip(expected) {
+                assert_eq!(refusal.rule, Rule::IngressGrant);
+                assert!(refusal.message.contains(expected), "{}", refusal.message);
+            }
+        }
+        // Without a grant, nothing is claimed; with `*`, everything is.
+        let ingress: Ingress =
+            serde_json::from_value(json!({ "spec": { "defaultBackend": backend } })).unwrap();
+        let none = check_ingress(&ingress, &IngressGrant::default());
+        assert!(
+            none[0].message.contains("granted no ingress hosts"),
+            "{none:?}"
+        );
+        let all = IngressGrant {
+            hosts: vec!["*".into()],
+            class_names: vec![],
+        };
+        assert!(check_ingress(&ingress, &all).is_empty());
+    }
 
     fn policy(level: PodSecurityLevel) -> Policy {
         Policy {

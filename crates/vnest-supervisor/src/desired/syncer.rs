@@ -84,8 +84,15 @@ pub fn kubeconfig_secret(
 
 /// The syncer's command line; `apiserver_address` is the tenant apiserver
 /// Service's host ClusterIP and port; `host` what tenant traffic must not
-/// reach, which bounds the tenant's own NetworkPolicies on the host.
-pub fn args(vc: &VirtualCluster, apiserver_address: &str, host: &HostAddresses) -> Vec<String> {
+/// reach, which bounds the tenant's own NetworkPolicies on the host;
+/// `ingress_hosts` the host name patterns its Ingresses may claim (what
+/// it was granted and holds, [`crate::ingress_grants`]).
+pub fn args(
+    vc: &VirtualCluster,
+    apiserver_address: &str,
+    host: &HostAddresses,
+    ingress_hosts: &[String],
+) -> Vec<String> {
     let mut args = vec![
         format!("--tenant-kubeconfig={KUBECONFIG_DIR}/kubeconfig"),
         format!(
@@ -118,6 +125,15 @@ pub fn args(vc: &VirtualCluster, apiserver_address: &str, host: &HostAddresses) 
     }
     args.extend(host.ranges().iter().map(|r| format!("--host-range={r}")));
     args.extend(host.pod_ranges().iter().map(|r| format!("--pod-range={r}")));
+    args.extend(ingress_hosts.iter().map(|h| format!("--ingress-host={h}")));
+    args.extend(
+        vc.spec
+            .isolation
+            .ingress
+            .class_names
+            .iter()
+            .map(|c| format!("--ingress-class={c}")),
+    );
     args
 }
 
@@ -126,6 +142,7 @@ pub fn deployment(
     settings: &Settings,
     apiserver_address: &str,
     host: &HostAddresses,
+    ingress_hosts: &[String],
     kubeconfig_hash: String,
 ) -> Deployment {
     let replicas = if vc.spec.paused { 0 } else { 1 };
@@ -133,7 +150,7 @@ pub fn deployment(
         name: COMPONENT.to_owned(),
         image: Some(settings.vnest_image.clone()),
         command: Some(vec!["/usr/local/bin/vnest-syncer".to_owned()]),
-        args: Some(args(vc, apiserver_address, host)),
+        args: Some(args(vc, apiserver_address, host, ingress_hosts)),
         env: Some(vec![pods::field_env("POD_NAME", "metadata.name")]),
         ports: Some(vec![
             pods::container_port("health", HEALTH_PORT),
@@ -206,7 +223,13 @@ mod tests {
             dns: Vec::new(),
             pod_cidrs: vec!["10.244.1.0/24".into()],
         };
-        let args = args(&vc, "10.96.1.2:443", &host);
+        vc.spec.isolation.ingress.class_names = vec!["public".into()];
+        let args = args(
+            &vc,
+            "10.96.1.2:443",
+            &host,
+            &["*.shop.example.com".to_owned()],
+        );
         for expected in [
             "--pool-selector=vnest.dev/pool=a",
             "--host-range=10.244.1.0/24",
@@ -217,6 +240,8 @@ mod tests {
             "--runtime-class=kata",
             "--pod-security=baseline",
             "--pod-labels=verbatim",
+            "--ingress-host=*.shop.example.com",
+            "--ingress-class=public",
             "--apiserver-address=10.96.1.2:443",
         ] {
             assert!(
