@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::json;
@@ -330,6 +331,18 @@ fn attempts() -> Vec<Attempt> {
             expect: OnHost(HostDnsClosed),
         },
         Attempt {
+            tries: "route another tenant's host name (and every unclaimed one) to itself",
+            technique: "T1557 Adversary-in-the-Middle",
+            kind: "ingress",
+            name: "hijack",
+            manifest: r#"{ "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": { "name": "hijack" },
+                "spec": { "defaultBackend": { "service": { "name": "plain", "port": { "number": 80 } } },
+                    "rules": [{ "host": "www.mallory.example.com" }, { "host": "shop.example.com" }],
+                    "tls": [{ "hosts": ["bank.example.com"], "secretName": "stolen" }] } }"#,
+            admitted: true,
+            expect: Refused("host shop.example.com is not this cluster's to claim"),
+        },
+        Attempt {
             tries: "pass a pod off as the host's DNS to the host's own selectors",
             technique: "T1036 Masquerading",
             kind: "pod",
@@ -371,6 +384,7 @@ async fn what_a_hostile_tenant_admin_tries_is_refused_or_contained() {
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();
     let mut vc: VirtualCluster = virtual_cluster(TENANT, "a");
+    vc.spec.isolation.ingress.hosts = vec!["*.mallory.example.com".to_owned()];
     for (key, value) in [
         ("services", SERVICE_QUOTA),
         ("configmaps", CONFIG_MAP_QUOTA),
@@ -587,13 +601,21 @@ async fn object_refused(
         }
     })
     .await?;
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), wl);
-    if slices
-        .get_opt(&host_name("default", attempt.name))
-        .await
-        .unwrap()
-        .is_some()
-    {
+    let on_host = host_name("default", attempt.name);
+    let copied = match attempt.kind {
+        "endpointslice" => Api::<EndpointSlice>::namespaced(client.clone(), wl)
+            .get_opt(&on_host)
+            .await
+            .unwrap()
+            .is_some(),
+        "ingress" => Api::<Ingress>::namespaced(client.clone(), wl)
+            .get_opt(&on_host)
+            .await
+            .unwrap()
+            .is_some(),
+        other => return Err(format!("the suite cannot look for a host {other}")),
+    };
+    if copied {
         return Err("it reached the host".to_owned());
     }
     Ok(message)

@@ -31,7 +31,9 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();
-    let (_, tenant) = ready_tenant(&client, &admin, virtual_cluster(SHOP, "a"), work.path()).await;
+    let mut vc = virtual_cluster(SHOP, "a");
+    vc.spec.isolation.ingress.hosts = vec!["*.shop.example.com".to_owned()];
+    let (_, tenant) = ready_tenant(&client, &admin, vc, work.path()).await;
     let wl = host_namespace(TENANTS, SHOP, HostNamespaceRole::Workloads);
 
     // The tenant sees its pool's node, and only that one.
@@ -834,7 +836,7 @@ kind: Ingress
 metadata: { name: web }
 spec:
   rules:
-    - host: web.example
+    - host: web.shop.example.com
       http:
         paths: [{ path: /, pathType: Prefix, backend: { service: { name: web, port: { name: http } } } }]
 "#;
