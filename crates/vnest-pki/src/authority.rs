@@ -243,3 +243,11 @@ pub(crate) fn not_after(path: &str, pem: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
         .map_err(|_| invalid())
 }
+
+/// The subject common name of the PEM certificate `pem`, if it has one.
+pub(crate) fn common_name(pem: &str) -> Option<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let name = cert.subject().iter_common_name().next()?;
+    name.as_str().ok().map(str::to_owned)
+}

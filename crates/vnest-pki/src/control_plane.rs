@@ -19,6 +19,9 @@ pub mod identity {
     pub const APISERVER_ETCD_CLIENT_USER: &str = "kube-apiserver-etcd-client";
     pub const APISERVER_KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
     pub const FRONT_PROXY_CLIENT_USER: &str = "front-proxy-client";
+    /// The apiserver calling the syncer's admission webhook: a certificate
+    /// of the webhook client CA, which no tenant component holds.
+    pub const APISERVER_WEBHOOK_CLIENT_USER: &str = "vnest:apiserver-webhook-client";
 }
 
 /// The names a control plane is reached under.
@@ -121,12 +124,46 @@ impl ServiceAccountKeyPair {
     }
 }
 
+/// The webhook client CA's files, and its one leaf's.
+pub const WEBHOOK_CLIENT_CA: (&str, &str) = ("webhook-client-ca.crt", "webhook-client-ca.key");
+pub const WEBHOOK_CLIENT: (&str, &str) = (
+    "apiserver-webhook-client.crt",
+    "apiserver-webhook-client.key",
+);
+
+struct Authorities {
+    ca: CertificateAuthority,
+    etcd_ca: CertificateAuthority,
+    front_proxy_ca: CertificateAuthority,
+    webhook_client_ca: CertificateAuthority,
+}
+
+fn webhook_client_ca(cluster_name: &str) -> Result<CertificateAuthority> {
+    CertificateAuthority::generate(
+        &format!("{cluster_name}-webhook-client-ca"),
+        Validity::starting_now(Validity::CA_LIFETIME),
+    )
+}
+
+/// The cluster name a stored cluster CA was made for (its common name
+/// without `-ca`).
+fn cluster_name(ca_pem: &str) -> String {
+    crate::authority::common_name(ca_pem)
+        .map(|cn| cn.strip_suffix("-ca").unwrap_or(&cn).to_owned())
+        .unwrap_or_else(|| "vnest".to_owned())
+}
+
 /// Every certificate and key one control plane needs.
 #[derive(Debug)]
 pub struct ControlPlanePki {
     pub ca: CertificateAuthority,
     pub etcd_ca: CertificateAuthority,
     pub front_proxy_ca: CertificateAuthority,
+    /// The authority of the one client the syncer's admission webhook
+    /// accepts (the apiserver): unlike the cluster CA, the controller-manager
+    /// does not hold it, so no CertificateSigningRequest a tenant makes can
+    /// yield one of its certificates.
+    pub webhook_client_ca: CertificateAuthority,
     pub service_account: ServiceAccountKeyPair,
     pub apiserver: CertAndKey,
     pub apiserver_etcd_client: CertAndKey,
@@ -135,6 +172,7 @@ pub struct ControlPlanePki {
     /// [`ControlPlaneSpec::kubelet_proxy_names`]).
     pub kubelet_proxy: CertAndKey,
     pub front_proxy_client: CertAndKey,
+    pub apiserver_webhook_client: CertAndKey,
     pub etcd_server: CertAndKey,
     pub etcd_peer: CertAndKey,
     pub controller_manager: CertAndKey,
@@ -178,9 +216,12 @@ impl ControlPlanePki {
             ca_validity,
         )?;
         Self::issue_leaves(
-            ca,
-            etcd_ca,
-            front_proxy_ca,
+            Authorities {
+                ca,
+                etcd_ca,
+                front_proxy_ca,
+                webhook_client_ca: webhook_client_ca(&spec.cluster_name)?,
+            },
             ServiceAccountKeyPair::generate()?,
             spec,
         )
@@ -191,22 +232,29 @@ impl ControlPlanePki {
     /// does, so clients that trust the CAs keep working.
     pub fn renew_leaves(self, spec: &ControlPlaneSpec) -> Result<Self> {
         Self::issue_leaves(
-            self.ca,
-            self.etcd_ca,
-            self.front_proxy_ca,
+            Authorities {
+                ca: self.ca,
+                etcd_ca: self.etcd_ca,
+                front_proxy_ca: self.front_proxy_ca,
+                webhook_client_ca: self.webhook_client_ca,
+            },
             self.service_account,
             spec,
         )
     }
 
     fn issue_leaves(
-        ca: CertificateAuthority,
-        etcd_ca: CertificateAuthority,
-        front_proxy_ca: CertificateAuthority,
+        authorities: Authorities,
         service_account: ServiceAccountKeyPair,
         spec: &ControlPlaneSpec,
     ) -> Result<Self> {
         use identity::*;
+        let Authorities {
+            ca,
+            etcd_ca,
+            front_proxy_ca,
+            webhook_client_ca,
+        } = authorities;
         let etcd_names = spec.etcd_subject_alt_names();
         Ok(Self {
             apiserver: ca.issue(&LeafSpec::server(
@@ -245,10 +293,13 @@ impl ControlPlanePki {
             ))?,
             front_proxy_client: front_proxy_ca
                 .issue(&LeafSpec::client(FRONT_PROXY_CLIENT_USER, None))?,
+            apiserver_webhook_client: webhook_client_ca
+                .issue(&LeafSpec::client(APISERVER_WEBHOOK_CLIENT_USER, None))?,
             service_account,
             ca,
             etcd_ca,
             front_proxy_ca,
+            webhook_client_ca,
         })
     }
 
@@ -270,10 +321,30 @@ impl ControlPlanePki {
         let authority = |crt: &str, key: &str| -> Result<CertificateAuthority> {
             CertificateAuthority::from_pem(&get(crt)?, &get(key)?)
         };
+        // A set stored before the webhook client CA existed gets one: only
+        // the syncer trusts it, so a new one breaks nobody.
+        let (webhook_client_ca, apiserver_webhook_client) =
+            match authority(WEBHOOK_CLIENT_CA.0, WEBHOOK_CLIENT_CA.1) {
+                Ok(ca) => {
+                    let leaf = pair(WEBHOOK_CLIENT.0, WEBHOOK_CLIENT.1)?;
+                    (ca, leaf)
+                }
+                Err(Error::MissingFile { .. }) => {
+                    let ca = webhook_client_ca(&cluster_name(&get("ca.crt")?))?;
+                    let leaf = ca.issue(&LeafSpec::client(
+                        identity::APISERVER_WEBHOOK_CLIENT_USER,
+                        None,
+                    ))?;
+                    (ca, leaf)
+                }
+                Err(other) => return Err(other),
+            };
         Ok(Self {
             ca: authority("ca.crt", "ca.key")?,
             etcd_ca: authority("etcd/ca.crt", "etcd/ca.key")?,
             front_proxy_ca: authority("front-proxy-ca.crt", "front-proxy-ca.key")?,
+            webhook_client_ca,
+            apiserver_webhook_client,
             service_account: ServiceAccountKeyPair {
                 private_key_pem: get("sa.key")?,
                 public_key_pem: get("sa.pub")?,
@@ -297,7 +368,12 @@ impl ControlPlanePki {
     /// The leaf certificates (by file name) that expire before `deadline`;
     /// renew them with [`renew_leaves`](Self::renew_leaves) when any do.
     pub fn leaves_expiring_before(&self, deadline: OffsetDateTime) -> Result<Vec<&'static str>> {
-        let cas = ["ca.crt", "etcd/ca.crt", "front-proxy-ca.crt"];
+        let cas = [
+            "ca.crt",
+            "etcd/ca.crt",
+            "front-proxy-ca.crt",
+            WEBHOOK_CLIENT_CA.0,
+        ];
         let mut expiring = Vec::new();
         for file in self.files() {
             let leaf = file.path.ends_with(".crt") && !cas.contains(&file.path);
@@ -319,6 +395,11 @@ impl ControlPlanePki {
             "front-proxy-ca.key",
             self.front_proxy_ca.cert(),
         ));
+        files.extend(pair(
+            WEBHOOK_CLIENT_CA.0,
+            WEBHOOK_CLIENT_CA.1,
+            self.webhook_client_ca.cert(),
+        ));
         files.extend(pair("apiserver.crt", "apiserver.key", &self.apiserver));
         files.extend(pair(
             "apiserver-etcd-client.crt",
@@ -339,6 +420,11 @@ impl ControlPlanePki {
             "front-proxy-client.crt",
             "front-proxy-client.key",
             &self.front_proxy_client,
+        ));
+        files.extend(pair(
+            WEBHOOK_CLIENT.0,
+            WEBHOOK_CLIENT.1,
+            &self.apiserver_webhook_client,
         ));
         files.extend(pair(
             "etcd/server.crt",

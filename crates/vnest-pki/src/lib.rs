@@ -13,7 +13,8 @@ mod kubeconfig;
 
 pub use authority::{CertAndKey, CertificateAuthority, LeafSpec, Usage, Validity};
 pub use control_plane::{
-    ControlPlanePki, ControlPlaneSpec, PkiFile, ServiceAccountKeyPair, identity,
+    ControlPlanePki, ControlPlaneSpec, PkiFile, ServiceAccountKeyPair, WEBHOOK_CLIENT,
+    WEBHOOK_CLIENT_CA, identity,
 };
 pub use error::{Error, Result};
 pub use kubeconfig::{ClientCredentials, Server, render_kubeconfig};

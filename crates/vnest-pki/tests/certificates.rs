@@ -504,10 +504,45 @@ fn expiring_leaves_are_found_and_cas_are_not_counted() {
     let soon = pki
         .leaves_expiring_before(now + time::Duration::days(400))
         .unwrap();
-    assert_eq!(soon.len(), 10, "{soon:?}");
+    assert_eq!(soon.len(), 11, "{soon:?}");
     assert!(
         soon.contains(&"apiserver.crt") && !soon.contains(&"ca.crt"),
         "{soon:?}"
+    );
+}
+
+#[test]
+fn a_set_stored_before_the_webhook_client_ca_gains_one() {
+    let pki = ControlPlanePki::generate(&spec()).unwrap();
+    let webhook_files = [vnest_pki::WEBHOOK_CLIENT_CA, vnest_pki::WEBHOOK_CLIENT];
+    let stored: std::collections::BTreeMap<String, String> = pki
+        .files()
+        .iter()
+        .filter(|f| {
+            !webhook_files
+                .iter()
+                .any(|(crt, key)| f.path == *crt || f.path == *key)
+        })
+        .map(|f| (f.path.to_owned(), f.contents.to_owned()))
+        .collect();
+    let loaded = ControlPlanePki::from_files(|path| stored.get(path).cloned()).unwrap();
+    let ca = loaded.webhook_client_ca.cert();
+    assert_ne!(
+        ca.cert_pem,
+        pki.webhook_client_ca.cert().cert_pem,
+        "a new one"
+    );
+    assert!(
+        ca.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{}",
+        ca.cert_pem
+    );
+    assert!(
+        loaded
+            .files()
+            .iter()
+            .any(|f| f.path == vnest_pki::WEBHOOK_CLIENT.0),
+        "and its leaf"
     );
 }
 

@@ -66,6 +66,10 @@ enum HostCheck {
     /// No more host ConfigMaps than the quota, and one over it has a
     /// `Refused` event quoting the host.
     ConfigMapsWithinQuota,
+    /// The syncer's Service-address webhook, called through the tenant
+    /// apiserver's node proxy (which presents the apiserver's kubelet
+    /// client certificate), refuses and makes no host Service.
+    WebhookClosedToNodeProxy,
     /// The host's selector of its own DNS pods (`k8s-app=kube-dns`) does not
     /// select the tenant pod labelled like them.
     HostSelectorsNotFooled,
@@ -78,8 +82,9 @@ struct Attempt {
     /// The tenant object the outcome is read from.
     kind: &'static str,
     name: &'static str,
-    /// Tenant objects, YAML; `@HOST_APISERVER@`, `@HOST_DNS@` and
-    /// `@OWN_APISERVER_POD@` are filled in.
+    /// Tenant objects, YAML (none for an attempt its check makes itself);
+    /// `@HOST_APISERVER@`, `@HOST_DNS@` and `@OWN_APISERVER_POD@` are
+    /// filled in.
     manifest: &'static str,
     /// Whether the tenant's own apiserver takes the write (the syncer's
     /// Service-address webhook refuses a Service the host will not take).
@@ -331,6 +336,15 @@ fn attempts() -> Vec<Attempt> {
             expect: OnHost(HostDnsClosed),
         },
         Attempt {
+            tries: "have the syncer's webhook make host Services, through the node proxy",
+            technique: "T1190 Exploit Public-Facing Application",
+            kind: "service",
+            name: "squat",
+            manifest: "",
+            admitted: true,
+            expect: OnHost(WebhookClosedToNodeProxy),
+        },
+        Attempt {
             tries: "route another tenant's host name (and every unclaimed one) to itself",
             technique: "T1557 Adversary-in-the-Middle",
             kind: "ingress",
@@ -443,7 +457,7 @@ async fn what_a_hostile_tenant_admin_tries_is_refused_or_contained() {
 
     let attempts = attempts();
     let mut refused_writes = std::collections::BTreeMap::new();
-    for attempt in &attempts {
+    for attempt in attempts.iter().filter(|a| !a.manifest.is_empty()) {
         let manifest = attempt
             .manifest
             .replace("@HOARD@", &hoard())
@@ -682,6 +696,29 @@ async fn on_host(
                 ))
             })
             .await
+        }
+        HostCheck::WebhookClosedToNodeProxy => {
+            let review = json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": { "uid": "attack", "operation": "CREATE", "namespace": "default",
+                    "object": { "apiVersion": "v1", "kind": "Service",
+                        "metadata": { "name": "squat", "namespace": "default" },
+                        "spec": { "ports": [{ "port": 80 }] } } } });
+            let file = std::env::temp_dir().join(format!("vnest-attack-review-{}.json", std::process::id()));
+            std::fs::write(&file, review.to_string()).unwrap();
+            let (_, node, _) = kubectl(tenant, &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+            let path = format!("/api/v1/nodes/{}/proxy/admission/services", node.trim());
+            let (ok, out, err) = kubectl(tenant, &["create", "--raw", &path, "-f", &file.display().to_string()]);
+            let _ = std::fs::remove_file(&file);
+            let services: Api<Service> = Api::namespaced(client.clone(), wl);
+            let squatted = services
+                .get_opt(&host_name("default", "squat"))
+                .await
+                .unwrap()
+                .is_some();
+            if ok || squatted {
+                return Err(format!("the webhook answered the node proxy (host Service made: {squatted}): {out}{err}"));
+            }
+            Ok(format!("refused: {}", err.trim()))
         }
         HostCheck::HostSelectorsNotFooled => {
             within_a_minute(|| async {

@@ -46,6 +46,8 @@ pub const APISERVER_FILES: &[&str] = &[
     "front-proxy-ca.crt",
     "front-proxy-client.crt",
     "front-proxy-client.key",
+    vnest_pki::WEBHOOK_CLIENT.0,
+    vnest_pki::WEBHOOK_CLIENT.1,
     "sa.key",
     "sa.pub",
     "etcd/ca.crt",
@@ -146,9 +148,9 @@ pub fn protected_flags_in_extra_args(vc: &VirtualCluster) -> Vec<String> {
 }
 
 /// The apiserver's admission configuration: it calls the syncer's webhook
-/// (Service addresses from the host) with its kubelet-client certificate,
-/// the one identity the syncer's listener accepts, and no other webhook
-/// gets a credential.
+/// (Service addresses from the host) with its webhook-client certificate,
+/// the one identity the syncer's webhook accepts (of a CA no tenant
+/// component holds), and no other webhook gets a credential.
 pub fn admission_secret(vc: &VirtualCluster) -> Secret {
     let layout = pods::layout();
     let admission = format!(
@@ -173,8 +175,8 @@ pub fn admission_secret(vc: &VirtualCluster) -> Secret {
              client-certificate: {}\n    \
              client-key: {}\n",
         kubelet_proxy_host(vc),
-        layout.pki("apiserver-kubelet-client.crt").display(),
-        layout.pki("apiserver-kubelet-client.key").display(),
+        layout.pki(vnest_pki::WEBHOOK_CLIENT.0).display(),
+        layout.pki(vnest_pki::WEBHOOK_CLIENT.1).display(),
     );
     Secret {
         metadata: pods::control_plane_meta(vc, ADMISSION_SECRET, COMPONENT),

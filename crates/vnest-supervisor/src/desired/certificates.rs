@@ -116,8 +116,13 @@ pub fn plan(
         .annotations
         .as_ref()
         .and_then(|a| a.get(NAMES_ANNOTATION));
+    let stored_files = secret.data.as_ref();
+    let webhook_ca_stored =
+        stored_files.is_some_and(|d| d.contains_key(&secret_key(vnest_pki::WEBHOOK_CLIENT_CA.0)));
     let why = if !expiring.is_empty() {
         format!("{} were close to expiry", expiring.join(", "))
+    } else if !webhook_ca_stored {
+        "the webhook client CA was added".to_owned()
     } else if stored_names != Some(&names) {
         format!("the apiserver's names changed to {names}")
     } else {

@@ -36,7 +36,12 @@ pub const KUBELET_PROXY_SERVICE: &str = "kubelet-proxy";
 pub const KUBELET_PROXY_PORT: i32 = 10250;
 /// The PKI files the syncer mounts (under `pki/` of the config volume):
 /// the tenant CA to verify the apiserver, and its own serving pair.
-pub const SYNCER_PKI_FILES: &[&str] = &["ca.crt", "kubelet-proxy.crt", "kubelet-proxy.key"];
+pub const SYNCER_PKI_FILES: &[&str] = &[
+    "ca.crt",
+    vnest_pki::WEBHOOK_CLIENT_CA.0,
+    "kubelet-proxy.crt",
+    "kubelet-proxy.key",
+];
 
 /// The kubelet proxy's host name, as the tenant's Nodes carry it and its
 /// certificate names it.

@@ -5,15 +5,19 @@
 //! workloads namespace only), so it can never reach another tenant's pods
 //! or anything else of a real kubelet.
 //!
-//! Who may call: TLS with the tenant CA as the only client authority, and
-//! of its certificates only the apiserver's kubelet client
+//! Who may call: TLS with the tenant CA as client authority, and of its
+//! certificates only the apiserver's kubelet client
 //! ([`vnest_pki::identity::APISERVER_KUBELET_CLIENT_USER`]); everyone else
 //! gets 403. The proxy's own certificate is issued by the supervisor for
 //! the Service name the Nodes carry, and the tenant apiserver verifies it.
 //!
 //! The same listener serves the tenant apiserver's admission webhook for
-//! Service addresses ([`crate::service_addresses`]), so it is guarded by the
-//! same client check.
+//! Service addresses ([`crate::service_addresses`]), to one caller only: the
+//! apiserver's webhook client, of the webhook client CA
+//! ([`vnest_pki::identity::APISERVER_WEBHOOK_CLIENT_USER`]). Not the kubelet
+//! client: the tenant can make its apiserver present that one anywhere
+//! (`nodes/NAME/proxy/...`), and can have the controller-manager sign any
+//! name with the tenant CA; neither holds the webhook client CA.
 
 mod forward;
 pub mod route;
@@ -43,6 +47,7 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// File names in the PKI directory, as the supervisor lays them out.
 pub const CA_FILE: &str = "ca.crt";
+pub const WEBHOOK_CA_FILE: &str = "webhook-client-ca.crt";
 pub const CERT_FILE: &str = "kubelet-proxy.crt";
 pub const KEY_FILE: &str = "kubelet-proxy.key";
 
@@ -85,12 +90,33 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ProxyError>
     Ok(certs)
 }
 
+/// The proxy's TLS, and how it tells its callers apart.
+pub struct ProxyTls {
+    pub config: ServerConfig,
+    /// The webhook client CA's subject (DER): the issuer of the one
+    /// certificate the webhook accepts.
+    pub webhook_issuer: Vec<u8>,
+}
+
 /// TLS for the proxy from `pki_dir`: its serving pair, and the tenant CA
-/// as the authority client certificates must chain to.
-pub fn tls_config(pki_dir: &Path) -> Result<ServerConfig, ProxyError> {
+/// and the webhook client CA as the authorities client certificates must
+/// chain to.
+pub fn tls_config(pki_dir: &Path) -> Result<ProxyTls, ProxyError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for ca in certificates(&pki_dir.join(CA_FILE))? {
+        roots.add(ca)?;
+    }
+    let webhook_ca_path = pki_dir.join(WEBHOOK_CA_FILE);
+    let webhook_cas = certificates(&webhook_ca_path)?;
+    let webhook_issuer =
+        webhook_cas
+            .first()
+            .and_then(|ca| subject(ca))
+            .ok_or(ProxyError::NoCertificate {
+                path: webhook_ca_path,
+            })?;
+    for ca in webhook_cas {
         roots.add(ca)?;
     }
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -109,7 +135,45 @@ pub fn tls_config(pki_dir: &Path) -> Result<ServerConfig, ProxyError> {
         .with_single_cert(certificates(&pki_dir.join(CERT_FILE))?, key)?;
     // Streams are HTTP/1.1 upgrades.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(ProxyTls {
+        config,
+        webhook_issuer,
+    })
+}
+
+/// Who is calling, from the certificate it proved it holds (verified to
+/// chain to the tenant CA or the webhook client CA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// The tenant apiserver as a kubelet's client (tenant CA).
+    KubeletClient,
+    /// The tenant apiserver calling its admission webhook (webhook CA).
+    WebhookClient,
+    Other,
+}
+
+/// The caller holding `certificate`, given the webhook client CA's subject.
+pub fn caller(certificate: &CertificateDer<'_>, webhook_issuer: &[u8]) -> Caller {
+    use vnest_pki::identity::{APISERVER_KUBELET_CLIENT_USER, APISERVER_WEBHOOK_CLIENT_USER};
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
+        return Caller::Other;
+    };
+    let name = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|n| n.as_str().ok());
+    let by_webhook_ca = parsed.issuer().as_raw() == webhook_issuer;
+    match (name, by_webhook_ca) {
+        (Some(APISERVER_WEBHOOK_CLIENT_USER), true) => Caller::WebhookClient,
+        (Some(APISERVER_KUBELET_CLIENT_USER), false) => Caller::KubeletClient,
+        _ => Caller::Other,
+    }
+}
+
+fn subject(certificate: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+    Some(parsed.subject().as_raw().to_vec())
 }
 
 /// How long a client has for its TLS handshake.
@@ -121,12 +185,13 @@ const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 pub async fn serve(
     syncer: Arc<Syncer>,
     address: SocketAddr,
-    tls: ServerConfig,
+    tls: ProxyTls,
 ) -> Result<(), ProxyError> {
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| ProxyError::Listen { address, source })?;
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let acceptor = TlsAcceptor::from(Arc::new(tls.config));
+    let webhook_issuer = Arc::new(tls.webhook_issuer);
     tracing::info!(%address, "kubelet proxy serving");
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -141,6 +206,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let syncer = syncer.clone();
+        let webhook_issuer = webhook_issuer.clone();
         tokio::spawn(async move {
             // A client that opens a connection and says nothing gets no
             // task for longer than a handshake takes.
@@ -160,15 +226,13 @@ pub async fn serve(
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .and_then(common_name);
-            let allowed =
-                caller.as_deref() == Some(vnest_pki::identity::APISERVER_KUBELET_CLIENT_USER);
-            if !allowed {
-                tracing::warn!(%peer, ?caller, "kubelet proxy: caller is not the tenant apiserver");
+                .map_or(Caller::Other, |leaf| caller(leaf, &webhook_issuer));
+            if caller == Caller::Other {
+                tracing::warn!(%peer, "kubelet proxy: caller is not the tenant apiserver");
             }
             let service = service_fn(move |request| {
                 let syncer = syncer.clone();
-                async move { Ok::<_, Infallible>(handle(&syncer, allowed, request).await) }
+                async move { Ok::<_, Infallible>(handle(&syncer, caller, request).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service)
@@ -180,18 +244,16 @@ pub async fn serve(
     }
 }
 
-fn common_name(certificate: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
-    let name = parsed.subject().iter_common_name().next()?;
-    name.as_str().ok().map(str::to_owned)
-}
-
 /// The largest AdmissionReview the webhook reads (a Service is small).
 const MAX_REVIEW_BYTES: usize = 1 << 20;
 
-async fn handle(syncer: &Syncer, allowed: bool, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    syncer: &Syncer,
+    caller: Caller,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     if request.uri().path() == crate::service_addresses::WEBHOOK_PATH {
-        let response = if allowed {
+        let response = if caller == Caller::WebhookClient {
             admission(syncer, request).await
         } else {
             text(
@@ -207,7 +269,7 @@ async fn handle(syncer: &Syncer, allowed: bool, request: Request<Incoming>) -> R
     let call = route::parse(request.uri().path());
     let kind = call.as_ref().map_or("other", |c| c.kind.as_str());
     let response = match call {
-        _ if !allowed => text(
+        _ if caller != Caller::KubeletClient => text(
             StatusCode::FORBIDDEN,
             "only the tenant's apiserver may call this kubelet".to_owned(),
         ),
@@ -263,4 +325,45 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
         http::HeaderValue::from_static(content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use vnest_pki::identity::{APISERVER_KUBELET_CLIENT_USER, APISERVER_WEBHOOK_CLIENT_USER};
+    use vnest_pki::{ControlPlanePki, ControlPlaneSpec, LeafSpec};
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn only_the_webhook_client_ca_makes_a_webhook_caller() {
+        let pki = ControlPlanePki::generate(&ControlPlaneSpec::new("shop")).unwrap();
+        let webhook_issuer = subject(&der(&pki.webhook_client_ca.cert().cert_pem)).unwrap();
+        let caller_of = |pem: &str| caller(&der(pem), &webhook_issuer);
+        assert_eq!(
+            caller_of(&pki.apiserver_webhook_client.cert_pem),
+            Caller::WebhookClient
+        );
+        assert_eq!(
+            caller_of(&pki.apiserver_kubelet_client.cert_pem),
+            Caller::KubeletClient
+        );
+        // What the tenant can get: the controller-manager signs any name
+        // with the tenant CA, the webhook's among them.
+        let forged = pki
+            .ca
+            .issue(&LeafSpec::client(APISERVER_WEBHOOK_CLIENT_USER, None))
+            .unwrap();
+        assert_eq!(caller_of(&forged.cert_pem), Caller::Other);
+        // And the webhook CA's name does not stand for the kubelet client.
+        let crossed = pki
+            .webhook_client_ca
+            .issue(&LeafSpec::client(APISERVER_KUBELET_CLIENT_USER, None))
+            .unwrap();
+        assert_eq!(caller_of(&crossed.cert_pem), Caller::Other);
+        assert_eq!(caller_of(&pki.admin.cert_pem), Caller::Other);
+    }
 }
