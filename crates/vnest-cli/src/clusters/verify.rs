@@ -1,7 +1,9 @@
 //! `vnest verify NAME`: an isolation self-test of one virtual cluster on
 //! any host. It reads from the host that every layer is in place (Pod
 //! Security, quota, LimitRange, NetworkPolicies, no host token, the
-//! RuntimeClass, the PID limit), then starts a short-lived probe pod inside
+//! RuntimeClass, and what the supervisor reports: the PID limit, a pool of
+//! its own, the control plane apart from other tenants' pools, ingress
+//! hosts of its own), then starts a short-lived probe pod inside
 //! the tenant — through its apiserver and syncer, like any tenant workload
 //! — that tries each way out (the host apiserver, kubelets, the tenant's own
 //! etcd and syncer, other tenants, the supervisor, the host's DNS, instance
@@ -93,6 +95,8 @@ const DISCOVERY: &str = "T1613 Container and Resource Discovery";
 const CONTAINER_API: &str = "T1552.007 Container API";
 const SERVICE_DISCOVERY: &str = "T1046 Network Service Discovery";
 const METADATA: &str = "T1552.005 Cloud Instance Metadata API";
+const UNSECURED_CREDENTIALS: &str = "T1552 Unsecured Credentials";
+const ADVERSARY_IN_THE_MIDDLE: &str = "T1557 Adversary-in-the-Middle";
 
 /// The exit code when a check failed.
 pub(crate) const CHECK_FAILED: u8 = 8;
@@ -305,24 +309,67 @@ async fn host_checks(client: &Client, vc: &VirtualCluster) -> anyhow::Result<Vec
             ESCAPE_TO_HOST,
         ));
     }
+    use vnest_api::conditions::{CONTROL_PLANE_PLACEMENT, INGRESS_HOSTS, NODE_POOL, PID_LIMIT};
     if let Some(limit) = isolation.pid_limit {
-        let condition = vc.status.as_ref().and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == vnest_api::conditions::PID_LIMIT)
-        });
-        checks.push(check(
+        checks.push(reported(
+            vc,
+            PID_LIMIT,
             "PID limit",
             &format!("pool nodes hold pidLimit {limit}"),
-            condition.is_some_and(|c| c.status == "True"),
-            condition.map_or_else(
-                || "no PIDLimit condition yet".to_owned(),
-                |c| c.message.clone(),
-            ),
             DENIAL_OF_SERVICE,
         ));
     }
+    if vc.spec.node_pool.mode == vnest_api::NodePoolMode::Dedicated {
+        checks.push(reported(
+            vc,
+            NODE_POOL,
+            "Node pool",
+            "no other VirtualCluster's pool takes this pool's nodes",
+            ESCAPE_TO_HOST,
+        ));
+    }
+    checks.push(reported(
+        vc,
+        CONTROL_PLANE_PLACEMENT,
+        "Control plane placement",
+        "the control plane (its CA keys) runs on no other tenant's pool node",
+        UNSECURED_CREDENTIALS,
+    ));
+    if !isolation.ingress.hosts.is_empty() {
+        checks.push(reported(
+            vc,
+            INGRESS_HOSTS,
+            "Ingress hosts",
+            "the granted ingress hosts are this cluster's alone",
+            ADVERSARY_IN_THE_MIDDLE,
+        ));
+    }
     Ok(checks)
+}
+
+/// A check the supervisor reports as condition `type_`: passed when True,
+/// with its message.
+fn reported(
+    vc: &VirtualCluster,
+    type_: &str,
+    layer: &'static str,
+    what: &str,
+    technique: &'static str,
+) -> Check {
+    let condition = vc
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+    check(
+        layer,
+        what,
+        condition.is_some_and(|c| c.status == "True"),
+        condition.map_or_else(
+            || format!("no {type_} condition yet"),
+            |c| c.message.clone(),
+        ),
+        technique,
+    )
 }
 
 fn names(names: impl Iterator<Item = Option<String>>) -> String {
