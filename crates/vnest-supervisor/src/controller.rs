@@ -117,7 +117,7 @@ fn owner_of<K: Resource>(object: K) -> Option<ObjectRef<VirtualCluster>> {
 /// user what failed.
 fn error_policy(vc: Arc<VirtualCluster>, error: &Error, _: Arc<Context>) -> Action {
     let retry = match error {
-        Error::StillDeleting(_) => Duration::from_secs(3),
+        Error::StillDeleting(_) | Error::Wiping(_) => Duration::from_secs(3),
         _ => Duration::from_secs(10),
     };
     tracing::info!(

@@ -17,6 +17,9 @@ pub enum Error {
     /// Cleanup waits for the host to finish deleting these namespaces.
     #[error("waiting for host namespace {0} to be deleted")]
     StillDeleting(String),
+    /// Cleanup waits for etcd's volumes in this namespace to be emptied.
+    #[error("emptying the etcd volumes in {0}")]
+    Wiping(String),
     #[error("the object has no {0}")]
     Incomplete(&'static str),
     #[error("making the apiserver's encryption key: {0}")]

@@ -10,6 +10,7 @@
 
 pub mod cluster_dns;
 pub mod controller;
+pub mod datastore_wipe;
 pub mod desired;
 pub mod error;
 pub mod host_facts;

@@ -2,7 +2,7 @@
 //! cluster it finds (in-cluster config, or `KUBECONFIG`).
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use vnest_supervisor::controller;
 use vnest_supervisor::desired::pods::Settings;
 
@@ -26,6 +26,16 @@ struct Args {
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Empty DIR (a deleted tenant's etcd volume): overwrite every file
+    /// with zeros, then remove it. Run by the supervisor in a pod of its
+    /// own; not for people.
+    Wipe { dir: std::path::PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -38,6 +48,12 @@ enum LogFormat {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     vnest_kube::logging::init(matches!(args.log_format, LogFormat::Json));
+    if let Some(Command::Wipe { dir }) = &args.command {
+        let bytes = vnest_supervisor::datastore_wipe::empty_directory(dir)
+            .with_context(|| format!("emptying {}", dir.display()))?;
+        tracing::info!(dir = %dir.display(), bytes, "emptied");
+        return Ok(());
+    }
     let readiness = vnest_kube::health::Readiness::default();
     let metrics = std::sync::Arc::new(vnest_supervisor::metrics::Metrics::default());
     let for_metrics = metrics.clone();

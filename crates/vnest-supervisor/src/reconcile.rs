@@ -688,6 +688,7 @@ async fn expire(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
 /// Deletes both host namespaces (everything in them goes with them) and
 /// keeps the finalizer until the host has finished.
 async fn cleanup(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
+    crate::datastore_wipe::wipe(vc, ctx).await?;
     let (vc_namespace, vc_name) = identity(vc);
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     let mut remaining = Vec::new();

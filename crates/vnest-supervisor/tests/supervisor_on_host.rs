@@ -371,7 +371,28 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     })
     .await;
 
-    // Deleting removes every host object the tenants had.
+    // Deleting removes every host object the tenants had, and empties the
+    // etcd volumes the host keeps (the dev host's class is Retain).
+    let volumes: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    let etcd_volumes: Vec<std::path::PathBuf> = volumes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|pv| {
+            let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+            claim.and_then(|c| c.namespace.as_deref()) == Some(cp.as_str())
+        })
+        .filter_map(|pv| Some(pv.spec?.local?.path.into()))
+        .collect();
+    assert!(!etcd_volumes.is_empty(), "team-a's etcd has a local volume");
+    assert!(
+        etcd_volumes
+            .iter()
+            .all(|dir| std::fs::read_dir(dir).unwrap().count() > 0),
+        "etcd wrote its data: {etcd_volumes:?}"
+    );
     for name in ["team-a", "team-b", "sneaky", "nowhere"] {
         vcs.delete(name, &DeleteParams::default()).await.unwrap();
     }
@@ -396,6 +417,13 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
         },
     )
     .await;
+    for dir in &etcd_volumes {
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{} still holds {left:?}", dir.display());
+    }
 
     host.stop().await;
 }

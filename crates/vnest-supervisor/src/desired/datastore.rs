@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, Probe, Secret, Service,
-    ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    Pod, PodSpec, Probe, Secret, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
@@ -127,6 +128,57 @@ pub fn args(vc: &VirtualCluster, etcd: &OwnedEtcd) -> Vec<String> {
 
 /// The members as a StatefulSet; `paused` scales it to zero, keeping the
 /// volumes and so the data.
+/// The component label of the pods that empty etcd's volumes.
+pub const WIPE_COMPONENT: &str = "etcd-wipe";
+/// Where a wipe pod mounts the volume it empties.
+const WIPE_DIR: &str = "/wipe";
+
+/// The pod that empties etcd volume `claim` once its VirtualCluster is
+/// deleted: `vnest-supervisor wipe` (vnest's own image) overwrites every
+/// file with zeros and removes it, so a volume the host keeps (a `Retain`
+/// StorageClass) is left `Released` with nothing of the tenant's on it.
+pub fn wipe_pod(vc: &VirtualCluster, settings: &Settings, claim: &str) -> Pod {
+    let container = Container {
+        name: "wipe".to_owned(),
+        image: Some(settings.vnest_image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        command: Some(vec![
+            "vnest-supervisor".to_owned(),
+            "wipe".to_owned(),
+            WIPE_DIR.to_owned(),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".to_owned(),
+            mount_path: WIPE_DIR.to_owned(),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(pods::container_security_context()),
+        ..Container::default()
+    };
+    Pod {
+        metadata: pods::control_plane_meta(vc, &wipe_pod_name(claim), WIPE_COMPONENT),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".to_owned()),
+            containers: vec![container],
+            volumes: Some(vec![Volume {
+                name: "data".to_owned(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.to_owned(),
+                    read_only: None,
+                }),
+                ..Volume::default()
+            }]),
+            ..pods::pod_spec(vc)
+        }),
+        status: None,
+    }
+}
+
+/// The wipe pod of `claim`.
+pub fn wipe_pod_name(claim: &str) -> String {
+    vnest_api::host_names::hashed_label(&format!("wipe-{claim}"), &format!("wipe:{claim}"), "")
+}
+
 pub fn stateful_set(
     vc: &VirtualCluster,
     etcd: &OwnedEtcd,

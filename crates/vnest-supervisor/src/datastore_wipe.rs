@@ -1,0 +1,165 @@
+//! What a deleted VirtualCluster's etcd leaves on the host: nothing. Before
+//! its namespaces go, the etcd StatefulSet is deleted and each of its
+//! volumes emptied by a pod ([`crate::desired::datastore::wipe_pod`]), so a
+//! volume the host keeps (a `Retain` StorageClass) is left `Released` with
+//! no tenant data on it. A wipe that cannot finish (a volume whose node is
+//! gone) does not hold the deletion up for longer than [`GIVE_UP_AFTER`].
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use vnest_api::VirtualCluster;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
+
+use crate::controller::Context;
+use crate::desired::certificates::ETCD_SERVICE;
+use crate::desired::datastore;
+use crate::desired::pods;
+use crate::error::{Error, Result};
+
+/// How long after the deletion began a wipe stops being waited for.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
+/// Where the wipe of `vc`'s etcd volumes stands: `Ok(())` when done (or
+/// nothing to wipe, or given up), [`Error::Wiping`] while it runs.
+pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
+    if datastore::owned_etcd(vc).is_none() {
+        return Ok(());
+    }
+    let namespace = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    let claims: Vec<String> = claims
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let deleted_for = vc
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| Timestamp::now().duration_since(t.0))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or_default();
+    if deleted_for > GIVE_UP_AFTER {
+        tracing::warn!(
+            namespace,
+            ?claims,
+            "etcd's volumes could not be emptied in time; deleting without"
+        );
+        return Ok(());
+    }
+    // etcd stops first: nothing writes while the volume is emptied.
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    if sets.get_opt(ETCD_SERVICE).await?.is_some() {
+        sets.delete(ETCD_SERVICE, &DeleteParams::default()).await?;
+    }
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let etcd_pods = pods_api
+        .list(&ListParams::default().labels(&selector(datastore::COMPONENT)))
+        .await?;
+    if !etcd_pods.items.is_empty() {
+        return Err(Error::Wiping(namespace));
+    }
+    let mut running = false;
+    for claim in &claims {
+        let name = datastore::wipe_pod_name(claim);
+        match pods_api.get_opt(&name).await? {
+            None => {
+                let pod = datastore::wipe_pod(vc, &ctx.settings, claim);
+                pods_api.create(&PostParams::default(), &pod).await?;
+                running = true;
+            }
+            Some(pod) => match pod.status.and_then(|s| s.phase).as_deref() {
+                Some("Succeeded") => {}
+                Some("Failed") => {
+                    tracing::warn!(namespace, claim, "emptying etcd's volume failed");
+                }
+                _ => running = true,
+            },
+        }
+    }
+    if running {
+        Err(Error::Wiping(namespace))
+    } else {
+        tracing::info!(namespace, ?claims, "etcd's volumes emptied");
+        Ok(())
+    }
+}
+
+fn selector(component: &str) -> String {
+    pods::selector(component)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Empties directory `dir` (a mounted volume): every file overwritten with
+/// zeros, synced, and removed, then every directory below it removed.
+pub fn empty_directory(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::Write as _;
+    let mut wiped = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        // A filesystem's own directory (ext4), owned by root, stays.
+        if entry.file_name() == "lost+found" {
+            continue;
+        }
+        let path = entry.path();
+        let kind = std::fs::symlink_metadata(&path)?.file_type();
+        if kind.is_dir() {
+            wiped += empty_directory(&path)?;
+            std::fs::remove_dir(&path)?;
+            continue;
+        }
+        if kind.is_file() {
+            let length = std::fs::metadata(&path)?.len();
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+            let zeros = vec![0u8; 1 << 16];
+            let mut left = length;
+            while left > 0 {
+                let chunk = left.min(zeros.len() as u64) as usize;
+                file.write_all(&zeros[..chunk])?;
+                left -= chunk as u64;
+            }
+            file.sync_all()?;
+            wiped += length;
+        }
+        std::fs::remove_file(&path)?;
+    }
+    Ok(wiped)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_directory_is_emptied_but_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let member = dir.path().join("data/member/snap");
+        std::fs::create_dir_all(&member).unwrap();
+        std::fs::write(member.join("db"), b"tenant secrets").unwrap();
+        std::fs::write(dir.path().join("top"), vec![7u8; 200_000]).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        let wiped = empty_directory(dir.path()).unwrap();
+        assert_eq!(wiped, 200_000 + 14);
+        assert!(dir.path().exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(
+            std::path::Path::new("/etc/passwd").exists(),
+            "a link is not followed"
+        );
+    }
+}
