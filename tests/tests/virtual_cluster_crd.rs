@@ -67,6 +67,11 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
         "NetworkPolicy is on by default"
     );
     assert!(!spec.paused);
+    assert_eq!(spec.isolation.pod_labels, vnest_api::PodLabels::Prefixed);
+    assert!(
+        spec.isolation.ingress.hosts.is_empty(),
+        "no ingress host by default"
+    );
 
     // A Shared pool with a sandbox, or with the shared kernel accepted.
     for (name, spec) in [
@@ -77,6 +82,11 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
         (
             "shared-accepted",
             json!({ "nodePool": { "mode": "Shared", "acceptSharedKernel": true } }),
+        ),
+        (
+            "ingress-granted",
+            json!({ "nodePool": { "nodeSelector": { "pool": "a" } },
+                    "isolation": { "ingress": { "hosts": ["*", "shop.example.com", "*.shop.example.com"], "classNames": ["public"] } } }),
         ),
     ] {
         vcs.create(&PostParams::default(), &object(name, spec))
@@ -146,6 +156,11 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
             "tiny-pid-limit",
             json!({ "nodePool": pool, "isolation": { "pidLimit": 2 } }),
             "must be at least 16",
+        ),
+        (
+            "bad-ingress-host",
+            json!({ "nodePool": pool, "isolation": { "ingress": { "hosts": ["shop.example.com", "*example.com"] } } }),
+            "each host is a lowercase DNS name, *.name, or *",
         ),
     ];
     for (name, spec, expected) in cases {
