@@ -30,7 +30,7 @@ pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How this syncer was configured (by the supervisor, from the
 /// VirtualCluster).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
     pub host_namespace: String,
     pub pool_selector: BTreeMap<String, String>,

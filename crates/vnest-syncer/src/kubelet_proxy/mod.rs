@@ -93,6 +93,8 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ProxyError>
 /// The proxy's TLS, and how it tells its callers apart.
 pub struct ProxyTls {
     pub config: ServerConfig,
+    /// How long a client has for its TLS handshake.
+    pub handshake_timeout: std::time::Duration,
     /// The webhook client CA's subject (DER): the issuer of the one
     /// certificate the webhook accepts.
     pub webhook_issuer: Vec<u8>,
@@ -137,6 +139,7 @@ pub fn tls_config(pki_dir: &Path) -> Result<ProxyTls, ProxyError> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(ProxyTls {
         config,
+        handshake_timeout: HANDSHAKE_TIMEOUT,
         webhook_issuer,
     })
 }
@@ -176,7 +179,7 @@ fn subject(certificate: &CertificateDer<'_>) -> Option<Vec<u8>> {
     Some(parsed.subject().as_raw().to_vec())
 }
 
-/// How long a client has for its TLS handshake.
+/// How long a client has for its TLS handshake, by default.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long the listener waits after a failed `accept`.
 const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
@@ -191,6 +194,7 @@ pub async fn serve(
         .await
         .map_err(|source| ProxyError::Listen { address, source })?;
     let acceptor = TlsAcceptor::from(Arc::new(tls.config));
+    let handshake_timeout = tls.handshake_timeout;
     let webhook_issuer = Arc::new(tls.webhook_issuer);
     tracing::info!(%address, "kubelet proxy serving");
     loop {
@@ -210,7 +214,7 @@ pub async fn serve(
         tokio::spawn(async move {
             // A client that opens a connection and says nothing gets no
             // task for longer than a handshake takes.
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     tracing::info!(%peer, %error, "kubelet proxy: TLS handshake refused");
