@@ -30,6 +30,20 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
     if datastore::owned_etcd(vc).is_none() {
         return Ok(());
     }
+    let deleted_for = vc
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| Timestamp::now().duration_since(t.0))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or_default();
+    if deleted_for > GIVE_UP_AFTER {
+        tracing::warn!(
+            vc = vc.metadata.name.as_deref().unwrap_or_default(),
+            "etcd's volumes could not be emptied in time; deleting without"
+        );
+        return Ok(());
+    }
     let namespace = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
     let claims: Vec<String> = claims
@@ -41,21 +55,6 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
         .filter_map(|c| c.metadata.name)
         .collect();
     if claims.is_empty() {
-        return Ok(());
-    }
-    let deleted_for = vc
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| Timestamp::now().duration_since(t.0))
-        .and_then(|d| Duration::try_from(d).ok())
-        .unwrap_or_default();
-    if deleted_for > GIVE_UP_AFTER {
-        tracing::warn!(
-            namespace,
-            ?claims,
-            "etcd's volumes could not be emptied in time; deleting without"
-        );
         return Ok(());
     }
     // etcd stops first: nothing writes while the volume is emptied.
