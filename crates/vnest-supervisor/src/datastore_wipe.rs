@@ -52,6 +52,8 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
         .items
         .into_iter()
         .filter(|c| c.metadata.deletion_timestamp.is_none())
+        // A claim never bound holds no data (and no pod could mount it).
+        .filter(|c| c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
         .filter_map(|c| c.metadata.name)
         .collect();
     if claims.is_empty() {
