@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -45,6 +45,13 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
         return Ok(());
     }
     let namespace = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
+    // Once its namespace is going, the wipe is done (or too late): nothing
+    // can be started there any more.
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    match namespaces.get_opt(&namespace).await? {
+        Some(ns) if ns.metadata.deletion_timestamp.is_none() => {}
+        _ => return Ok(()),
+    }
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
     let claims: Vec<String> = claims
         .list(&ListParams::default())
