@@ -113,13 +113,29 @@ fn owner_of<K: Resource>(object: K) -> Option<ObjectRef<VirtualCluster>> {
     Some(ObjectRef::new(name).within(namespace))
 }
 
+/// How soon a failed reconcile runs again: a deletion waiting for the host
+/// (namespaces going, volumes being emptied) looks again within seconds,
+/// anything else in 10 s. Errors of the cleanup come wrapped by the
+/// finalizer.
+fn retry_after(error: &Error) -> Duration {
+    use kube::runtime::finalizer::Error as Finalizer;
+    let inner = match error {
+        Error::Finalizer(wrapped) => match wrapped.as_ref() {
+            Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => inner,
+            _ => error,
+        },
+        _ => error,
+    };
+    match inner {
+        Error::StillDeleting(_) | Error::Wiping(_) => Duration::from_secs(2),
+        _ => Duration::from_secs(10),
+    }
+}
+
 /// Transient failures are retried soon; the condition already tells the
 /// user what failed.
 fn error_policy(vc: Arc<VirtualCluster>, error: &Error, _: Arc<Context>) -> Action {
-    let retry = match error {
-        Error::StillDeleting(_) | Error::Wiping(_) => Duration::from_secs(3),
-        _ => Duration::from_secs(10),
-    };
+    let retry = retry_after(error);
     tracing::info!(
         name = vc.metadata.name.as_deref().unwrap_or_default(),
         namespace = vc.metadata.namespace.as_deref().unwrap_or_default(),
@@ -128,4 +144,27 @@ fn error_policy(vc: Arc<VirtualCluster>, error: &Error, _: Arc<Context>) -> Acti
         "will retry"
     );
     Action::requeue(retry)
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use kube::runtime::finalizer::Error as Finalizer;
+
+    #[test]
+    fn a_waiting_deletion_looks_again_soon_even_wrapped() {
+        let wrapped = |e| Error::Finalizer(Box::new(Finalizer::CleanupFailed(e)));
+        assert_eq!(
+            retry_after(&wrapped(Error::Wiping("cp".into()))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            retry_after(&wrapped(Error::StillDeleting("wl".into()))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            retry_after(&wrapped(Error::Incomplete("name"))),
+            Duration::from_secs(10)
+        );
+    }
 }
