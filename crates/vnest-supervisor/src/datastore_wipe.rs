@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use vnest_api::VirtualCluster;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
+use vnest_api::{VirtualCluster, label_pairs};
 
 use crate::controller::Context;
 use crate::desired::certificates::ETCD_SERVICE;
@@ -73,7 +73,11 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
     }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let etcd_pods = pods_api
-        .list(&ListParams::default().labels(&selector(datastore::COMPONENT)))
+        .list(
+            &ListParams::default().labels(&label_pairs::selector(&pods::selector(
+                datastore::COMPONENT,
+            ))),
+        )
         .await?;
     if !etcd_pods.items.is_empty() {
         return Err(Error::Wiping(namespace));
@@ -102,14 +106,6 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
         tracing::info!(namespace, ?claims, "etcd's volumes emptied");
         Ok(())
     }
-}
-
-fn selector(component: &str) -> String {
-    pods::selector(component)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Empties directory `dir` (a mounted volume): every file overwritten with
