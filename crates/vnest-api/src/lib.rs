@@ -8,6 +8,7 @@ pub mod host_names;
 pub mod ingress_hosts;
 pub mod label_pairs;
 pub mod pod_network;
+pub mod quota_keys;
 mod virtual_cluster;
 
 pub use virtual_cluster::*;

@@ -79,6 +79,9 @@ pub struct Syncer {
     pub settings: Settings,
     pub recorder: Recorder,
     pub network: TenantNetwork,
+    /// Held while a host object is counted and created
+    /// ([`crate::host_quota`]).
+    pub creating: tokio::sync::Mutex<()>,
     learned: RwLock<Learned>,
 }
 
@@ -97,6 +100,7 @@ impl Syncer {
             settings,
             recorder,
             network,
+            creating: tokio::sync::Mutex::new(()),
             learned: RwLock::new(Learned::default()),
         }
     }

@@ -22,6 +22,16 @@ pub enum Error {
     NetworkUnwatched(#[from] kube::runtime::reflector::store::WriterDropped),
 }
 
+/// Whether the host's admission refused a write for good (Pod Security,
+/// quota, an invalid field), so the tenant is told, rather than for the
+/// moment: an apiserver that has just started answers 403 "not yet ready
+/// to handle request" until its admission caches are warm, and that write
+/// is simply tried again.
+pub fn refused_by_host(status: &kube::core::Status) -> bool {
+    (status.code == 403 || status.code == 422)
+        && !status.message.contains("not yet ready to handle request")
+}
+
 /// Which cluster a call went to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -48,5 +58,32 @@ pub trait OnSide<T> {
 impl<T> OnSide<T> for Result<T, kube::Error> {
     fn on(self, side: Side) -> Result<T> {
         self.map_err(|source| Error::Kube { side, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn status(code: u16, message: &str) -> kube::core::Status {
+        kube::core::Status::failure(message, "Forbidden").with_code(code)
+    }
+
+    #[test]
+    fn a_warming_apiserver_does_not_refuse_for_good() {
+        assert!(refused_by_host(&status(
+            403,
+            "pods \"x\" is forbidden: exceeded quota: vnest-tenant"
+        )));
+        assert!(refused_by_host(&status(
+            422,
+            "spec.clusterIP: Invalid value"
+        )));
+        assert!(!refused_by_host(&status(
+            403,
+            "pods \"x\" is forbidden: not yet ready to handle request"
+        )));
+        assert!(!refused_by_host(&status(409, "already exists")));
     }
 }

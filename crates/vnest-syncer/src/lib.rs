@@ -16,6 +16,7 @@
 //!   answered through the host apiserver.
 //! - `service_addresses`: tenant Services get their ClusterIP from the
 //!   host (an admission webhook behind the kubelet proxy's listener).
+//! - `host_quota`: the host's object counts, kept exactly on create.
 //! - `gc`: host objects whose tenant origin is gone.
 //! - `command`: the `vnest-syncer` command line.
 
@@ -25,6 +26,7 @@ pub mod downward;
 pub mod error;
 pub mod events;
 pub mod gc;
+pub mod host_quota;
 pub mod kubelet_proxy;
 pub mod metrics;
 pub mod mirror;

@@ -25,11 +25,11 @@ use serde::de::DeserializeOwned;
 use vnest_kube::apply::{ApplyError, apply_namespaced};
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
-use crate::error::{Error, OnSide, Result, Side};
+use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin};
 use crate::policy::{self, EndpointFence, Refusal};
 use crate::translate::{self, Placement};
-use crate::{network_policy, volumes};
+use crate::{host_quota, network_policy, volumes};
 
 /// How soon an object the host refused is tried again.
 const HOST_REFUSAL_RETRY: Duration = Duration::from_secs(60);
@@ -318,23 +318,38 @@ async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action
                     refuse(syncer, object.as_ref(), &refusals).await;
                     return Ok(Action::requeue(RESYNC));
                 }
-                let host = match apply_host_copy(syncer, object.as_ref()).await {
-                    Ok(host) => host,
+                let name = host_name(
+                    &namespace,
+                    object.meta().name.as_deref().unwrap_or_default(),
+                );
+                let applied = host_quota::within::<K, _, _>(
+                    syncer,
+                    &name,
+                    apply_host_copy(syncer, object.as_ref()),
+                )
+                .await;
+                let refused = match applied {
+                    Ok(Ok(host)) => Ok(host),
+                    Ok(Err(over_quota)) => Err(over_quota),
                     // The host's admission refused it (over quota, an
                     // invalid field): the tenant is told, and it is tried
                     // again later (quota may free up).
                     Err(Error::Apply(ApplyError::Api {
                         source: kube::Error::Api(status),
                         ..
-                    })) if status.code == 403 || status.code == 422 => {
+                    })) if refused_by_host(&status) => Err(status.message),
+                    Err(e) => return Err(e),
+                };
+                let host = match refused {
+                    Ok(host) => host,
+                    Err(message) => {
                         let refusal = Refusal {
                             rule: policy::Rule::HostAdmission,
-                            message: format!("the host refused it: {}", status.message),
+                            message: format!("the host refused it: {message}"),
                         };
                         refuse(syncer, object.as_ref(), &[refusal]).await;
                         return Ok(Action::requeue(HOST_REFUSAL_RETRY));
                     }
-                    Err(e) => return Err(e),
                 };
                 K::observe(syncer, &object, &host);
                 K::after_apply(syncer, &object, &host).await?;

@@ -27,7 +27,7 @@ use serde_json::json;
 use vnest_kube::apply::apply_namespaced;
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
-use crate::error::{Error, OnSide, Result, Side};
+use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels};
 use crate::policy::{self, Refusal};
 use crate::translate::{self, token_secret_name};
@@ -141,7 +141,7 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             match host_pods.create(&params, &desired).await {
                 Ok(created) => created,
                 // The host's own admission (Pod Security, quota) refused it.
-                Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
+                Err(kube::Error::Api(status)) if refused_by_host(&status) => {
                     let refusal = Refusal {
                         rule: policy::Rule::HostAdmission,
                         message: format!("the host refused it: {}", status.message),

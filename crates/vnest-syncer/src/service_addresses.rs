@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
 
 use crate::context::{FIELD_MANAGER, Syncer};
-use crate::translate;
+use crate::{host_quota, translate};
 
 /// The path the webhook is served at, on the kubelet proxy's listener.
 pub const WEBHOOK_PATH: &str = "/admission/services";
@@ -179,7 +179,21 @@ async fn allocate(syncer: &Syncer, service: &Service) -> Result<Option<Value>, S
         }
     }
     let desired = translate::service(service, &syncer.placement());
-    match apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await {
+    let host_name = desired.metadata.name.clone().unwrap_or_default();
+    let applied = host_quota::within::<Service, _, _>(syncer, &host_name, async {
+        Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await)
+    })
+    .await;
+    let applied = match applied {
+        Ok(Ok(applied)) => applied,
+        Ok(Err(over_quota)) => return Err(format!("the host refused it: {over_quota}")),
+        Err(e) => {
+            return Err(format!(
+                "vnest's syncer could not reserve a host address for this Service: {e}; try again"
+            ));
+        }
+    };
+    match applied {
         Ok(host) => {
             tracing::info!(%namespace, %name, ip = ?host.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()), "host address given to a tenant Service");
             Ok(address_patch(&host))
