@@ -260,6 +260,10 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         "a headless tenant Service's pods by DNS name: {client_said}"
     );
     assert!(
+        client_said.contains("SERVICE-LINKS"),
+        "WEB_SERVICE_HOST and WEB_SERVICE_PORT_HTTP name the tenant Service: {client_said}"
+    );
+    assert!(
         client_said.contains("SELECTORLESS"),
         "a selector-less Service through the endpoints the tenant wrote: {client_said}"
     );
@@ -1089,6 +1093,8 @@ spec:
           try "$WEB_IP" && echo BY-IP
           try web-direct.default.svc.cluster.local. 8080 && echo HEADLESS
           try web-external.default.svc.cluster.local. && echo SELECTORLESS
+          # The tenant kubelet's Service variables: the tenant Service's address.
+          [ "$WEB_SERVICE_HOST" = "$WEB_IP" ] && [ "$WEB_SERVICE_PORT_HTTP" = 80 ] && echo SERVICE-LINKS
           true
       securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 "#;

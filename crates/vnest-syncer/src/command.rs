@@ -237,9 +237,14 @@ pub async fn main() -> anyhow::Result<()> {
         watched(&tenant_client, namespace_writer),
         watched(&tenant_client, policy_writer),
     );
+    // Service variables of new pods come from the tenant's Services.
+    let (services, service_writer) = reflector::store();
+    let services_watch =
+        tokio::spawn(watched(&tenant_client, service_writer).for_each(|_| async {}));
     let network = TenantNetwork {
         namespaces,
         policies,
+        services,
     };
     let syncer = Arc::new(Syncer::new(
         tenant_client,
@@ -300,6 +305,7 @@ pub async fn main() -> anyhow::Result<()> {
         pods::run(syncer.clone(), network_changes),
     );
     heartbeat.abort();
+    services_watch.abort();
     collector.abort();
     events_up.abort();
     classes.abort();

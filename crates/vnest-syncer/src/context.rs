@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::RwLock;
 
-use k8s_openapi::api::core::v1::{Namespace, Toleration};
+use k8s_openapi::api::core::v1::{Namespace, Service, Toleration};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::runtime::events::Recorder;
@@ -57,12 +57,15 @@ pub struct Settings {
     pub ingress: IngressGrant,
 }
 
-/// The tenant's namespaces and NetworkPolicies as watched: a host pod's
-/// labels depend on them ([`crate::network_policy::pod_labels`]).
+/// The tenant's namespaces, NetworkPolicies and Services as watched: a
+/// host pod's labels depend on the first two
+/// ([`crate::network_policy::pod_labels`]), its Service variables on the
+/// last ([`crate::service_links`]).
 #[derive(Clone)]
 pub struct TenantNetwork {
     pub namespaces: Store<Namespace>,
     pub policies: Store<NetworkPolicy>,
+    pub services: Store<Service>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -7,6 +7,7 @@
 //! - `policy`: what is refused, one rule each, with the reason shown.
 //! - `translate`: tenant object → host object (pure).
 //! - `downward`: the downward API showing the tenant pod, not the host's.
+//! - `service_links`: the Service variables the tenant's kubelet would give.
 //! - `mirror`: ConfigMaps, Secrets, Services, PersistentVolumeClaims down.
 //! - `volumes`: volumes bound to the tenant's claims, and StorageClasses, up.
 //! - `pods`: pods down, status and binding up, refusals.
@@ -37,5 +38,6 @@ pub mod pods;
 pub mod policy;
 pub mod selectors;
 pub mod service_addresses;
+pub mod service_links;
 pub mod translate;
 pub mod volumes;

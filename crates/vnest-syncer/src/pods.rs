@@ -13,7 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    Binding, ConfigMap, ObjectReference, Pod, Secret, ServiceAccount,
+    Binding, ConfigMap, EnvVar, ObjectReference, Pod, Secret, ServiceAccount,
 };
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -127,7 +127,8 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             if token {
                 ensure_token(pod, syncer).await?;
             }
-            let desired = match translate::pod(pod, &syncer.placement(), token, &network) {
+            let links = service_links(pod, syncer).await?;
+            let desired = match translate::pod(pod, &syncer.placement(), token, &network, &links) {
                 Ok(desired) => desired,
                 Err(not_yet) => {
                     tracing::info!(namespace, name, %not_yet, "waiting");
@@ -183,6 +184,17 @@ async fn network_labels(pod: &Pod, syncer: &Syncer) -> Result<BTreeMap<String, S
     Ok(network_policy::pod_labels(
         tenant_namespace.as_deref(),
         governed,
+    ))
+}
+
+/// The Service variables of `pod`, from the tenant's Services as watched.
+async fn service_links(pod: &Pod, syncer: &Syncer) -> Result<Vec<EnvVar>> {
+    let services = &syncer.network.services;
+    services.wait_until_ready().await?;
+    let all = services.state();
+    Ok(crate::service_links::env(
+        pod,
+        &all.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
     ))
 }
 

@@ -353,12 +353,14 @@ pub fn pod_labels(
 
 /// The host pod of tenant pod `tenant`. `token` says whether the pod gets a
 /// ServiceAccount token (the Secret named [`token_secret_name`]); `network`
-/// is its network identity ([`pod_labels`]).
+/// is its network identity ([`pod_labels`]); `links` its Service variables
+/// ([`crate::service_links::env`]).
 pub fn pod(
     tenant: &Pod,
     placement: &Placement,
     token: bool,
     network: &BTreeMap<String, String>,
+    links: &[EnvVar],
 ) -> Result<Pod, NotYet> {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
     let name = tenant.metadata.name.as_deref().unwrap_or_default();
@@ -437,7 +439,7 @@ pub fn pod(
 
     let apiserver_env = apiserver_env(placement);
     let fix = |container: &mut Container| {
-        let mut env: Vec<EnvVar> = container
+        let own: Vec<EnvVar> = container
             .env
             .take()
             .unwrap_or_default()
@@ -467,6 +469,7 @@ pub fn pod(
                 e
             })
             .collect();
+        let mut env = crate::service_links::merged(links, own);
         env.extend(apiserver_env.iter().cloned());
         container.env = Some(env);
         for source in container.env_from.iter_mut().flatten() {
@@ -854,7 +857,7 @@ mod tests {
                 "true".to_owned(),
             ),
         ]);
-        let host = pod(&tenant_pod(), &placement(), true, &network).unwrap();
+        let host = pod(&tenant_pod(), &placement(), true, &network, &[]).unwrap();
         let meta = &host.metadata;
         assert_eq!(
             meta.name.as_deref(),
@@ -952,12 +955,12 @@ mod tests {
         let mut placement = placement();
         placement.dns_ip = None;
         assert_eq!(
-            pod(&tenant_pod(), &placement, true, &BTreeMap::new()).unwrap_err(),
+            pod(&tenant_pod(), &placement, true, &BTreeMap::new(), &[]).unwrap_err(),
             NotYet::Dns
         );
         let mut default_dns = tenant_pod();
         default_dns.spec.as_mut().unwrap().dns_policy = Some("Default".into());
-        assert!(pod(&default_dns, &placement, true, &BTreeMap::new()).is_ok());
+        assert!(pod(&default_dns, &placement, true, &BTreeMap::new(), &[]).is_ok());
     }
 
     #[test]
@@ -1014,7 +1017,7 @@ mod tests {
             ]))
             .unwrap(),
         );
-        let host = pod(&tenant, &placement(), false, &BTreeMap::new()).unwrap();
+        let host = pod(&tenant, &placement(), false, &BTreeMap::new(), &[]).unwrap();
         let env = host.spec.unwrap().containers[0].env.clone().unwrap();
         let of = |name: &str| env.iter().find(|e| e.name == name).unwrap().clone();
         for (name, value) in [
@@ -1070,7 +1073,7 @@ mod tests {
                 },
             ]
         );
-        let host = pod(&tenant, &placement(), true, &BTreeMap::new()).unwrap();
+        let host = pod(&tenant, &placement(), true, &BTreeMap::new(), &[]).unwrap();
         let volume = serde_json::to_value(&host.spec.unwrap().volumes.unwrap()[0]).unwrap();
         let secret = token_secret_name("shop", "web");
         assert_eq!(volume["projected"]["defaultMode"], 288);
@@ -1117,7 +1120,7 @@ mod tests {
             )
             .unwrap(),
         ]);
-        let host = pod(&tenant, &placement(), false, &BTreeMap::new()).unwrap();
+        let host = pod(&tenant, &placement(), false, &BTreeMap::new(), &[]).unwrap();
         let spec = serde_json::to_value(host.spec.unwrap()).unwrap();
         let required =
             &spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
@@ -1169,7 +1172,7 @@ mod tests {
             pod_labels: PodLabels::Verbatim,
             ..placement()
         };
-        let host = pod(&tenant_pod(), &placement, false, &BTreeMap::new()).unwrap();
+        let host = pod(&tenant_pod(), &placement, false, &BTreeMap::new(), &[]).unwrap();
         let labels = host.metadata.labels.unwrap();
         assert_eq!(labels["app"], "web");
         assert_eq!(labels[TENANT_NAMESPACE], "shop", "still not forged");
@@ -1233,7 +1236,7 @@ mod tests {
         }))
         .unwrap();
         tenant.spec.as_mut().unwrap().volumes = Some(vec![volume]);
-        let host = pod(&tenant, &placement(), false, &BTreeMap::new()).unwrap();
+        let host = pod(&tenant, &placement(), false, &BTreeMap::new(), &[]).unwrap();
         let volumes = host.spec.unwrap().volumes.unwrap();
         let template = volumes[0]
             .ephemeral

@@ -38,6 +38,7 @@ fn syncer() -> Arc<Syncer> {
     );
     let (namespaces, _) = reflector::store::<Namespace>();
     let (policies, _) = reflector::store::<NetworkPolicy>();
+    let (services, _) = reflector::store::<k8s_openapi::api::core::v1::Service>();
     Arc::new(Syncer::new(
         client.clone(),
         client,
@@ -46,6 +47,7 @@ fn syncer() -> Arc<Syncer> {
         TenantNetwork {
             namespaces,
             policies,
+            services,
         },
     ))
 }
