@@ -366,6 +366,8 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     );
 
     claims_are_bound_to_host_volumes(&client, &tenant, &wl, &cp, work.path()).await;
+    a_client_updates_right_after_create_and_deletes_at_once(&client, &tenant, &wl, work.path())
+        .await;
 
     // Deleting tenant objects deletes their host copies.
     let (ok, out, err) = kubectl(
@@ -405,6 +407,57 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     .await;
 
     host.stop().await;
+}
+
+/// As in a cluster without vnest, a ConfigMap carries no finalizer of the
+/// syncer's: an update with the object its create returned does not
+/// conflict with the syncer's write, a deleted ConfigMap is gone at once,
+/// and its host copy follows.
+async fn a_client_updates_right_after_create_and_deletes_at_once(
+    client: &kube::Client,
+    tenant: &Path,
+    wl: &str,
+    work: &Path,
+) {
+    let created = work.join("quick.json");
+    let (ok, out, err) = kubectl(
+        tenant,
+        &["create", "configmap", "quick", "--from-literal=v=1", "-o", "json"],
+    );
+    assert!(ok, "{out}{err}");
+    let host_configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), wl);
+    let host_copy = || async {
+        host_configmaps
+            .list(&ListParams::default().labels("vnest.dev/tenant-namespace=default"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|c| {
+                c.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("quick-default-"))
+            })
+    };
+    wait_until("the ConfigMap's host copy", Duration::from_secs(60), || async {
+        host_copy().await.map(|_| ())
+    })
+    .await;
+    // The syncer has written its copy; the tenant object is untouched.
+    let updated = out.replace("\"v\": \"1\"", "\"v\": \"2\"");
+    assert_ne!(updated, out, "the data was found in {out}");
+    std::fs::write(&created, updated).unwrap();
+    let (ok, out, err) = kubectl(tenant, &["replace", "-f", &created.display().to_string()]);
+    assert!(ok, "an update with the created object's resourceVersion: {out}{err}");
+    let (ok, out, err) = kubectl(tenant, &["delete", "configmap", "quick", "--wait=false"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = kubectl(tenant, &["get", "configmap", "quick", "--ignore-not-found"]);
+    assert!(ok && out.trim().is_empty(), "deleted at once: {out}{err}");
+    wait_until("the host copy follows", Duration::from_secs(60), || async {
+        host_copy().await.is_none().then_some(())
+    })
+    .await;
 }
 
 /// Killing the syncer while it creates 200 pods, and then restarting the

@@ -1,7 +1,8 @@
-//! Garbage collection: host objects whose tenant origin is gone. The
-//! finalizers make this rare (a tenant object force-removed around the
-//! syncer, a host object made by a syncer that crashed between two writes);
-//! a sweep at start and every [`RESYNC`] catches it.
+//! Garbage collection: host objects whose tenant origin is gone. Deletions
+//! the watches report are followed at once; this catches the rest (a tenant
+//! object deleted while the syncer was away, a host object made by a
+//! syncer that crashed between two writes): a sweep at start and every
+//! [`RESYNC`].
 
 use std::fmt::Debug;
 use std::sync::Arc;

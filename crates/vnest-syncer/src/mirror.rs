@@ -1,8 +1,16 @@
 //! ConfigMaps, Secrets, Services, EndpointSlices (of selector-less
 //! Services), Ingresses, PersistentVolumeClaims and NetworkPolicies
-//! ([`crate::network_policy`]) mirrored down: every one the tenant has, applied to the host under its host name whenever it changes, and
-//! deleted there before the tenant's copy goes (a finalizer, so nothing is
-//! left behind if the syncer was away when it was deleted).
+//! ([`crate::network_policy`]) mirrored down: every one the tenant has,
+//! applied to the host under its host name whenever it changes, and deleted
+//! there when the tenant's goes.
+//!
+//! Only claims carry the syncer's finalizer (their volume is released
+//! before the claim goes). The other kinds carry none, as in a cluster
+//! without vnest: a client's update right after its create does not
+//! conflict with the syncer's write, and a deleted object is gone at once.
+//! Their host copies go when the watch reports the deletion; one missed
+//! while the syncer was away is left to the garbage collector
+//! ([`crate::gc`]).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -18,7 +26,7 @@ use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event as Note, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -80,7 +88,11 @@ pub trait Mirrored:
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
-    /// What goes from the tenant with the host copy.
+    /// Whether the tenant object keeps the syncer's finalizer until
+    /// [`Mirrored::after_delete`] is done.
+    const KEEPS_FINALIZER: bool = false;
+    /// What goes from the tenant with the host copy (only for kinds that
+    /// keep the finalizer).
     fn after_delete(_syncer: &Syncer, _tenant: &Self) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
@@ -148,6 +160,7 @@ impl Mirrored for Ingress {
 }
 
 impl Mirrored for PersistentVolumeClaim {
+    const KEEPS_FINALIZER: bool = true;
     fn to_host(&self, placement: &Placement) -> Self {
         translate::persistent_volume_claim(self, placement)
     }
@@ -280,7 +293,32 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
     let tenant: Api<K> = Api::all(syncer.tenant.clone());
     let host: Api<K> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
-    Controller::new(tenant, K::tenant_watch())
+    let (store, writer) = reflector::store();
+    let on_delete = syncer.clone();
+    let tenant_objects = watcher(tenant, K::tenant_watch())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(gone)) = event
+                && !K::KEEPS_FINALIZER
+            {
+                let syncer = on_delete.clone();
+                let gone = gone.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = delete_host_copy(&syncer, &gone).await {
+                        tracing::warn!(
+                            kind = K::kind(&()).as_ref(),
+                            namespace = gone.meta().namespace.as_deref().unwrap_or_default(),
+                            name = gone.meta().name.as_deref().unwrap_or_default(),
+                            %error,
+                            "deleting the host copy failed; the garbage collector will"
+                        );
+                    }
+                });
+            }
+        })
+        .applied_objects();
+    Controller::for_stream(tenant_objects, store)
         .watches(host, ours, |object: K| {
             let (namespace, name) = origin(object.meta().annotations.as_ref())?;
             Some(ObjectRef::new(&name).within(&namespace))
@@ -306,64 +344,97 @@ async fn reconcile<K: Mirrored>(object: Arc<K>, syncer: Arc<Syncer>) -> Result<A
 async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action> {
     let namespace = object.meta().namespace.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(syncer.tenant.clone(), &namespace);
-    finalizer(&api, FINALIZER, object, |event| async {
-        match event {
-            Event::Apply(object) => {
-                if !object.is_mirrored() {
-                    return Ok(Action::await_change());
-                }
-                let refusals = object.refusals(syncer).await?;
-                if !refusals.is_empty() {
+    if K::KEEPS_FINALIZER {
+        return finalizer(&api, FINALIZER, object, |event| async {
+            match event {
+                Event::Apply(object) => mirror_one(object.as_ref(), syncer).await,
+                Event::Cleanup(object) => {
                     delete_host_copy::<K>(syncer, &object).await?;
-                    refuse(syncer, object.as_ref(), &refusals).await;
-                    return Ok(Action::requeue(RESYNC));
+                    K::after_delete(syncer, &object).await?;
+                    Ok(Action::await_change())
                 }
-                let name = host_name(
-                    &namespace,
-                    object.meta().name.as_deref().unwrap_or_default(),
-                );
-                let applied = host_quota::within::<K, _, _>(
-                    syncer,
-                    &name,
-                    apply_host_copy(syncer, object.as_ref()),
-                )
-                .await;
-                let refused = match applied {
-                    Ok(Ok(host)) => Ok(host),
-                    Ok(Err(over_quota)) => Err(over_quota),
-                    // The host's admission refused it (over quota, an
-                    // invalid field): the tenant is told, and it is tried
-                    // again later (quota may free up).
-                    Err(Error::Apply(ApplyError::Api {
-                        source: kube::Error::Api(status),
-                        ..
-                    })) if refused_by_host(&status) => Err(status.message),
-                    Err(e) => return Err(e),
-                };
-                let host = match refused {
-                    Ok(host) => host,
-                    Err(message) => {
-                        let refusal = Refusal {
-                            rule: policy::Rule::HostAdmission,
-                            message: format!("the host refused it: {message}"),
-                        };
-                        refuse(syncer, object.as_ref(), &[refusal]).await;
-                        return Ok(Action::requeue(HOST_REFUSAL_RETRY));
-                    }
-                };
-                K::observe(syncer, &object, &host);
-                K::after_apply(syncer, &object, &host).await?;
-                Ok(Action::requeue(RESYNC))
             }
-            Event::Cleanup(object) => {
-                delete_host_copy::<K>(syncer, &object).await?;
-                K::after_delete(syncer, &object).await?;
-                Ok(Action::await_change())
-            }
-        }
-    })
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)));
+    }
+    if object.meta().deletion_timestamp.is_some() {
+        // Held by finalizers of the tenant's own: its copy goes now.
+        delete_host_copy::<K>(syncer, &object).await?;
+        release_finalizer(&api, object.as_ref()).await?;
+        return Ok(Action::await_change());
+    }
+    release_finalizer(&api, object.as_ref()).await?;
+    mirror_one(object.as_ref(), syncer).await
+}
+
+/// Removes the finalizer that syncers before this one put on every
+/// mirrored object.
+async fn release_finalizer<K: Mirrored>(api: &Api<K>, object: &K) -> Result<()> {
+    let Some(finalizers) = object.meta().finalizers.as_ref() else {
+        return Ok(());
+    };
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    // With its resourceVersion the patch fails (409, tried again) if the
+    // list changed since it was read.
+    let patch = serde_json::json!({ "metadata": {
+        "finalizers": kept,
+        "resourceVersion": object.meta().resource_version,
+    } });
+    api.patch(
+        object.meta().name.as_deref().unwrap_or_default(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .on(Side::Tenant)?;
+    Ok(())
+}
+
+/// Applies `object`'s host copy (or refuses it, telling the tenant).
+async fn mirror_one<K: Mirrored>(object: &K, syncer: &Syncer) -> Result<Action> {
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    if !object.is_mirrored() {
+        return Ok(Action::await_change());
+    }
+    let refusals = object.refusals(syncer).await?;
+    if !refusals.is_empty() {
+        delete_host_copy::<K>(syncer, object).await?;
+        refuse(syncer, object, &refusals).await;
+        return Ok(Action::requeue(RESYNC));
+    }
+    let name = host_name(&namespace, object.meta().name.as_deref().unwrap_or_default());
+    let applied =
+        host_quota::within::<K, _, _>(syncer, &name, apply_host_copy(syncer, object)).await;
+    let refused = match applied {
+        Ok(Ok(host)) => Ok(host),
+        Ok(Err(over_quota)) => Err(over_quota),
+        // The host's admission refused it (over quota, an invalid field):
+        // the tenant is told, and it is tried again later (quota may free
+        // up).
+        Err(Error::Apply(ApplyError::Api {
+            source: kube::Error::Api(status),
+            ..
+        })) if refused_by_host(&status) => Err(status.message),
+        Err(e) => return Err(e),
+    };
+    let host = match refused {
+        Ok(host) => host,
+        Err(message) => {
+            let refusal = Refusal {
+                rule: policy::Rule::HostAdmission,
+                message: format!("the host refused it: {message}"),
+            };
+            refuse(syncer, object, &[refusal]).await;
+            return Ok(Action::requeue(HOST_REFUSAL_RETRY));
+        }
+    };
+    K::observe(syncer, object, &host);
+    K::after_apply(syncer, object, &host).await?;
+    Ok(Action::requeue(RESYNC))
 }
 
 /// Applies the host copy of `object`, keeping what the host assigned and
