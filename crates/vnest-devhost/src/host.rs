@@ -357,6 +357,48 @@ where
     list.items.len()
 }
 
+/// Imports `archives` into the containerd of every node of the host
+/// running in `base_dir` (each node's directory holds its socket); returns
+/// how many nodes took them.
+pub fn import_images(base_dir: &Path, archives: &[PathBuf]) -> anyhow::Result<usize> {
+    let entries = std::fs::read_dir(base_dir).with_context(|| {
+        format!(
+            "reading {} (is a dev host running there?)",
+            base_dir.display()
+        )
+    })?;
+    let mut sockets: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("containerd.sock")))
+        .filter(|socket| socket.exists())
+        .collect();
+    sockets.sort();
+    anyhow::ensure!(
+        !sockets.is_empty(),
+        "no node of a dev host in {}",
+        base_dir.display()
+    );
+    for socket in &sockets {
+        let socket = socket.display().to_string();
+        for archive in archives {
+            let archive = archive.display().to_string();
+            crate::command::run(
+                "ctr",
+                &[
+                    "--address",
+                    &socket,
+                    "--namespace",
+                    "k8s.io",
+                    "images",
+                    "import",
+                    &archive,
+                ],
+            )
+            .with_context(|| format!("importing {archive} through {socket}"))?;
+        }
+    }
+    Ok(sockets.len())
+}
+
 /// Removes what a host that died without tearing down left behind: its
 /// processes (found by `base_dir` in their command lines), mounts, pod and
 /// node network namespaces, the bridge, cgroups and files. Assumes no other

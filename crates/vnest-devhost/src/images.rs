@@ -261,8 +261,12 @@ fn busybox_base(reference: &str) -> anyhow::Result<ImageSpec> {
 }
 
 fn pause() -> anyhow::Result<ImageSpec> {
+    pause_as(PAUSE_IMAGE)
+}
+
+fn pause_as(reference: &str) -> anyhow::Result<ImageSpec> {
     // Holds the pod's namespaces; exits on SIGTERM like upstream's pause.
-    Ok(busybox_base(PAUSE_IMAGE)?.entrypoint(&[
+    Ok(busybox_base(reference)?.entrypoint(&[
         "/bin/sh",
         "-c",
         "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
@@ -270,9 +274,93 @@ fn pause() -> anyhow::Result<ImageSpec> {
 }
 
 fn busybox() -> anyhow::Result<ImageSpec> {
+    busybox_as(BUSYBOX_IMAGE)
+}
+
+fn busybox_as(reference: &str) -> anyhow::Result<ImageSpec> {
     // Like Docker Hub's busybox: no entrypoint, so a pod's `args` or
     // `command` is the whole command line.
-    Ok(busybox_base(BUSYBOX_IMAGE)?.cmd(&["/bin/sh"]))
+    Ok(busybox_base(reference)?.cmd(&["/bin/sh"]))
+}
+
+/// What stands in, on a host without a registry, for an image the
+/// Kubernetes e2e suite names: chosen by the repository's last segment,
+/// whatever the registry and tag (`e2e.test --list-images` gives the names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum E2eStandIn {
+    /// agnhost built from the pinned Kubernetes module, on busybox, with
+    /// upstream's entrypoint (`/agnhost`, default `pause`).
+    Agnhost,
+    /// busybox with every applet.
+    BusyBox,
+    /// httpd and nginx: busybox's web server on port 80 answering the
+    /// default page, which is what the suite uses them for.
+    WebServer,
+    /// The sandbox image.
+    Pause,
+}
+
+impl E2eStandIn {
+    pub fn for_reference(reference: &str) -> Option<Self> {
+        let repository = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
+        let name = repository.rsplit('/').next().unwrap_or(repository);
+        match name {
+            "agnhost" => Some(Self::Agnhost),
+            "busybox" => Some(Self::BusyBox),
+            "httpd" | "nginx" => Some(Self::WebServer),
+            "pause" => Some(Self::Pause),
+            _ => None,
+        }
+    }
+}
+
+/// The stand-ins for those of `references` that have one, written into
+/// `out` (one archive each); returns the archives and the references left
+/// without a stand-in (tests using them fail to pull).
+pub fn e2e_images(
+    out: &Path,
+    references: &[String],
+    agnhost: &Path,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+    let mut images = Vec::new();
+    let mut missing = Vec::new();
+    for reference in references {
+        let spec = match E2eStandIn::for_reference(reference) {
+            Some(E2eStandIn::Agnhost) => busybox_base(reference)?
+                .file("/agnhost", agnhost, 0o755)
+                .entrypoint(&["/agnhost"])
+                .cmd(&["pause"]),
+            Some(E2eStandIn::BusyBox) => busybox_as(reference)?,
+            Some(E2eStandIn::WebServer) => busybox_base(reference)?
+                .contents(
+                    "/www/index.html",
+                    "<html><body><h1>It works!</h1></body></html>\n",
+                    0o644,
+                )
+                .entrypoint(&["/bin/httpd", "-f", "-p", "80", "-h", "/www"]),
+            Some(E2eStandIn::Pause) => pause_as(reference)?,
+            None => {
+                missing.push(reference.clone());
+                continue;
+            }
+        };
+        images.push((archive_name(reference), spec));
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut written = Vec::new();
+    for (file, spec) in images {
+        let path = out.join(file);
+        write_oci_archive(&spec, &path).with_context(|| format!("writing {}", spec.reference))?;
+        written.push(path);
+    }
+    Ok((written, missing))
+}
+
+/// A file name for `reference`'s archive (`registry.k8s.io/e2e-test-images/agnhost:2.57`
+/// → `e2e-test-images_agnhost_2.57.tar`).
+fn archive_name(reference: &str) -> String {
+    let without_registry = reference.split_once('/').map_or(reference, |(_, r)| r);
+    format!("{}.tar", without_registry.replace(['/', ':', '@'], "_"))
 }
 
 /// `registry.k8s.io/coredns/coredns:vX.Y.Z`, the tag taken from the binary.
@@ -294,4 +382,47 @@ fn coredns_image(coredns: &Path) -> anyhow::Result<ImageSpec> {
         )
         .entrypoint(&["/coredns"])
         .user("65534"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stand_ins_are_chosen_by_repository_name_whatever_the_tag() {
+        for (reference, stand_in) in [
+            (
+                "registry.k8s.io/e2e-test-images/agnhost:2.57",
+                Some(E2eStandIn::Agnhost),
+            ),
+            (
+                "registry.k8s.io/e2e-test-images/busybox:1.37.0-2",
+                Some(E2eStandIn::BusyBox),
+            ),
+            (
+                "registry.k8s.io/e2e-test-images/httpd:2.4.39-4",
+                Some(E2eStandIn::WebServer),
+            ),
+            (
+                "registry.k8s.io/e2e-test-images/nginx:1.27.0-2",
+                Some(E2eStandIn::WebServer),
+            ),
+            ("registry.k8s.io/pause:3.10.2", Some(E2eStandIn::Pause)),
+            (
+                "registry.k8s.io/e2e-test-images/sample-apiserver:1.29.2",
+                None,
+            ),
+            ("localhost:5000/agnhost-like:1", None),
+        ] {
+            assert_eq!(
+                E2eStandIn::for_reference(reference),
+                stand_in,
+                "{reference}"
+            );
+        }
+        assert_eq!(
+            archive_name("registry.k8s.io/e2e-test-images/agnhost:2.57"),
+            "e2e-test-images_agnhost_2.57.tar"
+        );
+    }
 }

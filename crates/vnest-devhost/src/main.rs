@@ -73,6 +73,28 @@ enum Command {
         #[arg(long = "binary", value_name = "BINARY")]
         binaries: Vec<PathBuf>,
     },
+    /// Assemble stand-ins for the images the Kubernetes e2e suite names
+    /// (agnhost, busybox, httpd, nginx, pause) under those names, as OCI
+    /// archives; prints the archives, and on stderr the images left without
+    /// one.
+    E2eImages {
+        #[arg(long, default_value = "target/e2e-images")]
+        out: PathBuf,
+        /// agnhost built from the pinned Kubernetes module.
+        #[arg(long)]
+        agnhost: PathBuf,
+        /// The images, as `e2e.test --list-images` prints them.
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Import OCI archives into the containerd of every node of a running
+    /// host.
+    Import {
+        #[arg(long, default_value = "/var/lib/vnest-devhost")]
+        dir: PathBuf,
+        #[arg(required = true)]
+        archives: Vec<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -147,6 +169,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for path in written {
                 println!("{}", path.display());
             }
+            Ok(())
+        }
+        Command::E2eImages {
+            out,
+            agnhost,
+            references,
+        } => {
+            let (written, missing) = images::e2e_images(&out, &references, &agnhost)?;
+            for path in written {
+                println!("{}", path.display());
+            }
+            for reference in missing {
+                eprintln!("no stand-in for {reference}: tests that run it will not start");
+            }
+            Ok(())
+        }
+        Command::Import { dir, archives } => {
+            let nodes = vnest_devhost::import_images(&dir, &archives)?;
+            eprintln!("imported {} archives into {nodes} nodes", archives.len());
             Ok(())
         }
     }

@@ -422,7 +422,14 @@ async fn a_client_updates_right_after_create_and_deletes_at_once(
     let created = work.join("quick.json");
     let (ok, out, err) = kubectl(
         tenant,
-        &["create", "configmap", "quick", "--from-literal=v=1", "-o", "json"],
+        &[
+            "create",
+            "configmap",
+            "quick",
+            "--from-literal=v=1",
+            "-o",
+            "json",
+        ],
     );
     assert!(ok, "{out}{err}");
     let host_configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), wl);
@@ -440,16 +447,21 @@ async fn a_client_updates_right_after_create_and_deletes_at_once(
                     .is_some_and(|n| n.starts_with("quick-default-"))
             })
     };
-    wait_until("the ConfigMap's host copy", Duration::from_secs(60), || async {
-        host_copy().await.map(|_| ())
-    })
+    wait_until(
+        "the ConfigMap's host copy",
+        Duration::from_secs(60),
+        || async { host_copy().await.map(|_| ()) },
+    )
     .await;
     // The syncer has written its copy; the tenant object is untouched.
     let updated = out.replace("\"v\": \"1\"", "\"v\": \"2\"");
     assert_ne!(updated, out, "the data was found in {out}");
     std::fs::write(&created, updated).unwrap();
     let (ok, out, err) = kubectl(tenant, &["replace", "-f", &created.display().to_string()]);
-    assert!(ok, "an update with the created object's resourceVersion: {out}{err}");
+    assert!(
+        ok,
+        "an update with the created object's resourceVersion: {out}{err}"
+    );
     let (ok, out, err) = kubectl(tenant, &["delete", "configmap", "quick", "--wait=false"]);
     assert!(ok, "{out}{err}");
     let (ok, out, err) = kubectl(tenant, &["get", "configmap", "quick", "--ignore-not-found"]);

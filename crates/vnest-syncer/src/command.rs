@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::context::{FIELD_MANAGER, Settings, Syncer, TenantNetwork};
 use crate::network_policy::NetworkScope;
+use crate::statusless::Statusless;
 use crate::{events, gc, kubelet_proxy, mirror, nodes, pods, service_addresses, volumes};
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
@@ -297,7 +298,7 @@ pub async fn main() -> anyhow::Result<()> {
     tokio::join!(
         mirror::run::<ConfigMap>(syncer.clone()),
         mirror::run::<Secret>(syncer.clone()),
-        mirror::run::<Service>(syncer.clone()),
+        mirror::run::<Statusless<Service>>(syncer.clone()),
         mirror::run::<PersistentVolumeClaim>(syncer.clone()),
         mirror::run::<Ingress>(syncer.clone()),
         mirror::run::<EndpointSlice>(syncer.clone()),

@@ -16,6 +16,7 @@ use vnest_api::{IngressGrant, PodLabels, PodSecurityLevel};
 use crate::metrics::Metrics;
 use crate::network_policy::NetworkScope;
 use crate::policy::Policy;
+use crate::statusless::Statusless;
 use crate::translate::Placement;
 
 /// The field manager and finalizer of everything the syncer writes.
@@ -27,6 +28,23 @@ pub const CONCURRENCY: u16 = 16;
 /// Every synced object is looked at again this often, repairing drift the
 /// watches did not report.
 pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The longest one object's sync may take. The client waits for an
+/// apiserver's answer without a limit (kube 5 sets no read timeout), and a
+/// sync that waits forever holds its object: the controller never
+/// reconciles it again. A host apiserver restarted under the syncer left
+/// 13 of 200 pods without host copies that way; past this a sync is
+/// abandoned (every step is idempotent) and tried again.
+pub const SYNC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `sync` abandoned after [`SYNC_DEADLINE`].
+pub async fn within_deadline<T>(
+    sync: impl Future<Output = crate::error::Result<T>>,
+) -> crate::error::Result<T> {
+    tokio::time::timeout(SYNC_DEADLINE, sync)
+        .await
+        .unwrap_or(Err(crate::error::Error::Stalled(SYNC_DEADLINE)))
+}
 
 /// How this syncer was configured (by the supervisor, from the
 /// VirtualCluster).
@@ -65,7 +83,7 @@ pub struct Settings {
 pub struct TenantNetwork {
     pub namespaces: Store<Namespace>,
     pub policies: Store<NetworkPolicy>,
-    pub services: Store<Service>,
+    pub services: Store<Statusless<Service>>,
 }
 
 #[derive(Clone, Debug, Default)]

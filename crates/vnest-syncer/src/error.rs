@@ -12,6 +12,9 @@ pub enum Error {
     Apply(#[from] vnest_kube::apply::ApplyError),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A sync that got no answer in time ([`crate::context::SYNC_DEADLINE`]).
+    #[error("no answer after {0:?}; abandoned, to be tried again")]
+    Stalled(std::time::Duration),
     /// Waits for the host to finish deleting the object's copy.
     #[error("waiting for host {0} to be deleted")]
     StillDeleting(String),

@@ -76,26 +76,31 @@ where
     let mut removed = 0;
     let now = k8s_openapi::jiff::Timestamp::now();
     for object in host
-        .list(&ListParams::default().labels(&selector))
+        .list_metadata(&ListParams::default().labels(&selector))
         .await
         .on(Side::Host)?
     {
         let young = object
-            .meta()
+            .metadata
             .creation_timestamp
             .as_ref()
             .is_some_and(|t| now.as_second() - t.0.as_second() < GRACE_SECONDS);
         if young {
             continue;
         }
-        let Some((namespace, name)) = origin(object.meta().annotations.as_ref()) else {
+        let Some((namespace, name)) = origin(object.metadata.annotations.as_ref()) else {
             continue;
         };
         let tenant: Api<T> = Api::namespaced(syncer.tenant.clone(), &namespace);
-        if tenant.get_opt(&name).await.on(Side::Tenant)?.is_some() {
+        if tenant
+            .get_metadata_opt(&name)
+            .await
+            .on(Side::Tenant)?
+            .is_some()
+        {
             continue;
         }
-        let Some(host_name) = object.meta().name.clone() else {
+        let Some(host_name) = object.metadata.name.clone() else {
             continue;
         };
         match host.delete(&host_name, &DeleteParams::default()).await {

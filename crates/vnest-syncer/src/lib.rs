@@ -18,6 +18,8 @@
 //! - `service_addresses`: tenant Services get their ClusterIP from the
 //!   host (an admission webhook behind the kubelet proxy's listener).
 //! - `host_quota`: the host's object counts, kept exactly on create.
+//! - `statusless`: tenant Services read without a status they may not
+//!   decode.
 //! - `gc`: host objects whose tenant origin is gone.
 //! - `command`: the `vnest-syncer` command line.
 
@@ -39,5 +41,6 @@ pub mod policy;
 pub mod selectors;
 pub mod service_addresses;
 pub mod service_links;
+pub mod statusless;
 pub mod translate;
 pub mod volumes;

@@ -32,10 +32,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vnest_kube::apply::{ApplyError, apply_namespaced};
 
-use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
+use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin};
 use crate::policy::{self, EndpointFence, Refusal};
+use crate::statusless::Statusless;
 use crate::translate::{self, Placement};
 use crate::{host_quota, network_policy, volumes};
 
@@ -198,30 +199,32 @@ impl Mirrored for Secret {
     }
 }
 
-impl Mirrored for Service {
+/// Read without their status ([`Statusless`]), which the syncer never uses.
+impl Mirrored for Statusless<Service> {
     fn to_host(&self, placement: &Placement) -> Self {
-        translate::service(self, placement)
+        Statusless(translate::service(&self.0, placement))
     }
     fn is_mirrored(&self) -> bool {
-        translate::is_mirrored_service(self)
+        translate::is_mirrored_service(&self.0)
     }
     const KEEPS_ASSIGNED: bool = true;
     fn keep_assigned(desired: &mut Self, existing: &Self) {
-        if let (Some(desired), Some(existing)) = (desired.spec.as_mut(), existing.spec.as_ref()) {
+        if let (Some(desired), Some(existing)) = (desired.0.spec.as_mut(), existing.0.spec.as_ref())
+        {
             desired.cluster_ip = existing.cluster_ip.clone();
         }
     }
     fn fallback(desired: &Self) -> Option<Self> {
-        translate::without_address(desired)
+        translate::without_address(&desired.0).map(Statusless)
     }
     /// The tenant DNS Service's host address is what pods get as their
     /// nameserver.
     fn observe(syncer: &Syncer, tenant: &Self, host: &Self) {
         let (ns, name) = &syncer.settings.dns_service;
-        if tenant.metadata.namespace.as_ref() == Some(ns)
-            && tenant.metadata.name.as_ref() == Some(name)
+        if tenant.0.metadata.namespace.as_ref() == Some(ns)
+            && tenant.0.metadata.name.as_ref() == Some(name)
         {
-            let ip = host.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+            let ip = host.0.spec.as_ref().and_then(|s| s.cluster_ip.clone());
             tracing::info!(ip = ?ip, "the tenant's DNS Service has its host address");
             syncer.set_dns_ip(ip);
         }
@@ -336,7 +339,7 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
 
 async fn reconcile<K: Mirrored>(object: Arc<K>, syncer: Arc<Syncer>) -> Result<Action> {
     let sync = syncer.metrics.start(K::kind(&()).as_ref());
-    let result = sync_one(object, &syncer).await;
+    let result = within_deadline(sync_one(object, &syncer)).await;
     sync.finish(result.is_ok());
     result
 }
@@ -406,7 +409,10 @@ async fn mirror_one<K: Mirrored>(object: &K, syncer: &Syncer) -> Result<Action> 
         refuse(syncer, object, &refusals).await;
         return Ok(Action::requeue(RESYNC));
     }
-    let name = host_name(&namespace, object.meta().name.as_deref().unwrap_or_default());
+    let name = host_name(
+        &namespace,
+        object.meta().name.as_deref().unwrap_or_default(),
+    );
     let applied =
         host_quota::within::<K, _, _>(syncer, &name, apply_host_copy(syncer, object)).await;
     let refused = match applied {

@@ -26,7 +26,7 @@ use kube::{Api, Resource};
 use serde_json::json;
 use vnest_kube::apply::apply_namespaced;
 
-use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer};
+use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::naming::{MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels};
 use crate::policy::{self, Refusal};
@@ -66,7 +66,7 @@ pub async fn run(
 
 async fn reconcile(pod: Arc<Pod>, syncer: Arc<Syncer>) -> Result<Action> {
     let sync = syncer.metrics.start("Pod");
-    let result = sync_one(pod, &syncer).await;
+    let result = within_deadline(sync_one(pod, &syncer)).await;
     sync.finish(result.is_ok() || matches!(result, Err(Error::StillDeleting(_))));
     result
 }
@@ -194,7 +194,7 @@ async fn service_links(pod: &Pod, syncer: &Syncer) -> Result<Vec<EnvVar>> {
     let all = services.state();
     Ok(crate::service_links::env(
         pod,
-        &all.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
+        &all.iter().map(|s| &s.0).collect::<Vec<_>>(),
     ))
 }
 

@@ -38,7 +38,9 @@ fn syncer() -> Arc<Syncer> {
     );
     let (namespaces, _) = reflector::store::<Namespace>();
     let (policies, _) = reflector::store::<NetworkPolicy>();
-    let (services, _) = reflector::store::<k8s_openapi::api::core::v1::Service>();
+    let (services, _) = reflector::store::<
+        vnest_syncer::statusless::Statusless<k8s_openapi::api::core::v1::Service>,
+    >();
     Arc::new(Syncer::new(
         client.clone(),
         client,
