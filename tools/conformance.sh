@@ -3,24 +3,31 @@
 # users run sonobuoy or hydrophone against a real one.
 #
 #   tools/conformance.sh build
-#       Builds e2e.test and ginkgo from the pinned Kubernetes release
-#       (tools/upstream/conformance/go.mod, the same release as the
-#       components) with the version ldflags the suite's fixtures need, into
-#       a cache directory keyed by the pins; prints that directory. About
-#       ten minutes the first time on two cores, nothing after.
-#   tools/conformance.sh run --kubeconfig FILE [--out DIR] [--focus RE]
-#                            [--skip RE] [--procs N]
-#       Runs the [Conformance] tests against the cluster FILE reaches
-#       (a tenant's kubeconfig): non-Serial ones with N ginkgo processes
-#       (default 4), skipping [Serial], [Disruptive], [Slow] and [Flaky]
-#       unless --skip says otherwise; writes DIR/junit_01.xml and
-#       DIR/summary.txt (passed, failed, the failures by name).
-#
-# Not done yet (issue 14): assembling the suite's images (agnhost, busybox,
-# nginx, httpd, pause) without a registry and importing them into the dev
-# host's nodes, creating the VirtualCluster itself (--name), and the Serial
-# pass. Until then the cluster's nodes must be able to pull the images the
-# suite names (registry.k8s.io).
+#       Builds e2e.test, ginkgo and agnhost from the pinned Kubernetes
+#       release (tools/upstream/conformance/go.mod, the same release as the
+#       components), e2e.test with the version ldflags the suite's fixtures
+#       need, into a cache directory keyed by the pins; prints that
+#       directory. About ten minutes the first time on two cores, nothing
+#       after.
+#   tools/conformance.sh run (--kubeconfig FILE | --name NAME [--namespace NS])
+#                            [--out DIR] [--focus RE] [--skip RE] [--procs N]
+#                            [--serial] [--dev-host DIR]
+#       Runs the [Conformance] tests against a tenant cluster: the one FILE
+#       reaches, or a new VirtualCluster NAME (Pod Security baseline, made
+#       with `vnest create` on the host $KUBECONFIG reaches, in NS, default
+#       "tenants"; kept afterwards). Non-Serial tests run with N ginkgo
+#       processes (default 4), skipping [Serial], [Disruptive], [Slow] and
+#       [Flaky] unless --skip says otherwise; with --serial the [Serial]
+#       conformance tests run afterwards, one at a time. Writes
+#       DIR/junit_01.xml (and junit_02.xml), DIR/e2e.log and DIR/summary.txt
+#       (passed, failed, the failures by name).
+#       --dev-host DIR: the host is vnest's development host running in DIR
+#       (/var/lib/vnest-devhost for tools/try.sh), whose nodes have no
+#       registry: stand-ins for the images the suite runs (agnhost built
+#       here, busybox, httpd, nginx, pause; `vnest-devhost e2e-images`) are
+#       imported into its nodes first. Tests needing other images fail to
+#       pull. vnest-devhost is found as $VNEST_DEVHOST, on the PATH or in
+#       target/ (cargo build -p vnest-devhost).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,6 +56,14 @@ build() {
       || { rm -f "$tmp"; echo "conformance.sh: building e2e.test failed" >&2; exit 1; }
     mv -f "$tmp" "$out/e2e.test"
   fi
+  if [ ! -x "$out/agnhost" ]; then
+    echo "conformance.sh: building agnhost" >&2
+    tmp="$(mktemp "$out/.agnhost.XXXXXX")"
+    (cd "$module" && go build -ldflags "-s -w" -o "$tmp" k8s.io/kubernetes/test/images/agnhost) >&2 \
+      || { rm -f "$tmp"; echo "conformance.sh: building agnhost failed" >&2; exit 1; }
+    chmod 0755 "$tmp"
+    mv -f "$tmp" "$out/agnhost"
+  fi
   if [ ! -x "$out/ginkgo" ]; then
     echo "conformance.sh: building ginkgo" >&2
     tmp="$(mktemp "$out/.ginkgo.XXXXXX")"
@@ -61,39 +76,81 @@ build() {
 }
 
 run() {
-  local kubeconfig="" out="conformance-results" focus='\[Conformance\]'
-  local skip='\[Serial\]|\[Disruptive\]|\[Slow\]|\[Flaky\]' procs=4 bin
+  local kubeconfig="" name="" namespace="tenants" out="conformance-results" focus='\[Conformance\]'
+  local skip='\[Serial\]|\[Disruptive\]|\[Slow\]|\[Flaky\]' procs=4 serial=false dev_host="" bin
   while [ $# -gt 0 ]; do
     case "$1" in
       --kubeconfig) kubeconfig="$2"; shift 2 ;;
+      --name) name="$2"; shift 2 ;;
+      --namespace) namespace="$2"; shift 2 ;;
       --out) out="$2"; shift 2 ;;
       --focus) focus="$2"; shift 2 ;;
       --skip) skip="$2"; shift 2 ;;
       --procs) procs="$2"; shift 2 ;;
+      --serial) serial=true; shift ;;
+      --dev-host) dev_host="$2"; shift 2 ;;
       *) echo "conformance.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
   done
-  [ -n "$kubeconfig" ] || { echo "conformance.sh: run needs --kubeconfig FILE (a tenant's kubeconfig)" >&2; exit 2; }
-  [ -r "$kubeconfig" ] || { echo "conformance.sh: cannot read $kubeconfig" >&2; exit 2; }
+  if [ -n "$kubeconfig" ] && [ -n "$name" ]; then
+    echo "conformance.sh: give --kubeconfig (an existing tenant) or --name (a new one), not both" >&2; exit 2
+  fi
+  [ -n "$kubeconfig" ] || [ -n "$name" ] || {
+    echo "conformance.sh: run needs --kubeconfig FILE (a tenant's kubeconfig) or --name NAME (a VirtualCluster to create)" >&2; exit 2; }
+  [ -z "$kubeconfig" ] || [ -r "$kubeconfig" ] || { echo "conformance.sh: cannot read $kubeconfig" >&2; exit 2; }
   bin="$(build)"
   mkdir -p "$out"
+  out="$(realpath "$out")"
+  if [ -n "$dev_host" ]; then
+    import_images "$bin" "$dev_host" "$out/images"
+  fi
+  if [ -n "$name" ]; then
+    local vnest="${VNEST:-$(command -v vnest || true)}"
+    [ -x "$vnest" ] || vnest="$(dirname "$here")/target/debug/vnest"
+    [ -x "$vnest" ] || { echo "conformance.sh: --name needs the vnest CLI (set VNEST, put it on the PATH, or cargo build -p vnest-cli)" >&2; exit 2; }
+    kubeconfig="$out/$name.kubeconfig"
+    echo "conformance.sh: creating VirtualCluster $namespace/$name (Pod Security baseline)" >&2
+    "$vnest" create "$name" -n "$namespace" --pod-security baseline --wait --kubeconfig-out "$kubeconfig" >&2
+  fi
   local status=0
   "$bin/ginkgo" --procs="$procs" --timeout=6h --output-dir="$out" --junit-report=junit_01.xml \
     --focus="$focus" --skip="$skip" "$bin/e2e.test" -- \
     --kubeconfig="$(realpath "$kubeconfig")" --provider=skeleton \
     --report-dir="$out" --disable-log-dump 2>&1 | tee "$out/e2e.log" || status=$?
-  summarize "$out/junit_01.xml" > "$out/summary.txt" || true
+  if "$serial"; then
+    "$bin/ginkgo" --procs=1 --timeout=6h --output-dir="$out" --junit-report=junit_02.xml \
+      --focus='\[Serial\].*\[Conformance\]|\[Conformance\].*\[Serial\]' \
+      --skip='\[Disruptive\]|\[Flaky\]' "$bin/e2e.test" -- \
+      --kubeconfig="$(realpath "$kubeconfig")" --provider=skeleton \
+      --report-dir="$out" --disable-log-dump 2>&1 | tee "$out/e2e-serial.log" || status=$?
+  fi
+  summarize "$out"/junit_0*.xml > "$out/summary.txt" || true
   cat "$out/summary.txt"
   return "$status"
 }
 
-# Passed and failed counts and the failed tests' names, from a JUnit report.
+# Stand-ins for the suite's images, imported into every node of the dev
+# host running in $2 (archives kept in $3).
+import_images() {
+  local bin="$1" dir="$2" archives="$3" devhost
+  devhost="${VNEST_DEVHOST:-$(command -v vnest-devhost || true)}"
+  [ -x "$devhost" ] || devhost="$(dirname "$here")/target/debug/vnest-devhost"
+  [ -x "$devhost" ] || { echo "conformance.sh: --dev-host needs vnest-devhost (set VNEST_DEVHOST, put it on the PATH, or cargo build -p vnest-devhost)" >&2; exit 2; }
+  local -a images files
+  mapfile -t images < <("$bin/e2e.test" --list-images 2>/dev/null | grep -v '^$')
+  [ "${#images[@]}" -gt 0 ] || { echo "conformance.sh: e2e.test --list-images printed nothing" >&2; exit 1; }
+  echo "conformance.sh: assembling stand-ins for ${#images[@]} e2e images" >&2
+  mapfile -t files < <("$devhost" e2e-images --out "$archives" --agnhost "$bin/agnhost" "${images[@]}")
+  echo "conformance.sh: importing ${#files[@]} images into the nodes of the host in $dir" >&2
+  "$devhost" import --dir "$dir" "${files[@]}"
+}
+
+# Passed and failed counts and the failed tests' names, from JUnit reports.
 summarize() {
-  local junit="$1"
-  [ -r "$junit" ] || { echo "no JUnit report at $junit"; return 1; }
-  python3 - "$junit" <<'PY'
+  [ -r "$1" ] || { echo "no JUnit report at $1"; return 1; }
+  python3 - "$@" <<'PY'
 import sys, xml.etree.ElementTree as ET
-cases = ET.parse(sys.argv[1]).getroot().iter("testcase")
+cases = [c for report in sys.argv[1:] for c in ET.parse(report).getroot().iter("testcase")]
 passed, failed, skipped = [], [], 0
 for case in cases:
     name = case.get("name", "")
@@ -115,5 +172,5 @@ PY
 case "${1:-}" in
   build) build ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 //go:build tools
 
 // The packages e2e.test is built from (k8s.io/kubernetes/test/e2e and what
-// its tests import), so that `go mod tidy` keeps every module they need.
+// its tests import), and agnhost, the suite's test server, so that
+// `go mod tidy` keeps every module they need.
 package conformance
 
 import (
@@ -60,6 +61,7 @@ import (
 	_ "k8s.io/kubernetes/test/e2e/testing-manifests"
 	_ "k8s.io/kubernetes/test/e2e/windows"
 	_ "k8s.io/kubernetes/test/fixtures"
+	_ "k8s.io/kubernetes/test/images/agnhost"
 	_ "k8s.io/kubernetes/test/utils/ktesting/format"
 	_ "k8s.io/utils/net"
 )
