@@ -188,7 +188,10 @@ fn tar_name(name: &str) -> &'static str {
     }
 }
 
-fn write_all(out: &Path, images: Vec<(&str, ImageSpec)>) -> anyhow::Result<Vec<PathBuf>> {
+fn write_all<F: AsRef<Path>>(
+    out: &Path,
+    images: Vec<(F, ImageSpec)>,
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut written = Vec::new();
     for (file, spec) in images {
@@ -346,14 +349,7 @@ pub fn e2e_images(
         };
         images.push((archive_name(reference), spec));
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut written = Vec::new();
-    for (file, spec) in images {
-        let path = out.join(file);
-        write_oci_archive(&spec, &path).with_context(|| format!("writing {}", spec.reference))?;
-        written.push(path);
-    }
-    Ok((written, missing))
+    Ok((write_all(out, images)?, missing))
 }
 
 /// A file name for `reference`'s archive (`registry.k8s.io/e2e-test-images/agnhost:2.57`
