@@ -470,6 +470,57 @@ async fn a_client_updates_right_after_create_and_deletes_at_once(
         host_copy().await.is_none().then_some(())
     })
     .await;
+
+    // A pod's spec updates reach its host pod: an image change and an
+    // active deadline, which then ends the pod (DeadlineExceeded), as the
+    // tenant's own kubelet would.
+    let pod = work.join("deadline.json");
+    std::fs::write(
+        &pod,
+        r#"{ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "deadline" },
+            "spec": { "terminationGracePeriodSeconds": 1,
+              "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+              "containers": [{ "name": "c", "image": "vnest.local/busybox:1", "command": ["sleep", "3600"],
+                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } } }] } }"#,
+    )
+    .unwrap();
+    let (ok, out, err) = kubectl(tenant, &["apply", "-f", &pod.display().to_string()]);
+    assert!(ok, "{out}{err}");
+    let phase = |field: &'static str| {
+        move || async move {
+            let (_, out, _) = kubectl(
+                tenant,
+                &["get", "pod", "deadline", "-o", &format!("jsonpath={field}")],
+            );
+            Some(out)
+        }
+    };
+    wait_until("the pod runs", Duration::from_secs(120), || async {
+        (phase("{.status.phase}")().await? == "Running").then_some(())
+    })
+    .await;
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "patch",
+            "pod",
+            "deadline",
+            "-p",
+            r#"{"spec":{"activeDeadlineSeconds":5}}"#,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    wait_until(
+        "the tenant's deadline ends the pod",
+        Duration::from_secs(120),
+        || async {
+            (phase("{.status.phase}/{.status.reason}")().await? == "Failed/DeadlineExceeded")
+                .then_some(())
+        },
+    )
+    .await;
+    let (ok, out, err) = kubectl(tenant, &["delete", "pod", "deadline", "--wait=false"]);
+    assert!(ok, "{out}{err}");
 }
 
 /// Killing the syncer while it creates 200 pods, and then restarting the

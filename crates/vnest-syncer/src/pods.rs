@@ -109,7 +109,7 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     let host_pod = match existing {
         Some(host_pod) => {
             let labels = translate::pod_labels(pod, &network, syncer.settings.pod_labels);
-            refresh_metadata(host_pod, labels, downward::annotations(pod), syncer).await?
+            refresh(pod, host_pod, labels, downward::annotations(pod), syncer).await?
         }
         None if bound.is_some() => {
             // It ran on the host and its host pod is gone (deleted there or
@@ -198,10 +198,12 @@ async fn service_links(pod: &Pod, syncer: &Syncer) -> Result<Vec<EnvVar>> {
     ))
 }
 
-/// `host_pod` with labels `labels` and downward-API annotations
-/// `downward`, patched when they differ (a tenant label or annotation
-/// changed, or what governs the pod's traffic).
-async fn refresh_metadata(
+/// `host_pod` with labels `labels`, downward-API annotations `downward`
+/// and what the tenant may change in `pod`'s spec ([`spec_updates`]),
+/// patched when they differ (a tenant update, or what governs the pod's
+/// traffic).
+async fn refresh(
+    pod: &Pod,
     host_pod: Pod,
     labels: BTreeMap<String, String>,
     downward: BTreeMap<String, String>,
@@ -216,19 +218,84 @@ async fn refresh_metadata(
         .filter(|(k, _)| downward::is_downward_annotation(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if current_labels == labels && current_downward == downward {
+    let spec = spec_updates(pod, &host_pod);
+    if current_labels == labels && current_downward == downward && spec.is_empty() {
         return Ok(host_pod);
     }
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let name = host_pod.metadata.name.clone().unwrap_or_default();
-    let patch = json!({ "metadata": {
+    let mut patch = json!({ "metadata": {
         "labels": merge_patch(&current_labels, labels),
         "annotations": merge_patch(&current_downward, downward),
     } });
+    if !spec.is_empty() {
+        patch["spec"] = serde_json::Value::Object(spec);
+    }
     host_pods
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
         .on(Side::Host)
+}
+
+/// The part of a strategic merge patch bringing the host pod's spec to
+/// the tenant pod's where a pod may change after it is made: its
+/// `activeDeadlineSeconds` and its containers' images. (Other updates,
+/// resources and ephemeral containers, need subresources the syncer does
+/// not mirror yet.)
+fn spec_updates(pod: &Pod, host_pod: &Pod) -> serde_json::Map<String, serde_json::Value> {
+    let mut patch = serde_json::Map::new();
+    let (Some(tenant), Some(host)) = (pod.spec.as_ref(), host_pod.spec.as_ref()) else {
+        return patch;
+    };
+    if tenant.active_deadline_seconds.is_some()
+        && tenant.active_deadline_seconds != host.active_deadline_seconds
+    {
+        patch.insert(
+            "activeDeadlineSeconds".to_owned(),
+            json!(tenant.active_deadline_seconds),
+        );
+    }
+    let images = |wanted: &[k8s_openapi::api::core::v1::Container],
+                  running: &[k8s_openapi::api::core::v1::Container]| {
+        wanted
+            .iter()
+            .filter(|w| {
+                running
+                    .iter()
+                    .any(|r| r.name == w.name && r.image != w.image)
+            })
+            .map(|w| json!({ "name": w.name, "image": w.image }))
+            .collect::<Vec<_>>()
+    };
+    let containers = images(&tenant.containers, &host.containers);
+    if !containers.is_empty() {
+        patch.insert("containers".to_owned(), json!(containers));
+    }
+    let init = images(
+        tenant.init_containers.as_deref().unwrap_or_default(),
+        host.init_containers.as_deref().unwrap_or_default(),
+    );
+    if !init.is_empty() {
+        patch.insert("initContainers".to_owned(), json!(init));
+    }
+    patch
+}
+
+/// `observedGeneration` as the tenant reads it: the tenant pod's
+/// generation once the host's kubelet has seen the host pod's latest spec
+/// (which carries the tenant's latest, [`spec_updates`]), one less while it
+/// has not.
+fn tenant_observed_generation(
+    observed: Option<i64>,
+    host_generation: Option<i64>,
+    tenant_generation: Option<i64>,
+) -> Option<i64> {
+    let observed = observed?;
+    if Some(observed) >= host_generation {
+        tenant_generation
+    } else {
+        tenant_generation.map(|g| (g - 1).max(1))
+    }
 }
 
 /// A JSON merge patch turning map `current` into `desired`.
@@ -443,6 +510,17 @@ async fn sync_status(pod: &Pod, host_pod: &Pod, syncer: &Syncer) -> Result<()> {
     // The QoS class is fixed when a pod is made, from its own resources; the
     // host's LimitRange may have given the host pod others.
     host_status.qos_class = pod.status.as_ref().and_then(|s| s.qos_class.clone());
+    let generations = |observed| {
+        tenant_observed_generation(
+            observed,
+            host_pod.metadata.generation,
+            pod.metadata.generation,
+        )
+    };
+    host_status.observed_generation = generations(host_status.observed_generation);
+    for condition in host_status.conditions.iter_mut().flatten() {
+        condition.observed_generation = generations(condition.observed_generation);
+    }
     if pod.status.as_ref() == Some(&host_status) {
         return Ok(());
     }
@@ -527,6 +605,57 @@ fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn pod_spec(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({ "metadata": { "name": "p" }, "spec": spec })).unwrap()
+    }
+
+    #[test]
+    fn deadline_and_image_updates_reach_the_host_pod_and_nothing_else() {
+        let host = pod_spec(json!({
+            "containers": [{ "name": "a", "image": "one" }, { "name": "b", "image": "two" }],
+            "initContainers": [{ "name": "i", "image": "init" }],
+            "nodeName": "host-node", "hostname": "p",
+        }));
+        let same = pod_spec(json!({
+            "containers": [{ "name": "a", "image": "one" }, { "name": "b", "image": "two" }],
+            "initContainers": [{ "name": "i", "image": "init" }],
+        }));
+        assert!(
+            spec_updates(&same, &host).is_empty(),
+            "placement is the host's own"
+        );
+        let updated = pod_spec(json!({
+            "activeDeadlineSeconds": 5,
+            "containers": [{ "name": "a", "image": "one" }, { "name": "b", "image": "three" }],
+            "initContainers": [{ "name": "i", "image": "init2" }],
+        }));
+        assert_eq!(
+            serde_json::Value::Object(spec_updates(&updated, &host)),
+            json!({
+                "activeDeadlineSeconds": 5,
+                "containers": [{ "name": "b", "image": "three" }],
+                "initContainers": [{ "name": "i", "image": "init2" }],
+            })
+        );
+    }
+
+    #[test]
+    fn observed_generation_is_the_tenants_once_the_host_caught_up() {
+        assert_eq!(
+            tenant_observed_generation(Some(3), Some(3), Some(2)),
+            Some(2)
+        );
+        assert_eq!(
+            tenant_observed_generation(Some(2), Some(3), Some(2)),
+            Some(1)
+        );
+        assert_eq!(
+            tenant_observed_generation(Some(1), Some(2), Some(1)),
+            Some(1)
+        );
+        assert_eq!(tenant_observed_generation(None, Some(3), Some(2)), None);
+    }
 
     fn pod_with_token(expiration: Option<i64>) -> Pod {
         serde_json::from_value(json!({
