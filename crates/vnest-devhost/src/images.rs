@@ -296,21 +296,25 @@ pub enum E2eStandIn {
     Agnhost,
     /// busybox with every applet.
     BusyBox,
-    /// httpd and nginx: busybox's web server on port 80 answering the
-    /// default page, which is what the suite uses them for.
+    /// httpd, nginx (and kitten and nautilus, httpd with a page of their
+    /// own): busybox's web server on port 80 answering a default page,
+    /// which is what the suite uses them for.
     WebServer,
     /// The sandbox image.
     Pause,
 }
 
 impl E2eStandIn {
+    /// Only images of `registry.k8s.io`: the suite names others (a private
+    /// registry, an invalid one) to see pulls fail.
     pub fn for_reference(reference: &str) -> Option<Self> {
-        let repository = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
+        let repository = reference.strip_prefix("registry.k8s.io/")?;
+        let repository = repository.rsplit_once(':').map_or(repository, |(r, _)| r);
         let name = repository.rsplit('/').next().unwrap_or(repository);
         match name {
             "agnhost" => Some(Self::Agnhost),
             "busybox" => Some(Self::BusyBox),
-            "httpd" | "nginx" => Some(Self::WebServer),
+            "httpd" | "nginx" | "kitten" | "nautilus" => Some(Self::WebServer),
             "pause" => Some(Self::Pause),
             _ => None,
         }
@@ -409,6 +413,8 @@ mod tests {
                 None,
             ),
             ("localhost:5000/agnhost-like:1", None),
+            ("gcr.io/k8s-authenticated-test/agnhost:2.6", None),
+            ("invalid.registry.k8s.io/invalid/alpine:3.1", None),
         ] {
             assert_eq!(
                 E2eStandIn::for_reference(reference),
