@@ -20,7 +20,7 @@
 #       [Flaky] unless --skip says otherwise; with --serial the [Serial]
 #       conformance tests run afterwards, one at a time. Writes
 #       DIR/junit_01.xml (and junit_02.xml), DIR/e2e.log and DIR/summary.txt
-#       (passed, failed, the failures by name).
+#       (passed and failed, per SIG, the failures by name).
 #       --dev-host DIR: the host is vnest's development host running in DIR
 #       (/var/lib/vnest-devhost for tools/try.sh), whose nodes have no
 #       registry: stand-ins for the images the suite runs (agnhost built
@@ -164,6 +164,16 @@ for case in cases:
     else:
         passed.append(name)
 print(f"passed {len(passed)}, failed {len(failed)}, skipped {skipped}")
+import re
+sigs = {}
+for name, bucket in [(n, 0) for n in passed] + [(n, 1) for n in failed]:
+    sig = (re.search(r"\[sig-([a-z-]+)\]", name) or [None, "other"])[1]
+    sigs.setdefault(sig, [0, 0])[bucket] += 1
+print()
+print(f"{'SIG':<22}{'passed':>8}{'failed':>8}")
+for sig, (ok, bad) in sorted(sigs.items()):
+    print(f"{sig:<22}{ok:>8}{bad:>8}")
+print()
 for name in sorted(failed):
     print(f"FAILED {name}")
 PY
