@@ -471,7 +471,7 @@ async fn a_client_updates_right_after_create_and_deletes_at_once(
     })
     .await;
 
-    // A pod's spec updates reach its host pod: an image change and an
+    // A pod's updates reach its host pod: an ephemeral container, and an
     // active deadline, which then ends the pod (DeadlineExceeded), as the
     // tenant's own kubelet would.
     let pod = work.join("deadline.json");
@@ -498,6 +498,32 @@ async fn a_client_updates_right_after_create_and_deletes_at_once(
     wait_until("the pod runs", Duration::from_secs(120), || async {
         (phase("{.status.phase}")().await? == "Running").then_some(())
     })
+    .await;
+    // `kubectl debug` adds an ephemeral container, which runs on the host.
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "debug",
+            "deadline",
+            "--image=vnest.local/busybox:1",
+            "--image-pull-policy=Never",
+            "--container=debugger",
+            "--profile=restricted",
+            "--",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    wait_until(
+        "the ephemeral container runs",
+        Duration::from_secs(120),
+        || async {
+            let running =
+                phase("{.status.ephemeralContainerStatuses[0].state.running.startedAt}")().await?;
+            (!running.is_empty()).then_some(())
+        },
+    )
     .await;
     let (ok, out, err) = kubectl(
         tenant,

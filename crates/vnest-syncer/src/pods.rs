@@ -96,20 +96,25 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     if pod.status.as_ref().and_then(|s| s.reason.as_deref()) == Some(REFUSED) {
         return Ok(Action::await_change());
     }
-    let refusals = policy::check(pod, &syncer.policy());
-    if !refusals.is_empty() {
-        refuse(pod, syncer, &refusals).await?;
-        return Ok(Action::await_change());
-    }
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let host_name = host_name(namespace, name);
     let existing = host_pods.get_opt(&host_name).await.on(Side::Host)?;
+    let refusals = policy::check(pod, &syncer.policy());
+    // A pod already on the host can only have become refusable through an
+    // ephemeral container (the rest of what policy reads is immutable);
+    // that container stays off the host, the pod runs on.
+    if !refusals.is_empty() && existing.is_none() {
+        refuse(pod, syncer, &refusals).await?;
+        return Ok(Action::await_change());
+    }
     let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let network = network_labels(pod, syncer).await?;
     let host_pod = match existing {
         Some(host_pod) => {
             let labels = translate::pod_labels(pod, &network, syncer.settings.pod_labels);
-            refresh(pod, host_pod, labels, downward::annotations(pod), syncer).await?
+            let host_pod =
+                refresh(pod, host_pod, labels, downward::annotations(pod), syncer).await?;
+            add_ephemeral_containers(pod, host_pod, &network, &refusals, syncer).await?
         }
         None if bound.is_some() => {
             // It ran on the host and its host pod is gone (deleted there or
@@ -129,7 +134,13 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             }
             let links = service_links(pod, syncer).await?;
             let desired = match translate::pod(pod, &syncer.placement(), token, &network, &links) {
-                Ok(desired) => desired,
+                Ok(mut desired) => {
+                    // They follow through the subresource once it runs.
+                    if let Some(spec) = desired.spec.as_mut() {
+                        spec.ephemeral_containers = None;
+                    }
+                    desired
+                }
                 Err(not_yet) => {
                     tracing::info!(namespace, name, %not_yet, "waiting");
                     return Ok(Action::requeue(Duration::from_secs(2)));
@@ -233,6 +244,83 @@ async fn refresh(
     }
     host_pods
         .patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .on(Side::Host)
+}
+
+/// `host_pod` with the ephemeral containers `pod` has and it lacks (a
+/// tenant's `kubectl debug`), added through the host's
+/// `ephemeralcontainers` subresource, unless `refusals` (the pod's policy
+/// check) refuses one: then none is added and the tenant gets a Warning
+/// event saying why.
+async fn add_ephemeral_containers(
+    pod: &Pod,
+    host_pod: Pod,
+    network: &BTreeMap<String, String>,
+    refusals: &[Refusal],
+    syncer: &Syncer,
+) -> Result<Pod> {
+    let names = |p: &Pod| -> Vec<String> {
+        p.spec
+            .iter()
+            .flat_map(|s| s.ephemeral_containers.iter().flatten())
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let present = names(&host_pod);
+    let missing: Vec<String> = names(pod)
+        .into_iter()
+        .filter(|n| !present.contains(n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(host_pod);
+    }
+    if !refusals.is_empty() {
+        let message = refusals
+            .iter()
+            .map(|r| r.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: REFUSED.to_owned(),
+            note: Some(format!(
+                "vnest refused to add ephemeral containers {} on the host: {message}",
+                missing.join(", ")
+            )),
+            action: "Sync".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = syncer.recorder.publish(&event, &pod.object_ref(&())).await {
+            tracing::debug!(%error, "recording the refusal event failed");
+        }
+        return Ok(host_pod);
+    }
+    let links = service_links(pod, syncer).await?;
+    let token = translate::wants_token(pod);
+    let desired = translate::pod(pod, &syncer.placement(), token, network, &links)?;
+    let mut all = host_pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.clone())
+        .unwrap_or_default();
+    all.extend(
+        desired
+            .spec
+            .and_then(|s| s.ephemeral_containers)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| missing.contains(&c.name)),
+    );
+    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let name = host_pod.metadata.name.clone().unwrap_or_default();
+    host_pods
+        .patch_subresource(
+            "ephemeralcontainers",
+            &name,
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "spec": { "ephemeralContainers": all } })),
+        )
         .await
         .on(Side::Host)
 }

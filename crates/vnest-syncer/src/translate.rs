@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, KeyToPath, LocalObjectReference, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, Pod, PodAffinityTerm, PodDNSConfig, PodDNSConfigOption, PodSpec,
-    Secret, SecretProjection, Service, ServiceAccountTokenProjection, ServiceSpec, Toleration,
-    Volume, VolumeProjection,
+    ConfigMap, Container, EnvVar, EphemeralContainer, KeyToPath, LocalObjectReference,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, PodAffinityTerm, PodDNSConfig,
+    PodDNSConfigOption, PodSpec, Secret, SecretProjection, Service, ServiceAccountTokenProjection,
+    ServiceSpec, Toleration, Volume, VolumeProjection,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
@@ -384,7 +384,6 @@ pub fn pod(
     spec.priority = None;
     spec.preemption_policy = None;
     spec.scheduler_name = None;
-    spec.ephemeral_containers = None;
     if spec.hostname.is_none() {
         spec.hostname = Some(name.chars().take(63).collect());
     }
@@ -483,6 +482,24 @@ pub fn pod(
     };
     spec.containers.iter_mut().for_each(fix);
     spec.init_containers.iter_mut().flatten().for_each(fix);
+    // Ephemeral containers reach a running host pod through its
+    // subresource (a pod is never created with them), translated as the
+    // others are.
+    spec.ephemeral_containers = spec.ephemeral_containers.take().map(|ephemeral| {
+        ephemeral
+            .into_iter()
+            .filter_map(|e| {
+                let target = e.target_container_name.clone();
+                let mut container: Container =
+                    serde_json::from_value(serde_json::to_value(e).ok()?).ok()?;
+                fix(&mut container);
+                let mut e: EphemeralContainer =
+                    serde_json::from_value(serde_json::to_value(container).ok()?).ok()?;
+                e.target_container_name = target;
+                Some(e)
+            })
+            .collect()
+    });
 
     let mut metadata = host_meta(&tenant.metadata, placement, BTreeMap::new());
     metadata.labels = Some(pod_labels(tenant, network, placement.pod_labels));
@@ -805,6 +822,40 @@ const ROOT_CA_KEY: &str = "ca.crt";
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn ephemeral_containers_are_translated_like_the_others() {
+        let tenant: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p", "namespace": "team" },
+            "spec": {
+                "containers": [{ "name": "app", "image": "i" }],
+                "ephemeralContainers": [{ "name": "debugger", "image": "busybox",
+                    "targetContainerName": "app",
+                    "env": [{ "name": "C", "valueFrom": { "configMapKeyRef": { "name": "cfg", "key": "k" } } }] }],
+            },
+        }))
+        .unwrap();
+        let placement = Placement {
+            dns_ip: Some("10.96.0.10".to_owned()),
+            ..Placement::default()
+        };
+        let host = pod(&tenant, &placement, false, &BTreeMap::new(), &[]).unwrap();
+        let ephemeral = host.spec.unwrap().ephemeral_containers.unwrap();
+        assert_eq!(ephemeral.len(), 1);
+        assert_eq!(ephemeral[0].target_container_name.as_deref(), Some("app"));
+        let env = ephemeral[0].env.as_ref().unwrap();
+        let reference = env
+            .iter()
+            .find(|e| e.name == "C")
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|f| f.config_map_key_ref.as_ref())
+            .unwrap();
+        assert_eq!(reference.name, host_name("team", "cfg"));
+        assert!(
+            env.iter().any(|e| e.name == "KUBERNETES_SERVICE_HOST"),
+            "it reaches the tenant's apiserver as the others do"
+        );
+    }
     use crate::naming::{MANAGED_BY, MANAGER};
     use serde_json::json;
 
