@@ -4,6 +4,7 @@
 
 pub mod cidr;
 pub mod conditions;
+pub mod host_copies;
 pub mod host_names;
 pub mod ingress_hosts;
 pub mod label_pairs;

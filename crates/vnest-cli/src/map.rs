@@ -1,7 +1,7 @@
 //! `vnest map`: which host object a tenant object became, and back.
 //!
 //! Tenant → host is computed (the syncer's naming scheme,
-//! `vnest_syncer::naming`) and then looked up on the host, so the answer
+//! `vnest_api::host_copies`) and then looked up on the host, so the answer
 //! also says whether the copy exists. Host → tenant reads the origin the
 //! syncer wrote on the host object and the VirtualCluster labels of its
 //! namespace.
@@ -13,8 +13,8 @@ use clap::Args;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
+use vnest_api::host_copies;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
-use vnest_syncer::naming;
 
 use crate::host::HostArgs;
 
@@ -85,7 +85,7 @@ pub(crate) async fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
                 )
             })?;
         let Some((tenant_namespace, tenant_name)) =
-            naming::origin(object.metadata.annotations.as_ref())
+            host_copies::origin(object.metadata.annotations.as_ref())
         else {
             bail!(
                 "{kind}/{name} in {} is not a copy the syncer made (no vnest.dev/tenant-name annotation)",
@@ -118,7 +118,7 @@ pub(crate) async fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
         cluster,
         HostNamespaceRole::Workloads,
     );
-    let host_name = naming::host_name(&args.namespace, name);
+    let host_name = host_copies::host_name(&args.namespace, name);
     let api: Api<DynamicObject> = Api::namespaced_with(client, &host_ns, &resource);
     let exists = api
         .get_opt(&host_name)

@@ -357,13 +357,13 @@ fn map_finds_a_host_copy_and_leads_back_to_its_tenant_object() {
 
     // What the supervisor and the syncer would have written on a host.
     let wl = host_namespace("tenants", "shop", HostNamespaceRole::Workloads);
-    let host_copy = vnest_syncer::naming::host_name("web", "settings");
+    let host_copy = vnest_api::host_copies::host_name("web", "settings");
     let yaml = serde_json::json!({
         "apiVersion": "v1", "kind": "List", "items": [
             { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": wl, "labels": {
                 labels::VIRTUAL_CLUSTER: "shop", labels::VIRTUAL_CLUSTER_NAMESPACE: "tenants" } } },
             { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": host_copy, "namespace": wl,
-                "annotations": vnest_syncer::naming::origin_annotations("web", "settings") } },
+                "annotations": vnest_api::host_copies::origin_annotations("web", "settings") } },
             { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "hosts-own", "namespace": wl } },
         ]
     });

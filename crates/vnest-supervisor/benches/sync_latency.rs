@@ -25,9 +25,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use vnest_api::VirtualCluster;
+use vnest_api::host_copies::host_name;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
 use vnest_devhost::topology::NodeSpec;
-use vnest_syncer::naming::host_name;
 use vnest_tests::{HostSlot, TestHost};
 
 #[path = "../tests/common/mod.rs"]

@@ -21,8 +21,8 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::json;
 use vnest_api::VirtualCluster;
+use vnest_api::host_copies::host_name;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
-use vnest_syncer::naming::host_name;
 use vnest_tests::{HostSlot, TestHost, kubectl};
 
 mod common;

@@ -14,9 +14,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::ListParams;
+use vnest_api::host_copies::host_name;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
 use vnest_devhost::topology::NodeSpec;
-use vnest_syncer::naming::host_name;
 use vnest_tests::{HostSlot, TestHost, kubectl};
 
 mod common;

@@ -17,7 +17,7 @@ use vnest_kube::apply::apply_namespaced;
 
 use crate::context::{FIELD_MANAGER, Syncer};
 use crate::error::{OnSide, Result, Side};
-use crate::naming::origin;
+use vnest_api::host_copies::origin;
 
 /// The kinds whose host copies' events go up (the syncer's own copies).
 fn synced_kind(kind: &str) -> Option<ApiResource> {

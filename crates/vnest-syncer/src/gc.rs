@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 
 use crate::context::{RESYNC, Syncer};
 use crate::error::{OnSide, Result, Side};
-use crate::naming::{MANAGED_BY, MANAGER, origin};
 use crate::pods::TOKEN_FOR_POD;
+use vnest_api::host_copies::{MANAGED_BY, MANAGER, origin};
 
 /// Host objects younger than this are left alone: the Service-address
 /// webhook creates a host copy a moment before the tenant's Service exists.

@@ -3,7 +3,8 @@
 //! workloads namespace, where real kubelets run them, and their status up;
 //! in between, `policy` refuses what a tenant may not do on the host.
 //!
-//! - `naming`: tenant object ↔ host name, collision-free.
+//! - `vnest_api::host_copies` (tenant object ↔ host name, collision-free)
+//!   is shared with the CLI.
 //! - `policy`: what is refused, one rule each, with the reason shown.
 //! - `translate`: tenant object → host object (pure).
 //! - `downward`: the downward API showing the tenant pod, not the host's.
@@ -33,7 +34,6 @@ pub mod host_quota;
 pub mod kubelet_proxy;
 pub mod metrics;
 pub mod mirror;
-pub mod naming;
 pub mod network_policy;
 pub mod nodes;
 pub mod pods;

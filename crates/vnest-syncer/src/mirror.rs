@@ -34,11 +34,11 @@ use vnest_kube::apply::{ApplyError, apply_namespaced};
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
-use crate::naming::{MANAGED_BY, MANAGER, host_name, origin};
 use crate::policy::{self, EndpointFence, Refusal};
 use crate::statusless::Statusless;
 use crate::translate::{self, Placement};
 use crate::{host_quota, network_policy, volumes};
+use vnest_api::host_copies::{MANAGED_BY, MANAGER, host_name, origin};
 
 /// How soon an object the host refused is tried again.
 const HOST_REFUSAL_RETRY: Duration = Duration::from_secs(60);

@@ -39,10 +39,10 @@ use vnest_api::PodLabels;
 use vnest_api::cidr::Cidr;
 use vnest_api::pod_network::{self, is_vnest_key, namespace_label_key};
 
-use crate::naming::MANAGED_BY;
 use crate::policy::{Refusal, Rule};
 use crate::selectors::{in_namespace, in_namespaces, tenant_pods};
 use crate::translate::{Placement, host_meta};
+use vnest_api::host_copies::MANAGED_BY;
 
 /// Where a tenant's policies may lead on the host (from the supervisor).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -371,9 +371,9 @@ pub fn pod_labels(namespace: Option<&Namespace>, governed: Governed) -> BTreeMap
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::naming::TENANT_NAMESPACE;
     use kube::api::ObjectMeta;
     use serde_json::json;
+    use vnest_api::host_copies::TENANT_NAMESPACE;
 
     fn scope() -> NetworkScope {
         NetworkScope {

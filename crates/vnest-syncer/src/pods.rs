@@ -28,10 +28,12 @@ use vnest_kube::apply::apply_namespaced;
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
-use crate::naming::{MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels};
 use crate::policy::{self, Refusal};
 use crate::translate::{self, token_secret_name};
 use crate::{downward, network_policy, nodes};
+use vnest_api::host_copies::{
+    MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels,
+};
 
 /// `status.reason` of a pod the policy refused (kubectl shows it as the
 /// pod's status).

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use vnest_api::PodLabels;
 use vnest_api::pod_network::{namespace_label_key, pod_label_key};
 
-use crate::naming::TENANT_NAMESPACE;
+use vnest_api::host_copies::TENANT_NAMESPACE;
 
 /// Every pod of the tenant (in its workloads namespace).
 pub fn tenant_pods() -> LabelSelector {

@@ -222,8 +222,8 @@ pub fn configuration(url: &str, ca_bundle: &[u8]) -> MutatingWebhookConfiguratio
             name: Some(WEBHOOK_CONFIGURATION.to_owned()),
             labels: Some(
                 [(
-                    crate::naming::MANAGED_BY.to_owned(),
-                    crate::naming::MANAGER.to_owned(),
+                    vnest_api::host_copies::MANAGED_BY.to_owned(),
+                    vnest_api::host_copies::MANAGER.to_owned(),
                 )]
                 .into(),
             ),

@@ -22,9 +22,9 @@ use vnest_api::host_names::hashed_label;
 use vnest_api::pod_network::{is_vnest_key, pod_label_key};
 
 use crate::downward;
-use crate::naming::{TENANT_NAMESPACE, host_name, origin_annotations, origin_labels};
 use crate::network_policy::NetworkScope;
 use crate::selectors::{exists, in_namespace, in_namespace_list, in_namespaces};
+use vnest_api::host_copies::{TENANT_NAMESPACE, host_name, origin_annotations, origin_labels};
 
 /// Where the tenant's pods are put and what they are told.
 #[derive(Clone, Debug, Default)]
@@ -238,7 +238,7 @@ pub fn endpoint_slice(tenant: &EndpointSlice, placement: &Placement) -> Endpoint
         ),
         (
             SLICE_MANAGED_BY.to_owned(),
-            crate::naming::MANAGER.to_owned(),
+            vnest_api::host_copies::MANAGER.to_owned(),
         ),
     ]);
     EndpointSlice {
@@ -856,8 +856,8 @@ mod tests {
             "it reaches the tenant's apiserver as the others do"
         );
     }
-    use crate::naming::{MANAGED_BY, MANAGER};
     use serde_json::json;
+    use vnest_api::host_copies::{MANAGED_BY, MANAGER};
 
     fn placement() -> Placement {
         Placement {

@@ -18,7 +18,7 @@ use kube::Api;
 use super::route::{self, KubeletCall};
 use super::{ProxyBody, text};
 use crate::context::Syncer;
-use crate::naming;
+use vnest_api::host_copies;
 
 const STREAM_PROTOCOL: HeaderName = HeaderName::from_static("x-stream-protocol-version");
 /// Headers of an upgrade request the host apiserver needs.
@@ -46,11 +46,11 @@ pub async fn call(
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let namespace = &syncer.settings.host_namespace;
-    let host_pod = naming::host_name(&call.namespace, &call.pod);
+    let host_pod = host_copies::host_name(&call.namespace, &call.pod);
     let pods: Api<Pod> = Api::namespaced(syncer.host.clone(), namespace);
     match pods.get_opt(&host_pod).await {
         Ok(Some(pod))
-            if naming::origin(pod.metadata.annotations.as_ref())
+            if host_copies::origin(pod.metadata.annotations.as_ref())
                 == Some((call.namespace.clone(), call.pod.clone())) => {}
         Ok(_) => {
             return text(
@@ -151,7 +151,7 @@ async fn stream(
         Err(error) => return host_unavailable(&error),
     };
     if host_response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let host_pod = naming::host_name(&call.namespace, &call.pod);
+        let host_pod = host_copies::host_name(&call.namespace, &call.pod);
         return failure(call, &host_pod, host_response).await;
     }
     let mut answer = text(StatusCode::SWITCHING_PROTOCOLS, String::new());

@@ -9,7 +9,7 @@
 //! metrics, `/run`, `/pods` and the debugging handlers of a real kubelet
 //! would tell a tenant about the host.
 
-use crate::naming;
+use vnest_api::host_copies;
 
 /// A kubelet call the proxy serves, naming the tenant pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,7 +119,7 @@ pub fn host_path(call: &KubeletCall, query: Option<&str>, host_namespace: &str) 
     format!(
         "/api/v1/namespaces/{}/pods/{}/{}?{}",
         host_namespace,
-        naming::host_name(&call.namespace, &call.pod),
+        host_copies::host_name(&call.namespace, &call.pod),
         call.kind.subresource(),
         query.join("&")
     )
@@ -231,7 +231,7 @@ mod tests {
             path,
             format!(
                 "/api/v1/namespaces/t-wl/pods/{}/log?follow=true&tailLines=10&timestamps=true&container=main",
-                naming::host_name("web", "api-0")
+                host_copies::host_name("web", "api-0")
             )
         );
     }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use vnest_api::host_names::hashed_label;
+use crate::host_names::hashed_label;
 
 /// Label with the tenant namespace (namespace names are valid label values).
 pub const TENANT_NAMESPACE: &str = "vnest.dev/tenant-namespace";
