@@ -381,6 +381,22 @@ impl PodSecurityLevel {
     }
 }
 
+/// The level from its name (`--pod-security` of the CLI and the syncer).
+impl std::str::FromStr for PodSecurityLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            PodSecurityLevel::Privileged,
+            PodSecurityLevel::Baseline,
+            PodSecurityLevel::Restricted,
+        ]
+        .into_iter()
+        .find(|level| level.as_str() == s)
+        .ok_or_else(|| format!("{s:?} is not privileged, baseline or restricted"))
+    }
+}
+
 /// What the supervisor reports.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -414,4 +430,29 @@ pub enum Phase {
     Paused,
     Failed,
     Deleting,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_pod_security_level_reads_back_as_flag_and_as_field() {
+        for level in [
+            PodSecurityLevel::Privileged,
+            PodSecurityLevel::Baseline,
+            PodSecurityLevel::Restricted,
+        ] {
+            assert_eq!(level.as_str().parse::<PodSecurityLevel>(), Ok(level));
+            assert_eq!(
+                serde_json::to_value(level).unwrap(),
+                serde_json::json!(level.as_str())
+            );
+        }
+        assert_eq!(
+            "Baseline".parse::<PodSecurityLevel>(),
+            Err("\"Baseline\" is not privileged, baseline or restricted".to_owned())
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! cluster it finds (in-cluster config, or `KUBECONFIG`).
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use vnest_kube::logging::LogFormat;
 use vnest_supervisor::controller;
 use vnest_supervisor::desired::pods::Settings;
 
@@ -24,7 +25,7 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0:8080")]
     health_address: std::net::SocketAddr,
     /// Log lines as text or JSON.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, default_value = "text")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
@@ -38,16 +39,10 @@ enum Command {
     Wipe { dir: std::path::PathBuf },
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    vnest_kube::logging::init(matches!(args.log_format, LogFormat::Json));
+    vnest_kube::logging::init(args.log_format);
     if let Some(Command::Wipe { dir }) = &args.command {
         let bytes = vnest_supervisor::datastore_wipe::empty_directory(dir)
             .with_context(|| format!("emptying {}", dir.display()))?;

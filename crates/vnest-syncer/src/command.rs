@@ -12,7 +12,7 @@ use crate::network_policy::NetworkScope;
 use crate::statusless::Statusless;
 use crate::{events, gc, kubelet_proxy, mirror, nodes, pods, service_addresses, volumes};
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -23,6 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use vnest_api::cidr::Cidr;
 use vnest_api::{IngressGrant, PodLabels, PodSecurityLevel};
 use vnest_kube::health::Readiness;
+use vnest_kube::logging::LogFormat;
 
 /// Mirrors a tenant cluster's workloads onto the host and their status back.
 #[derive(Parser, Debug)]
@@ -44,8 +45,8 @@ struct Args {
     #[arg(long)]
     runtime_class: Option<String>,
     /// The tenant's Pod Security level.
-    #[arg(long, value_enum, default_value_t = Level::Restricted)]
-    pod_security: Level,
+    #[arg(long, default_value = "restricted")]
+    pod_security: PodSecurityLevel,
     /// The tenant apiserver as host pods reach it, `HOST:PORT`.
     #[arg(long)]
     apiserver_address: String,
@@ -65,7 +66,7 @@ struct Args {
     /// pair `kubelet-proxy.crt` / `kubelet-proxy.key`.
     #[arg(long, requires = "kubelet_proxy_host")]
     kubelet_proxy_pki: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, default_value = "text")]
     log_format: LogFormat,
     /// The tenant's control-plane namespace on the host, where its
     /// apiserver runs.
@@ -96,19 +97,6 @@ struct Args {
     /// Where `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     health_address: std::net::SocketAddr,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Level {
-    Privileged,
-    Baseline,
-    Restricted,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 fn host_and_port(address: &str, flag: &str) -> anyhow::Result<(String, u16)> {
@@ -156,7 +144,7 @@ where
 /// Parses the command line and runs the syncer until SIGTERM or Ctrl-C.
 pub async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    vnest_kube::logging::init(matches!(args.log_format, LogFormat::Json));
+    vnest_kube::logging::init(args.log_format);
     let (host, port) = host_and_port(&args.apiserver_address, "--apiserver-address")?;
     let kubelet_endpoint = args
         .kubelet_proxy_host
@@ -179,11 +167,7 @@ pub async fn main() -> anyhow::Result<()> {
             .context("--pool-selector")?,
         pool_taint_key: args.pool_taint_key,
         runtime_class: args.runtime_class,
-        level: match args.pod_security {
-            Level::Privileged => PodSecurityLevel::Privileged,
-            Level::Baseline => PodSecurityLevel::Baseline,
-            Level::Restricted => PodSecurityLevel::Restricted,
-        },
+        level: args.pod_security,
         apiserver_host: host.clone(),
         apiserver_port: port,
         cluster_domain: args.cluster_domain,

@@ -33,9 +33,9 @@ pub(crate) struct SpecArgs {
     /// How the tenant apiserver is exposed on the host.
     #[arg(long, value_enum)]
     expose: Option<Expose>,
-    /// The tenant's Pod Security level.
-    #[arg(long, value_enum)]
-    pod_security: Option<Level>,
+    /// The tenant's Pod Security level: privileged, baseline or restricted.
+    #[arg(long)]
+    pod_security: Option<PodSecurityLevel>,
     /// A RuntimeClass forced on every tenant pod (a sandbox, e.g. gVisor).
     #[arg(long)]
     runtime_class: Option<String>,
@@ -49,13 +49,6 @@ enum Expose {
     ClusterIp,
     NodePort,
     LoadBalancer,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Level {
-    Privileged,
-    Baseline,
-    Restricted,
 }
 
 #[derive(Debug, Args)]
@@ -138,11 +131,7 @@ impl SpecArgs {
             };
         }
         if let Some(level) = self.pod_security {
-            spec.isolation.pod_security = match level {
-                Level::Privileged => PodSecurityLevel::Privileged,
-                Level::Baseline => PodSecurityLevel::Baseline,
-                Level::Restricted => PodSecurityLevel::Restricted,
-            };
+            spec.isolation.pod_security = level;
         }
         if let Some(class) = &self.runtime_class {
             spec.isolation.runtime_class_name = Some(class.clone());

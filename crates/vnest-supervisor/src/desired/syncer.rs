@@ -113,7 +113,10 @@ pub fn args(
         ),
         format!("--kubelet-proxy-listen=0.0.0.0:{KUBELET_PROXY_PORT}"),
         format!("--kubelet-proxy-pki={}", pods::layout().pki("").display()),
-        "--log-format=json".to_owned(),
+        format!(
+            "--log-format={}",
+            vnest_kube::logging::LogFormat::Json.as_str()
+        ),
     ];
     for (key, value) in &vc.spec.node_pool.node_selector {
         args.push(format!("--pool-selector={key}={value}"));
