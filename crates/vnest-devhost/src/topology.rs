@@ -12,7 +12,9 @@ pub const NODE_SUBNET_PREFIX: u8 = 24;
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 /// The ClusterIP of CoreDNS, inside vnest-local's service CIDR 10.96.0.0/12.
 pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// The control plane's cluster domain (vnest-local's, which the host
+/// runs).
+pub use vnest_local::flags::CLUSTER_DOMAIN;
 /// At most this many nodes (their addresses and pod subnets are numbered).
 pub const MAX_NODES: u8 = 50;
 
