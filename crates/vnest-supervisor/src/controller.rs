@@ -14,6 +14,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource};
+use tracing::Instrument as _;
 use vnest_api::VirtualCluster;
 use vnest_api::host_names::labels;
 
@@ -85,7 +86,8 @@ pub async fn run(
     .await;
 }
 
-/// [`reconcile::reconcile`], counted and timed, with the phase it saw.
+/// [`reconcile::reconcile`] in a span naming its VirtualCluster, counted
+/// by outcome and timed, with the phase it saw.
 async fn measured(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = format!(
         "{}/{}",
@@ -99,8 +101,10 @@ async fn measured(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action, 
             .map_or_else(|| "Pending".to_owned(), |p| format!("{p:?}"))
     });
     let started = Instant::now();
-    let result = reconcile::reconcile(vc, ctx.clone()).await;
-    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    let span = tracing::info_span!("reconcile", virtualcluster = %key);
+    let result = reconcile::reconcile(vc, ctx.clone()).instrument(span).await;
+    let outcome = result.as_ref().map_or_else(Error::kind, |_| "ok");
+    ctx.metrics.reconciled(outcome, started.elapsed());
     ctx.metrics.phase(key, phase);
     result
 }

@@ -26,4 +26,40 @@ pub enum Error {
     EncryptionKey(#[source] std::io::Error),
 }
 
+impl Error {
+    /// What failed, as the `outcome` label of the reconcile metric counts
+    /// it (a cleanup's or apply's error by the error inside the finalizer).
+    pub fn kind(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match self {
+            Error::Kube(_) => "host_api",
+            Error::Apply(_) => "apply",
+            Error::Certificates(_) => "certificates",
+            Error::Pki(_) => "kubeconfig",
+            Error::Finalizer(wrapped) => match wrapped.as_ref() {
+                Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => inner.kind(),
+                _ => "finalizer",
+            },
+            Error::StillDeleting(_) => "still_deleting",
+            Error::Wiping(_) => "wiping",
+            Error::Incomplete(_) => "incomplete",
+            Error::EncryptionKey(_) => "encryption_key",
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finalizer_error_counts_as_the_error_inside() {
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::CleanupFailed(
+            Error::Wiping("ns".into()),
+        )));
+        assert_eq!(wrapped.kind(), "wiping");
+        assert_eq!(Error::Incomplete("name").kind(), "incomplete");
+    }
+}

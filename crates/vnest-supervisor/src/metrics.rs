@@ -2,7 +2,8 @@
 //! `/healthz` and `/readyz`:
 //!
 //! - `vnest_supervisor_reconciles_total{outcome}`: reconciles that succeeded
-//!   (`ok`) or failed and are retried (`error`);
+//!   (`ok`) or failed and are retried, by what failed
+//!   ([`crate::error::Error::kind`]: `host_api`, `apply`, `still_deleting`, …);
 //! - `vnest_supervisor_reconcile_duration_seconds`: how long one took;
 //! - `vnest_supervisor_virtual_clusters{phase}`: VirtualClusters by the
 //!   phase the supervisor last saw on them (deleted ones leave).
@@ -67,8 +68,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn reconciled(&self, ok: bool, took: Duration) {
-        let outcome = if ok { "ok" } else { "error" };
+    pub fn reconciled(&self, outcome: &str, took: Duration) {
         self.reconciles
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.to_owned(),
@@ -125,8 +125,8 @@ mod tests {
         metrics.phase("t/b".into(), Some("Ready".into()));
         metrics.phase("t/c".into(), Some("Provisioning".into()));
         metrics.phase("t/c".into(), None);
-        metrics.reconciled(true, Duration::from_millis(20));
-        metrics.reconciled(false, Duration::from_millis(20));
+        metrics.reconciled("ok", Duration::from_millis(20));
+        metrics.reconciled("host_api", Duration::from_millis(20));
         let text = metrics.render();
         assert!(
             text.contains("vnest_supervisor_virtual_clusters{phase=\"Ready\"} 2"),
@@ -134,7 +134,7 @@ mod tests {
         );
         assert!(!text.contains("Provisioning"), "forgotten: {text}");
         assert!(
-            text.contains("vnest_supervisor_reconciles_total{outcome=\"error\"} 1"),
+            text.contains("vnest_supervisor_reconciles_total{outcome=\"host_api\"} 1"),
             "{text}"
         );
         assert!(
