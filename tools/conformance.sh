@@ -38,7 +38,9 @@ build() {
   local k8s_version minor hash out ldflags pkg tmp
   k8s_version="$(awk '$1=="k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$module/go.mod")"
   [ -n "$k8s_version" ] || { echo "conformance.sh: cannot read the Kubernetes pin" >&2; exit 1; }
-  hash="$(cat "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)"
+  # Keyed by what the binaries are built from: the pins and this function
+  # (not the rest of the script, whose edits change nothing built).
+  hash="$( { cat "$module/go.mod" "$module/go.sum"; declare -f build; } | sha256sum | cut -c1-12)"
   out="${VNEST_CACHE_DIR:-$HOME/.cache/vnest}/conformance/k8s-${k8s_version}_${hash}"
   mkdir -p "$out"
   minor="${k8s_version#v1.}"; minor="${minor%%.*}"
