@@ -321,6 +321,38 @@ impl E2eStandIn {
     }
 }
 
+/// `curl` as the e2e suite calls it in agnhost pods (`curl -q -s
+/// --max-time 30 ADDRESS:PORT/hostname`: a GET, the body on stdout), through
+/// busybox's nc: upstream's agnhost image has curl, busybox has none, and
+/// busybox-static's wget crashes in its resolver.
+const CURL_THROUGH_NC: &str = r#"#!/bin/sh
+# curl as the Kubernetes e2e suite calls it (a GET, the body on stdout),
+# through busybox nc.
+timeout=30 out= url=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --max-time|--connect-timeout|-m) timeout="${2%%.*}"; shift 2 ;;
+    -o|--output) out="$2"; shift 2 ;;
+    -w|-H|-X|-d|--data|--header|--request|--write-out) shift 2 ;;
+    -*) shift ;;
+    *) url="$1"; shift ;;
+  esac
+done
+url="${url#*://}"
+hostport="${url%%/*}"
+path="/${url#*/}"
+[ "$hostport" = "$url" ] && path=/
+host="${hostport%:*}"
+port="${hostport##*:}"
+[ "$port" = "$hostport" ] && port=80
+host="${host#[}"
+host="${host%]}"
+response="$(printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" | nc -w "$timeout" "$host" "$port")" || exit 7
+[ -n "$response" ] || exit 52
+body="$(printf '%s\n' "$response" | sed '1,/^\r*$/d')"
+if [ -n "$out" ]; then printf '%s' "$body" > "$out"; else printf '%s' "$body"; fi
+"#;
+
 /// The stand-ins for those of `references` that have one, written into
 /// `out` (one archive each); returns the archives and the references left
 /// without a stand-in (tests using them fail to pull).
@@ -335,6 +367,7 @@ pub fn e2e_images(
         let spec = match E2eStandIn::for_reference(reference) {
             Some(E2eStandIn::Agnhost) => busybox_base(reference)?
                 .file("/agnhost", agnhost, 0o755)
+                .contents("/usr/bin/curl", CURL_THROUGH_NC, 0o755)
                 .entrypoint(&["/agnhost"])
                 .cmd(&["pause"]),
             Some(E2eStandIn::BusyBox) => busybox_as(reference)?,
@@ -386,7 +419,57 @@ fn coredns_image(coredns: &Path) -> anyhow::Result<ImageSpec> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The shim answers what the suite's `curl -q -s --max-time 30
+    /// ADDRESS:PORT/hostname` expects: the body alone, exit 0; and fails
+    /// like curl (7) when nothing listens.
+    #[test]
+    fn the_curl_stand_in_prints_the_body_of_a_get() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let n = stream.read(&mut request).unwrap();
+            stream
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\npod-one")
+                .unwrap();
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        let bin = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(BUSYBOX, bin.path().join("nc")).unwrap();
+        let curl = |url: String| {
+            std::process::Command::new(BUSYBOX)
+                .args([
+                    "sh",
+                    "-c",
+                    CURL_THROUGH_NC,
+                    "curl",
+                    "-q",
+                    "-s",
+                    "--max-time",
+                    "5",
+                ])
+                .arg(url)
+                .env("PATH", bin.path())
+                .output()
+                .unwrap()
+        };
+        let answer = curl(format!("{address}/hostname"));
+        assert!(answer.status.success(), "{answer:?}");
+        assert_eq!(String::from_utf8_lossy(&answer.stdout), "pod-one");
+        assert!(
+            server
+                .join()
+                .unwrap()
+                .starts_with("GET /hostname HTTP/1.0\r\n")
+        );
+        let refused = curl(format!("127.0.0.1:{}/", address.port()));
+        assert_eq!(refused.status.code(), Some(7), "{refused:?}");
+    }
 
     #[test]
     fn stand_ins_are_chosen_by_repository_name_whatever_the_tag() {
