@@ -10,6 +10,7 @@ pub mod ingress_hosts;
 pub mod label_pairs;
 pub mod pod_network;
 pub mod quota_keys;
+pub mod ttl;
 mod virtual_cluster;
 
 pub use virtual_cluster::*;

@@ -72,7 +72,7 @@ pub struct VirtualClusterSpec {
 
     /// Delete the cluster this long after it was created: a number and a
     /// unit, e.g. `30m`, `2h`, `7d`, or `1h30m`.
-    #[x_kube(validation = Rule::new(r"self.matches('^([0-9]+(s|m|h|d))+$')").message("must be a duration like 30m, 2h or 1h30m"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^([0-9]+(s|m|h|d))+$')").message(crate::ttl::MESSAGE))]
     #[schemars(length(max = 32))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,

@@ -291,7 +291,7 @@ pub fn expires_at(vc: &VirtualCluster) -> Result<Option<Timestamp>, String> {
         .creation_timestamp
         .as_ref()
         .map_or_else(Timestamp::now, |t| t.0);
-    let duration = humantime::parse_duration(ttl).map_err(|e| format!("ttl {ttl:?}: {e}"))?;
+    let duration = vnest_api::ttl::parse(ttl).map_err(|e| e.to_string())?;
     let duration = SignedDuration::try_from(duration).map_err(|e| format!("ttl {ttl:?}: {e}"))?;
     created
         .checked_add(duration)

@@ -137,9 +137,7 @@ impl SpecArgs {
             spec.isolation.runtime_class_name = Some(class.clone());
         }
         if let Some(ttl) = &self.ttl {
-            humantime::parse_duration(ttl).with_context(|| {
-                format!("--ttl {ttl:?} is not a duration like 30m, 2h or 1h30m")
-            })?;
+            vnest_api::ttl::parse(ttl).with_context(|| format!("--ttl {ttl:?}"))?;
             spec.ttl = Some(ttl.clone());
             spec.expires_at = None;
         }
@@ -262,10 +260,15 @@ mod tests {
         assert!(no_pool.contains("--pool"), "{no_pool}");
         let bad_pool = spec(&["--pool", "a"]).err().unwrap().to_string();
         assert!(bad_pool.contains("KEY=VALUE"), "{bad_pool}");
-        let bad_ttl = spec(&["--pool", "p=a", "--ttl", "soon"])
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(bad_ttl.contains("not a duration"), "{bad_ttl}");
+        for ttl in ["soon", "2 hours"] {
+            let bad_ttl = format!(
+                "{:#}",
+                spec(&["--pool", "p=a", "--ttl", ttl]).err().unwrap()
+            );
+            assert!(
+                bad_ttl.contains(vnest_api::ttl::MESSAGE),
+                "refused as the CRD refuses it: {bad_ttl}"
+            );
+        }
     }
 }
