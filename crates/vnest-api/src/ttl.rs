@@ -57,6 +57,7 @@ pub fn parse(ttl: &str) -> Result<Duration, TtlError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
