@@ -331,7 +331,7 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     assert!(err.contains("vnest install"), "says what to do: {err}");
     let (code, _, err) = cli.run(&["create", "x", "--ttl", "soon", "--pool", POOL]);
     assert_eq!(code, 1);
-    assert!(err.contains("not a duration"), "{err}");
+    assert!(err.contains(vnest_api::ttl::MESSAGE), "{err}");
     let (code, _, err) = cli.run(&["create", "x"]);
     assert_eq!(code, 1);
     assert!(err.contains("--pool"), "{err}");
