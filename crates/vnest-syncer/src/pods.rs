@@ -283,19 +283,11 @@ async fn add_ephemeral_containers(
             .map(|r| r.message.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        let event = Event {
-            type_: EventType::Warning,
-            reason: REFUSED.to_owned(),
-            note: Some(format!(
-                "vnest refused to add ephemeral containers {} on the host: {message}",
-                missing.join(", ")
-            )),
-            action: "Sync".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = syncer.recorder.publish(&event, &pod.object_ref(&())).await {
-            tracing::debug!(%error, "recording the refusal event failed");
-        }
+        let note = format!(
+            "vnest refused to add ephemeral containers {} on the host: {message}",
+            missing.join(", ")
+        );
+        warn_refused(pod, syncer, note).await;
         return Ok(host_pod);
     }
     let links = service_links(pod, syncer).await?;
@@ -329,9 +321,9 @@ async fn add_ephemeral_containers(
 
 /// The part of a strategic merge patch bringing the host pod's spec to
 /// the tenant pod's where a pod may change after it is made: its
-/// `activeDeadlineSeconds` and its containers' images. (Other updates,
-/// resources and ephemeral containers, need subresources the syncer does
-/// not mirror yet.)
+/// `activeDeadlineSeconds` and its containers' images. (Ephemeral
+/// containers go through their subresource, [`add_ephemeral_containers`];
+/// resources through `resize`, which the syncer does not mirror yet.)
 fn spec_updates(pod: &Pod, host_pod: &Pod) -> serde_json::Map<String, serde_json::Value> {
     let mut patch = serde_json::Map::new();
     let (Some(tenant), Some(host)) = (pod.spec.as_ref(), host_pod.spec.as_ref()) else {
@@ -431,6 +423,12 @@ async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal]) -> Result<()> 
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await
         .on(Side::Tenant)?;
+    warn_refused(pod, syncer, message).await;
+    Ok(())
+}
+
+/// A Warning event `Refused` on tenant pod `pod` saying `message`.
+async fn warn_refused(pod: &Pod, syncer: &Syncer, message: String) {
     let event = Event {
         type_: EventType::Warning,
         reason: REFUSED.to_owned(),
@@ -441,7 +439,6 @@ async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal]) -> Result<()> 
     if let Err(error) = syncer.recorder.publish(&event, &pod.object_ref(&())).await {
         tracing::debug!(%error, "recording the refusal event failed");
     }
-    Ok(())
 }
 
 /// How long the shortest of `pod`'s tokens lives: they are renewed when
