@@ -15,6 +15,7 @@ use kube::{Api, Client};
 use vnest_local::{LocalControlPlane, LocalOptions, UpstreamBinaries};
 
 use crate::node::{RunningNode, wait_node_ready};
+use crate::node_config::NodePaths;
 use crate::topology::{HOST_IP, MAX_NODES, NodeSpec};
 use crate::{cgroups, dns, images, mounts, network, network_policy, simulated, storage};
 use vnest_local::process::ManagedProcess;
@@ -367,36 +368,24 @@ pub fn import_images(base_dir: &Path, archives: &[PathBuf]) -> anyhow::Result<us
             base_dir.display()
         )
     })?;
-    let mut sockets: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path().join("containerd.sock")))
-        .filter(|socket| socket.exists())
+    let mut nodes: Vec<NodePaths> = entries
+        .filter_map(|entry| entry.ok().map(|e| NodePaths { dir: e.path() }))
+        .filter(|node| node.containerd_socket().exists())
         .collect();
-    sockets.sort();
+    nodes.sort_by(|a, b| a.dir.cmp(&b.dir));
     anyhow::ensure!(
-        !sockets.is_empty(),
+        !nodes.is_empty(),
         "no node of a dev host in {}",
         base_dir.display()
     );
-    for socket in &sockets {
-        let socket = socket.display().to_string();
+    for node in &nodes {
         for archive in archives {
             let archive = archive.display().to_string();
-            crate::command::run(
-                "ctr",
-                &[
-                    "--address",
-                    &socket,
-                    "--namespace",
-                    "k8s.io",
-                    "images",
-                    "import",
-                    &archive,
-                ],
-            )
-            .with_context(|| format!("importing {archive} through {socket}"))?;
+            crate::node::ctr_at(node, &["images", "import", &archive])
+                .with_context(|| format!("importing {archive} into {}", node.dir.display()))?;
         }
     }
-    Ok(sockets.len())
+    Ok(nodes.len())
 }
 
 /// Removes what a host that died without tearing down left behind: its

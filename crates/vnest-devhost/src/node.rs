@@ -167,10 +167,7 @@ impl RunningNode {
     /// `ctr` against this node's containerd, in the `k8s.io` namespace the
     /// CRI plugin uses.
     pub fn ctr(&self, args: &[&str]) -> anyhow::Result<String> {
-        let socket = self.paths.containerd_socket().display().to_string();
-        let mut full = vec!["--address", socket.as_str(), "--namespace", "k8s.io"];
-        full.extend_from_slice(args);
-        run("ctr", &full)
+        ctr_at(&self.paths, args)
     }
 
     /// Stops kube-proxy and the kubelet, kills every container, stops
@@ -359,4 +356,13 @@ fn kill_shims(socket: &Path) {
     for pid in crate::procs::with_cmdline_containing(&["containerd-shim", &needle]) {
         crate::procs::kill(pid);
     }
+}
+
+/// `ctr` against the containerd of the node whose files are at `paths`, in
+/// the `k8s.io` namespace the CRI plugin uses.
+pub(crate) fn ctr_at(paths: &NodePaths, args: &[&str]) -> anyhow::Result<String> {
+    let socket = paths.containerd_socket().display().to_string();
+    let mut full = vec!["--address", socket.as_str(), "--namespace", "k8s.io"];
+    full.extend_from_slice(args);
+    run("ctr", &full)
 }
