@@ -24,7 +24,8 @@
 #       --dev-host DIR: the host is vnest's development host running in DIR
 #       (/var/lib/vnest-devhost for tools/try.sh), whose nodes have no
 #       registry: stand-ins for the images the suite runs (agnhost built
-#       here, busybox, httpd, nginx, pause; `vnest-devhost e2e-images`) are
+#       here with Debian's curl, netcat and dig, installed if missing;
+#       busybox, httpd, nginx, pause; `vnest-devhost e2e-images`) are
 #       imported into its nodes first. Tests needing other images fail to
 #       pull. vnest-devhost is found as $VNEST_DEVHOST, on the PATH or in
 #       target/ (cargo build -p vnest-devhost).
@@ -138,6 +139,7 @@ import_images() {
   devhost="${VNEST_DEVHOST:-$(command -v vnest-devhost || true)}"
   [ -x "$devhost" ] || devhost="$(dirname "$here")/target/debug/vnest-devhost"
   [ -x "$devhost" ] || { echo "conformance.sh: --dev-host needs vnest-devhost (set VNEST_DEVHOST, put it on the PATH, or cargo build -p vnest-devhost)" >&2; exit 2; }
+  "$here/host/install-prerequisites.sh" --conformance
   local -a images files
   mapfile -t images < <("$bin/e2e.test" --list-images 2>/dev/null | grep -v '^$')
   [ "${#images[@]}" -gt 0 ] || { echo "conformance.sh: e2e.test --list-images printed nothing" >&2; exit 1; }
@@ -184,5 +186,5 @@ PY
 case "${1:-}" in
   build) build ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 2 ;;
 esac

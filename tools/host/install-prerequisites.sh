@@ -3,9 +3,16 @@
 # runs on: containerd and runc, the CNI plugins, iptables and conntrack for
 # kube-proxy, ipset for kube-router's NetworkPolicy firewall, busybox-static
 # for the test images, iproute2 and util-linux for network namespaces.
+# With --conformance also the tools the e2e suite's agnhost stand-in carries
+# (curl, OpenBSD netcat, dig; tools/conformance.sh --dev-host).
 # Installs only what is missing; needs root to install.
 set -euo pipefail
 packages=(containerd runc containernetworking-plugins iptables ipset conntrack busybox-static iproute2 util-linux)
+case "${1:-}" in
+  "") ;;
+  --conformance) packages+=(curl netcat-openbsd bind9-dnsutils) ;;
+  *) echo "install-prerequisites.sh: unknown argument $1 (--conformance or nothing)" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -112,16 +112,7 @@ pub fn vnest_image(out: &Path, binaries: &[PathBuf]) -> anyhow::Result<PathBuf> 
             0o755,
         );
     }
-    let mut libraries = Vec::new();
-    for binary in &binaries {
-        libraries.extend(shared_libraries(binary)?);
-    }
-    libraries.sort();
-    libraries.dedup();
-    for library in libraries {
-        let path = library.display().to_string();
-        spec = spec.file(&path, &library, 0o755);
-    }
+    let spec = with_shared_libraries(spec, &binaries)?;
     let path = out.join("vnest.tar");
     write_oci_archive(&spec, &path).with_context(|| format!("writing {reference}"))?;
     Ok(path)
@@ -157,6 +148,22 @@ fn file_name(path: &Path) -> anyhow::Result<String> {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .with_context(|| format!("{} names no file", path.display()))
+}
+
+/// `spec` with the shared libraries (and the loader) that `binaries` need,
+/// each at the path `ldd` reports.
+fn with_shared_libraries(mut spec: ImageSpec, binaries: &[PathBuf]) -> anyhow::Result<ImageSpec> {
+    let mut libraries = Vec::new();
+    for binary in binaries {
+        libraries.extend(shared_libraries(binary)?);
+    }
+    libraries.sort();
+    libraries.dedup();
+    for library in libraries {
+        let path = library.display().to_string();
+        spec = spec.file(&path, &library, 0o755);
+    }
+    Ok(spec)
 }
 
 /// The shared libraries (and the loader) `binary` needs, from `ldd`.
@@ -292,7 +299,8 @@ fn busybox_as(reference: &str) -> anyhow::Result<ImageSpec> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum E2eStandIn {
     /// agnhost built from the pinned Kubernetes module, on busybox, with
-    /// upstream's entrypoint (`/agnhost`, default `pause`).
+    /// upstream's entrypoint (`/agnhost`, default `pause`) and the network
+    /// tools the suite runs in it (`AGNHOST_TOOLS`).
     Agnhost,
     /// busybox with every applet.
     BusyBox,
@@ -321,37 +329,61 @@ impl E2eStandIn {
     }
 }
 
-/// `curl` as the e2e suite calls it in agnhost pods (`curl -q -s
-/// --max-time 30 ADDRESS:PORT/hostname`: a GET, the body on stdout), through
-/// busybox's nc: upstream's agnhost image has curl, busybox has none, and
-/// busybox-static's wget crashes in its resolver.
-const CURL_THROUGH_NC: &str = r#"#!/bin/sh
-# curl as the Kubernetes e2e suite calls it (a GET, the body on stdout),
-# through busybox nc.
-timeout=30 out= url=
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --max-time|--connect-timeout|-m) timeout="${2%%.*}"; shift 2 ;;
-    -o|--output) out="$2"; shift 2 ;;
-    -w|-H|-X|-d|--data|--header|--request|--write-out) shift 2 ;;
-    -*) shift ;;
-    *) url="$1"; shift ;;
-  esac
-done
-url="${url#*://}"
-hostport="${url%%/*}"
-path="/${url#*/}"
-[ "$hostport" = "$url" ] && path=/
-host="${hostport%:*}"
-port="${hostport##*:}"
-[ "$port" = "$hostport" ] && port=80
-host="${host#[}"
-host="${host%]}"
-response="$(printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" | nc -w "$timeout" "$host" "$port")" || exit 7
-[ -n "$response" ] || exit 52
-body="$(printf '%s\n' "$response" | sed '1,/^\r*$/d')"
-if [ -n "$out" ]; then printf '%s' "$body" > "$out"; else printf '%s' "$body"; fi
-"#;
+/// A program of the machine's that a stand-in carries: where it goes in
+/// the image, where it is here, and the Debian package that installs it.
+struct HostProgram {
+    path: &'static str,
+    source: &'static str,
+    package: &'static str,
+}
+
+/// The tools the suite runs inside agnhost pods, as upstream's agnhost
+/// image has them: `curl` for its GETs, OpenBSD's `nc` (`-v`, `-t`, `-u`,
+/// `-z`) for its Service probes, `dig` and `getent` for its DNS probes.
+/// Debian's, linked against glibc, which resolves names through the pod's
+/// `resolv.conf` (busybox-static's resolver cannot). They go in under
+/// `/usr/bin`, ahead of busybox's applets on the image's `PATH`.
+const AGNHOST_TOOLS: &[HostProgram] = &[
+    HostProgram {
+        path: "/usr/bin/curl",
+        source: "/usr/bin/curl",
+        package: "curl",
+    },
+    HostProgram {
+        path: "/usr/bin/nc",
+        source: "/usr/bin/nc.openbsd",
+        package: "netcat-openbsd",
+    },
+    HostProgram {
+        path: "/usr/bin/dig",
+        source: "/usr/bin/dig",
+        package: "bind9-dnsutils",
+    },
+    HostProgram {
+        path: "/usr/bin/getent",
+        source: "/usr/bin/getent",
+        package: "libc-bin",
+    },
+];
+
+/// `spec` with `programs` and the libraries they link, and glibc's name
+/// service order (files, then DNS) for them.
+fn with_host_programs(spec: ImageSpec, programs: &[HostProgram]) -> anyhow::Result<ImageSpec> {
+    let mut spec = spec.contents("/etc/nsswitch.conf", "hosts: files dns\n", 0o644);
+    let mut sources = Vec::new();
+    for program in programs {
+        let source = PathBuf::from(program.source);
+        anyhow::ensure!(
+            source.is_file(),
+            "{} is missing: install Debian's {} (tools/host/install-prerequisites.sh --conformance)",
+            program.source,
+            program.package
+        );
+        spec = spec.file(program.path, &source, 0o755);
+        sources.push(source);
+    }
+    with_shared_libraries(spec, &sources)
+}
 
 /// The stand-ins for those of `references` that have one, written into
 /// `out` (one archive each); returns the archives and the references left
@@ -365,11 +397,12 @@ pub fn e2e_images(
     let mut missing = Vec::new();
     for reference in references {
         let spec = match E2eStandIn::for_reference(reference) {
-            Some(E2eStandIn::Agnhost) => busybox_base(reference)?
-                .file("/agnhost", agnhost, 0o755)
-                .contents("/usr/bin/curl", CURL_THROUGH_NC, 0o755)
-                .entrypoint(&["/agnhost"])
-                .cmd(&["pause"]),
+            Some(E2eStandIn::Agnhost) => {
+                with_host_programs(busybox_base(reference)?, AGNHOST_TOOLS)?
+                    .file("/agnhost", agnhost, 0o755)
+                    .entrypoint(&["/agnhost"])
+                    .cmd(&["pause"])
+            }
             Some(E2eStandIn::BusyBox) => busybox_as(reference)?,
             Some(E2eStandIn::WebServer) => busybox_base(reference)?
                 .contents(
@@ -421,54 +454,39 @@ fn coredns_image(coredns: &Path) -> anyhow::Result<ImageSpec> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use vnest_images::Entry;
 
-    /// The shim answers what the suite's `curl -q -s --max-time 30
-    /// ADDRESS:PORT/hostname` expects: the body alone, exit 0; and fails
-    /// like curl (7) when nothing listens.
+    /// A program goes in with every library it links and the loader, so
+    /// it runs in an image that has nothing else; a missing one is named
+    /// with the package that installs it.
     #[test]
-    fn the_curl_stand_in_prints_the_body_of_a_get() {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0u8; 1024];
-            let n = stream.read(&mut request).unwrap();
-            stream
-                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\npod-one")
-                .unwrap();
-            String::from_utf8_lossy(&request[..n]).into_owned()
-        });
-        let bin = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(BUSYBOX, bin.path().join("nc")).unwrap();
-        let curl = |url: String| {
-            std::process::Command::new(BUSYBOX)
-                .args([
-                    "sh",
-                    "-c",
-                    CURL_THROUGH_NC,
-                    "curl",
-                    "-q",
-                    "-s",
-                    "--max-time",
-                    "5",
-                ])
-                .arg(url)
-                .env("PATH", bin.path())
-                .output()
-                .unwrap()
+    fn host_programs_carry_their_libraries() {
+        let sh = HostProgram {
+            path: "/usr/bin/sh",
+            source: "/bin/sh",
+            package: "dash",
         };
-        let answer = curl(format!("{address}/hostname"));
-        assert!(answer.status.success(), "{answer:?}");
-        assert_eq!(String::from_utf8_lossy(&answer.stdout), "pod-one");
+        let spec = with_host_programs(ImageSpec::new("test"), &[sh]).unwrap();
+        let paths: Vec<&str> = spec.entries.iter().map(Entry::path).collect();
+        assert!(paths.contains(&"/usr/bin/sh"), "{paths:?}");
+        assert!(paths.contains(&"/etc/nsswitch.conf"), "{paths:?}");
+        for library in shared_libraries(Path::new("/bin/sh")).unwrap() {
+            assert!(
+                paths.contains(&library.to_str().unwrap()),
+                "{library:?} in {paths:?}"
+            );
+        }
+        assert!(paths.iter().any(|p| p.contains("libc.so")), "{paths:?}");
+        let missing = HostProgram {
+            path: "/usr/bin/nothing",
+            source: "/usr/bin/vnest-no-such-program",
+            package: "vnest-nothing",
+        };
+        let error = with_host_programs(ImageSpec::new("test"), &[missing]).unwrap_err();
         assert!(
-            server
-                .join()
-                .unwrap()
-                .starts_with("GET /hostname HTTP/1.0\r\n")
+            error.to_string().contains("install Debian's vnest-nothing"),
+            "{error}"
         );
-        let refused = curl(format!("127.0.0.1:{}/", address.port()));
-        assert_eq!(refused.status.code(), Some(7), "{refused:?}");
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub fn apiserver(layout: &Layout, ports: &Ports, address: IpAddr) -> Vec<String>
 /// The flags of the apiserver that do not depend on where it or etcd
 /// listen: certificates, authentication, authorization, admission.
 pub fn apiserver_security(layout: &Layout) -> Vec<String> {
+    let issuer = format!("https://kubernetes.default.svc.{CLUSTER_DOMAIN}");
     vec![
         flag("etcd-cafile", layout.pki("etcd/ca.crt")),
         flag("etcd-certfile", layout.pki("apiserver-etcd-client.crt")),
@@ -129,9 +130,13 @@ pub fn apiserver_security(layout: &Layout) -> Vec<String> {
         flag("requestheader-username-headers", "X-Remote-User"),
         flag("requestheader-group-headers", "X-Remote-Group"),
         flag("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
+        flag("service-account-issuer", &issuer),
+        // Under the issuer, so the keys are where its discovery document
+        // is, for any pod: left to itself the apiserver names its own
+        // address, which its certificate does not carry.
         flag(
-            "service-account-issuer",
-            format!("https://kubernetes.default.svc.{CLUSTER_DOMAIN}"),
+            "service-account-jwks-uri",
+            format!("{issuer}/openid/v1/jwks"),
         ),
         flag("service-account-key-file", layout.pki("sa.pub")),
         flag("service-account-signing-key-file", layout.pki("sa.key")),
@@ -276,6 +281,21 @@ mod tests {
             Some("/w/pki/sa.pub")
         );
         assert_eq!(value(&api, "authorization-mode"), Some("Node,RBAC"));
+    }
+
+    /// OIDC discovery (`/.well-known/openid-configuration`) names the keys
+    /// under the issuer, a name the apiserver's certificate carries, not
+    /// the address the apiserver advertises.
+    #[test]
+    fn token_keys_are_published_under_the_issuer() {
+        let (layout, ports) = fixture();
+        let api = apiserver(&layout, &ports, IpAddr::from([172, 30, 0, 1]));
+        let issuer = "https://kubernetes.default.svc.cluster.local";
+        assert_eq!(value(&api, "service-account-issuer"), Some(issuer));
+        assert_eq!(
+            value(&api, "service-account-jwks-uri"),
+            Some(format!("{issuer}/openid/v1/jwks").as_str())
+        );
     }
 
     #[test]

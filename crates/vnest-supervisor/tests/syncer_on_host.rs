@@ -154,6 +154,8 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         out.contains("apiserver-by-name"),
         "kubernetes.default.svc is the tenant's apiserver: {out}"
     );
+    the_token_names_the_pod_and_its_node(&tenant, &web_pod, work.path()).await;
+    trust_bundles_come_from_the_tenant(&tenant, work.path()).await;
     let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
     kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
     downward_api_files_show_the_tenant_pod(&tenant).await;
@@ -725,6 +727,122 @@ async fn address_taken_on_the_host_is_refused(
 
 /// The downward-API files of a tenant pod name it as the tenant sees it,
 /// and follow a change of its labels.
+/// The mounted token is bound to the pod and the node it runs on, as a
+/// kubelet's is (the tenant's TokenReview says both), and the host
+/// kubelet's wait for the token Secret, which the syncer writes once the
+/// pod is placed, is not reported to the tenant.
+async fn the_token_names_the_pod_and_its_node(tenant: &Path, web_pod: &str, dir: &Path) {
+    let (ok, token, err) = kubectl(
+        tenant,
+        &[
+            "exec",
+            web_pod,
+            "--",
+            "cat",
+            "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        ],
+    );
+    assert!(ok && !token.is_empty(), "reading the token: {err}");
+    let review = dir.join("review.json");
+    std::fs::write(
+        &review,
+        serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": { "token": token.trim() },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "create",
+            "-f",
+            review.to_str().unwrap(),
+            "-o",
+            "jsonpath={.status.user.extra}",
+        ],
+    );
+    assert!(ok, "TokenReview: {err}");
+    let extra: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        extra["authentication.kubernetes.io/pod-name"],
+        serde_json::json!([web_pod]),
+        "{extra}"
+    );
+    assert_eq!(
+        extra["authentication.kubernetes.io/node-name"],
+        serde_json::json!(["vnest-node1"]),
+        "{extra}"
+    );
+    let (_, reasons, _) = kubectl(
+        tenant,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={web_pod}"),
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+    );
+    assert!(!reasons.contains("FailedMount"), "{reasons}");
+}
+
+/// A ClusterTrustBundle projection is filled from the tenant's bundles
+/// (here one holding the tenant's CA), not the host's; an optional source
+/// that selects nothing is an empty file, as the kubelet makes it.
+async fn trust_bundles_come_from_the_tenant(tenant: &Path, dir: &Path) {
+    let (ok, ca, err) = kubectl(
+        tenant,
+        &[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+    );
+    assert!(ok && ca.contains("BEGIN CERTIFICATE"), "{err}");
+    let bundle = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "ClusterTrustBundle",
+        "metadata": { "name": "tenant-roots" },
+        "spec": { "trustBundle": ca },
+    });
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "trusting", "namespace": "default" },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{ "name": "c", "image": "vnest.local/busybox:1",
+                "command": ["sh", "-c", "cat /trust/roots.pem; echo none=$(wc -c < /trust/none.pem)"],
+                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
+                "volumeMounts": [{ "name": "trust", "mountPath": "/trust" }] }],
+            "volumes": [{ "name": "trust", "projected": { "sources": [
+                { "clusterTrustBundle": { "name": "tenant-roots", "path": "roots.pem" } },
+                { "clusterTrustBundle": { "signerName": "example.com/none", "labelSelector": {},
+                                          "path": "none.pem", "optional": true } },
+            ] } }],
+        },
+    });
+    apply(tenant, dir, "bundle.json", &bundle.to_string());
+    apply(tenant, dir, "trusting.json", &pod.to_string());
+    let out = wait_until(
+        "the trust bundle is in the pod",
+        Duration::from_secs(90),
+        || async {
+            let (ok, out, _) = kubectl(tenant, &["logs", "trusting"]);
+            (ok && out.contains("none=")).then_some(out)
+        },
+    )
+    .await;
+    let first_line = ca.lines().nth(1).unwrap();
+    assert!(out.contains(first_line), "the tenant's CA: {out}");
+    assert!(out.contains("none=0"), "{out}");
+}
+
 async fn downward_api_files_show_the_tenant_pod(tenant: &Path) {
     let (_, uid, _) = kubectl(
         tenant,

@@ -17,6 +17,7 @@ use vnest_kube::apply::apply_namespaced;
 
 use crate::context::{FIELD_MANAGER, Syncer};
 use crate::error::{OnSide, Result, Side};
+use crate::translate::pod_secret_name;
 use vnest_api::host_copies::origin;
 
 /// The kinds whose host copies' events go up (the syncer's own copies).
@@ -75,6 +76,9 @@ async fn mirror(syncer: &Syncer, event: &Event) -> Result<()> {
     let Some((namespace, name)) = origin(copy.metadata.annotations.as_ref()) else {
         return Ok(());
     };
+    if waits_for_token(event, &namespace, &name) {
+        return Ok(());
+    }
     let tenant: Api<DynamicObject> =
         Api::namespaced_with(syncer.tenant.clone(), &namespace, &resource);
     let Some(object) = tenant.get_opt(&name).await.on(Side::Tenant)? else {
@@ -96,6 +100,20 @@ async fn mirror(syncer: &Syncer, event: &Event) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Whether `event` is the host kubelet saying it is waiting for the token
+/// Secret of tenant pod `namespace/pod`: the syncer writes that Secret
+/// only once the host has placed the pod, so a kubelet may look for it
+/// first. It is the syncer's doing, and names a host object; the tenant
+/// pod shows it as ContainerCreating, as any pod whose volumes are not
+/// ready.
+fn waits_for_token(event: &Event, namespace: &str, pod: &str) -> bool {
+    event.reason.as_deref() == Some("FailedMount")
+        && event
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(&format!("\"{}\"", pod_secret_name(namespace, pod))))
 }
 
 /// The host event re-addressed to the tenant object `about`. Its name
@@ -179,5 +197,30 @@ mod tests {
         assert_eq!(copy.metadata.namespace.as_deref(), Some("default"));
         assert_eq!(copy.reason.as_deref(), Some("Started"));
         assert_eq!(copy.source.unwrap().host.as_deref(), Some("vnest-node1"));
+    }
+
+    #[test]
+    fn only_the_wait_for_a_pods_own_token_stays_on_the_host() {
+        let failed_mount = |message: String| -> Event {
+            serde_json::from_value(json!({
+                "metadata": { "name": "p.1" }, "involvedObject": { "kind": "Pod" },
+                "reason": "FailedMount", "type": "Warning", "message": message,
+            }))
+            .unwrap()
+        };
+        let own = pod_secret_name("default", "web");
+        let waiting = failed_mount(format!(
+            "MountVolume.SetUp failed for volume \"kube-api-access-x\" : secret \"{own}\" not found"
+        ));
+        assert!(waits_for_token(&waiting, "default", "web"));
+        assert!(!waits_for_token(&waiting, "default", "other"));
+        let tenants_secret = failed_mount(
+            "MountVolume.SetUp failed for volume \"data\" : secret \"creds-default-0123456789\" not found"
+                .to_owned(),
+        );
+        assert!(!waits_for_token(&tenants_secret, "default", "web"));
+        let mut started = waiting.clone();
+        started.reason = Some("Started".to_owned());
+        assert!(!waits_for_token(&started, "default", "web"));
     }
 }

@@ -43,4 +43,5 @@ pub mod service_addresses;
 pub mod service_links;
 pub mod statusless;
 pub mod translate;
+pub mod trust_bundles;
 pub mod volumes;

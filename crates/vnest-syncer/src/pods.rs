@@ -1,8 +1,8 @@
 //! Tenant pods run on the host: each is checked against the policy
-//! (refused with a visible reason, never silently dropped), given a tenant
-//! ServiceAccount token, created on the host as [`crate::translate::pod`]
-//! says, bound in the tenant to the node the host scheduled it on, and kept
-//! up to date with the host pod's status. Deleting the tenant pod deletes
+//! (refused with a visible reason, never silently dropped), created on the
+//! host as [`crate::translate::pod`] says, bound in the tenant to the node
+//! the host scheduled it on, given a tenant ServiceAccount token bound to
+//! the pod and that node, and kept up to date with the host pod's status. Deleting the tenant pod deletes
 //! the host pod first (a finalizer), with the same grace period.
 
 use std::collections::BTreeMap;
@@ -12,11 +12,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::certificates::v1::ClusterTrustBundle;
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, EnvVar, ObjectReference, Pod, Secret, ServiceAccount,
 };
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -29,8 +30,8 @@ use vnest_kube::apply::apply_namespaced;
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::policy::{self, Refusal};
-use crate::translate::{self, token_secret_name};
-use crate::{downward, network_policy, nodes};
+use crate::translate::{self, pod_secret_name};
+use crate::{downward, network_policy, nodes, trust_bundles};
 use vnest_api::host_copies::{
     MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels,
 };
@@ -130,12 +131,10 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             return Ok(Action::await_change());
         }
         None => {
-            let token = translate::wants_token(pod);
-            if token {
-                ensure_token(pod, syncer).await?;
-            }
+            // The pod's Secret follows once the host has placed the pod
+            // (below): the host pod's kubelet waits for it.
             let links = service_links(pod, syncer).await?;
-            let desired = match translate::pod(pod, &syncer.placement(), token, &network, &links) {
+            let desired = match translate::pod(pod, &syncer.placement(), &network, &links) {
                 Ok(mut desired) => {
                     // They follow through the subresource once it runs.
                     if let Some(spec) = desired.spec.as_mut() {
@@ -167,14 +166,17 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             }
         }
     };
-    if translate::wants_token(pod) {
-        ensure_token(pod, syncer).await?;
-    }
-    if let Some(node) = host_pod.spec.as_ref().and_then(|s| s.node_name.clone())
+    let node = host_pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    if let Some(node) = &node
         && bound.is_none()
     {
-        nodes::ensure_tenant_node(syncer, &node).await?;
-        bind(pod, syncer, &node).await?;
+        nodes::ensure_tenant_node(syncer, node).await?;
+        bind(pod, syncer, node).await?;
+    }
+    // Written once the tenant pod is bound, so that its tokens name the
+    // node as a kubelet's do (TokenReview's `node-name` and `node-uid`).
+    if node.is_some() && translate::wants_pod_secret(pod) {
+        ensure_pod_secret(pod, syncer).await?;
     }
     sync_status(pod, &host_pod, syncer).await?;
     Ok(Action::requeue(next_look(pod)))
@@ -291,8 +293,7 @@ async fn add_ephemeral_containers(
         return Ok(host_pod);
     }
     let links = service_links(pod, syncer).await?;
-    let token = translate::wants_token(pod);
-    let desired = translate::pod(pod, &syncer.placement(), token, network, &links)?;
+    let desired = translate::pod(pod, &syncer.placement(), network, &links)?;
     let mut all = host_pod
         .spec
         .as_ref()
@@ -458,32 +459,123 @@ fn next_look(pod: &Pod) -> Duration {
     RESYNC.min(Duration::from_secs(half_life.max(60)))
 }
 
-/// The tenant ServiceAccount tokens the pod's volumes ask for (one per
-/// audience and lifetime, [`translate::token_sources`]), bound to the pod,
-/// in a host Secret the host pod mounts where the projected tokens would
-/// have been, with the tenant's CA and the pod's namespace.
-async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
+/// The pod's Secret ([`pod_secret_name`]), which the host pod mounts
+/// where its projected volumes would have had the host's: the tenant
+/// ServiceAccount tokens they ask for (one per audience and lifetime,
+/// [`translate::token_sources`]), bound to the pod and its node, with the
+/// tenant's CA and the pod's namespace; and the trust anchors of their
+/// ClusterTrustBundle sources, from the tenant's bundles. Tokens are
+/// renewed when half their life is gone; anchors follow the bundles at
+/// every look.
+async fn ensure_pod_secret(pod: &Pod, syncer: &Syncer) -> Result<()> {
     let (namespace, name) = identity(pod);
-    let secret_name = token_secret_name(namespace, name);
+    let secret_name = pod_secret_name(namespace, name);
     let host_secrets: Api<Secret> =
         Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let sources = translate::token_sources(pod);
+    let anchors = trust_anchors(pod, syncer).await?;
     let renew_after = Timestamp::now() + SignedDuration::from_secs(shortest_token_life(pod) / 2);
-    if let Some(existing) = host_secrets.get_opt(&secret_name).await.on(Side::Host)? {
+    let existing = host_secrets.get_opt(&secret_name).await.on(Side::Host)?;
+    let mut annotations = origin_annotations(namespace, name);
+    let mut data = BTreeMap::new();
+    let fresh_tokens = existing.as_ref().and_then(|existing| {
         let expires = existing
             .metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(TOKEN_EXPIRES))
-            .and_then(|t| t.parse::<Timestamp>().ok());
-        let complete = existing
-            .data
-            .as_ref()
-            .is_some_and(|d| sources.iter().all(|t| d.contains_key(&t.key)));
-        if complete && expires.is_some_and(|t| t > renew_after) {
-            return Ok(());
+            .cloned();
+        let held = existing.data.as_ref()?;
+        let fresh = sources.is_empty()
+            || expires
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .is_some_and(|t| t > renew_after);
+        let complete = sources.iter().all(|t| held.contains_key(&t.key));
+        (fresh && complete).then(|| (expires, held.clone()))
+    });
+    let renewing = fresh_tokens.is_none();
+    match fresh_tokens {
+        Some((expires, held)) => {
+            if let Some(expires) = expires {
+                annotations.insert(TOKEN_EXPIRES.to_owned(), expires);
+            }
+            let kept = |key: &str| {
+                sources.iter().any(|t| t.key == key) || key == "ca.crt" || key == "namespace"
+            };
+            data.extend(held.into_iter().filter(|(key, _)| kept(key)));
+        }
+        None => {
+            let (tokens, expires) = issue_tokens(pod, syncer, &sources).await?;
+            data.extend(tokens);
+            if let Some(expires) = expires {
+                annotations.insert(TOKEN_EXPIRES.to_owned(), expires.to_string());
+            }
+            let ca = Api::<ConfigMap>::namespaced(syncer.tenant.clone(), namespace)
+                .get_opt("kube-root-ca.crt")
+                .await
+                .on(Side::Tenant)?
+                .and_then(|cm| cm.data)
+                .and_then(|d| d.get("ca.crt").cloned())
+                .unwrap_or_default();
+            data.insert("ca.crt".to_owned(), ByteString(ca.into_bytes()));
+            data.insert(
+                "namespace".to_owned(),
+                ByteString(namespace.as_bytes().to_vec()),
+            );
         }
     }
+    for (key, value) in anchors {
+        data.insert(key, ByteString(value.into_bytes()));
+    }
+    if !renewing && existing.and_then(|e| e.data).as_ref() == Some(&data) {
+        return Ok(());
+    }
+    let mut labels = origin_labels(namespace);
+    labels.insert(TOKEN_FOR_POD.to_owned(), "true".to_owned());
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name),
+            namespace: Some(syncer.settings.host_namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    };
+    apply_namespaced(&syncer.host, FIELD_MANAGER, &secret).await?;
+    Ok(())
+}
+
+/// The anchors of each of the pod's ClusterTrustBundle sources, by the key
+/// of the pod's Secret; a source that selects nothing and is not optional
+/// has none ([`trust_bundles::anchors`]).
+async fn trust_anchors(pod: &Pod, syncer: &Syncer) -> Result<BTreeMap<String, String>> {
+    let sources = translate::trust_bundle_sources(pod);
+    if sources.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let bundles = Api::<ClusterTrustBundle>::all(syncer.tenant.clone())
+        .list(&ListParams::default())
+        .await
+        .on(Side::Tenant)?
+        .items;
+    Ok(sources
+        .into_iter()
+        .filter_map(|(key, source)| Some((key, trust_bundles::anchors(&source, &bundles)?)))
+        .collect())
+}
+
+/// Tenant ServiceAccount tokens for `sources`, bound to the pod (and the
+/// node it is bound to), by key, and when the first of them expires.
+async fn issue_tokens(
+    pod: &Pod,
+    syncer: &Syncer,
+    sources: &[translate::TokenSource],
+) -> Result<(BTreeMap<String, ByteString>, Option<Timestamp>)> {
+    let (namespace, name) = identity(pod);
     let account = pod
         .spec
         .as_ref()
@@ -492,7 +584,7 @@ async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
     let accounts: Api<ServiceAccount> = Api::namespaced(syncer.tenant.clone(), namespace);
     let mut data = BTreeMap::new();
     let mut first_expiry: Option<Timestamp> = None;
-    for source in &sources {
+    for source in sources {
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
                 audiences: source.audience.clone().map(|a| vec![a]),
@@ -520,38 +612,7 @@ async fn ensure_token(pod: &Pod, syncer: &Syncer) -> Result<()> {
             ByteString(status.token.unwrap_or_default().into_bytes()),
         );
     }
-    let ca = Api::<ConfigMap>::namespaced(syncer.tenant.clone(), namespace)
-        .get_opt("kube-root-ca.crt")
-        .await
-        .on(Side::Tenant)?
-        .and_then(|cm| cm.data)
-        .and_then(|d| d.get("ca.crt").cloned())
-        .unwrap_or_default();
-    data.insert("ca.crt".to_owned(), ByteString(ca.into_bytes()));
-    data.insert(
-        "namespace".to_owned(),
-        ByteString(namespace.as_bytes().to_vec()),
-    );
-    let mut labels = origin_labels(namespace);
-    labels.insert(TOKEN_FOR_POD.to_owned(), "true".to_owned());
-    let mut annotations = origin_annotations(namespace, name);
-    if let Some(expires) = first_expiry {
-        annotations.insert(TOKEN_EXPIRES.to_owned(), expires.to_string());
-    }
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(secret_name),
-            namespace: Some(syncer.settings.host_namespace.clone()),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".to_owned()),
-        data: Some(data),
-        ..Secret::default()
-    };
-    apply_namespaced(&syncer.host, FIELD_MANAGER, &secret).await?;
-    Ok(())
+    Ok((data, first_expiry))
 }
 
 /// Binds the tenant pod to the node the host scheduled its host pod on, as
@@ -646,10 +707,7 @@ async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     let secrets: Api<Secret> =
         Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     match secrets
-        .delete(
-            &token_secret_name(namespace, name),
-            &DeleteParams::default(),
-        )
+        .delete(&pod_secret_name(namespace, name), &DeleteParams::default())
         .await
     {
         Ok(_) => {}

@@ -346,24 +346,21 @@ pub fn check(pod: &Pod, policy: &Policy) -> Vec<Refusal> {
                 ),
             );
         }
-        for source in volume
+        // ClusterTrustBundle sources are filled from the tenant's bundles
+        // (`trust_bundles`); pod certificates would be issued by the host.
+        let pod_certificate = volume
             .projected
             .iter()
             .flat_map(|p| p.sources.iter().flatten())
-        {
-            let host_side = [
-                (source.pod_certificate.is_some(), "podCertificate"),
-                (source.cluster_trust_bundle.is_some(), "clusterTrustBundle"),
-            ];
-            for (_, kind) in host_side.iter().filter(|(present, _)| *present) {
-                refuse(
-                    Rule::HostCredentials,
-                    format!(
-                        "volume {} projects a {kind}, which the host would issue from its own signers and bundles, not the tenant's",
-                        volume.name
-                    ),
-                );
-            }
+            .any(|s| s.pod_certificate.is_some());
+        if pod_certificate {
+            refuse(
+                Rule::HostCredentials,
+                format!(
+                    "volume {} projects a podCertificate, which the host's kubelet would request from the host's signers, not the tenant's",
+                    volume.name
+                ),
+            );
         }
     }
 
@@ -756,10 +753,10 @@ mod tests {
                 vec![Rule::HostCredentials],
             ),
             (
-                "a trust bundle from the host",
+                "a trust bundle, filled from the tenant's",
                 json!({ "volumes": [{ "name": "c", "projected": { "sources": [{ "clusterTrustBundle": { "name": "b", "path": "b.pem" } }] } }] }),
                 Restricted,
-                vec![Rule::HostCredentials],
+                vec![],
             ),
             (
                 "projected token, ConfigMap and downward API",

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, EphemeralContainer, KeyToPath, LocalObjectReference,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, PodAffinityTerm, PodDNSConfig,
-    PodDNSConfigOption, PodSpec, Secret, SecretProjection, Service, ServiceAccountTokenProjection,
-    ServiceSpec, Toleration, Volume, VolumeProjection,
+    ClusterTrustBundleProjection, ConfigMap, Container, EnvVar, EphemeralContainer, KeyToPath,
+    LocalObjectReference, PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, PodAffinityTerm,
+    PodDNSConfig, PodDNSConfigOption, PodSpec, Secret, SecretProjection, Service,
+    ServiceAccountTokenProjection, ServiceSpec, Toleration, Volume, VolumeProjection,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
@@ -47,12 +47,13 @@ pub struct Placement {
     pub pod_labels: PodLabels,
 }
 
-/// The Secret, per pod, holding the tenant ServiceAccount token (and the
-/// tenant CA and namespace) that replaces the projected token volume. Its
+/// The Secret, per pod, holding what the tenant gives the pod's projected
+/// volumes in place of the host: its ServiceAccount tokens, the tenant CA
+/// and namespace, and the trust anchors of ClusterTrustBundle sources. Its
 /// hash is over `token:NAMESPACE/POD`, which no tenant object's
 /// `NAMESPACE/NAME` can be (a namespace has no `:`), so a tenant Secret
 /// named `<pod>-token` never lands on it.
-pub fn token_secret_name(namespace: &str, pod: &str) -> String {
+pub fn pod_secret_name(namespace: &str, pod: &str) -> String {
     hashed_label(
         &format!("{pod}-token-{namespace}"),
         &format!("token:{namespace}/{pod}"),
@@ -351,14 +352,13 @@ pub fn pod_labels(
     labels
 }
 
-/// The host pod of tenant pod `tenant`. `token` says whether the pod gets a
-/// ServiceAccount token (the Secret named [`token_secret_name`]); `network`
-/// is its network identity ([`pod_labels`]); `links` its Service variables
+/// The host pod of tenant pod `tenant`. Its projected tokens and trust
+/// bundles come from the Secret named [`pod_secret_name`]; `network` is
+/// its network identity ([`pod_labels`]); `links` its Service variables
 /// ([`crate::service_links::env`]).
 pub fn pod(
     tenant: &Pod,
     placement: &Placement,
-    token: bool,
     network: &BTreeMap<String, String>,
     links: &[EnvVar],
 ) -> Result<Pod, NotYet> {
@@ -398,9 +398,10 @@ pub fn pod(
 
     scheduling_terms_on_host(&mut spec, namespace, placement.pod_labels);
 
+    let pod_secret = wants_pod_secret(tenant);
     let mut volumes = Vec::new();
     for volume in spec.volumes.take().unwrap_or_default() {
-        let mut volume = volume_on_host(volume, namespace, name, token);
+        let mut volume = volume_on_host(volume, namespace, name, pod_secret);
         downward::volume_on_host(&mut volume);
         volumes.push(volume);
     }
@@ -614,9 +615,9 @@ fn apiserver_env(placement: &Placement) -> Vec<EnvVar> {
     .collect()
 }
 
-/// A volume with its references renamed; a projected ServiceAccount token
-/// becomes the pod's token Secret.
-fn volume_on_host(mut volume: Volume, namespace: &str, pod: &str, token: bool) -> Volume {
+/// A volume with its references renamed; projected ServiceAccount tokens
+/// and trust bundles come from the pod's Secret.
+fn volume_on_host(mut volume: Volume, namespace: &str, pod: &str, pod_secret: bool) -> Volume {
     let rename = |n: &str| host_name(namespace, n);
     if let Some(cm) = volume.config_map.as_mut() {
         cm.name = rename(&cm.name);
@@ -648,8 +649,8 @@ fn volume_on_host(mut volume: Volume, namespace: &str, pod: &str, token: bool) -
             ..ObjectMeta::default()
         });
     }
-    if token && let Some(projected) = volume.projected.as_mut() {
-        let secret = token_secret_name(namespace, pod);
+    if pod_secret && let Some(projected) = volume.projected.as_mut() {
+        let secret = pod_secret_name(namespace, pod);
         let sources = projected.sources.take().unwrap_or_default();
         projected.sources = Some(
             sources
@@ -736,6 +737,36 @@ pub fn wants_token(pod: &Pod) -> bool {
     !token_sources(pod).is_empty()
 }
 
+/// The key of the pod's Secret holding the trust anchors of source `index`
+/// of projected volume `volume`.
+fn trust_bundle_key(volume: &str, index: usize) -> String {
+    format!("trust-{volume}-{index}")
+}
+
+/// Every ClusterTrustBundle source of the pod's projected volumes, with
+/// the key of the pod's Secret its anchors are kept under.
+pub fn trust_bundle_sources(pod: &Pod) -> Vec<(String, ClusterTrustBundleProjection)> {
+    let mut sources = Vec::new();
+    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let projected = volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten());
+        for (index, source) in projected.enumerate() {
+            if let Some(bundle) = &source.cluster_trust_bundle {
+                sources.push((trust_bundle_key(&volume.name, index), bundle.clone()));
+            }
+        }
+    }
+    sources
+}
+
+/// Whether the pod needs its Secret ([`pod_secret_name`]): it mounts a
+/// token or a trust bundle.
+pub fn wants_pod_secret(pod: &Pod) -> bool {
+    wants_token(pod) || !trust_bundle_sources(pod).is_empty()
+}
+
 /// Projection `source` (number `index` of volume `volume`) as the host pod
 /// mounts it: a token from the pod's token Secret (`secret`), issued by
 /// the tenant with the source's audience and lifetime, at the source's
@@ -765,6 +796,12 @@ fn source_on_host(
     if let Some(token) = &source.service_account_token {
         let key = token_source(volume, index, token).key;
         return vec![from_secret(vec![item(&key, token.path.clone(), None)])];
+    }
+    // The key is missing when nothing is selected and the source is not
+    // optional: the kubelet cannot mount the volume, and the pod waits.
+    if let Some(bundle) = &source.cluster_trust_bundle {
+        let key = trust_bundle_key(volume, index);
+        return vec![from_secret(vec![item(&key, bundle.path.clone(), None)])];
     }
     if let Some(config_map) = source.config_map.as_mut() {
         if config_map.name == ROOT_CA_CONFIG_MAP {
@@ -839,7 +876,7 @@ mod tests {
             dns_ip: Some("10.96.0.10".to_owned()),
             ..Placement::default()
         };
-        let host = pod(&tenant, &placement, false, &BTreeMap::new(), &[]).unwrap();
+        let host = pod(&tenant, &placement, &BTreeMap::new(), &[]).unwrap();
         let ephemeral = host.spec.unwrap().ephemeral_containers.unwrap();
         assert_eq!(ephemeral.len(), 1);
         assert_eq!(ephemeral[0].target_container_name.as_deref(), Some("app"));
@@ -908,7 +945,7 @@ mod tests {
                 "true".to_owned(),
             ),
         ]);
-        let host = pod(&tenant_pod(), &placement(), true, &network, &[]).unwrap();
+        let host = pod(&tenant_pod(), &placement(), &network, &[]).unwrap();
         let meta = &host.metadata;
         assert_eq!(
             meta.name.as_deref(),
@@ -982,7 +1019,7 @@ mod tests {
         // The standard token volume: token, CA and namespace from the pod's
         // token Secret, at the same paths.
         let projected = serde_json::to_value(volumes[1].projected.as_ref().unwrap()).unwrap();
-        let secret = token_secret_name("shop", "web");
+        let secret = pod_secret_name("shop", "web");
         assert_eq!(
             projected["sources"],
             json!([
@@ -1006,12 +1043,12 @@ mod tests {
         let mut placement = placement();
         placement.dns_ip = None;
         assert_eq!(
-            pod(&tenant_pod(), &placement, true, &BTreeMap::new(), &[]).unwrap_err(),
+            pod(&tenant_pod(), &placement, &BTreeMap::new(), &[]).unwrap_err(),
             NotYet::Dns
         );
         let mut default_dns = tenant_pod();
         default_dns.spec.as_mut().unwrap().dns_policy = Some("Default".into());
-        assert!(pod(&default_dns, &placement, true, &BTreeMap::new(), &[]).is_ok());
+        assert!(pod(&default_dns, &placement, &BTreeMap::new(), &[]).is_ok());
     }
 
     #[test]
@@ -1068,7 +1105,7 @@ mod tests {
             ]))
             .unwrap(),
         );
-        let host = pod(&tenant, &placement(), false, &BTreeMap::new(), &[]).unwrap();
+        let host = pod(&tenant, &placement(), &BTreeMap::new(), &[]).unwrap();
         let env = host.spec.unwrap().containers[0].env.clone().unwrap();
         let of = |name: &str| env.iter().find(|e| e.name == name).unwrap().clone();
         for (name, value) in [
@@ -1124,9 +1161,9 @@ mod tests {
                 },
             ]
         );
-        let host = pod(&tenant, &placement(), true, &BTreeMap::new(), &[]).unwrap();
+        let host = pod(&tenant, &placement(), &BTreeMap::new(), &[]).unwrap();
         let volume = serde_json::to_value(&host.spec.unwrap().volumes.unwrap()[0]).unwrap();
-        let secret = token_secret_name("shop", "web");
+        let secret = pod_secret_name("shop", "web");
         assert_eq!(volume["projected"]["defaultMode"], 288);
         assert_eq!(
             volume["projected"]["sources"],
@@ -1137,6 +1174,40 @@ mod tests {
                 { "secret": { "name": secret, "items": [{ "key": "namespace", "path": "ns" }] } },
                 // Read from the annotation holding the tenant pod's labels.
                 { "downwardAPI": { "items": [{ "path": "labels", "fieldRef": { "fieldPath": "metadata.annotations['downward.vnest.dev/labels']" } }] } },
+            ])
+        );
+    }
+
+    /// A pod with a trust bundle and no token still gets its Secret, and
+    /// each bundle source reads its own key at its own path.
+    #[test]
+    fn trust_bundle_sources_come_from_the_pods_secret() {
+        let mut tenant = tenant_pod();
+        let volume: Volume = serde_json::from_value(json!({
+            "name": "trust", "projected": { "sources": [
+                { "clusterTrustBundle": { "name": "roots", "path": "roots.pem" } },
+                { "clusterTrustBundle": { "signerName": "example.com/one", "labelSelector": {}, "path": "one.pem", "optional": true } },
+            ] },
+        }))
+        .unwrap();
+        let spec = tenant.spec.as_mut().unwrap();
+        spec.volumes = Some(vec![volume]);
+        spec.automount_service_account_token = Some(false);
+        assert!(!wants_token(&tenant));
+        assert!(wants_pod_secret(&tenant));
+        let keys: Vec<String> = trust_bundle_sources(&tenant)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["trust-trust-0", "trust-trust-1"]);
+        let host = pod(&tenant, &placement(), &BTreeMap::new(), &[]).unwrap();
+        let volume = serde_json::to_value(&host.spec.unwrap().volumes.unwrap()[0]).unwrap();
+        let secret = pod_secret_name("shop", "web");
+        assert_eq!(
+            volume["projected"]["sources"],
+            json!([
+                { "secret": { "name": secret, "items": [{ "key": "trust-trust-0", "path": "roots.pem" }] } },
+                { "secret": { "name": secret, "items": [{ "key": "trust-trust-1", "path": "one.pem" }] } },
             ])
         );
     }
@@ -1171,7 +1242,7 @@ mod tests {
             )
             .unwrap(),
         ]);
-        let host = pod(&tenant, &placement(), false, &BTreeMap::new(), &[]).unwrap();
+        let host = pod(&tenant, &placement(), &BTreeMap::new(), &[]).unwrap();
         let spec = serde_json::to_value(host.spec.unwrap()).unwrap();
         let required =
             &spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
@@ -1223,7 +1294,7 @@ mod tests {
             pod_labels: PodLabels::Verbatim,
             ..placement()
         };
-        let host = pod(&tenant_pod(), &placement, false, &BTreeMap::new(), &[]).unwrap();
+        let host = pod(&tenant_pod(), &placement, &BTreeMap::new(), &[]).unwrap();
         let labels = host.metadata.labels.unwrap();
         assert_eq!(labels["app"], "web");
         assert_eq!(labels[TENANT_NAMESPACE], "shop", "still not forged");
@@ -1256,12 +1327,12 @@ mod tests {
     #[test]
     fn a_tenant_secret_never_takes_the_place_of_a_pods_token() {
         for (namespace, pod) in [("shop", "web"), ("a", "b"), ("x", &"p".repeat(63))] {
-            let token = token_secret_name(namespace, pod);
+            let token = pod_secret_name(namespace, pod);
             assert_ne!(token, host_name(namespace, &format!("{pod}-token")));
             assert!(token.len() <= 63, "{token}");
         }
-        assert!(token_secret_name("shop", "web").starts_with("web-token-shop-"));
-        assert_ne!(token_secret_name("a", "b"), token_secret_name("b", "a"));
+        assert!(pod_secret_name("shop", "web").starts_with("web-token-shop-"));
+        assert_ne!(pod_secret_name("a", "b"), pod_secret_name("b", "a"));
     }
 
     #[test]
@@ -1287,7 +1358,7 @@ mod tests {
         }))
         .unwrap();
         tenant.spec.as_mut().unwrap().volumes = Some(vec![volume]);
-        let host = pod(&tenant, &placement(), false, &BTreeMap::new(), &[]).unwrap();
+        let host = pod(&tenant, &placement(), &BTreeMap::new(), &[]).unwrap();
         let volumes = host.spec.unwrap().volumes.unwrap();
         let template = volumes[0]
             .ephemeral
