@@ -156,6 +156,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     );
     the_token_names_the_pod_and_its_node(&tenant, &web_pod, work.path()).await;
     trust_bundles_come_from_the_tenant(&tenant, work.path()).await;
+    pod_certificates_come_from_the_tenants_signer(&tenant, work.path()).await;
     let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
     kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
     downward_api_files_show_the_tenant_pod(&tenant).await;
@@ -841,6 +842,107 @@ async fn trust_bundles_come_from_the_tenant(tenant: &Path, dir: &Path) {
     let first_line = ca.lines().nth(1).unwrap();
     assert!(out.contains(first_line), "the tenant's CA: {out}");
     assert!(out.contains("none=0"), "{out}");
+}
+
+/// A podCertificate projection is requested from the tenant's signer, as
+/// a kubelet requests it: a PodCertificateRequest in the tenant naming the
+/// pod, its ServiceAccount and its node, with a request the key signs.
+/// The test is that signer: it issues a certificate for the requested key,
+/// and the pod starts with the key and the chain at its paths.
+async fn pod_certificates_come_from_the_tenants_signer(tenant: &Path, dir: &Path) {
+    use k8s_openapi::api::certificates::v1::PodCertificateRequest;
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "certified", "namespace": "default" },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{ "name": "c", "image": "vnest.local/busybox:1",
+                "command": ["sh", "-c", "cat /tls/chain.pem; head -1 /tls/key.pem; grep -c BEGIN /tls/bundle.pem"],
+                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
+                "volumeMounts": [{ "name": "tls", "mountPath": "/tls" }] }],
+            "volumes": [{ "name": "tls", "projected": { "sources": [
+                { "podCertificate": { "signerName": "example.com/vnest-test", "keyType": "ECDSAP256",
+                    "credentialBundlePath": "bundle.pem", "keyPath": "key.pem", "certificateChainPath": "chain.pem" } },
+            ] } }],
+        },
+    });
+    apply(tenant, dir, "certified.json", &pod.to_string());
+    let client = tenant_client(tenant).await;
+    let requests: Api<PodCertificateRequest> = Api::namespaced(client, "default");
+    let request = wait_until(
+        "the syncer asks the tenant's signer",
+        Duration::from_secs(60),
+        || async {
+            let list = requests.list(&ListParams::default()).await.unwrap();
+            list.items
+                .into_iter()
+                .find(|r| r.spec.pod_name == "certified")
+        },
+    )
+    .await;
+    assert_eq!(request.spec.node_name, "vnest-node1");
+    assert!(!request.spec.node_uid.is_empty());
+    assert_eq!(request.spec.service_account_name, "default");
+
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let der = rustls_pki_types::CertificateSigningRequestDer::from(
+        request.spec.stub_pkc_s10_request.0.clone(),
+    );
+    let mut leaf = rcgen::CertificateSigningRequestParams::from_der(&der).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |seconds: i64| time::OffsetDateTime::from_unix_timestamp(now + seconds).unwrap();
+    let rfc3339 = |seconds: i64| {
+        at(seconds)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    leaf.params.not_before = at(0);
+    leaf.params.not_after = at(7200);
+    let chain = leaf.signed_by(&issuer).unwrap().pem();
+    let status = serde_json::json!({ "status": {
+        "certificateChain": chain,
+        "notBefore": rfc3339(0), "notAfter": rfc3339(7200), "beginRefreshAt": rfc3339(3600),
+        "conditions": [{ "type": "Issued", "status": "True", "reason": "Issued",
+                         "message": "issued by the test", "lastTransitionTime": rfc3339(0) }],
+    }});
+    requests
+        .patch_status(
+            request.metadata.name.as_deref().unwrap(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    let out = wait_until(
+        "the pod starts with its certificate",
+        Duration::from_secs(120),
+        || async {
+            let (ok, out, _) = kubectl(tenant, &["logs", "certified"]);
+            (ok && out.contains("PRIVATE KEY")).then_some(out)
+        },
+    )
+    .await;
+    assert!(
+        out.contains(chain.lines().nth(1).unwrap()),
+        "the chain: {out}"
+    );
+    assert!(
+        out.contains("-----BEGIN PRIVATE KEY-----"),
+        "the key: {out}"
+    );
+    // The bundle is the key then the chain.
+    assert!(
+        out.trim_end().ends_with('2'),
+        "two PEM blocks in the bundle: {out}"
+    );
 }
 
 async fn downward_api_files_show_the_tenant_pod(tenant: &Path) {

@@ -18,6 +18,8 @@ pub enum Error {
     /// Waits for the host to finish deleting the object's copy.
     #[error("waiting for host {0} to be deleted")]
     StillDeleting(String),
+    #[error(transparent)]
+    PodCertificate(#[from] crate::pod_certificates::KeyError),
     #[error("not yet: {0}")]
     NotYet(#[from] crate::translate::NotYet),
     /// The watch of the tenant's namespaces or NetworkPolicies ended.

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod network_policy;
 pub mod nodes;
+pub mod pod_certificates;
 pub mod pods;
 pub mod policy;
 pub mod selectors;

@@ -12,10 +12,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::certificates::v1::ClusterTrustBundle;
-use k8s_openapi::api::core::v1::{
-    Binding, ConfigMap, EnvVar, ObjectReference, Pod, Secret, ServiceAccount,
+use k8s_openapi::api::certificates::v1::{
+    ClusterTrustBundle, PodCertificateRequest, PodCertificateRequestSpec,
 };
+use k8s_openapi::api::core::v1::{
+    Binding, ConfigMap, EnvVar, Node, ObjectReference, Pod, Secret, ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action};
@@ -29,6 +32,7 @@ use vnest_kube::apply::apply_namespaced;
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
+use crate::pod_certificates::{self, Outcome};
 use crate::policy::{self, Refusal};
 use crate::translate::{self, pod_secret_name};
 use crate::{downward, network_policy, nodes, trust_bundles};
@@ -175,10 +179,17 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     }
     // Written once the tenant pod is bound, so that its tokens name the
     // node as a kubelet's do (TokenReview's `node-name` and `node-uid`).
-    if node.is_some() && translate::wants_pod_secret(pod) {
-        ensure_pod_secret(pod, syncer).await?;
+    let mut issuing = false;
+    if let Some(node) = &node
+        && translate::wants_pod_secret(pod)
+    {
+        issuing = ensure_pod_secret(pod, syncer, node).await?;
     }
     sync_status(pod, &host_pod, syncer).await?;
+    if issuing {
+        // Nothing is watched for the signer's answer: asked again shortly.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     Ok(Action::requeue(next_look(pod)))
 }
 
@@ -467,7 +478,7 @@ fn next_look(pod: &Pod) -> Duration {
 /// ClusterTrustBundle sources, from the tenant's bundles. Tokens are
 /// renewed when half their life is gone; anchors follow the bundles at
 /// every look.
-async fn ensure_pod_secret(pod: &Pod, syncer: &Syncer) -> Result<()> {
+async fn ensure_pod_secret(pod: &Pod, syncer: &Syncer, node: &str) -> Result<bool> {
     let (namespace, name) = identity(pod);
     let secret_name = pod_secret_name(namespace, name);
     let host_secrets: Api<Secret> =
@@ -528,8 +539,13 @@ async fn ensure_pod_secret(pod: &Pod, syncer: &Syncer) -> Result<()> {
     for (key, value) in anchors {
         data.insert(key, ByteString(value.into_bytes()));
     }
+    let held = existing
+        .as_ref()
+        .and_then(|e| e.data.clone())
+        .unwrap_or_default();
+    let issuing = pod_certificates(pod, syncer, node, &held, &mut data).await?;
     if !renewing && existing.and_then(|e| e.data).as_ref() == Some(&data) {
-        return Ok(());
+        return Ok(issuing);
     }
     let mut labels = origin_labels(namespace);
     labels.insert(TOKEN_FOR_POD.to_owned(), "true".to_owned());
@@ -546,7 +562,147 @@ async fn ensure_pod_secret(pod: &Pod, syncer: &Syncer) -> Result<()> {
         ..Secret::default()
     };
     apply_namespaced(&syncer.host, FIELD_MANAGER, &secret).await?;
-    Ok(())
+    Ok(issuing)
+}
+
+/// The credentials of the pod's podCertificate sources into `data` (the
+/// pod's Secret to be; `held` is what it holds now): kept while fresh,
+/// taken from the tenant's PodCertificateRequest once issued, requested
+/// anew when missing or due ([`pod_certificates`]). Returns whether a
+/// request is still waiting for its signer.
+async fn pod_certificates(
+    pod: &Pod,
+    syncer: &Syncer,
+    node: &str,
+    held: &BTreeMap<String, ByteString>,
+    data: &mut BTreeMap<String, ByteString>,
+) -> Result<bool> {
+    let sources = pod_certificates::sources(pod);
+    if sources.is_empty() {
+        return Ok(false);
+    }
+    let (namespace, name) = identity(pod);
+    let requests: Api<PodCertificateRequest> = Api::namespaced(syncer.tenant.clone(), namespace);
+    let text = |key: &str| {
+        held.get(key)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    let now = Timestamp::now();
+    let mut waiting = false;
+    for source in sources {
+        let keys = pod_certificates::Keys::of(&source.id);
+        for key in keys.all() {
+            if let Some(value) = held.get(key) {
+                data.insert(key.to_owned(), value.clone());
+            }
+        }
+        let due = text(&keys.refresh)
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .is_none_or(|t| t <= now);
+        if !due {
+            continue;
+        }
+        if let (Some(request), Some(key)) = (text(&keys.pending_request), text(&keys.pending_key)) {
+            let status = requests
+                .get_opt(&request)
+                .await
+                .on(Side::Tenant)?
+                .and_then(|r| r.status);
+            match pod_certificates::outcome(status.as_ref()) {
+                Outcome::Waiting => waiting = true,
+                Outcome::Issued { chain, refresh_at } => {
+                    let put =
+                        |data: &mut BTreeMap<String, ByteString>, key: &str, value: String| {
+                            data.insert(key.to_owned(), ByteString(value.into_bytes()));
+                        };
+                    put(data, &keys.bundle, format!("{key}{chain}"));
+                    put(data, &keys.key, key);
+                    put(data, &keys.chain, chain);
+                    // Without a refresh time, as the kubelet: in a day.
+                    let refresh = refresh_at.unwrap_or(now + SignedDuration::from_hours(24));
+                    put(data, &keys.refresh, refresh.to_string());
+                    data.remove(&keys.pending_key);
+                    data.remove(&keys.pending_request);
+                }
+                Outcome::Refused(reason) => {
+                    data.remove(&keys.pending_key);
+                    data.remove(&keys.pending_request);
+                    let retry = now + SignedDuration::from_mins(1);
+                    data.insert(
+                        keys.refresh.clone(),
+                        ByteString(retry.to_string().into_bytes()),
+                    );
+                    warn_refused(
+                        pod,
+                        syncer,
+                        format!("the tenant's signer {} refused the pod certificate of volume source {}: {reason}; asking again in a minute", source.projection.signer_name, source.id),
+                    )
+                    .await;
+                }
+            }
+            continue;
+        }
+        let (key, stub_request) = pod_certificates::new_key(&source.projection.key_type)?;
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".to_owned());
+        let account_uid = Api::<ServiceAccount>::namespaced(syncer.tenant.clone(), namespace)
+            .get(&account)
+            .await
+            .on(Side::Tenant)?
+            .metadata
+            .uid
+            .unwrap_or_default();
+        let node_uid = Api::<Node>::all(syncer.tenant.clone())
+            .get(node)
+            .await
+            .on(Side::Tenant)?
+            .metadata
+            .uid
+            .unwrap_or_default();
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
+        let request = PodCertificateRequest {
+            metadata: ObjectMeta {
+                generate_name: Some("req-".to_owned()),
+                namespace: Some(namespace.to_owned()),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "v1".to_owned(),
+                    kind: "Pod".to_owned(),
+                    name: name.to_owned(),
+                    uid: pod_uid.clone(),
+                    ..OwnerReference::default()
+                }]),
+                ..ObjectMeta::default()
+            },
+            spec: PodCertificateRequestSpec {
+                signer_name: source.projection.signer_name.clone(),
+                pod_name: name.to_owned(),
+                pod_uid,
+                service_account_name: account,
+                service_account_uid: account_uid,
+                node_name: node.to_owned(),
+                node_uid,
+                max_expiration_seconds: source.projection.max_expiration_seconds,
+                stub_pkc_s10_request: ByteString(stub_request),
+                unverified_user_annotations: source.projection.user_annotations.clone(),
+            },
+            status: None,
+        };
+        let created = requests
+            .create(&PostParams::default(), &request)
+            .await
+            .on(Side::Tenant)?;
+        let request_name = created.metadata.name.unwrap_or_default();
+        data.insert(keys.pending_key.clone(), ByteString(key.into_bytes()));
+        data.insert(
+            keys.pending_request.clone(),
+            ByteString(request_name.into_bytes()),
+        );
+        waiting = true;
+    }
+    Ok(waiting)
 }
 
 /// The anchors of each of the pod's ClusterTrustBundle sources, by the key

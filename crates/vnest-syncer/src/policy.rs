@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use crate::pod_certificates;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -346,19 +347,21 @@ pub fn check(pod: &Pod, policy: &Policy) -> Vec<Refusal> {
                 ),
             );
         }
-        // ClusterTrustBundle sources are filled from the tenant's bundles
-        // (`trust_bundles`); pod certificates would be issued by the host.
-        let pod_certificate = volume
+        // Trust bundles and pod certificates come from the tenant
+        // (`trust_bundles`, `pod_certificates`), with keys vnest makes.
+        let key_types = volume
             .projected
             .iter()
             .flat_map(|p| p.sources.iter().flatten())
-            .any(|s| s.pod_certificate.is_some());
-        if pod_certificate {
+            .filter_map(|s| s.pod_certificate.as_ref())
+            .map(|c| c.key_type.as_str());
+        for key_type in key_types.filter(|t| !pod_certificates::KEY_TYPES.contains(t)) {
             refuse(
                 Rule::HostCredentials,
                 format!(
-                    "volume {} projects a podCertificate, which the host's kubelet would request from the host's signers, not the tenant's",
-                    volume.name
+                    "volume {} asks for a podCertificate with keyType {key_type}, which vnest cannot generate; use one of {}",
+                    volume.name,
+                    pod_certificates::KEY_TYPES.join(", ")
                 ),
             );
         }
@@ -747,8 +750,14 @@ mod tests {
                 vec![Rule::HostCredentials],
             ),
             (
-                "a pod certificate from the host's signer",
+                "a pod certificate from the tenant's signer",
                 json!({ "volumes": [{ "name": "c", "projected": { "sources": [{ "podCertificate": { "signerName": "example.com/s", "keyType": "ED25519", "credentialBundlePath": "c.pem" } }] } }] }),
+                Restricted,
+                vec![],
+            ),
+            (
+                "a pod certificate with a key vnest cannot make",
+                json!({ "volumes": [{ "name": "c", "projected": { "sources": [{ "podCertificate": { "signerName": "example.com/s", "keyType": "RSA3072", "credentialBundlePath": "c.pem" } }] } }] }),
                 Restricted,
                 vec![Rule::HostCredentials],
             ),

@@ -762,15 +762,17 @@ pub fn trust_bundle_sources(pod: &Pod) -> Vec<(String, ClusterTrustBundleProject
 }
 
 /// Whether the pod needs its Secret ([`pod_secret_name`]): it mounts a
-/// token or a trust bundle.
+/// token, a trust bundle or a pod certificate.
 pub fn wants_pod_secret(pod: &Pod) -> bool {
-    wants_token(pod) || !trust_bundle_sources(pod).is_empty()
+    wants_token(pod)
+        || !trust_bundle_sources(pod).is_empty()
+        || !crate::pod_certificates::sources(pod).is_empty()
 }
 
 /// Projection `source` (number `index` of volume `volume`) as the host pod
-/// mounts it: a token from the pod's token Secret (`secret`), issued by
+/// mounts it: a token from the pod's Secret (`secret`), issued by
 /// the tenant with the source's audience and lifetime, at the source's
-/// path; the tenant's CA (`kube-root-ca.crt`) and namespace from the same
+/// path; trust bundles and pod certificates from the same Secret; the tenant's CA (`kube-root-ca.crt`) and namespace from the same
 /// Secret; other ConfigMaps and Secrets renamed to their host copies.
 fn source_on_host(
     mut source: VolumeProjection,
@@ -802,6 +804,19 @@ fn source_on_host(
     if let Some(bundle) = &source.cluster_trust_bundle {
         let key = trust_bundle_key(volume, index);
         return vec![from_secret(vec![item(&key, bundle.path.clone(), None)])];
+    }
+    // Missing until the tenant's signer has issued it: the pod waits.
+    if let Some(certificate) = &source.pod_certificate {
+        let keys = crate::pod_certificates::Keys::of(&format!("{volume}-{index}"));
+        let items = [
+            (&certificate.credential_bundle_path, keys.bundle),
+            (&certificate.key_path, keys.key),
+            (&certificate.certificate_chain_path, keys.chain),
+        ]
+        .into_iter()
+        .filter_map(|(path, key)| Some(item(&key, path.clone()?, None)))
+        .collect();
+        return vec![from_secret(items)];
     }
     if let Some(config_map) = source.config_map.as_mut() {
         if config_map.name == ROOT_CA_CONFIG_MAP {
@@ -1178,15 +1193,16 @@ mod tests {
         );
     }
 
-    /// A pod with a trust bundle and no token still gets its Secret, and
-    /// each bundle source reads its own key at its own path.
+    /// A pod with trust bundles and a pod certificate and no token still
+    /// gets its Secret, and each source reads its own keys at its paths.
     #[test]
-    fn trust_bundle_sources_come_from_the_pods_secret() {
+    fn trust_bundles_and_pod_certificates_come_from_the_pods_secret() {
         let mut tenant = tenant_pod();
         let volume: Volume = serde_json::from_value(json!({
             "name": "trust", "projected": { "sources": [
                 { "clusterTrustBundle": { "name": "roots", "path": "roots.pem" } },
                 { "clusterTrustBundle": { "signerName": "example.com/one", "labelSelector": {}, "path": "one.pem", "optional": true } },
+                { "podCertificate": { "signerName": "example.com/s", "keyType": "ED25519", "keyPath": "k.pem", "certificateChainPath": "c.pem" } },
             ] },
         }))
         .unwrap();
@@ -1208,6 +1224,10 @@ mod tests {
             json!([
                 { "secret": { "name": secret, "items": [{ "key": "trust-trust-0", "path": "roots.pem" }] } },
                 { "secret": { "name": secret, "items": [{ "key": "trust-trust-1", "path": "one.pem" }] } },
+                { "secret": { "name": secret, "items": [
+                    { "key": "cert-key-trust-2", "path": "k.pem" },
+                    { "key": "cert-chain-trust-2", "path": "c.pem" },
+                ] } },
             ])
         );
     }

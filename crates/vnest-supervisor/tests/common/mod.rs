@@ -228,3 +228,15 @@ pub async fn apply_in_tenant(kubeconfig: &Path, dir: &Path, file: &str, text: &s
     )
     .await;
 }
+
+/// A client of the cluster `kubeconfig` reaches (a tenant's).
+pub async fn tenant_client(kubeconfig: &Path) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    Client::try_from(config).unwrap()
+}
