@@ -484,6 +484,7 @@ async fn a_client_updates_right_after_create_and_deletes_at_once(
             "spec": { "terminationGracePeriodSeconds": 1,
               "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
               "containers": [{ "name": "c", "image": "vnest.local/busybox:1", "command": ["sleep", "3600"],
+                "resources": { "requests": { "cpu": "10m" } },
                 "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } } }] } }"#,
     )
     .unwrap();
@@ -527,6 +528,26 @@ async fn a_client_updates_right_after_create_and_deletes_at_once(
             (!running.is_empty()).then_some(())
         },
     )
+    .await;
+    // An in-place resize reaches the host pod's containers, and the
+    // tenant's status shows the new requests (and not the host's
+    // LimitRange defaults, which the pod never asked for).
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "patch",
+            "pod",
+            "deadline",
+            "--subresource=resize",
+            "-p",
+            r#"{"spec":{"containers":[{"name":"c","resources":{"requests":{"cpu":"20m"}}}]}}"#,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    wait_until("the resize is done", Duration::from_secs(120), || async {
+        let resources = phase("{.status.containerStatuses[0].resources}")().await?;
+        (resources == r#"{"requests":{"cpu":"20m"}}"#).then_some(())
+    })
     .await;
     let (ok, out, err) = kubectl(
         tenant,

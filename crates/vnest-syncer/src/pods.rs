@@ -18,6 +18,8 @@ use k8s_openapi::api::certificates::v1::{
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, EnvVar, Node, ObjectReference, Pod, Secret, ServiceAccount,
 };
+use k8s_openapi::api::core::v1::{PodSpec, PodStatus, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -245,11 +247,40 @@ async fn refresh(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let spec = spec_updates(pod, &host_pod);
+    let resize = resize_updates(pod, &host_pod);
+    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let name = host_pod.metadata.name.clone().unwrap_or_default();
+    let host_pod = if resize.is_empty() {
+        host_pod
+    } else {
+        let patch = json!({ "spec": { "containers": resize } });
+        match host_pods
+            .patch_subresource(
+                "resize",
+                &name,
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await
+        {
+            Ok(resized) => resized,
+            // The host's quota or LimitRange refused it: the tenant pod
+            // keeps asking, and hears why.
+            Err(kube::Error::Api(status)) if refused_by_host(&status) => {
+                warn_refused(
+                    pod,
+                    syncer,
+                    format!("the host refused the resize: {}", status.message),
+                )
+                .await;
+                host_pod
+            }
+            Err(e) => return Err(e).on(Side::Host),
+        }
+    };
     if current_labels == labels && current_downward == downward && spec.is_empty() {
         return Ok(host_pod);
     }
-    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
-    let name = host_pod.metadata.name.clone().unwrap_or_default();
     let mut patch = json!({ "metadata": {
         "labels": merge_patch(&current_labels, labels),
         "annotations": merge_patch(&current_downward, downward),
@@ -331,11 +362,49 @@ async fn add_ephemeral_containers(
         .on(Side::Host)
 }
 
+/// The containers of a `resize` patch bringing the host pod's container
+/// resources to the tenant pod's (a tenant's in-place resize): each
+/// request and limit the tenant sets, over what the host pod has (the
+/// host's LimitRange defaults stay where the tenant sets nothing). Empty
+/// when they already agree.
+fn resize_updates(pod: &Pod, host_pod: &Pod) -> Vec<serde_json::Value> {
+    let (Some(tenant), Some(host)) = (pod.spec.as_ref(), host_pod.spec.as_ref()) else {
+        return Vec::new();
+    };
+    let mut containers = Vec::new();
+    for wanted in &tenant.containers {
+        let Some(running) = host.containers.iter().find(|c| c.name == wanted.name) else {
+            continue;
+        };
+        let current = running.resources.clone().unwrap_or_default();
+        let asked = wanted.resources.clone().unwrap_or_default();
+        let overlay = |current: Option<BTreeMap<String, Quantity>>,
+                       asked: Option<BTreeMap<String, Quantity>>| {
+            let mut merged = current.unwrap_or_default();
+            merged.extend(asked.unwrap_or_default());
+            (!merged.is_empty()).then_some(merged)
+        };
+        let desired = ResourceRequirements {
+            requests: overlay(current.requests.clone(), asked.requests),
+            limits: overlay(current.limits.clone(), asked.limits),
+            claims: None,
+        };
+        // Both apiservers store quantities in canonical form.
+        if desired.requests != current.requests || desired.limits != current.limits {
+            containers.push(json!({
+                "name": wanted.name,
+                "resources": { "requests": desired.requests, "limits": desired.limits },
+            }));
+        }
+    }
+    containers
+}
+
 /// The part of a strategic merge patch bringing the host pod's spec to
 /// the tenant pod's where a pod may change after it is made: its
 /// `activeDeadlineSeconds` and its containers' images. (Ephemeral
 /// containers go through their subresource, [`add_ephemeral_containers`];
-/// resources through `resize`, which the syncer does not mirror yet.)
+/// resources through `resize`, [`resize_updates`].)
 fn spec_updates(pod: &Pod, host_pod: &Pod) -> serde_json::Map<String, serde_json::Value> {
     let mut patch = serde_json::Map::new();
     let (Some(tenant), Some(host)) = (pod.spec.as_ref(), host_pod.spec.as_ref()) else {
@@ -821,6 +890,9 @@ async fn sync_status(pod: &Pod, host_pod: &Pod, syncer: &Syncer) -> Result<()> {
             pod.metadata.generation,
         )
     };
+    if let Some(spec) = pod.spec.as_ref() {
+        resources_as_asked(&mut host_status, spec);
+    }
     host_status.observed_generation = generations(host_status.observed_generation);
     for condition in host_status.conditions.iter_mut().flatten() {
         condition.observed_generation = generations(condition.observed_generation);
@@ -838,6 +910,43 @@ async fn sync_status(pod: &Pod, host_pod: &Pod, syncer: &Syncer) -> Result<()> {
     .await
     .on(Side::Tenant)?;
     Ok(())
+}
+
+/// The resources in container statuses as the tenant asked for them: only
+/// the requests and limits the tenant's containers name (the host's
+/// LimitRange may have added others to the host pod).
+fn resources_as_asked(status: &mut PodStatus, spec: &PodSpec) {
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    let asked: BTreeMap<&str, ResourceRequirements> = containers
+        .map(|c| (c.name.as_str(), c.resources.clone().unwrap_or_default()))
+        .collect();
+    let keep = |values: &mut Option<BTreeMap<String, Quantity>>,
+                names: &Option<BTreeMap<String, Quantity>>| {
+        if let Some(map) = values.as_mut() {
+            map.retain(|name, _| names.as_ref().is_some_and(|n| n.contains_key(name)));
+            if map.is_empty() {
+                *values = None;
+            }
+        }
+    };
+    let statuses = status
+        .container_statuses
+        .iter_mut()
+        .flatten()
+        .chain(status.init_container_statuses.iter_mut().flatten());
+    for container in statuses {
+        let Some(asked) = asked.get(container.name.as_str()) else {
+            continue;
+        };
+        keep(&mut container.allocated_resources, &asked.requests);
+        if let Some(resources) = container.resources.as_mut() {
+            keep(&mut resources.requests, &asked.requests);
+            keep(&mut resources.limits, &asked.limits);
+        }
+    }
 }
 
 /// Deletes the host pod with the tenant pod's grace period and waits for it
@@ -909,6 +1018,61 @@ mod tests {
 
     fn pod_spec(spec: serde_json::Value) -> Pod {
         serde_json::from_value(json!({ "metadata": { "name": "p" }, "spec": spec })).unwrap()
+    }
+
+    /// A tenant's resize reaches the host pod as the tenant's values over
+    /// the host's (LimitRange defaults stay); nothing when they agree.
+    #[test]
+    fn a_resize_sets_what_the_tenant_asks_and_keeps_the_hosts_defaults() {
+        let host = pod_spec(json!({ "containers": [
+            { "name": "a", "resources": { "requests": { "cpu": "2m", "memory": "64Mi" }, "limits": { "cpu": "10m", "memory": "512Mi" } } },
+            { "name": "b", "resources": { "requests": { "cpu": "50m", "memory": "64Mi" }, "limits": { "memory": "512Mi" } } },
+        ] }));
+        let tenant = pod_spec(json!({ "containers": [
+            { "name": "a", "resources": { "requests": { "cpu": "1m" }, "limits": { "cpu": "5m" } } },
+            { "name": "b", "resources": { "requests": { "cpu": "50m" } } },
+        ] }));
+        assert_eq!(
+            resize_updates(&tenant, &host),
+            [json!({ "name": "a", "resources": {
+                "requests": { "cpu": "1m", "memory": "64Mi" },
+                "limits": { "cpu": "5m", "memory": "512Mi" },
+            } })]
+        );
+        let unchanged = pod_spec(json!({ "containers": [
+            { "name": "a", "resources": { "requests": { "cpu": "2m" }, "limits": { "cpu": "10m" } } },
+            { "name": "b" },
+        ] }));
+        assert!(resize_updates(&unchanged, &host).is_empty());
+    }
+
+    /// Container statuses show the resources the tenant named, not the
+    /// host LimitRange's additions.
+    #[test]
+    fn status_resources_are_the_ones_the_tenant_asked_for() {
+        let tenant = pod_spec(json!({ "containers": [
+            { "name": "a", "resources": { "requests": { "cpu": "1m" }, "limits": { "cpu": "5m" } } },
+            { "name": "b" },
+        ] }));
+        let mut status: PodStatus = serde_json::from_value(json!({ "containerStatuses": [
+            { "name": "a", "image": "", "imageID": "", "ready": true, "restartCount": 0,
+              "allocatedResources": { "cpu": "1m", "memory": "64Mi" },
+              "resources": { "requests": { "cpu": "1m", "memory": "64Mi" }, "limits": { "cpu": "5m", "memory": "512Mi" } } },
+            { "name": "b", "image": "", "imageID": "", "ready": true, "restartCount": 0,
+              "allocatedResources": { "cpu": "50m", "memory": "64Mi" },
+              "resources": { "requests": { "cpu": "50m", "memory": "64Mi" }, "limits": { "memory": "512Mi" } } },
+        ] }))
+        .unwrap();
+        resources_as_asked(&mut status, tenant.spec.as_ref().unwrap());
+        let value = serde_json::to_value(&status).unwrap();
+        let statuses = &value["containerStatuses"];
+        assert_eq!(statuses[0]["allocatedResources"], json!({ "cpu": "1m" }));
+        assert_eq!(
+            statuses[0]["resources"],
+            json!({ "requests": { "cpu": "1m" }, "limits": { "cpu": "5m" } })
+        );
+        assert_eq!(statuses[1].get("allocatedResources"), None);
+        assert_eq!(statuses[1]["resources"], json!({}));
     }
 
     #[test]
