@@ -893,6 +893,8 @@ async fn network_policies_hold(client: &Client, admin: &Path, kubeconfigs: [&Pat
         // its etcd (only the apiserver), the host or the other tenant.
         reach(ControlPlaneA, "own-apiserver-pod", &a_apiserver, 6443, true),
         reach(ControlPlaneA, "own-etcd", &a_etcd, 2379, false),
+        // Only its apiserver reaches the tenant's pods (webhooks, proxies).
+        reach(ControlPlaneA, "own-tenant-pod", &a_web, 8080, false),
         reach(
             ControlPlaneA,
             "host-apiserver-node",

@@ -1061,6 +1061,21 @@ async fn kubelet_calls_of_the_tenant_work(
         !ok && err.contains("exit code 3"),
         "exec's exit code: {err}"
     );
+    // The tenant's apiserver reaches its pods, as a cluster's does (the
+    // `pods/proxy` subresource here; admission webhooks and aggregated
+    // APIs the same way), through the workloads namespace's fence.
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/default/pods/{web_pod}:8080/proxy/index.html"),
+        ],
+    );
+    assert!(
+        ok && out.contains("hello from"),
+        "the apiserver's pod proxy: {out}{err}"
+    );
 
     let kubectl_binary = vnest_tests::upstream_binaries()
         .locate_binary("kubectl")

@@ -3,8 +3,9 @@
 //! enforces NetworkPolicy (docs/isolation.md says which threats need it).
 //!
 //! Workloads namespace (when `isolation.networkPolicy` is on): nothing in or
-//! out, except traffic among the tenant's own pods, to the tenant's own
-//! apiserver, and to addresses outside the cluster: not the host's pod
+//! out, except traffic among the tenant's own pods, between them and the
+//! tenant's own apiserver (which calls its webhooks, aggregated APIs and
+//! pod proxies), and to addresses outside the cluster: not the host's pod
 //! subnets (other tenants), nodes (kubelets), apiserver, DNS or link-local
 //! addresses (cloud instance metadata). Pods that the tenant's own
 //! NetworkPolicies govern get only what those allow, which the syncer keeps
@@ -222,7 +223,7 @@ fn workloads_policies(
             WORKLOADS_INGRESS,
             not_governed_by(pod_network::INGRESS_POLICY),
             Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![namespace_peer(wl)]),
+                from: Some(vec![namespace_peer(wl), own_apiserver(cp)]),
                 ports: None,
             }]),
             None,
@@ -236,17 +237,25 @@ fn workloads_policies(
             Some(vec![
                 egress(vec![namespace_peer(wl)]),
                 NetworkPolicyEgressRule {
-                    to: Some(vec![NetworkPolicyPeer {
-                        namespace_selector: Some(namespace_selector(cp)),
-                        pod_selector: Some(component(apiserver::COMPONENT)),
-                        ..NetworkPolicyPeer::default()
-                    }]),
+                    to: Some(vec![own_apiserver(cp)]),
                     ports: Some(ports(&[apiserver::SECURE_PORT])),
                 },
                 egress(vec![anywhere_but_host]),
             ]),
         ),
     ]
+}
+
+/// The tenant's apiserver pods (in control-plane namespace `cp`): the
+/// pods' apiserver, which reaches them as a cluster's apiserver reaches its
+/// pods (admission webhooks, aggregated APIs, the `pods/proxy` and
+/// `services/proxy` subresources).
+fn own_apiserver(cp: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(namespace_selector(cp)),
+        pod_selector: Some(component(apiserver::COMPONENT)),
+        ..NetworkPolicyPeer::default()
+    }
 }
 
 /// Pods without label `key`.
@@ -492,6 +501,14 @@ mod tests {
             base.policy_types.as_deref(),
             Some(&["Ingress".to_owned(), "Egress".to_owned()][..])
         );
+        // In: the tenant's pods and its apiserver, nothing else.
+        let from = named(&policies, WORKLOADS_INGRESS).ingress.clone().unwrap()[0]
+            .from
+            .clone()
+            .unwrap();
+        assert_eq!(from.len(), 2);
+        assert_eq!(from[1].pod_selector, Some(component(apiserver::COMPONENT)));
+        assert!(from[1].namespace_selector.is_some());
         for (name, key) in [
             (WORKLOADS_INGRESS, pod_network::INGRESS_POLICY),
             (WORKLOADS_EGRESS, pod_network::EGRESS_POLICY),
