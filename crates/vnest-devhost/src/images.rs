@@ -339,11 +339,13 @@ struct HostProgram {
 
 /// The tools the suite runs inside agnhost pods, as upstream's agnhost
 /// image has them: `curl` for its GETs, OpenBSD's `nc` (`-v`, `-t`, `-u`,
-/// `-z`) for its Service probes, `dig` and `getent` for its DNS probes.
-/// Debian's, linked against glibc, which resolves names through the pod's
-/// `resolv.conf` (busybox-static's resolver cannot). They go in under
-/// `/usr/bin`, ahead of busybox's applets on the image's `PATH`.
-const AGNHOST_TOOLS: &[HostProgram] = &[
+/// `-z`) for its Service probes, `dig` and `getent` for its DNS probes,
+/// and a shell that finds them ([`SUITE_SHELL`]). Debian's, linked
+/// against glibc, which resolves names through the pod's `resolv.conf`
+/// (busybox-static's resolver cannot). They go in under `/usr/bin`, ahead
+/// of busybox's applets on the image's `PATH`.
+const AGNHOST_TOOLS: [HostProgram; 5] = [
+    SUITE_SHELL,
     HostProgram {
         path: "/usr/bin/curl",
         source: "/usr/bin/curl",
@@ -366,10 +368,24 @@ const AGNHOST_TOOLS: &[HostProgram] = &[
     },
 ];
 
+/// The shell of the suite's images: Debian's bash as `/bin/sh`. busybox's
+/// shell runs its own applets before anything on the `PATH` (so `nc` would
+/// stay busybox's), and drops environment variables whose names are not
+/// shell identifiers (`data-1`), which the suite's ConfigMap and Secret
+/// tests print with `sh -c env`; upstream's images keep both.
+const SUITE_SHELL: HostProgram = HostProgram {
+    path: "/bin/sh",
+    source: "/bin/bash",
+    package: "bash",
+};
+
 /// `spec` with `programs` and the libraries they link, and glibc's name
-/// service order (files, then DNS) for them.
+/// service order (files, then DNS) for them; a program takes the place of
+/// whatever `spec` had at its path (a busybox applet).
 fn with_host_programs(spec: ImageSpec, programs: &[HostProgram]) -> anyhow::Result<ImageSpec> {
     let mut spec = spec.contents("/etc/nsswitch.conf", "hosts: files dns\n", 0o644);
+    spec.entries
+        .retain(|entry| !programs.iter().any(|p| p.path == entry.path()));
     let mut sources = Vec::new();
     for program in programs {
         let source = PathBuf::from(program.source);
@@ -398,12 +414,14 @@ pub fn e2e_images(
     for reference in references {
         let spec = match E2eStandIn::for_reference(reference) {
             Some(E2eStandIn::Agnhost) => {
-                with_host_programs(busybox_base(reference)?, AGNHOST_TOOLS)?
+                with_host_programs(busybox_base(reference)?, &AGNHOST_TOOLS)?
                     .file("/agnhost", agnhost, 0o755)
                     .entrypoint(&["/agnhost"])
                     .cmd(&["pause"])
             }
-            Some(E2eStandIn::BusyBox) => busybox_as(reference)?,
+            Some(E2eStandIn::BusyBox) => {
+                with_host_programs(busybox_as(reference)?, &[SUITE_SHELL])?
+            }
             Some(E2eStandIn::WebServer) => busybox_base(reference)?
                 .contents(
                     "/www/index.html",
@@ -477,6 +495,14 @@ mod tests {
             );
         }
         assert!(paths.iter().any(|p| p.contains("libc.so")), "{paths:?}");
+        let replaced = with_host_programs(busybox_as("test").unwrap(), &[SUITE_SHELL]).unwrap();
+        let shells: Vec<&Entry> = replaced
+            .entries
+            .iter()
+            .filter(|e| e.path() == "/bin/sh")
+            .collect();
+        assert_eq!(shells.len(), 1, "{shells:?}");
+        assert!(matches!(shells[0], Entry::File { .. }), "{shells:?}");
         let missing = HostProgram {
             path: "/usr/bin/nothing",
             source: "/usr/bin/vnest-no-such-program",
