@@ -1,35 +1,7 @@
 //! Logs of vnest's long-running components: `tracing` to stderr, levels from
 //! `RUST_LOG` (default `info`), as text for people or JSON for collectors.
 
-/// How log lines are written (`--log-format` of vnest's servers).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LogFormat {
-    /// For people.
-    #[default]
-    Text,
-    /// One JSON object a line, for collectors.
-    Json,
-}
-
-impl LogFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [LogFormat::Text, LogFormat::Json]
-            .into_iter()
-            .find(|format| format.as_str() == s)
-            .ok_or_else(|| format!("{s:?} is not text or json"))
-    }
-}
+pub use vnest_api::LogFormat;
 
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {

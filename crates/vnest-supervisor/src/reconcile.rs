@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
+use vnest_api::syncer_args::HostPort;
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
 use crate::cluster_dns::{ClusterDns, ClusterDnsSpec};
@@ -463,10 +464,13 @@ async fn syncer(
     let mut files = vec!["admin.crt", "admin.key"];
     files.extend(desired_syncer::SYNCER_PKI_FILES);
     let hash = pods::pki_hash(pki_data, &files);
-    let address = format!("{ip}:{}", apiserver::SERVICE_PORT);
+    let address = HostPort {
+        host: ip.to_string(),
+        port: apiserver::SERVICE_PORT,
+    };
     let deployment = apply_object(
         ctx,
-        &desired_syncer::deployment(vc, &ctx.settings, &address, forbidden, ingress_hosts, hash),
+        &desired_syncer::deployment(vc, &ctx.settings, address, forbidden, ingress_hosts, hash),
     )
     .await?;
     let stage = rollout_stage(status::SYNCER, "vnest-syncer", &deployment, vc.spec.paused);

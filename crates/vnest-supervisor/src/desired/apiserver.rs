@@ -21,7 +21,7 @@ use super::syncer::{KUBELET_PROXY_PORT, kubelet_proxy_host};
 pub const COMPONENT: &str = vnest_api::host_names::apiserver::COMPONENT;
 pub const SECURE_PORT: i32 = vnest_api::host_names::apiserver::SECURE_PORT as i32;
 /// The port of the apiserver Service.
-pub const SERVICE_PORT: i32 = 443;
+pub const SERVICE_PORT: u16 = 443;
 const EXTERNAL_ETCD_DIR: &str = "/etc/vnest/etcd-client";
 /// The Secret with the apiserver's admission configuration.
 pub const ADMISSION_SECRET: &str = "apiserver-admission";
@@ -309,7 +309,7 @@ pub fn service(vc: &VirtualCluster) -> Service {
             selector: Some(pods::selector(COMPONENT)),
             ports: Some(vec![ServicePort {
                 name: Some("https".to_owned()),
-                port: SERVICE_PORT,
+                port: i32::from(SERVICE_PORT),
                 target_port: Some(IntOrString::Int(SECURE_PORT)),
                 ..ServicePort::default()
             }]),

@@ -154,7 +154,7 @@ pub fn network_policies(
             component(super::syncer::COMPONENT),
             Some(vec![ingress(
                 vec![pod_peer(apiserver::COMPONENT)],
-                &[super::syncer::KUBELET_PROXY_PORT],
+                &[i32::from(super::syncer::KUBELET_PROXY_PORT)],
             )]),
             None,
         ),

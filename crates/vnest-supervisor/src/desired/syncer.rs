@@ -16,8 +16,11 @@ use k8s_openapi::api::core::v1::{
     Container, PodSpec, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use vnest_api::VirtualCluster;
+use std::net::SocketAddr;
+
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
+use vnest_api::syncer_args::{HostPort, Label, NamespacedName, SyncerArgs};
+use vnest_api::{LogFormat, VirtualCluster};
 use vnest_pki::ControlPlanePki;
 
 use super::apiserver;
@@ -29,11 +32,11 @@ use super::syncer_rbac::SYNCER;
 pub const COMPONENT: &str = "syncer";
 pub const KUBECONFIG_SECRET: &str = "syncer-kubeconfig";
 const KUBECONFIG_DIR: &str = "/etc/vnest/tenant";
-const HEALTH_PORT: i32 = 8080;
+const HEALTH_PORT: u16 = 8080;
 /// The Service the tenant apiserver reaches the kubelet proxy through.
 pub const KUBELET_PROXY_SERVICE: &str = "kubelet-proxy";
 /// The kubelet's port, served by the syncer's kubelet proxy.
-pub const KUBELET_PROXY_PORT: i32 = 10250;
+pub const KUBELET_PROXY_PORT: u16 = 10250;
 /// The PKI files the syncer mounts (under `pki/` of the config volume):
 /// the tenant CA to verify the apiserver, and its own serving pair.
 pub const SYNCER_PKI_FILES: &[&str] = &[
@@ -59,8 +62,8 @@ pub fn kubelet_proxy_service(vc: &VirtualCluster) -> Service {
             selector: Some(pods::selector(COMPONENT)),
             ports: Some(vec![ServicePort {
                 name: Some("kubelet".to_owned()),
-                port: KUBELET_PROXY_PORT,
-                target_port: Some(IntOrString::Int(KUBELET_PROXY_PORT)),
+                port: i32::from(KUBELET_PROXY_PORT),
+                target_port: Some(IntOrString::Int(i32::from(KUBELET_PROXY_PORT))),
                 ..ServicePort::default()
             }]),
             ..ServiceSpec::default()
@@ -87,68 +90,59 @@ pub fn kubeconfig_secret(
     })
 }
 
-/// The syncer's command line; `apiserver_address` is the tenant apiserver
-/// Service's host ClusterIP and port; `host` what tenant traffic must not
-/// reach, which bounds the tenant's own NetworkPolicies on the host;
+/// The syncer's settings; `apiserver` is the tenant apiserver Service's
+/// host ClusterIP and port; `host` what tenant traffic must not reach,
+/// which bounds the tenant's own NetworkPolicies on the host;
 /// `ingress_hosts` the host name patterns its Ingresses may claim (what
 /// it was granted and holds, [`crate::ingress_grants`]).
 pub fn args(
     vc: &VirtualCluster,
-    apiserver_address: &str,
+    apiserver: HostPort,
     host: &HostAddresses,
     ingress_hosts: &[String],
-) -> Vec<String> {
-    let mut args = vec![
-        format!("--tenant-kubeconfig={KUBECONFIG_DIR}/kubeconfig"),
-        format!(
-            "--host-namespace={}",
-            host_namespace_of(vc, HostNamespaceRole::Workloads)
-        ),
-        format!("--apiserver-address={apiserver_address}"),
-        format!("--pod-security={}", vc.spec.isolation.pod_security.as_str()),
-        format!("--pod-labels={}", vc.spec.isolation.pod_labels.as_str()),
-        format!(
-            "--kubelet-proxy-host={}:{KUBELET_PROXY_PORT}",
-            kubelet_proxy_host(vc)
-        ),
-        format!("--kubelet-proxy-listen=0.0.0.0:{KUBELET_PROXY_PORT}"),
-        format!("--kubelet-proxy-pki={}", pods::layout().pki("").display()),
-        format!(
-            "--log-format={}",
-            vnest_kube::logging::LogFormat::Json.as_str()
-        ),
-    ];
-    for (key, value) in &vc.spec.node_pool.node_selector {
-        args.push(format!("--pool-selector={key}={value}"));
-    }
-    if let Some(class) = &vc.spec.isolation.runtime_class_name {
-        args.push(format!("--runtime-class={class}"));
-    }
-    args.push(format!(
-        "--control-plane-namespace={}",
-        host_namespace_of(vc, HostNamespaceRole::ControlPlane)
-    ));
-    for (key, value) in pods::selector(apiserver::COMPONENT) {
-        args.push(format!("--apiserver-pod-label={key}={value}"));
-    }
-    args.extend(host.ranges().iter().map(|r| format!("--host-range={r}")));
-    args.extend(host.pod_ranges().iter().map(|r| format!("--pod-range={r}")));
-    args.extend(ingress_hosts.iter().map(|h| format!("--ingress-host={h}")));
-    args.extend(
-        vc.spec
-            .isolation
-            .ingress
-            .class_names
+) -> SyncerArgs {
+    let label = |(key, value): (&String, &String)| Label {
+        key: key.clone(),
+        value: value.clone(),
+    };
+    SyncerArgs {
+        tenant_kubeconfig: format!("{KUBECONFIG_DIR}/kubeconfig").into(),
+        host_namespace: host_namespace_of(vc, HostNamespaceRole::Workloads),
+        pool_selector: vc.spec.node_pool.node_selector.iter().map(label).collect(),
+        pool_taint_key: vnest_api::POOL_TAINT_KEY.to_owned(),
+        runtime_class: vc.spec.isolation.runtime_class_name.clone(),
+        pod_security: vc.spec.isolation.pod_security,
+        apiserver_address: apiserver,
+        cluster_domain: vnest_api::CLUSTER_DOMAIN.to_owned(),
+        dns_service: NamespacedName {
+            namespace: "kube-system".to_owned(),
+            name: "kube-dns".to_owned(),
+        },
+        kubelet_proxy_host: Some(HostPort {
+            host: kubelet_proxy_host(vc),
+            port: KUBELET_PROXY_PORT,
+        }),
+        kubelet_proxy_listen: Some(SocketAddr::from(([0, 0, 0, 0], KUBELET_PROXY_PORT))),
+        kubelet_proxy_pki: Some(pods::layout().pki("")),
+        log_format: LogFormat::Json,
+        control_plane_namespace: host_namespace_of(vc, HostNamespaceRole::ControlPlane),
+        apiserver_pod_label: pods::selector(apiserver::COMPONENT)
             .iter()
-            .map(|c| format!("--ingress-class={c}")),
-    );
-    args
+            .map(label)
+            .collect(),
+        host_range: host.ranges(),
+        pod_range: host.pod_ranges(),
+        pod_labels: vc.spec.isolation.pod_labels,
+        ingress_host: ingress_hosts.to_vec(),
+        ingress_class: vc.spec.isolation.ingress.class_names.clone(),
+        health_address: SocketAddr::from(([0, 0, 0, 0], HEALTH_PORT)),
+    }
 }
 
 pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
-    apiserver_address: &str,
+    apiserver: HostPort,
     host: &HostAddresses,
     ingress_hosts: &[String],
     kubeconfig_hash: String,
@@ -158,14 +152,20 @@ pub fn deployment(
         name: COMPONENT.to_owned(),
         image: Some(settings.vnest_image.clone()),
         command: Some(vec!["/usr/local/bin/vnest-syncer".to_owned()]),
-        args: Some(args(vc, apiserver_address, host, ingress_hosts)),
+        args: Some(args(vc, apiserver, host, ingress_hosts).to_args()),
         env: Some(vec![pods::field_env("POD_NAME", "metadata.name")]),
         ports: Some(vec![
-            pods::container_port("health", HEALTH_PORT),
-            pods::container_port("kubelet", KUBELET_PROXY_PORT),
+            pods::container_port("health", i32::from(HEALTH_PORT)),
+            pods::container_port("kubelet", i32::from(KUBELET_PROXY_PORT)),
         ]),
-        readiness_probe: Some(pods::probe("/readyz", HEALTH_PORT, "HTTP", 5, 3)),
-        liveness_probe: Some(pods::probe("/healthz", HEALTH_PORT, "HTTP", 10, 6)),
+        readiness_probe: Some(pods::probe("/readyz", i32::from(HEALTH_PORT), "HTTP", 5, 3)),
+        liveness_probe: Some(pods::probe(
+            "/healthz",
+            i32::from(HEALTH_PORT),
+            "HTTP",
+            10,
+            6,
+        )),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "tenant".to_owned(),
@@ -234,10 +234,14 @@ mod tests {
         vc.spec.isolation.ingress.class_names = vec!["public".into()];
         let args = args(
             &vc,
-            "10.96.1.2:443",
+            HostPort {
+                host: "10.96.1.2".to_owned(),
+                port: 443,
+            },
             &host,
             &["*.shop.example.com".to_owned()],
-        );
+        )
+        .to_args();
         for expected in [
             "--pool-selector=vnest.dev/pool=a",
             "--host-range=10.244.1.0/24",
@@ -257,7 +261,6 @@ mod tests {
                 "{expected} in {args:?}"
             );
         }
-        assert_eq!(vnest_syncer::command::accepts(&args), Ok(()));
         let proxy = format!("--kubelet-proxy-host={}:10250", kubelet_proxy_host(&vc));
         assert!(args.contains(&proxy), "{proxy} in {args:?}");
         assert!(proxy.contains("kubelet-proxy.vnest-default-a-"), "{proxy}");
