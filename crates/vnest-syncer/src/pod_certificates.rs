@@ -26,22 +26,14 @@ pub struct Source {
 
 /// Every podCertificate source of the pod's projected volumes.
 pub fn sources(pod: &Pod) -> Vec<Source> {
-    let mut sources = Vec::new();
-    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let projected = volume
-            .projected
-            .iter()
-            .flat_map(|p| p.sources.iter().flatten());
-        for (index, source) in projected.enumerate() {
-            if let Some(projection) = &source.pod_certificate {
-                sources.push(Source {
-                    id: format!("{}-{index}", volume.name),
-                    projection: projection.clone(),
-                });
-            }
-        }
-    }
-    sources
+    crate::translate::projected_sources(pod)
+        .filter_map(|(volume, index, source)| {
+            Some(Source {
+                id: format!("{volume}-{index}"),
+                projection: source.pod_certificate.clone()?,
+            })
+        })
+        .collect()
 }
 
 /// The keys of the pod's Secret that hold source `id`'s credentials and

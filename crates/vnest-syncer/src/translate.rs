@@ -711,21 +711,32 @@ fn token_source(volume: &str, index: usize, token: &ServiceAccountTokenProjectio
     }
 }
 
+/// Every source of the pod's projected volumes, with its volume's name and
+/// its place among that volume's sources (which name it in the pod's
+/// Secret).
+pub fn projected_sources(pod: &Pod) -> impl Iterator<Item = (&str, usize, &VolumeProjection)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .flat_map(|volume| {
+            volume
+                .projected
+                .iter()
+                .flat_map(|p| p.sources.iter().flatten())
+                .enumerate()
+                .map(|(index, source)| (volume.name.as_str(), index, source))
+        })
+}
+
 /// Every ServiceAccount token the pod's projected volumes ask for, each
 /// once, with its audience and lifetime.
 pub fn token_sources(pod: &Pod) -> Vec<TokenSource> {
     let mut sources: Vec<TokenSource> = Vec::new();
-    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let projected = volume
-            .projected
-            .iter()
-            .flat_map(|p| p.sources.iter().flatten());
-        for (index, source) in projected.enumerate() {
-            if let Some(token) = &source.service_account_token {
-                let wanted = token_source(&volume.name, index, token);
-                if !sources.contains(&wanted) {
-                    sources.push(wanted);
-                }
+    for (volume, index, source) in projected_sources(pod) {
+        if let Some(token) = &source.service_account_token {
+            let wanted = token_source(volume, index, token);
+            if !sources.contains(&wanted) {
+                sources.push(wanted);
             }
         }
     }
@@ -746,27 +757,22 @@ fn trust_bundle_key(volume: &str, index: usize) -> String {
 /// Every ClusterTrustBundle source of the pod's projected volumes, with
 /// the key of the pod's Secret its anchors are kept under.
 pub fn trust_bundle_sources(pod: &Pod) -> Vec<(String, ClusterTrustBundleProjection)> {
-    let mut sources = Vec::new();
-    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let projected = volume
-            .projected
-            .iter()
-            .flat_map(|p| p.sources.iter().flatten());
-        for (index, source) in projected.enumerate() {
-            if let Some(bundle) = &source.cluster_trust_bundle {
-                sources.push((trust_bundle_key(&volume.name, index), bundle.clone()));
-            }
-        }
-    }
-    sources
+    projected_sources(pod)
+        .filter_map(|(volume, index, source)| {
+            let bundle = source.cluster_trust_bundle.clone()?;
+            Some((trust_bundle_key(volume, index), bundle))
+        })
+        .collect()
 }
 
 /// Whether the pod needs its Secret ([`pod_secret_name`]): it mounts a
 /// token, a trust bundle or a pod certificate.
 pub fn wants_pod_secret(pod: &Pod) -> bool {
-    wants_token(pod)
-        || !trust_bundle_sources(pod).is_empty()
-        || !crate::pod_certificates::sources(pod).is_empty()
+    projected_sources(pod).any(|(_, _, source)| {
+        source.service_account_token.is_some()
+            || source.cluster_trust_bundle.is_some()
+            || source.pod_certificate.is_some()
+    })
 }
 
 /// Projection `source` (number `index` of volume `volume`) as the host pod
