@@ -398,7 +398,7 @@ async fn tenant_dns(
         image: &image,
         image_pull_policy: "IfNotPresent",
         service_ip: None,
-        cluster_domain: vnest_local::flags::CLUSTER_DOMAIN,
+        cluster_domain: vnest_api::CLUSTER_DOMAIN,
         apiserver_address: apiserver_ip,
     }) {
         Ok(dns) => dns,

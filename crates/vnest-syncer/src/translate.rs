@@ -926,7 +926,7 @@ mod tests {
             apiserver_host: "10.96.5.5".into(),
             apiserver_port: 443,
             dns_ip: Some("10.96.7.7".into()),
-            cluster_domain: "cluster.local".into(),
+            cluster_domain: vnest_api::CLUSTER_DOMAIN.into(),
             network: NetworkScope::default(),
             pod_labels: PodLabels::Prefixed,
         }

@@ -50,6 +50,7 @@ pub fn pki_spec(vc: &VirtualCluster, apiserver_ip: Option<&str>) -> ControlPlane
     let (_, vc_name) = identity(vc);
     let host_ns = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
     let mut spec = ControlPlaneSpec::new(vc_name);
+    vnest_api::CLUSTER_DOMAIN.clone_into(&mut spec.cluster_domain);
     let apiserver = format!("{APISERVER_SERVICE}.{host_ns}");
     spec.apiserver_names = vec![
         apiserver.clone(),
@@ -187,6 +188,20 @@ mod tests {
         vc.metadata.namespace = Some("tenants".into());
         vc.spec.control_plane.expose.extra_sans = vec!["team-a.example.com".into()];
         vc
+    }
+
+    /// The crates that cannot see `vnest_api` (the process runner the dev
+    /// host and `vnest local` use) spell the cluster domain the same.
+    #[test]
+    fn one_cluster_domain_everywhere() {
+        assert_eq!(
+            vnest_local::flags::CLUSTER_DOMAIN,
+            vnest_api::CLUSTER_DOMAIN
+        );
+        assert_eq!(
+            ControlPlaneSpec::new("x").cluster_domain,
+            vnest_api::CLUSTER_DOMAIN
+        );
     }
 
     #[test]
