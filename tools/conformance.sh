@@ -144,7 +144,10 @@ import_images() {
   mapfile -t images < <("$bin/e2e.test" --list-images 2>/dev/null | grep -v '^$')
   [ "${#images[@]}" -gt 0 ] || { echo "conformance.sh: e2e.test --list-images printed nothing" >&2; exit 1; }
   echo "conformance.sh: assembling stand-ins for ${#images[@]} e2e images" >&2
-  mapfile -t files < <("$devhost" e2e-images --out "$archives" --agnhost "$bin/agnhost" "${images[@]}")
+  local source
+  source="$(cd "$module" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost"
+  mapfile -t files < <("$devhost" e2e-images --out "$archives" --agnhost "$bin/agnhost" \
+    --agnhost-source "$source" "${images[@]}")
   echo "conformance.sh: importing ${#files[@]} images into the nodes of the host in $dir" >&2
   "$devhost" import --dir "$dir" "${files[@]}"
 }

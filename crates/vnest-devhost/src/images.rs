@@ -401,24 +401,60 @@ fn with_host_programs(spec: ImageSpec, programs: &[HostProgram]) -> anyhow::Resu
     with_shared_libraries(spec, &sources)
 }
 
+/// agnhost as the suite's image has it: the binary, and the source
+/// directory its image takes files from (porter's TLS pair), when known.
+pub struct Agnhost {
+    pub binary: PathBuf,
+    pub source: Option<PathBuf>,
+}
+
+/// What upstream's agnhost image (`test/images/agnhost/Dockerfile`) has
+/// besides the binary and its tools: a second name, an upload directory,
+/// a user and group the suite looks up by name, and porter's TLS pair
+/// (`localhost.crt`/`.key` in the working directory, from the source).
+fn agnhost_image(reference: &str, agnhost: &Agnhost) -> anyhow::Result<ImageSpec> {
+    let mut spec = with_host_programs(busybox_base(reference)?, &AGNHOST_TOOLS)?
+        .file("/agnhost", &agnhost.binary, 0o755)
+        .symlink("/agnhost-2", "agnhost")
+        .dir("/uploads", 0o755);
+    spec.entries
+        .retain(|e| e.path() != "/etc/passwd" && e.path() != "/etc/group");
+    spec = spec
+        .contents(
+            "/etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n\
+             user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",
+            0o644,
+        )
+        .contents(
+            "/etc/group",
+            "root:x:0:\nnobody:x:65534:\nuser-defined-in-image:x:1000:\n\
+             group-defined-in-image:x:50000:user-defined-in-image\n",
+            0o644,
+        );
+    if let Some(source) = &agnhost.source {
+        for file in ["localhost.crt", "localhost.key"] {
+            let path = source.join("porter").join(file);
+            anyhow::ensure!(path.is_file(), "{} is missing", path.display());
+            spec = spec.file(&format!("/{file}"), &path, 0o644);
+        }
+    }
+    Ok(spec.entrypoint(&["/agnhost"]).cmd(&["pause"]))
+}
+
 /// The stand-ins for those of `references` that have one, written into
 /// `out` (one archive each); returns the archives and the references left
 /// without a stand-in (tests using them fail to pull).
 pub fn e2e_images(
     out: &Path,
     references: &[String],
-    agnhost: &Path,
+    agnhost: &Agnhost,
 ) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
     let mut images = Vec::new();
     let mut missing = Vec::new();
     for reference in references {
         let spec = match E2eStandIn::for_reference(reference) {
-            Some(E2eStandIn::Agnhost) => {
-                with_host_programs(busybox_base(reference)?, &AGNHOST_TOOLS)?
-                    .file("/agnhost", agnhost, 0o755)
-                    .entrypoint(&["/agnhost"])
-                    .cmd(&["pause"])
-            }
+            Some(E2eStandIn::Agnhost) => agnhost_image(reference, agnhost)?,
             Some(E2eStandIn::BusyBox) => {
                 with_host_programs(busybox_as(reference)?, &[SUITE_SHELL])?
             }
@@ -513,6 +549,52 @@ mod tests {
             error.to_string().contains("install Debian's vnest-nothing"),
             "{error}"
         );
+    }
+
+    /// The agnhost stand-in has what upstream's image adds to the binary,
+    /// once each: the second name, the user and group the suite looks up,
+    /// porter's TLS pair from the source.
+    #[test]
+    fn the_agnhost_stand_in_has_what_upstreams_image_has() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::create_dir(source.path().join("porter")).unwrap();
+        for file in ["localhost.crt", "localhost.key"] {
+            std::fs::write(source.path().join("porter").join(file), "pem").unwrap();
+        }
+        let agnhost = Agnhost {
+            binary: "/bin/true".into(),
+            source: Some(source.path().to_owned()),
+        };
+        let spec =
+            agnhost_image("registry.k8s.io/e2e-test-images/agnhost:2.66.1", &agnhost).unwrap();
+        let paths: Vec<&str> = spec.entries.iter().map(Entry::path).collect();
+        for path in [
+            "/agnhost",
+            "/agnhost-2",
+            "/uploads",
+            "/localhost.crt",
+            "/localhost.key",
+        ] {
+            assert!(paths.contains(&path), "{path} in {paths:?}");
+        }
+        assert_eq!(paths.iter().filter(|p| **p == "/etc/passwd").count(), 1);
+        let passwd = spec.entries.iter().find_map(|e| match e {
+            Entry::Contents { path, contents, .. } if path == "/etc/passwd" => {
+                Some(contents.clone())
+            }
+            _ => None,
+        });
+        assert!(
+            String::from_utf8(passwd.unwrap())
+                .unwrap()
+                .contains("user-defined-in-image:x:1000")
+        );
+        assert_eq!(spec.entrypoint, ["/agnhost"]);
+        let without = Agnhost {
+            binary: "/bin/true".into(),
+            source: Some(source.path().join("nothing")),
+        };
+        assert!(agnhost_image("agnhost", &without).is_err());
     }
 
     #[test]

@@ -83,6 +83,10 @@ enum Command {
         /// agnhost built from the pinned Kubernetes module.
         #[arg(long)]
         agnhost: PathBuf,
+        /// agnhost's source directory (`test/images/agnhost` of the
+        /// module), for the files its image carries (porter's TLS pair).
+        #[arg(long)]
+        agnhost_source: Option<PathBuf>,
         /// The images, as `e2e.test --list-images` prints them.
         #[arg(required = true)]
         references: Vec<String>,
@@ -174,8 +178,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::E2eImages {
             out,
             agnhost,
+            agnhost_source,
             references,
         } => {
+            let agnhost = images::Agnhost {
+                binary: agnhost,
+                source: agnhost_source,
+            };
             let (written, missing) = images::e2e_images(&out, &references, &agnhost)?;
             for path in written {
                 println!("{}", path.display());
