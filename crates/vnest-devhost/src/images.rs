@@ -305,21 +305,27 @@ pub enum E2eStandIn {
     /// busybox with every applet.
     BusyBox,
     /// httpd, nginx (and kitten and nautilus, httpd with a page of their
-    /// own): busybox's web server on port 80 answering a default page,
-    /// which is what the suite uses them for.
+    /// own): busybox's web server on port 80 answering a default page
+    /// (and the update demo's `data.json`), which is what the suite uses
+    /// them for.
     WebServer,
     /// The sandbox image.
     Pause,
+}
+
+/// The last segment of a `registry.k8s.io` reference's repository
+/// (`registry.k8s.io/e2e-test-images/nginx:1.27.0-2` → `nginx`).
+fn repository_name(reference: &str) -> Option<&str> {
+    let repository = reference.strip_prefix("registry.k8s.io/")?;
+    let repository = repository.rsplit_once(':').map_or(repository, |(r, _)| r);
+    repository.rsplit('/').next()
 }
 
 impl E2eStandIn {
     /// Only images of `registry.k8s.io`: the suite names others (a private
     /// registry, an invalid one) to see pulls fail.
     pub fn for_reference(reference: &str) -> Option<Self> {
-        let repository = reference.strip_prefix("registry.k8s.io/")?;
-        let repository = repository.rsplit_once(':').map_or(repository, |(r, _)| r);
-        let name = repository.rsplit('/').next().unwrap_or(repository);
-        match name {
+        match repository_name(reference)? {
             "agnhost" => Some(Self::Agnhost),
             "busybox" => Some(Self::BusyBox),
             "httpd" | "nginx" | "kitten" | "nautilus" => Some(Self::WebServer),
@@ -458,13 +464,21 @@ pub fn e2e_images(
             Some(E2eStandIn::BusyBox) => {
                 with_host_programs(busybox_as(reference)?, &[SUITE_SHELL])?
             }
-            Some(E2eStandIn::WebServer) => busybox_base(reference)?
-                .contents(
-                    "/www/index.html",
-                    "<html><body><h1>It works!</h1></body></html>\n",
-                    0o644,
-                )
-                .entrypoint(&["/bin/httpd", "-f", "-p", "80", "-h", "/www"]),
+            Some(E2eStandIn::WebServer) => {
+                let mut spec = busybox_base(reference)?
+                    .contents(
+                        "/www/index.html",
+                        "<html><body><h1>It works!</h1></body></html>\n",
+                        0o644,
+                    )
+                    .entrypoint(&["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
+                // The update demo's images answer which picture they show.
+                if let Some(name @ ("kitten" | "nautilus")) = repository_name(reference) {
+                    let data = format!("{{\n  \"image\": \"{name}.jpg\"\n}}\n");
+                    spec = spec.contents("/www/data.json", data, 0o644);
+                }
+                spec
+            }
             Some(E2eStandIn::Pause) => pause_as(reference)?,
             None => {
                 missing.push(reference.clone());
