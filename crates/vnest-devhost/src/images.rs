@@ -304,6 +304,9 @@ pub enum E2eStandIn {
     Agnhost,
     /// busybox with every applet.
     BusyBox,
+    /// A glibc image with DNS tools (`glibc-dns-testing`): busybox with
+    /// the agnhost stand-in's tools.
+    DnsTools,
     /// httpd, nginx (and kitten and nautilus, httpd with a page of their
     /// own): busybox's web server on port 80 answering a default page
     /// (and the update demo's `data.json`), which is what the suite uses
@@ -327,6 +330,7 @@ impl E2eStandIn {
     pub fn for_reference(reference: &str) -> Option<Self> {
         match repository_name(reference)? {
             "agnhost" => Some(Self::Agnhost),
+            "glibc-dns-testing" => Some(Self::DnsTools),
             "busybox" => Some(Self::BusyBox),
             "httpd" | "nginx" | "kitten" | "nautilus" => Some(Self::WebServer),
             "pause" => Some(Self::Pause),
@@ -478,6 +482,9 @@ pub fn e2e_images(
                     spec = spec.contents("/www/data.json", data, 0o644);
                 }
                 spec
+            }
+            Some(E2eStandIn::DnsTools) => {
+                with_host_programs(busybox_as(reference)?, &AGNHOST_TOOLS)?
             }
             Some(E2eStandIn::Pause) => pause_as(reference)?,
             None => {
@@ -631,6 +638,10 @@ mod tests {
                 Some(E2eStandIn::WebServer),
             ),
             ("registry.k8s.io/pause:3.10.2", Some(E2eStandIn::Pause)),
+            (
+                "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1",
+                Some(E2eStandIn::DnsTools),
+            ),
             (
                 "registry.k8s.io/e2e-test-images/sample-apiserver:1.29.2",
                 None,

@@ -401,6 +401,8 @@ async fn release_finalizer<K: Mirrored>(api: &Api<K>, object: &K) -> Result<()> 
 async fn mirror_one<K: Mirrored>(object: &K, syncer: &Syncer) -> Result<Action> {
     let namespace = object.meta().namespace.clone().unwrap_or_default();
     if !object.is_mirrored() {
+        // It may have been (a Service changed to ExternalName).
+        delete_host_copy::<K>(syncer, object).await?;
         return Ok(Action::await_change());
     }
     let refusals = object.refusals(syncer).await?;

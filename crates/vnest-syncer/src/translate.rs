@@ -323,8 +323,12 @@ pub fn without_address(service: &Service) -> Option<Service> {
 /// range (the host's own `kubernetes` Service has it), and tenant pods are
 /// pointed at their apiserver by `KUBERNETES_SERVICE_HOST` instead.
 pub fn is_mirrored_service(service: &Service) -> bool {
-    !(service.metadata.namespace.as_deref() == Some("default")
-        && service.metadata.name.as_deref() == Some("kubernetes"))
+    let apiserver = service.metadata.namespace.as_deref() == Some("default")
+        && service.metadata.name.as_deref() == Some("kubernetes");
+    // A DNS name only, which the tenant's DNS answers: nothing on the host.
+    let external_name =
+        service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName");
+    !(apiserver || external_name)
 }
 
 /// Why a pod cannot be translated yet (the syncer waits and retries).
@@ -1236,6 +1240,24 @@ mod tests {
                 ] } },
             ])
         );
+    }
+
+    #[test]
+    fn the_apiserver_and_external_names_are_not_mirrored() {
+        let service = |namespace: &str, name: &str, type_: &str| -> Service {
+            serde_json::from_value(json!({
+                "metadata": { "namespace": namespace, "name": name },
+                "spec": { "type": type_ },
+            }))
+            .unwrap()
+        };
+        assert!(is_mirrored_service(&service("default", "web", "ClusterIP")));
+        assert!(!is_mirrored_service(&service(
+            "default",
+            "kubernetes",
+            "ClusterIP"
+        )));
+        assert!(!is_mirrored_service(&service("shop", "db", "ExternalName")));
     }
 
     #[test]
