@@ -947,6 +947,28 @@ fn resources_as_asked(status: &mut PodStatus, spec: &PodSpec) {
             keep(&mut resources.limits, &asked.limits);
         }
     }
+    // The pod's own totals: only what the pod or one of its containers
+    // names (a sum may still hold a LimitRange default of a container
+    // that did not name it).
+    let named = |pick: fn(&ResourceRequirements) -> &Option<BTreeMap<String, Quantity>>| {
+        let mut names: BTreeMap<String, Quantity> = BTreeMap::new();
+        for resources in asked.values().chain(spec.resources.iter()) {
+            for name in pick(resources).iter().flatten().map(|(k, _)| k) {
+                names.insert(name.clone(), Quantity::default());
+            }
+        }
+        Some(names)
+    };
+    let requests = named(|r| &r.requests);
+    let limits = named(|r| &r.limits);
+    keep(&mut status.allocated_resources, &requests);
+    if let Some(resources) = status.resources.as_mut() {
+        keep(&mut resources.requests, &requests);
+        keep(&mut resources.limits, &limits);
+        if resources.requests.is_none() && resources.limits.is_none() {
+            status.resources = None;
+        }
+    }
 }
 
 /// Deletes the host pod with the tenant pod's grace period and waits for it
@@ -1054,7 +1076,10 @@ mod tests {
             { "name": "a", "resources": { "requests": { "cpu": "1m" }, "limits": { "cpu": "5m" } } },
             { "name": "b" },
         ] }));
-        let mut status: PodStatus = serde_json::from_value(json!({ "containerStatuses": [
+        let mut status: PodStatus = serde_json::from_value(json!({
+          "allocatedResources": { "cpu": "51m", "memory": "128Mi" },
+          "resources": { "requests": { "cpu": "51m", "memory": "128Mi" }, "limits": { "cpu": "5m", "memory": "1Gi" } },
+          "containerStatuses": [
             { "name": "a", "image": "", "imageID": "", "ready": true, "restartCount": 0,
               "allocatedResources": { "cpu": "1m", "memory": "64Mi" },
               "resources": { "requests": { "cpu": "1m", "memory": "64Mi" }, "limits": { "cpu": "5m", "memory": "512Mi" } } },
@@ -1073,6 +1098,11 @@ mod tests {
         );
         assert_eq!(statuses[1].get("allocatedResources"), None);
         assert_eq!(statuses[1]["resources"], json!({}));
+        assert_eq!(value["allocatedResources"], json!({ "cpu": "51m" }));
+        assert_eq!(
+            value["resources"],
+            json!({ "requests": { "cpu": "51m" }, "limits": { "cpu": "5m" } })
+        );
     }
 
     #[test]
