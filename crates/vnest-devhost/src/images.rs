@@ -312,6 +312,8 @@ pub enum E2eStandIn {
     /// (and the update demo's `data.json`), which is what the suite uses
     /// them for.
     WebServer,
+    /// `nonewprivs`: busybox with the suite's setuid `nnp`.
+    NoNewPrivs,
     /// The sandbox image.
     Pause,
 }
@@ -331,6 +333,7 @@ impl E2eStandIn {
         match repository_name(reference)? {
             "agnhost" => Some(Self::Agnhost),
             "glibc-dns-testing" => Some(Self::DnsTools),
+            "nonewprivs" => Some(Self::NoNewPrivs),
             "busybox" => Some(Self::BusyBox),
             "httpd" | "nginx" | "kitten" | "nautilus" => Some(Self::WebServer),
             "pause" => Some(Self::Pause),
@@ -418,6 +421,15 @@ pub struct Agnhost {
     pub source: Option<PathBuf>,
 }
 
+/// The suite's binaries built from the pinned module, for the stand-ins
+/// that carry them.
+pub struct SuiteBinaries {
+    pub agnhost: Agnhost,
+    /// `nnp` (`test/images/nonewprivs`): prints its effective uid; setuid
+    /// root in its image, so that a container allowed to escalate prints 0.
+    pub nonewprivs: Option<PathBuf>,
+}
+
 /// What upstream's agnhost image (`test/images/agnhost/Dockerfile`) has
 /// besides the binary and its tools: a second name, an upload directory,
 /// a user and group the suite looks up by name, and porter's TLS pair
@@ -458,13 +470,22 @@ fn agnhost_image(reference: &str, agnhost: &Agnhost) -> anyhow::Result<ImageSpec
 pub fn e2e_images(
     out: &Path,
     references: &[String],
-    agnhost: &Agnhost,
+    binaries: &SuiteBinaries,
 ) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
     let mut images = Vec::new();
     let mut missing = Vec::new();
     for reference in references {
         let spec = match E2eStandIn::for_reference(reference) {
-            Some(E2eStandIn::Agnhost) => agnhost_image(reference, agnhost)?,
+            Some(E2eStandIn::Agnhost) => agnhost_image(reference, &binaries.agnhost)?,
+            Some(E2eStandIn::NoNewPrivs) => match &binaries.nonewprivs {
+                Some(nnp) => busybox_as(reference)?
+                    .file("/usr/local/bin/nnp", nnp, 0o4755)
+                    .cmd(&["nnp"]),
+                None => {
+                    missing.push(reference.clone());
+                    continue;
+                }
+            },
             Some(E2eStandIn::BusyBox) => {
                 with_host_programs(busybox_as(reference)?, &[SUITE_SHELL])?
             }
@@ -641,6 +662,10 @@ mod tests {
             (
                 "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1",
                 Some(E2eStandIn::DnsTools),
+            ),
+            (
+                "registry.k8s.io/e2e-test-images/nonewprivs:1.4",
+                Some(E2eStandIn::NoNewPrivs),
             ),
             (
                 "registry.k8s.io/e2e-test-images/sample-apiserver:1.29.2",

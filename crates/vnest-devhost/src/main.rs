@@ -87,6 +87,9 @@ enum Command {
         /// module), for the files its image carries (porter's TLS pair).
         #[arg(long)]
         agnhost_source: Option<PathBuf>,
+        /// `nnp` built from `test/images/nonewprivs` of the module.
+        #[arg(long)]
+        nonewprivs: Option<PathBuf>,
         /// The images, as `e2e.test --list-images` prints them.
         #[arg(required = true)]
         references: Vec<String>,
@@ -179,13 +182,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             out,
             agnhost,
             agnhost_source,
+            nonewprivs,
             references,
         } => {
-            let agnhost = images::Agnhost {
-                binary: agnhost,
-                source: agnhost_source,
+            let binaries = images::SuiteBinaries {
+                agnhost: images::Agnhost {
+                    binary: agnhost,
+                    source: agnhost_source,
+                },
+                nonewprivs,
             };
-            let (written, missing) = images::e2e_images(&out, &references, &agnhost)?;
+            let (written, missing) = images::e2e_images(&out, &references, &binaries)?;
             for path in written {
                 println!("{}", path.display());
             }
