@@ -811,6 +811,30 @@ async fn the_token_names_the_pod_and_its_node(tenant: &Path, web_pod: &str, dir:
     assert!(!reasons.contains("FailedMount"), "{reasons}");
 }
 
+/// A restricted pod in `default` that runs `script` once, with a projected
+/// volume of `sources` at `mount`.
+fn projecting_pod(
+    name: &str,
+    script: &str,
+    mount: &str,
+    sources: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": false,
+            "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{ "name": "c", "image": "vnest.local/busybox:1",
+                "command": ["sh", "-c", script],
+                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
+                "volumeMounts": [{ "name": "projected", "mountPath": mount }] }],
+            "volumes": [{ "name": "projected", "projected": { "sources": sources } }],
+        },
+    })
+}
+
 /// A ClusterTrustBundle projection is filled from the tenant's bundles
 /// (here one holding the tenant's CA), not the host's; an optional source
 /// that selects nothing is an empty file, as the kubelet makes it.
@@ -831,24 +855,16 @@ async fn trust_bundles_come_from_the_tenant(tenant: &Path, dir: &Path) {
         "metadata": { "name": "tenant-roots" },
         "spec": { "trustBundle": ca },
     });
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": { "name": "trusting", "namespace": "default" },
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": false,
-            "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
-            "containers": [{ "name": "c", "image": "vnest.local/busybox:1",
-                "command": ["sh", "-c", "cat /trust/roots.pem; echo none=$(wc -c < /trust/none.pem)"],
-                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
-                "volumeMounts": [{ "name": "trust", "mountPath": "/trust" }] }],
-            "volumes": [{ "name": "trust", "projected": { "sources": [
-                { "clusterTrustBundle": { "name": "tenant-roots", "path": "roots.pem" } },
-                { "clusterTrustBundle": { "signerName": "example.com/none", "labelSelector": {},
-                                          "path": "none.pem", "optional": true } },
-            ] } }],
-        },
-    });
+    let pod = projecting_pod(
+        "trusting",
+        "cat /trust/roots.pem; echo none=$(wc -c < /trust/none.pem)",
+        "/trust",
+        serde_json::json!([
+            { "clusterTrustBundle": { "name": "tenant-roots", "path": "roots.pem" } },
+            { "clusterTrustBundle": { "signerName": "example.com/none", "labelSelector": {},
+                                      "path": "none.pem", "optional": true } },
+        ]),
+    );
     apply(tenant, dir, "bundle.json", &bundle.to_string());
     apply(tenant, dir, "trusting.json", &pod.to_string());
     let out = wait_until(
@@ -872,23 +888,15 @@ async fn trust_bundles_come_from_the_tenant(tenant: &Path, dir: &Path) {
 /// and the pod starts with the key and the chain at its paths.
 async fn pod_certificates_come_from_the_tenants_signer(tenant: &Path, dir: &Path) {
     use k8s_openapi::api::certificates::v1::PodCertificateRequest;
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": { "name": "certified", "namespace": "default" },
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": false,
-            "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
-            "containers": [{ "name": "c", "image": "vnest.local/busybox:1",
-                "command": ["sh", "-c", "cat /tls/chain.pem; head -1 /tls/key.pem; grep -c BEGIN /tls/bundle.pem"],
-                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
-                "volumeMounts": [{ "name": "tls", "mountPath": "/tls" }] }],
-            "volumes": [{ "name": "tls", "projected": { "sources": [
-                { "podCertificate": { "signerName": "example.com/vnest-test", "keyType": "ECDSAP256",
-                    "credentialBundlePath": "bundle.pem", "keyPath": "key.pem", "certificateChainPath": "chain.pem" } },
-            ] } }],
-        },
-    });
+    let pod = projecting_pod(
+        "certified",
+        "cat /tls/chain.pem; head -1 /tls/key.pem; grep -c BEGIN /tls/bundle.pem",
+        "/tls",
+        serde_json::json!([
+            { "podCertificate": { "signerName": "example.com/vnest-test", "keyType": "ECDSAP256",
+                "credentialBundlePath": "bundle.pem", "keyPath": "key.pem", "certificateChainPath": "chain.pem" } },
+        ]),
+    );
     apply(tenant, dir, "certified.json", &pod.to_string());
     let client = tenant_client(tenant).await;
     let requests: Api<PodCertificateRequest> = Api::namespaced(client, "default");
