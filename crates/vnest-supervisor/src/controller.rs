@@ -87,7 +87,7 @@ pub async fn run(
 }
 
 /// [`reconcile::reconcile`] in a span naming its VirtualCluster, counted
-/// by outcome and timed, with the phase it saw.
+/// by outcome and timed, with the phase it saw (until it writes another).
 async fn measured(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = format!(
         "{}/{}",
@@ -100,12 +100,13 @@ async fn measured(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action, 
             .and_then(|s| s.phase)
             .map_or_else(|| "Pending".to_owned(), |p| format!("{p:?}"))
     });
+    // The phase seen now; a status the reconcile writes replaces it.
+    ctx.metrics.phase(key.clone(), phase);
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", virtualcluster = %key);
     let result = reconcile::reconcile(vc, ctx.clone()).instrument(span).await;
     let outcome = result.as_ref().map_or_else(Error::kind, |_| "ok");
     ctx.metrics.reconciled(outcome, started.elapsed());
-    ctx.metrics.phase(key, phase);
     result
 }
 

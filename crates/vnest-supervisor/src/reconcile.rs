@@ -625,6 +625,13 @@ async fn write_status(
         &Patch::Apply(patch),
     )
     .await?;
+    // The gauge follows what was written, not only what a reconcile saw:
+    // the status update itself starts no reconcile.
+    let phase = status
+        .phase
+        .map_or_else(|| "Pending".to_owned(), |p| format!("{p:?}"));
+    ctx.metrics
+        .phase(format!("{namespace}/{name}"), Some(phase));
     Ok(())
 }
 
