@@ -57,6 +57,9 @@ enum HostCheck {
     /// The pod's token is the one vnest issued, not a tenant Secret named
     /// like its host Secret.
     TokenNotForged,
+    /// A pod certificate is asked of the tenant's API (where the host's
+    /// signers are not), and the host pod projects no podCertificate.
+    CertificateAskedOfTenant,
     /// No more host Services than the quota, and the tenant's create of a
     /// Service over it was refused quoting the host.
     ServicesWithinQuota,
@@ -225,11 +228,13 @@ fn attempts() -> Vec<Attempt> {
             kind: "pod",
             name: "pod-certificate",
             manifest: r#"{ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "pod-certificate" },
-                "spec": { "containers": [{ "name": "c", "image": "@IMAGE@" }],
+                "spec": { "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+                    "containers": [{ "name": "c", "image": "@IMAGE@",
+                        "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } } }],
                     "volumes": [{ "name": "v", "projected": { "sources": [{ "podCertificate": {
                         "signerName": "kubernetes.io/kube-apiserver-client-pod", "keyType": "ED25519", "credentialBundlePath": "b.pem" } }] } }] } }"#,
             admitted: true,
-            expect: PodRefused("projects a podCertificate"),
+            expect: OnHost(HostCheck::CertificateAskedOfTenant),
         },
         Attempt {
             tries: "point a Service at the host apiserver's real address",
@@ -763,6 +768,34 @@ async fn on_host(
                     return Err("the pod read the tenant's forged Secret".to_owned());
                 }
                 Ok("the pod holds the token vnest issued".to_owned())
+            })
+            .await
+        }
+        HostCheck::CertificateAskedOfTenant => {
+            within_a_minute(|| async {
+                let (_, asked, _) = kubectl(
+                    tenant,
+                    &[
+                        "get",
+                        "podcertificaterequests",
+                        "-o",
+                        "jsonpath={.items[*].spec.podName}",
+                    ],
+                );
+                if !asked.contains("pod-certificate") {
+                    return Err(format!("no request in the tenant yet: {asked}"));
+                }
+                let on_host = pods
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let projects_one = on_host.items.iter().any(|pod| {
+                    serde_json::to_string(&pod.spec).is_ok_and(|s| s.contains("podCertificate"))
+                });
+                if projects_one {
+                    return Err("a host pod projects a podCertificate".to_owned());
+                }
+                Ok("the request is the tenant's; no host pod asks the host's signer".to_owned())
             })
             .await
         }
