@@ -35,13 +35,7 @@ pub fn tenant_field(tenant: &Pod, path: &str) -> Option<String> {
         "metadata.uid" => meta.uid.clone(),
         "metadata.labels" => Some(format_map(meta.labels.as_ref())),
         "metadata.annotations" => Some(format_map(meta.annotations.as_ref())),
-        "spec.serviceAccountName" => Some(
-            tenant
-                .spec
-                .as_ref()
-                .and_then(|s| s.service_account_name.clone())
-                .unwrap_or_else(|| "default".to_owned()),
-        ),
+        "spec.serviceAccountName" => Some(service_account(tenant)),
         _ => keyed("metadata.labels['", meta.labels.as_ref())
             .or_else(|| keyed("metadata.annotations['", meta.annotations.as_ref())),
     }
@@ -156,6 +150,14 @@ fn go_quote(value: &str) -> String {
     }
     quoted.push('"');
     quoted
+}
+
+/// The ServiceAccount tenant pod `pod` runs as (`default` when unnamed).
+pub fn service_account(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".to_owned())
 }
 
 #[cfg(test)]

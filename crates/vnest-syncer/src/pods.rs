@@ -712,11 +712,7 @@ async fn pod_certificates(
             continue;
         }
         let (key, stub_request) = pod_certificates::new_key(&source.projection.key_type)?;
-        let account = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_else(|| "default".to_owned());
+        let account = downward::service_account(pod);
         let account_uid = Api::<ServiceAccount>::namespaced(syncer.tenant.clone(), namespace)
             .get(&account)
             .await
@@ -801,11 +797,7 @@ async fn issue_tokens(
     sources: &[translate::TokenSource],
 ) -> Result<(BTreeMap<String, ByteString>, Option<Timestamp>)> {
     let (namespace, name) = identity(pod);
-    let account = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.service_account_name.clone())
-        .unwrap_or_else(|| "default".to_owned());
+    let account = downward::service_account(pod);
     let accounts: Api<ServiceAccount> = Api::namespaced(syncer.tenant.clone(), namespace);
     let mut data = BTreeMap::new();
     let mut first_expiry: Option<Timestamp> = None;
