@@ -9,6 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tools/host/install-prerequisites.sh
 VNEST_UPSTREAM_BIN_DIR="$(tools/upstream/build.sh)"
 export VNEST_UPSTREAM_BIN_DIR
-# The syncer and supervisor run from images built from the bench's own
-# (optimized) binaries.
+# The syncer and supervisor run from images built from optimized binaries,
+# next to the bench's own (target/release).
+cargo build --release -p vnest-supervisor -p vnest-syncer
 cargo bench -p vnest-supervisor --bench sync_latency

@@ -21,5 +21,8 @@ echo "test.sh: upstream binaries in $VNEST_UPSTREAM_BIN_DIR" >&2
 if [ $# -eq 0 ]; then
   cargo test --workspace --features "$HOST_TESTS"
 else
+  # The host tests put vnest's binaries in an image; a whole-workspace
+  # test run builds them, a run of one package does not.
+  cargo build -p vnest-supervisor -p vnest-syncer
   cargo test "$@"
 fi

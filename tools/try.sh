@@ -19,7 +19,7 @@ VNEST_UPSTREAM_BIN_DIR="$(tools/upstream/build.sh)"
 export VNEST_UPSTREAM_BIN_DIR
 kubectl="$VNEST_UPSTREAM_BIN_DIR/kubectl"
 echo "try.sh: building vnest ($profile)" >&2
-cargo build --profile "$profile" -p vnest-cli -p vnest-supervisor -p vnest-devhost >&2
+cargo build --profile "$profile" -p vnest-cli -p vnest-supervisor -p vnest-syncer -p vnest-devhost >&2
 out_dir="${CARGO_TARGET_DIR:-target}/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 vnest="$(cd "$out_dir" && pwd)/vnest"
 

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use vnest_local::flags::{self, Ports};
-use vnest_local::layout::{Layout, write_file};
+use vnest_control_plane::Layout;
+use vnest_control_plane::flags::{self, Ports};
+use vnest_local::layout::{write_file, write_pki};
 use vnest_local::{Component, UpstreamBinaries};
 use vnest_pki::{
     ClientCredentials, ControlPlanePki, ControlPlaneSpec, identity, render_kubeconfig,
@@ -148,7 +149,7 @@ async fn bare_start(binaries: &UpstreamBinaries) -> (f64, f64) {
         dir: dir.path().to_owned(),
     };
     let pki = ControlPlanePki::generate(&ControlPlaneSpec::new("bare")).unwrap();
-    layout.write_pki(&pki).unwrap();
+    write_pki(&layout, &pki).unwrap();
     let ports = Ports {
         etcd_client: free_port(),
         etcd_peer: free_port(),

@@ -42,6 +42,31 @@ pub fn upstream_binaries() -> UpstreamBinaries {
     UpstreamBinaries::Dir(dir)
 }
 
+/// The binaries of vnest's image (`vnest-supervisor`, `vnest-syncer`), from
+/// the build this test belongs to: `cargo test --workspace` (and
+/// `tools/test.sh`) builds every package's binaries next to the test
+/// binaries. Panics with the command to run when one is missing.
+pub fn vnest_image_binaries() -> Vec<PathBuf> {
+    let test = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    ["vnest-supervisor", "vnest-syncer"]
+        .iter()
+        .map(|name| {
+            let binary = dir.join(name);
+            assert!(
+                binary.exists(),
+                "{} is not built; run `cargo build -p vnest-supervisor -p vnest-syncer` (tools/test.sh and `cargo test --workspace` build it)",
+                binary.display()
+            );
+            binary
+        })
+        .collect()
+}
+
 /// Whether process `pid` has exited (a zombie counts as exited).
 pub fn process_is_gone(pid: u32) -> bool {
     !vnest_local::process_running(pid)

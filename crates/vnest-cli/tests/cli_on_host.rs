@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,22 +82,6 @@ impl Cli {
         });
         (child, said)
     }
-}
-
-fn vnest_image_binaries() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_BIN_EXE_vnest")).parent().unwrap();
-    let binaries: Vec<PathBuf> = ["vnest-supervisor", "vnest-syncer"]
-        .iter()
-        .map(|b| dir.join(b))
-        .collect();
-    for binary in &binaries {
-        assert!(
-            binary.exists(),
-            "{} is not built; run `cargo build -p vnest-supervisor` (cargo test --workspace builds it)",
-            binary.display()
-        );
-    }
-    binaries
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -282,7 +266,7 @@ async fn supervisor_metrics(client: &kube::Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_drives_virtual_clusters_on_a_real_host() {
-    let binaries = vnest_image_binaries();
+    let binaries = vnest_tests::vnest_image_binaries();
     let UpstreamBinaries::Dir(bin_dir) = upstream_binaries() else {
         panic!("tests use a directory of upstream binaries");
     };

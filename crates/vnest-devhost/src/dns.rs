@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client};
-use vnest_supervisor::cluster_dns::{ClusterDns, ClusterDnsSpec, DEPLOYMENT, NAMESPACE};
+use vnest_control_plane::cluster_dns::{ClusterDns, ClusterDnsSpec, DEPLOYMENT, NAMESPACE};
 
 use crate::topology::{CLUSTER_DOMAIN, DNS_SERVICE_IP};
 
@@ -23,7 +23,7 @@ pub async fn install(client: &Client, image: &str) -> anyhow::Result<()> {
         apiserver_address: None,
     })
     .context("building CoreDNS's objects")?;
-    dns.apply(client, FIELD_MANAGER)
+    vnest_kube::apply::apply_cluster_dns(client, FIELD_MANAGER, &dns)
         .await
         .context("installing CoreDNS")?;
     Ok(())

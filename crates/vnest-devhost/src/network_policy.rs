@@ -17,7 +17,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Client;
 use serde_json::json;
 
-use vnest_local::flags::SERVICE_CIDR;
+use vnest_control_plane::flags::SERVICE_CIDR;
 
 use crate::topology::NodeSpec;
 

@@ -14,7 +14,7 @@ pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
 pub const DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// The control plane's cluster domain (vnest-local's, which the host
 /// runs).
-pub use vnest_local::flags::CLUSTER_DOMAIN;
+pub use vnest_api::CLUSTER_DOMAIN;
 /// At most this many nodes (their addresses and pod subnets are numbered).
 pub const MAX_NODES: u8 = 50;
 

@@ -92,3 +92,19 @@ where
     let name = name_of(object)?;
     patch(Api::all(client.clone()), manager, name, object).await
 }
+
+/// Applies every object of a cluster's DNS to the cluster `client` talks to,
+/// each before what refers to it.
+pub async fn apply_cluster_dns(
+    client: &Client,
+    manager: &str,
+    dns: &vnest_control_plane::cluster_dns::ClusterDns,
+) -> Result<(), ApplyError> {
+    apply_namespaced(client, manager, &dns.service_account).await?;
+    apply_cluster(client, manager, &dns.cluster_role).await?;
+    apply_cluster(client, manager, &dns.cluster_role_binding).await?;
+    apply_namespaced(client, manager, &dns.config_map).await?;
+    apply_namespaced(client, manager, &dns.deployment).await?;
+    apply_namespaced(client, manager, &dns.service).await?;
+    Ok(())
+}

@@ -12,11 +12,12 @@ use vnest_pki::{ClientCredentials, ControlPlanePki, ControlPlaneSpec, render_kub
 
 use crate::binaries::{Component, UpstreamBinaries};
 use crate::error::{Error, IoContext, Result};
-use crate::flags::{self, Ports};
 use crate::health::{free_loopback_port, http_ok};
-use crate::layout::{Layout, write_file};
+use crate::layout::{write_file, write_pki};
 use crate::process::ManagedProcess;
 use crate::workdir::WorkDir;
+use vnest_control_plane::Layout;
+use vnest_control_plane::flags::{self, Ports};
 
 /// How often start-up probes a component that is not ready yet.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -126,7 +127,7 @@ impl LocalControlPlane {
         let mut spec = ControlPlaneSpec::new(&options.name);
         spec.apiserver_names.push(options.address.to_string());
         let pki = ControlPlanePki::generate(&spec)?;
-        layout.write_pki(&pki)?;
+        write_pki(&layout, &pki)?;
 
         let mut attempt = 1;
         loop {

@@ -1,47 +1,23 @@
-//! Where a control plane's files live inside its work directory, and writing
-//! them there.
+//! Writing a control plane's files where its [`Layout`] puts them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use vnest_control_plane::Layout;
 use vnest_pki::ControlPlanePki;
 
 use crate::error::{IoContext, Result};
 
-/// Where a control plane's files live inside its work directory.
-#[derive(Clone, Debug)]
-pub struct Layout {
-    pub dir: PathBuf,
-}
-
-impl Layout {
-    pub fn pki(&self, file: &str) -> PathBuf {
-        self.dir.join("pki").join(file)
-    }
-    pub fn etcd_data(&self) -> PathBuf {
-        self.dir.join("etcd-data")
-    }
-    pub fn log(&self, name: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{name}.log"))
-    }
-    pub fn kubeconfig(&self, user: &str) -> PathBuf {
-        self.dir.join(format!("{user}.kubeconfig"))
-    }
-}
-
-impl Layout {
-    /// Writes every certificate and key in kubeadm's layout under `pki/`,
-    /// private keys readable by the owner only.
-    pub fn write_pki(&self, pki: &ControlPlanePki) -> Result<()> {
-        for file in pki.files() {
-            let path = self.pki(file.path);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .context(|| format!("creating {}", parent.display()))?;
-            }
-            write_file(&path, file.contents, file.secret)?;
+/// Writes every certificate and key of `pki` where `layout` puts them,
+/// private keys readable by the owner only.
+pub fn write_pki(layout: &Layout, pki: &ControlPlanePki) -> Result<()> {
+    for file in pki.files() {
+        let path = layout.pki(file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
         }
-        Ok(())
+        write_file(&path, file.contents, file.secret)?;
     }
+    Ok(())
 }
 
 /// Writes `contents` to `path`, mode 0600 when `secret`, 0644 otherwise.

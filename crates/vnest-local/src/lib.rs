@@ -11,7 +11,6 @@
 mod binaries;
 mod control_plane;
 mod error;
-pub mod flags;
 mod health;
 pub mod layout;
 pub mod process;

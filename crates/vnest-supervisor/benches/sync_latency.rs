@@ -32,7 +32,7 @@ use vnest_tests::{HostSlot, TestHost};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::{TENANTS, create_namespace, install, tenant_kubeconfig, vnest_binaries};
+use common::{TENANTS, create_namespace, install, tenant_kubeconfig};
 
 const BENCH_NS: &str = "bench";
 const PARALLEL: usize = 16;
@@ -62,7 +62,7 @@ async fn run(objects: usize) {
     let simulated = objects.div_ceil(100).max(1);
     let host = TestHost::start_configured(slot, vec![NodeSpec::new(1)], |options| {
         options.simulated_nodes = vec![sim.clone(); simulated];
-        options.vnest_binaries = vnest_binaries();
+        options.vnest_binaries = vnest_tests::vnest_image_binaries();
     })
     .await;
     let client = host.client();

@@ -8,7 +8,6 @@
 //! deletes what it owns and no longer wants (`prune`) and writes the other;
 //! `controller` runs reconcile on every change.
 
-pub mod cluster_dns;
 pub mod controller;
 pub mod datastore_wipe;
 pub mod desired;

@@ -24,7 +24,6 @@ use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labe
 use vnest_api::syncer_args::HostPort;
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
-use crate::cluster_dns::{ClusterDns, ClusterDnsSpec};
 use crate::controller::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::network_policy::HostAddresses;
@@ -37,6 +36,7 @@ use crate::ingress_grants;
 use crate::pool_nodes::Pools;
 use crate::status::{self, Stage};
 use crate::{host_facts, pod_problems, prune};
+use vnest_control_plane::cluster_dns::{ClusterDns, ClusterDnsSpec};
 use vnest_kube::apply;
 
 pub async fn reconcile(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action> {
@@ -404,7 +404,7 @@ async fn tenant_dns(
         Ok(dns) => dns,
         Err(e) => return failed(e.to_string()),
     };
-    match dns.apply(&client, FIELD_MANAGER).await {
+    match apply::apply_cluster_dns(&client, FIELD_MANAGER, &dns).await {
         Ok(()) => Stage::ok(
             status::CLUSTER_DNS,
             "Installed",

@@ -398,7 +398,8 @@ fn hoard() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_hostile_tenant_admin_tries_is_refused_or_contained() {
     let slot = HostSlot::acquire().await;
-    let host = TestHost::start_for_vnest(slot, two_pools(), vnest_binaries()).await;
+    let host =
+        TestHost::start_for_vnest(slot, two_pools(), vnest_tests::vnest_image_binaries()).await;
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();

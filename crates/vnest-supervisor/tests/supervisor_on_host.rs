@@ -32,7 +32,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     // default (4096).
     let mut nodes = two_pools();
     nodes[0].pod_pids_limit = PIDS;
-    let host = TestHost::start_for_vnest(slot, nodes, vnest_binaries()).await;
+    let host = TestHost::start_for_vnest(slot, nodes, vnest_tests::vnest_image_binaries()).await;
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();

@@ -27,7 +27,8 @@ const SHOP: &str = "shop";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     let slot = HostSlot::acquire().await;
-    let host = TestHost::start_for_vnest(slot, two_pools(), vnest_binaries()).await;
+    let host =
+        TestHost::start_for_vnest(slot, two_pools(), vnest_tests::vnest_image_binaries()).await;
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();
@@ -583,7 +584,7 @@ async fn a_syncer_killed_midway_through_200_pods_ends_with_exactly_200() {
     let sim = vec![("vnest.dev/pool".to_owned(), "sim".to_owned())];
     let mut host = TestHost::start_configured(slot, vec![NodeSpec::new(1)], |options| {
         options.simulated_nodes = vec![sim.clone(), sim.clone(), sim.clone()];
-        options.vnest_binaries = vnest_binaries();
+        options.vnest_binaries = vnest_tests::vnest_image_binaries();
     })
     .await;
     let client = host.client();

@@ -1,8 +1,5 @@
 //! The `vnest-syncer` command: one tenant's syncer, run by the supervisor
-//! in the tenant's control-plane namespace. The binary itself is built by
-//! the `vnest-supervisor` package (`src/bin/vnest-syncer.rs`), so that one
-//! package builds both binaries of vnest's image and its end-to-end tests
-//! can package them.
+//! in the tenant's control-plane namespace (the binary is `src/main.rs`).
 
 use std::sync::Arc;
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{ExposeType, VirtualCluster};
-use vnest_local::flags;
+use vnest_control_plane::flags;
 
 use super::certificates::APISERVER_SERVICE;
 use super::datastore::{self, EXTERNAL_CLIENT_SECRET};

@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{Container, Secret};
 use vnest_api::VirtualCluster;
 use vnest_api::host_names::identity;
-use vnest_local::flags;
+use vnest_control_plane::flags;
 use vnest_pki::ControlPlanePki;
 
 use super::kubeconfig::in_cluster;

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{OwnedEtcd, VirtualCluster};
-use vnest_local::flags;
+use vnest_control_plane::flags;
 
 use super::certificates::ETCD_SERVICE;
 use super::pods::{self, Settings};

@@ -16,7 +16,7 @@ use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
 use vnest_api::{DEFAULT_KUBERNETES_VERSION, ETCD_IMAGE_TAG, VirtualCluster};
-use vnest_local::flags::Layout;
+use vnest_control_plane::Layout;
 
 use super::certificates::PKI_SECRET;
 

@@ -82,14 +82,6 @@ pub async fn install(client: &Client, admin: &Path) {
     .await;
 }
 
-/// The binaries of vnest's image, as this package builds them.
-pub fn vnest_binaries() -> Vec<PathBuf> {
-    vec![
-        PathBuf::from(env!("CARGO_BIN_EXE_vnest-supervisor")),
-        PathBuf::from(env!("CARGO_BIN_EXE_vnest-syncer")),
-    ]
-}
-
 pub fn virtual_cluster(name: &str, pool: &str) -> VirtualCluster {
     serde_json::from_value(json!({
         "apiVersion": "vnest.dev/v1alpha1",

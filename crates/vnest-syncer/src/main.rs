@@ -1,4 +1,4 @@
-//! `vnest-syncer`: see `vnest_syncer::command`.
+//! `vnest-syncer`, one per tenant: see `vnest_syncer::command`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

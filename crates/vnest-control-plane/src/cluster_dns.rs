@@ -7,10 +7,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::Client;
 use serde_json::json;
-
-use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
 
 pub const NAMESPACE: &str = "kube-system";
 pub const DEPLOYMENT: &str = "coredns";
@@ -126,17 +123,6 @@ impl ClusterDns {
                 },
             }))?,
         })
-    }
-
-    /// Applies every object to the cluster `client` talks to.
-    pub async fn apply(&self, client: &Client, manager: &str) -> Result<(), ApplyError> {
-        apply_namespaced(client, manager, &self.service_account).await?;
-        apply_cluster(client, manager, &self.cluster_role).await?;
-        apply_cluster(client, manager, &self.cluster_role_binding).await?;
-        apply_namespaced(client, manager, &self.config_map).await?;
-        apply_namespaced(client, manager, &self.deployment).await?;
-        apply_namespaced(client, manager, &self.service).await?;
-        Ok(())
     }
 }
 

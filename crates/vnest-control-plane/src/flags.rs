@@ -5,13 +5,13 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-pub use crate::layout::Layout;
+use crate::Layout;
 
 /// The service CIDR; nothing routes it locally, but the apiserver allocates
 /// ClusterIPs from it and `vnest-pki` puts its first address in the
 /// apiserver's certificate.
 pub const SERVICE_CIDR: &str = "10.96.0.0/12";
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
+use vnest_api::CLUSTER_DOMAIN;
 
 /// The loopback ports one control plane listens on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
