@@ -18,25 +18,12 @@ use tracing::Instrument as _;
 use vnest_api::VirtualCluster;
 use vnest_api::host_names::labels;
 
+use crate::context::{Context, FIELD_MANAGER};
 use crate::desired::pods::Settings;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pool_nodes::KubeletConfigs;
 use crate::reconcile;
-
-/// The field manager of every object the supervisor applies.
-pub const FIELD_MANAGER: &str = "vnest-supervisor";
-/// The finalizer that removes a VirtualCluster's host objects before it goes.
-pub const FINALIZER: &str = "vnest.dev/cleanup";
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub kubelets: KubeletConfigs,
-    pub settings: Settings,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-}
 
 /// Runs until the process is told to stop.
 pub async fn run(

@@ -15,8 +15,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{VirtualCluster, label_pairs};
 
-use crate::controller::Context;
-use crate::desired::certificates::ETCD_SERVICE;
+use crate::context::Context;
+use crate::desired::addresses::etcd::SERVICE as ETCD_SERVICE;
 use crate::desired::datastore;
 use crate::desired::pods;
 use crate::error::{Error, Result};

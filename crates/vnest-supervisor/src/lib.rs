@@ -8,6 +8,7 @@
 //! deletes what it owns and no longer wants (`prune`) and writes the other;
 //! `controller` runs reconcile on every change.
 
+pub mod context;
 pub mod controller;
 pub mod datastore_wipe;
 pub mod desired;

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use vnest_api::VirtualCluster;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 
-use crate::controller::Context;
+use crate::context::Context;
 use crate::desired::pods;
 use crate::error::Result;
 

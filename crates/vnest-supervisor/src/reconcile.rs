@@ -24,7 +24,7 @@ use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labe
 use vnest_api::syncer_args::HostPort;
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
-use crate::controller::{Context, FIELD_MANAGER, FINALIZER};
+use crate::context::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::network_policy::HostAddresses;
 use crate::desired::{

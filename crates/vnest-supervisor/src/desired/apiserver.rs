@@ -9,19 +9,17 @@ use k8s_openapi::api::core::v1::{
     Container, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{ExposeType, VirtualCluster};
 use vnest_control_plane::flags;
 
-use super::certificates::APISERVER_SERVICE;
-use super::datastore::{self, EXTERNAL_CLIENT_SECRET};
+pub use super::addresses::apiserver::{
+    COMPONENT, SECURE_PORT, SERVICE_PORT, in_cluster_host, in_cluster_url,
+};
+use super::addresses::apiserver::SERVICE as APISERVER_SERVICE;
+use super::addresses::etcd::EXTERNAL_CLIENT_SECRET;
+use super::addresses::syncer::{KUBELET_PROXY_PORT, kubelet_proxy_host};
+use super::datastore;
 use super::pods::{self, Settings};
-use super::syncer::{KUBELET_PROXY_PORT, kubelet_proxy_host};
-
-pub const COMPONENT: &str = vnest_api::host_names::apiserver::COMPONENT;
-pub const SECURE_PORT: i32 = vnest_api::host_names::apiserver::SECURE_PORT as i32;
-/// The port of the apiserver Service.
-pub const SERVICE_PORT: u16 = 443;
 const EXTERNAL_ETCD_DIR: &str = "/etc/vnest/etcd-client";
 /// The Secret with the apiserver's admission configuration.
 pub const ADMISSION_SECRET: &str = "apiserver-admission";
@@ -52,17 +50,6 @@ pub const APISERVER_FILES: &[&str] = &[
     "sa.pub",
     "etcd/ca.crt",
 ];
-
-/// The in-cluster URL of the tenant's apiserver.
-pub fn in_cluster_url(vc: &VirtualCluster) -> String {
-    format!("https://{}:{SERVICE_PORT}", in_cluster_host(vc))
-}
-
-/// The Service's DNS name, which the apiserver's certificate carries.
-pub fn in_cluster_host(vc: &VirtualCluster) -> String {
-    let ns = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
-    format!("{APISERVER_SERVICE}.{ns}.svc")
-}
 
 fn flag_name(arg: &str) -> &str {
     arg.trim_start_matches('-')

@@ -19,11 +19,9 @@ use super::pods::secret_key;
 /// Leaves are renewed this long before they expire (kubeadm's
 /// `certs check-expiration` warns at 30 days too).
 pub const RENEW_BEFORE: Duration = Duration::days(30);
-/// The Secret in the control-plane namespace holding the whole set.
-pub const PKI_SECRET: &str = "vnest-pki";
-/// The Services the apiserver and etcd are reached through.
-pub const APISERVER_SERVICE: &str = vnest_api::host_names::apiserver::SERVICE;
-pub const ETCD_SERVICE: &str = "etcd";
+pub use super::addresses::PKI_SECRET;
+use super::addresses::apiserver::SERVICE as APISERVER_SERVICE;
+use super::addresses::etcd::SERVICE as ETCD_SERVICE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
@@ -60,7 +58,7 @@ pub fn pki_spec(vc: &VirtualCluster, apiserver_ip: Option<&str>) -> ControlPlane
     spec.apiserver_names.extend(apiserver_ip.map(str::to_owned));
     spec.apiserver_names
         .extend(vc.spec.control_plane.expose.extra_sans.iter().cloned());
-    let proxy = super::syncer::kubelet_proxy_host(vc);
+    let proxy = super::addresses::syncer::kubelet_proxy_host(vc);
     spec.kubelet_proxy_names = vec![proxy.clone(), format!("{proxy}.{}", spec.cluster_domain)];
     let replicas = vc
         .spec

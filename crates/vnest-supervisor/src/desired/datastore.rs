@@ -16,18 +16,13 @@ use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{OwnedEtcd, VirtualCluster};
 use vnest_control_plane::flags;
 
-use super::certificates::ETCD_SERVICE;
 use super::pods::{self, Settings};
 
-pub const CLIENT_PORT: i32 = 2379;
-pub const PEER_PORT: i32 = 2380;
+pub use super::addresses::etcd::{CLIENT_PORT, COMPONENT, EXTERNAL_CLIENT_SECRET, PEER_PORT};
+use super::addresses::etcd::SERVICE as ETCD_SERVICE;
 /// Plain-HTTP health and metrics, for the kubelet's probes.
 pub const METRICS_PORT: i32 = 2381;
-pub const COMPONENT: &str = "etcd";
 const DATA_DIR: &str = "/var/lib/etcd";
-/// The copy, in the control-plane namespace, of the external etcd's client
-/// certificate Secret (pods can only mount Secrets of their own namespace).
-pub const EXTERNAL_CLIENT_SECRET: &str = "etcd-client";
 
 /// The files of the PKI Secret an etcd member mounts.
 pub const ETCD_FILES: &[&str] = &[

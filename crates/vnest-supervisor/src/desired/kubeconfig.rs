@@ -13,7 +13,7 @@ use vnest_api::host_names::identity;
 use vnest_api::{ExposeType, VirtualCluster};
 use vnest_pki::{CertAndKey, ClientCredentials, ControlPlanePki, Server, render_kubeconfig};
 
-use super::apiserver::{in_cluster_host, in_cluster_url};
+use super::addresses::apiserver::{in_cluster_host, in_cluster_url};
 use super::pods;
 
 /// The key of the kubeconfig that reaches the endpoint in the status.
@@ -99,7 +99,7 @@ pub fn endpoint(
                 .ok_or("waiting for the host's load balancer to give the apiserver an address")?;
             Ok(through_name(format!(
                 "https://{ingress}:{}",
-                super::apiserver::SERVICE_PORT
+                super::addresses::apiserver::SERVICE_PORT
             )))
         }
     }

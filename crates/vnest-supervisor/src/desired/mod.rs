@@ -1,5 +1,6 @@
 //! What the host should hold for one VirtualCluster, as pure functions.
 
+pub mod addresses;
 pub mod apiserver;
 pub mod certificates;
 pub mod controller_manager;

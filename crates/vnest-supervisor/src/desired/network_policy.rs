@@ -36,9 +36,9 @@ use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::pod_network::{self, WORKLOADS_EGRESS, WORKLOADS_INGRESS, WORKLOADS_ISOLATE};
 use vnest_api::{ExposeType, VirtualCluster};
 
-use super::datastore::{CLIENT_PORT, PEER_PORT};
+use super::addresses::etcd::{CLIENT_PORT, PEER_PORT};
+use super::addresses::{apiserver, etcd, syncer};
 use super::pods::{self, Settings};
-use super::{apiserver, datastore};
 
 const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 
@@ -129,10 +129,10 @@ pub fn network_policies(
             vc,
             &cp,
             "vnest-etcd",
-            component(datastore::COMPONENT),
+            component(etcd::COMPONENT),
             Some(vec![
                 ingress(vec![pod_peer(apiserver::COMPONENT)], &[CLIENT_PORT]),
-                ingress(vec![pod_peer(datastore::COMPONENT)], &[PEER_PORT]),
+                ingress(vec![pod_peer(etcd::COMPONENT)], &[PEER_PORT]),
             ]),
             None,
         ),
@@ -151,10 +151,10 @@ pub fn network_policies(
             vc,
             &cp,
             "vnest-kubelet-proxy",
-            component(super::syncer::COMPONENT),
+            component(syncer::COMPONENT),
             Some(vec![ingress(
                 vec![pod_peer(apiserver::COMPONENT)],
-                &[i32::from(super::syncer::KUBELET_PROXY_PORT)],
+                &[i32::from(syncer::KUBELET_PROXY_PORT)],
             )]),
             None,
         ),
@@ -175,7 +175,7 @@ pub fn network_policies(
         vc,
         &cp,
         "vnest-syncer-to-host-apiserver",
-        component(super::syncer::COMPONENT),
+        component(syncer::COMPONENT),
         None,
         Some(vec![egress(
             without_nested(

@@ -18,7 +18,7 @@ use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labe
 use vnest_api::{DEFAULT_KUBERNETES_VERSION, ETCD_IMAGE_TAG, VirtualCluster};
 use vnest_control_plane::Layout;
 
-use super::certificates::PKI_SECRET;
+use super::addresses::PKI_SECRET;
 
 /// The label naming which component a pod or Service is.
 pub const COMPONENT: &str = vnest_api::host_names::labels::COMPONENT;

@@ -29,14 +29,12 @@ use super::network_policy::HostAddresses;
 use super::pods::{self, Settings};
 use super::syncer_rbac::SYNCER;
 
-pub const COMPONENT: &str = "syncer";
+pub use super::addresses::syncer::{
+    COMPONENT, KUBELET_PROXY_PORT, KUBELET_PROXY_SERVICE, kubelet_proxy_host,
+};
 pub const KUBECONFIG_SECRET: &str = "syncer-kubeconfig";
 const KUBECONFIG_DIR: &str = "/etc/vnest/tenant";
 const HEALTH_PORT: u16 = 8080;
-/// The Service the tenant apiserver reaches the kubelet proxy through.
-pub const KUBELET_PROXY_SERVICE: &str = "kubelet-proxy";
-/// The kubelet's port, served by the syncer's kubelet proxy.
-pub const KUBELET_PROXY_PORT: u16 = 10250;
 /// The PKI files the syncer mounts (under `pki/` of the config volume):
 /// the tenant CA to verify the apiserver, and its own serving pair.
 pub const SYNCER_PKI_FILES: &[&str] = &[
@@ -45,13 +43,6 @@ pub const SYNCER_PKI_FILES: &[&str] = &[
     "kubelet-proxy.crt",
     "kubelet-proxy.key",
 ];
-
-/// The kubelet proxy's host name, as the tenant's Nodes carry it and its
-/// certificate names it.
-pub fn kubelet_proxy_host(vc: &VirtualCluster) -> String {
-    let ns = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
-    format!("{KUBELET_PROXY_SERVICE}.{ns}.svc")
-}
 
 /// The Service in front of the syncer's kubelet proxy.
 pub fn kubelet_proxy_service(vc: &VirtualCluster) -> Service {
