@@ -2,40 +2,86 @@
 //! that switching a layer off (or changing it) takes effect: an object the
 //! supervisor applied once stays until something deletes it.
 //!
-//! Only objects carrying this VirtualCluster's owner labels, in its own host
-//! namespaces, are candidates; the choice of which to delete is a pure
-//! function ([`unwanted`]).
-
-use std::collections::BTreeSet;
+//! Candidates are the objects carrying this VirtualCluster's owner labels
+//! (`app.kubernetes.io/managed-by=vnest-supervisor`: never the syncer's
+//! copies of tenant objects) in its own host namespaces, of the kinds whose
+//! objects come and go with the spec ([`PRUNED`]); which of them to delete
+//! is the pure [`host_state::unwanted`].
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use vnest_api::VirtualCluster;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 
 use crate::context::Context;
+use crate::desired::host_state::{self, HostState, ObjectKey};
 use crate::desired::pods;
 use crate::error::Result;
 
-/// `(namespace, name)` of each `existing` object that `desired` lacks.
-pub fn unwanted<K: Resource>(existing: &[K], desired: &[K]) -> Vec<(String, String)> {
-    let wanted: BTreeSet<(Option<String>, String)> = desired
-        .iter()
-        .map(|o| (o.namespace(), o.name_any()))
-        .collect();
-    existing
-        .iter()
-        .filter(|o| o.meta().deletion_timestamp.is_none())
-        .filter(|o| !wanted.contains(&(o.namespace(), o.name_any())))
-        .filter_map(|o| Some((o.namespace()?, o.name_any())))
-        .collect()
+/// The kinds a spec change can remove objects of, and the host namespaces
+/// they live in: NetworkPolicies (`isolation.networkPolicy`), the owned
+/// etcd's Service and StatefulSet and the external etcd's client Secret
+/// (`datastore`). Every other kind the supervisor applies is wanted for
+/// every spec (a test holds `host_state` to that).
+pub const PRUNED: &[(&str, &[HostNamespaceRole])] = &[
+    (
+        "NetworkPolicy",
+        &[
+            HostNamespaceRole::ControlPlane,
+            HostNamespaceRole::Workloads,
+        ],
+    ),
+    ("Service", &[HostNamespaceRole::ControlPlane]),
+    ("StatefulSet", &[HostNamespaceRole::ControlPlane]),
+    ("Secret", &[HostNamespaceRole::ControlPlane]),
+];
+
+/// Deletes the objects `vc` owns that `state` no longer wants; returns what
+/// it deleted, as `Kind namespace/name`.
+pub async fn prune(ctx: &Context, vc: &VirtualCluster, state: &HostState) -> Result<Vec<String>> {
+    let mut existing = Vec::new();
+    for (kind, roles) in PRUNED {
+        for role in *roles {
+            let namespace = host_namespace_of(vc, *role);
+            existing.extend(match *kind {
+                "NetworkPolicy" => owned::<NetworkPolicy>(ctx, vc, &namespace).await?,
+                "Service" => owned::<Service>(ctx, vc, &namespace).await?,
+                "StatefulSet" => owned::<StatefulSet>(ctx, vc, &namespace).await?,
+                _ => owned::<Secret>(ctx, vc, &namespace).await?,
+            });
+        }
+    }
+    let mut deleted = Vec::new();
+    for key in host_state::unwanted(&existing, state) {
+        let Some(namespace) = key.namespace.as_deref() else {
+            continue;
+        };
+        let gone = match key.kind.as_str() {
+            "NetworkPolicy" => delete::<NetworkPolicy>(ctx, namespace, &key.name).await?,
+            "Service" => delete::<Service>(ctx, namespace, &key.name).await?,
+            "StatefulSet" => delete::<StatefulSet>(ctx, namespace, &key.name).await?,
+            "Secret" => delete::<Secret>(ctx, namespace, &key.name).await?,
+            _ => false,
+        };
+        if gone {
+            deleted.push(format!("{} {namespace}/{}", key.kind, key.name));
+        }
+    }
+    Ok(deleted)
 }
 
-/// Deletes the objects of kind `K` that `vc` owns in its host namespaces
-/// and `desired` no longer holds; returns what it deleted.
-pub async fn prune<K>(ctx: &Context, vc: &VirtualCluster, desired: &[K]) -> Result<Vec<String>>
+/// The objects of kind `K` in `namespace` carrying `vc`'s owner labels, by
+/// key, each with whether it is already being deleted (metadata only).
+async fn owned<K>(
+    ctx: &Context,
+    vc: &VirtualCluster,
+    namespace: &str,
+) -> Result<Vec<(ObjectKey, bool)>>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -43,71 +89,30 @@ where
         + DeserializeOwned,
 {
     let selector = vnest_api::label_pairs::selector(&pods::owner_labels(vc));
-    let mut existing = Vec::new();
-    for role in [
-        HostNamespaceRole::ControlPlane,
-        HostNamespaceRole::Workloads,
-    ] {
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), &host_namespace_of(vc, role));
-        existing.extend(
-            api.list(&ListParams::default().labels(&selector))
-                .await?
-                .items,
-        );
-    }
-    let mut deleted = Vec::new();
-    for (namespace, name) in unwanted(&existing, desired) {
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => deleted.push(format!("{namespace}/{name}")),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(deleted)
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .map(|o| {
+            let deleting = o.metadata.deletion_timestamp.is_some();
+            (ObjectKey::of::<K>(&o.metadata), deleting)
+        })
+        .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use kube::api::ObjectMeta;
-
-    fn policy(namespace: &str, name: &str) -> NetworkPolicy {
-        NetworkPolicy {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(namespace.into()),
-                ..ObjectMeta::default()
-            },
-            ..NetworkPolicy::default()
-        }
-    }
-
-    #[test]
-    fn only_objects_the_desired_state_lacks_are_unwanted() {
-        let existing = [
-            policy("cp", "vnest-etcd"),
-            policy("wl", "vnest-workloads-egress"),
-            policy("cp", "vnest-workloads-egress"),
-        ];
-        let desired = [
-            policy("cp", "vnest-etcd"),
-            policy("cp", "vnest-workloads-egress"),
-        ];
-        assert_eq!(
-            unwanted(&existing, &desired),
-            [("wl".to_owned(), "vnest-workloads-egress".to_owned())]
-        );
-        assert!(unwanted(&existing, &existing).is_empty());
-    }
-
-    #[test]
-    fn objects_already_being_deleted_are_left_alone() {
-        let mut going = policy("wl", "old");
-        going.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-        assert!(unwanted(&[going], &[]).is_empty());
+async fn delete<K>(ctx: &Context, namespace: &str, name: &str) -> Result<bool>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }

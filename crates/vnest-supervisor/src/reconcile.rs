@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -21,14 +21,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
-use vnest_api::syncer_args::HostPort;
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
 use crate::context::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
-use crate::desired::network_policy::HostAddresses;
+use crate::desired::host_state::{self, HostObject, HostState, Observed};
 use crate::desired::{
-    apiserver, controller_manager, datastore, kubeconfig, namespaces, network_policy, pods, quota,
+    apiserver, controller_manager, datastore, kubeconfig, namespaces, pods,
     syncer as desired_syncer, syncer_rbac,
 };
 use crate::error::{Error, Result};
@@ -107,129 +106,226 @@ async fn ensure_encryption_key(vc: &VirtualCluster, ctx: &Context) -> Result<()>
     }
 }
 
-async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
-    let now = Timestamp::now();
-    let expires_at = match status::expires_at(vc) {
-        Ok(at) => at,
-        Err(reason) => return refuse(vc, ctx, "InvalidTTL", reason).await,
-    };
-    if let Some(at) = expires_at
-        && at <= now
-    {
-        return expire(vc, ctx).await;
+/// What a VirtualCluster's spec asks that the supervisor will not do, or
+/// that it has expired: decided before anything is read.
+enum Invalid {
+    Expired,
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Phase 1, validate (no client): the TTL and the extra apiserver flags.
+/// Returns when the cluster expires, if it does.
+fn validate(vc: &VirtualCluster, now: Timestamp) -> Result<Option<Timestamp>, Invalid> {
+    let expires_at = status::expires_at(vc).map_err(|message| Invalid::Refused {
+        reason: "InvalidTTL",
+        message,
+    })?;
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(Invalid::Expired);
     }
     let protected = apiserver::protected_flags_in_extra_args(vc);
     if !protected.is_empty() {
-        let message = format!(
-            "controlPlane.extraApiServerArgs may not set {}: vnest sets these flags for isolation; nothing was changed",
-            protected.join(", ")
-        );
-        return refuse(vc, ctx, "ProtectedFlag", message).await;
+        return Err(Invalid::Refused {
+            reason: "ProtectedFlag",
+            message: format!(
+                "controlPlane.extraApiServerArgs may not set {}: vnest sets these flags for isolation; nothing was changed",
+                protected.join(", ")
+            ),
+        });
     }
+    Ok(expires_at)
+}
 
+/// What the rest of the control plane refers to, made first: the host
+/// namespaces, the apiserver Service (its address goes into the
+/// certificates), the certificates, and the Secrets' encryption key.
+struct Prerequisites {
+    service: k8s_openapi::api::core::v1::Service,
+    apiserver_ip: String,
+    pki: vnest_pki::ControlPlanePki,
+    pki_data: BTreeMap<String, Vec<u8>>,
+    stage: Stage,
+}
+
+async fn prerequisites(vc: &VirtualCluster, ctx: &Context) -> Result<Option<Prerequisites>> {
     for namespace in namespaces::host_namespaces(vc) {
         apply::apply_cluster(&ctx.client, FIELD_MANAGER, &namespace).await?;
     }
-    // The Service first: its host address goes into the certificate.
     let service = apply_object(ctx, &apiserver::service(vc)).await?;
-    let apiserver_ip = service.spec.as_ref().and_then(|s| s.cluster_ip.clone());
-    let mut stages = Vec::new();
-    let Some((pki, pki_stage)) = certificates(vc, ctx, apiserver_ip.as_deref()).await? else {
-        return Ok(Action::requeue(Duration::from_secs(60)));
+    let Some(apiserver_ip) = service.spec.as_ref().and_then(|s| s.cluster_ip.clone()) else {
+        return Err(Error::Incomplete("apiserver Service ClusterIP"));
     };
-    stages.push(pki_stage);
-    let pki_data: BTreeMap<String, Vec<u8>> = pki
+    let Some((pki, stage)) = certificates(vc, ctx, Some(&apiserver_ip)).await? else {
+        return Ok(None);
+    };
+    ensure_encryption_key(vc, ctx).await?;
+    let pki_data = pki
         .files()
         .into_iter()
         .map(|f| (pods::secret_key(f.path), f.contents.as_bytes().to_vec()))
         .collect();
+    Ok(Some(Prerequisites {
+        service,
+        apiserver_ip,
+        pki,
+        pki_data,
+        stage,
+    }))
+}
 
-    apply_workload_guards(vc, ctx).await?;
+/// Phase 2, observe: what the host holds that the desired state depends on.
+struct HostView {
+    host: host_facts::HostFacts,
+    virtual_clusters: Vec<VirtualCluster>,
+    external_client_secret: Option<Secret>,
+}
+
+async fn observe(vc: &VirtualCluster, ctx: &Context) -> Result<HostView> {
     let host = host_facts::observe(&ctx.client).await?;
-    let policies = network_policy::network_policies(vc, &ctx.settings, &host.forbidden);
-    for policy in &policies {
-        apply_object(ctx, policy).await?;
+    let virtual_clusters = Api::<VirtualCluster>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let external_client_secret = match &vc.spec.datastore.external {
+        Some(external) => {
+            let (namespace, _) = identity(vc);
+            Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+                .get_opt(&external.client_cert_secret_name)
+                .await?
+        }
+        None => None,
+    };
+    Ok(HostView {
+        host,
+        virtual_clusters,
+        external_client_secret,
+    })
+}
+
+/// What applying the desired state returned, for the status.
+#[derive(Default)]
+struct Applied {
+    deployments: BTreeMap<String, Deployment>,
+    stateful_set: Option<k8s_openapi::api::apps::v1::StatefulSet>,
+}
+
+/// Phase 4, apply: every object of `state`, in order.
+async fn apply_state(ctx: &Context, state: &HostState) -> Result<Applied> {
+    let mut applied = Applied::default();
+    for object in &state.objects {
+        match object {
+            HostObject::ServiceAccount(o) => drop(apply_object(ctx, o).await?),
+            HostObject::RoleBinding(o) => drop(apply_object(ctx, o).await?),
+            HostObject::ClusterRoleBinding(o) => {
+                drop(apply::apply_cluster(&ctx.client, FIELD_MANAGER, o).await?)
+            }
+            HostObject::ResourceQuota(o) => drop(apply_object(ctx, o).await?),
+            HostObject::LimitRange(o) => drop(apply_object(ctx, o).await?),
+            HostObject::NetworkPolicy(o) => drop(apply_object(ctx, o).await?),
+            HostObject::Service(o) => drop(apply_object(ctx, o).await?),
+            HostObject::Secret(o) => drop(apply_object(ctx, o).await?),
+            HostObject::StatefulSet(o) => applied.stateful_set = Some(apply_object(ctx, o).await?),
+            HostObject::Deployment(o) => {
+                let deployment = apply_object(ctx, o).await?;
+                applied
+                    .deployments
+                    .insert(deployment.name_any(), deployment);
+            }
+        }
     }
-    let removed = prune::prune(ctx, vc, &policies).await?;
+    Ok(applied)
+}
+
+async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
+    let now = Timestamp::now();
+    let expires_at = match validate(vc, now) {
+        Ok(at) => at,
+        Err(Invalid::Expired) => return expire(vc, ctx).await,
+        Err(Invalid::Refused { reason, message }) => {
+            return refuse(vc, ctx, reason, message).await;
+        }
+    };
+    let Some(made) = prerequisites(vc, ctx).await? else {
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    };
+    let view = observe(vc, ctx).await?;
+
+    // Phase 3, build: one desired state, pure.
+    let endpoint = kubeconfig::endpoint(vc, Some(&made.service), &view.host.node_addresses);
+    let ingress = ingress_grants::held(vc, &view.virtual_clusters);
+    let state = host_state::host_state(
+        vc,
+        &ctx.settings,
+        &Observed {
+            pki: &made.pki,
+            pki_data: &made.pki_data,
+            apiserver_ip: &made.apiserver_ip,
+            endpoint: &endpoint,
+            forbidden: &view.host.forbidden,
+            ingress_hosts: &ingress.hosts,
+            external_client_secret: view.external_client_secret.as_ref(),
+        },
+    )?;
+
+    // Phase 4, apply it, and delete what is no longer wanted.
+    let applied = apply_state(ctx, &state).await?;
+    let removed = prune::prune(ctx, vc, &state).await?;
     if !removed.is_empty() {
-        let note = format!(
-            "deleted NetworkPolicies no longer desired: {}",
-            removed.join(", ")
-        );
+        let note = format!("deleted objects no longer desired: {}", removed.join(", "));
         publish(vc, ctx, EventType::Normal, "Pruned", note).await;
     }
-
-    let datastore_stage = self::datastore(vc, ctx, &pki_data).await?;
-    stages.push(explain(vc, ctx, datastore_stage, datastore::COMPONENT).await);
-
-    apply_object(ctx, &apiserver::admission_secret(vc)).await?;
-    ensure_encryption_key(vc, ctx).await?;
-    let deployment =
-        apply_object(ctx, &apiserver::deployment(vc, &ctx.settings, &pki_data)).await?;
-    let mut apiserver_stage = rollout_stage(
-        status::APISERVER,
-        "kube-apiserver",
-        &deployment,
-        vc.spec.paused,
-    );
-    let endpoint = kubeconfig::endpoint(vc, Some(&service), &host.node_addresses);
-    let mut kubeconfig_secret = None;
-    match &endpoint {
-        Ok(endpoint) => {
-            let secret = kubeconfig::admin_secret(vc, &pki, endpoint)?;
-            apply_object(ctx, &secret).await?;
-            kubeconfig_secret = secret.metadata.name;
-        }
-        Err(waiting) if apiserver_stage.ok => {
-            apiserver_stage = Stage::waiting(status::APISERVER, "WaitingForEndpoint", waiting);
-        }
-        Err(_) => {}
-    }
-    stages.push(explain(vc, ctx, apiserver_stage, apiserver::COMPONENT).await);
-
-    apply_object(ctx, &controller_manager::kubeconfig_secret(vc, &pki)?).await?;
-    let kcm = apply_object(
-        ctx,
-        &controller_manager::deployment(vc, &ctx.settings, &pki_data),
-    )
-    .await?;
-    let kcm_stage = rollout_stage(
-        status::CONTROLLER_MANAGER,
-        "kube-controller-manager",
-        &kcm,
-        vc.spec.paused,
-    );
-    stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
-    stages.push(if apiserver_serves(&stages) {
-        tenant_dns(vc, ctx, &pki, apiserver_ip.as_deref()).await
+    let dns_stage = if applied_serves(&applied, vc) {
+        tenant_dns(vc, ctx, &made.pki, Some(&made.apiserver_ip)).await
     } else {
         Stage::waiting(
             status::CLUSTER_DNS,
             "WaitingForAPIServer",
             "installed once the tenant apiserver serves",
         )
-    });
-    let virtual_clusters = Api::<VirtualCluster>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let ingress = ingress_grants::held(vc, &virtual_clusters);
-    stages.push(
-        syncer(
-            vc,
-            ctx,
-            &pki,
-            &pki_data,
-            &service,
-            &host.forbidden,
-            &ingress.hosts,
-        )
-        .await?,
+    };
+
+    // Phase 5, status: what was applied, as the user reads it.
+    let mut stages = vec![made.stage];
+    let datastore_stage = datastore_stage(vc, &state, applied.stateful_set.as_ref());
+    stages.push(explain(vc, ctx, datastore_stage, datastore::COMPONENT).await);
+    let mut apiserver_stage = deployment_stage(
+        vc,
+        &applied,
+        status::APISERVER,
+        apiserver::COMPONENT,
+        "kube-apiserver",
     );
+    if let Err(waiting) = &endpoint
+        && apiserver_stage.ok
+    {
+        apiserver_stage = Stage::waiting(status::APISERVER, "WaitingForEndpoint", waiting);
+    }
+    stages.push(explain(vc, ctx, apiserver_stage, apiserver::COMPONENT).await);
+    let kcm_stage = deployment_stage(
+        vc,
+        &applied,
+        status::CONTROLLER_MANAGER,
+        controller_manager::COMPONENT,
+        "kube-controller-manager",
+    );
+    stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
+    stages.push(dns_stage);
+    let syncer_stage = deployment_stage(
+        vc,
+        &applied,
+        status::SYNCER,
+        desired_syncer::COMPONENT,
+        "vnest-syncer",
+    );
+    stages.push(explain(vc, ctx, syncer_stage, desired_syncer::COMPONENT).await);
+    let kubeconfig_secret = endpoint.is_ok().then(|| kubeconfig::secret_name(vc));
     let ready = status::ready(&stages, vc.spec.paused);
     let is_ready = ready.ok;
     stages.push(ready);
-    let pools = Pools::new(host.nodes, &virtual_clusters);
+    let pools = Pools::new(view.host.nodes, &view.virtual_clusters);
     let pool = pools.members(&vc.spec.node_pool.node_selector);
     stages.push(status::node_pool(
         vc.spec.node_pool.mode,
@@ -375,8 +471,74 @@ async fn certificates(
     }
 }
 
-fn apiserver_serves(stages: &[Stage]) -> bool {
-    stages.iter().any(|s| s.type_ == status::APISERVER && s.ok)
+/// Whether the tenant apiserver's Deployment has rolled out (so its API
+/// can be written to).
+fn applied_serves(applied: &Applied, vc: &VirtualCluster) -> bool {
+    deployment_stage(
+        vc,
+        applied,
+        status::APISERVER,
+        apiserver::COMPONENT,
+        "kube-apiserver",
+    )
+    .ok && !vc.spec.paused
+}
+
+/// A component's Deployment, as applied, as a stage.
+fn deployment_stage(
+    vc: &VirtualCluster,
+    applied: &Applied,
+    type_: &'static str,
+    component: &str,
+    what: &str,
+) -> Stage {
+    match applied.deployments.get(component) {
+        Some(deployment) => rollout_stage(type_, what, deployment, vc.spec.paused),
+        None => Stage::waiting(type_, "NotApplied", format!("{what} is not applied yet")),
+    }
+}
+
+/// The datastore as a stage: the owned etcd's members, or the external
+/// etcd's client Secret.
+fn datastore_stage(
+    vc: &VirtualCluster,
+    state: &HostState,
+    stateful_set: Option<&k8s_openapi::api::apps::v1::StatefulSet>,
+) -> Stage {
+    if let Some(problem) = &state.datastore_problem {
+        return Stage::waiting(status::DATASTORE, problem.reason, &problem.message);
+    }
+    if let Some(external) = &vc.spec.datastore.external {
+        return Stage::ok(
+            status::DATASTORE,
+            "External",
+            format!("using external etcd at {}", external.endpoints.join(", ")),
+        );
+    }
+    let want = datastore::owned_etcd(vc).map_or(1, |etcd| etcd.replicas);
+    let ready = stateful_set
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    if vc.spec.paused {
+        Stage::ok(
+            status::DATASTORE,
+            "Paused",
+            "etcd is scaled to zero; its volumes keep the data",
+        )
+    } else if ready >= want {
+        Stage::ok(
+            status::DATASTORE,
+            "Running",
+            format!("{ready}/{want} etcd members ready"),
+        )
+    } else {
+        Stage::waiting(
+            status::DATASTORE,
+            "EtcdStarting",
+            format!("{ready}/{want} etcd members ready"),
+        )
+    }
 }
 
 /// CoreDNS inside the tenant cluster, through the tenant apiserver's
@@ -435,137 +597,6 @@ async fn tenant_client(
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(15));
     kube::Client::try_from(config).map_err(|e| e.to_string())
-}
-
-/// The syncer's kubeconfig and Deployment, once the apiserver Service has
-/// its host address.
-async fn syncer(
-    vc: &VirtualCluster,
-    ctx: &Context,
-    pki: &vnest_pki::ControlPlanePki,
-    pki_data: &BTreeMap<String, Vec<u8>>,
-    apiserver_service: &k8s_openapi::api::core::v1::Service,
-    forbidden: &HostAddresses,
-    ingress_hosts: &[String],
-) -> Result<Stage> {
-    let Some(ip) = apiserver_service
-        .spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.clone())
-    else {
-        return Ok(Stage::waiting(
-            status::SYNCER,
-            "WaitingForAPIServerAddress",
-            "the apiserver Service has no ClusterIP yet",
-        ));
-    };
-    apply_object(ctx, &desired_syncer::kubeconfig_secret(vc, pki)?).await?;
-    apply_object(ctx, &desired_syncer::kubelet_proxy_service(vc)).await?;
-    let mut files = vec!["admin.crt", "admin.key"];
-    files.extend(desired_syncer::SYNCER_PKI_FILES);
-    let hash = pods::pki_hash(pki_data, &files);
-    let address = HostPort {
-        host: ip.to_string(),
-        port: apiserver::SERVICE_PORT,
-    };
-    let deployment = apply_object(
-        ctx,
-        &desired_syncer::deployment(vc, &ctx.settings, address, forbidden, ingress_hosts, hash),
-    )
-    .await?;
-    let stage = rollout_stage(status::SYNCER, "vnest-syncer", &deployment, vc.spec.paused);
-    Ok(explain(vc, ctx, stage, desired_syncer::COMPONENT).await)
-}
-
-/// Quota, default limits, no host token in the workloads namespace, and the
-/// syncer's rights there.
-async fn apply_workload_guards(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
-    apply_object(ctx, &quota::resource_quota(vc)).await?;
-    apply_object(ctx, &quota::limit_range(vc)).await?;
-    let default_account = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("default".to_owned()),
-            namespace: Some(host_namespace_of(vc, HostNamespaceRole::Workloads)),
-            ..ObjectMeta::default()
-        },
-        automount_service_account_token: Some(false),
-        ..ServiceAccount::default()
-    };
-    apply_object(ctx, &default_account).await?;
-    apply_object(ctx, &syncer_rbac::service_account(vc)).await?;
-    apply_object(ctx, &syncer_rbac::role_binding(vc)).await?;
-    apply::apply_cluster(
-        &ctx.client,
-        FIELD_MANAGER,
-        &syncer_rbac::node_reader_binding(vc),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn datastore(
-    vc: &VirtualCluster,
-    ctx: &Context,
-    pki_data: &BTreeMap<String, Vec<u8>>,
-) -> Result<Stage> {
-    if let Some(etcd) = datastore::owned_etcd(vc) {
-        apply_object(ctx, &datastore::headless_service(vc)).await?;
-        let sts = apply_object(
-            ctx,
-            &datastore::stateful_set(vc, &etcd, &ctx.settings, pki_data),
-        )
-        .await?;
-        let ready = sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-        return Ok(if vc.spec.paused {
-            Stage::ok(
-                status::DATASTORE,
-                "Paused",
-                "etcd is scaled to zero; its volumes keep the data",
-            )
-        } else if ready >= etcd.replicas {
-            Stage::ok(
-                status::DATASTORE,
-                "Running",
-                format!("{ready}/{} etcd members ready", etcd.replicas),
-            )
-        } else {
-            Stage::waiting(
-                status::DATASTORE,
-                "EtcdStarting",
-                format!("{ready}/{} etcd members ready", etcd.replicas),
-            )
-        });
-    }
-    let Some(external) = &vc.spec.datastore.external else {
-        return Err(Error::Incomplete("datastore"));
-    };
-    let (namespace, _) = identity(vc);
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(source) = secrets.get_opt(&external.client_cert_secret_name).await? else {
-        return Ok(Stage::waiting(
-            status::DATASTORE,
-            "ClientSecretMissing",
-            format!(
-                "Secret {namespace}/{} with the etcd client certificate does not exist",
-                external.client_cert_secret_name
-            ),
-        ));
-    };
-    match datastore::external_client_secret(vc, &source) {
-        Ok(copy) => {
-            apply_object(ctx, &copy).await?;
-            Ok(Stage::ok(
-                status::DATASTORE,
-                "External",
-                format!("using external etcd at {}", external.endpoints.join(", ")),
-            ))
-        }
-        Err(reason) => Ok(Stage::waiting(
-            status::DATASTORE,
-            "ClientSecretIncomplete",
-            reason,
-        )),
-    }
 }
 
 /// A waiting stage with what its pods say is wrong, if anything.

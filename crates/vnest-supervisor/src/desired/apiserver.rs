@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use vnest_api::{ExposeType, VirtualCluster};
 use vnest_control_plane::flags;
 
+use super::addresses::apiserver::SERVICE as APISERVER_SERVICE;
 pub use super::addresses::apiserver::{
     COMPONENT, SECURE_PORT, SERVICE_PORT, in_cluster_host, in_cluster_url,
 };
-use super::addresses::apiserver::SERVICE as APISERVER_SERVICE;
 use super::addresses::etcd::EXTERNAL_CLIENT_SECRET;
 use super::addresses::syncer::{KUBELET_PROXY_PORT, kubelet_proxy_host};
 use super::datastore;

@@ -18,8 +18,8 @@ use vnest_control_plane::flags;
 
 use super::pods::{self, Settings};
 
-pub use super::addresses::etcd::{CLIENT_PORT, COMPONENT, EXTERNAL_CLIENT_SECRET, PEER_PORT};
 use super::addresses::etcd::SERVICE as ETCD_SERVICE;
+pub use super::addresses::etcd::{CLIENT_PORT, COMPONENT, EXTERNAL_CLIENT_SECRET, PEER_PORT};
 /// Plain-HTTP health and metrics, for the kubelet's probes.
 pub const METRICS_PORT: i32 = 2381;
 const DATA_DIR: &str = "/var/lib/etcd";
