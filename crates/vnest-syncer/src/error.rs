@@ -27,6 +27,31 @@ pub enum Error {
     NetworkUnwatched(#[from] kube::runtime::reflector::store::WriterDropped),
 }
 
+impl Error {
+    /// What failed, as the label of `vnest_syncer_sync_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube {
+                side: Side::Tenant, ..
+            } => "tenant_api",
+            Error::Kube {
+                side: Side::Host, ..
+            } => "host_api",
+            Error::Apply(_) => "apply",
+            Error::Finalizer(error) => match error.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
+            Error::Stalled(_) => "stalled",
+            Error::StillDeleting(_) => "still_deleting",
+            Error::PodCertificate(_) => "pod_certificate",
+            Error::NotYet(_) => "not_yet",
+            Error::NetworkUnwatched(_) => "network_unwatched",
+        }
+    }
+}
+
 /// Whether the host's admission refused a write for good (Pod Security,
 /// quota, an invalid field), so the tenant is told, rather than for the
 /// moment: an apiserver that has just started answers 403 "not yet ready

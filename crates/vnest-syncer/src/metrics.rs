@@ -1,7 +1,8 @@
 //! Prometheus metrics of one syncer, served at `/metrics`:
 //!
 //! - `vnest_syncer_syncs_total{kind}`: reconciles that succeeded;
-//! - `vnest_syncer_sync_errors_total{kind}`: reconciles that failed (retried);
+//! - `vnest_syncer_sync_errors_total{kind,error}`: reconciles that failed
+//!   (retried), by what failed ([`crate::error::Error::metric_label`]);
 //! - `vnest_syncer_sync_duration_seconds{kind}`: how long a reconcile took;
 //! - `vnest_syncer_syncs_in_flight{kind}`: reconciles running now (bounded
 //!   by the controllers' concurrency; kube-runtime does not expose the
@@ -30,6 +31,12 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncErrorLabel {
+    pub kind: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabel {
     pub rule: String,
 }
@@ -55,7 +62,7 @@ fn sync_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     syncs: Family<KindLabel, Counter>,
-    errors: Family<KindLabel, Counter>,
+    errors: Family<SyncErrorLabel, Counter>,
     durations: Histograms,
     in_flight: Family<KindLabel, Gauge>,
     refusals: Family<RuleLabel, Counter>,
@@ -67,7 +74,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("vnest_syncer");
         let syncs = Family::<KindLabel, Counter>::default();
-        let errors = Family::<KindLabel, Counter>::default();
+        let errors = Family::<SyncErrorLabel, Counter>::default();
         let durations: Histograms = Family::new_with_constructor(sync_histogram);
         let in_flight = Family::<KindLabel, Gauge>::default();
         let refusals = Family::<RuleLabel, Counter>::default();
@@ -173,17 +180,24 @@ impl Metrics {
 }
 
 impl Sync<'_> {
-    pub fn finish(self, ok: bool) {
+    /// Records the outcome: `None` when the reconcile succeeded, else what
+    /// failed.
+    pub fn finish(self, failed: Option<&str>) {
         let m = self.metrics;
         m.in_flight.get_or_create(&self.label).dec();
         m.durations
             .get_or_create(&self.label)
             .observe(self.started.elapsed().as_secs_f64());
-        if ok {
-            m.syncs.get_or_create(&self.label).inc();
-        } else {
-            m.errors.get_or_create(&self.label).inc();
-        }
+        match failed {
+            None => m.syncs.get_or_create(&self.label).inc(),
+            Some(error) => m
+                .errors
+                .get_or_create(&SyncErrorLabel {
+                    kind: self.label.kind.clone(),
+                    error: error.to_owned(),
+                })
+                .inc(),
+        };
     }
 }
 
@@ -194,8 +208,8 @@ mod tests {
     #[test]
     fn outcomes_and_refusals_are_counted_by_label() {
         let metrics = Metrics::default();
-        metrics.start("Pod").finish(true);
-        metrics.start("Pod").finish(false);
+        metrics.start("Pod").finish(None);
+        metrics.start("Pod").finish(Some("host_api"));
         let open = metrics.start("ConfigMap");
         metrics.refused("privileged");
         let text = metrics.render();
@@ -204,7 +218,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"vnest_syncer_sync_errors_total{kind="Pod"} 1"#),
+            text.contains(r#"vnest_syncer_sync_errors_total{kind="Pod",error="host_api"} 1"#),
             "{text}"
         );
         assert!(
@@ -219,6 +233,6 @@ mod tests {
             text.contains(r#"vnest_syncer_sync_duration_seconds_count{kind="Pod"} 2"#),
             "{text}"
         );
-        open.finish(true);
+        open.finish(None);
     }
 }

@@ -27,9 +27,10 @@ use kube::runtime::events::{Event as Note, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
-use kube::{Api, Resource};
+use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
 use vnest_kube::apply::{ApplyError, apply_namespaced};
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
@@ -338,9 +339,21 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
 }
 
 async fn reconcile<K: Mirrored>(object: Arc<K>, syncer: Arc<Syncer>) -> Result<Action> {
-    let sync = syncer.metrics.start(K::kind(&()).as_ref());
-    let result = within_deadline(sync_one(object, &syncer)).await;
-    sync.finish(result.is_ok());
+    let kind = K::kind(&());
+    let sync = syncer.metrics.start(kind.as_ref());
+    let span = tracing::info_span!(
+        "sync",
+        kind = kind.as_ref(),
+        object = %format_args!(
+            "{}/{}",
+            object.meta().namespace.as_deref().unwrap_or_default(),
+            object.name_any()
+        )
+    );
+    let result = within_deadline(sync_one(object, &syncer))
+        .instrument(span)
+        .await;
+    sync.finish(result.as_ref().err().map(Error::metric_label));
     result
 }
 

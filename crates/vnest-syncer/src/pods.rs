@@ -30,6 +30,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource};
 use serde_json::json;
+use tracing::Instrument as _;
 use vnest_kube::apply::apply_namespaced;
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
@@ -75,8 +76,17 @@ pub async fn run(
 
 async fn reconcile(pod: Arc<Pod>, syncer: Arc<Syncer>) -> Result<Action> {
     let sync = syncer.metrics.start("Pod");
-    let result = within_deadline(sync_one(pod, &syncer)).await;
-    sync.finish(result.is_ok() || matches!(result, Err(Error::StillDeleting(_))));
+    let (namespace, name) = identity(&pod);
+    let span =
+        tracing::info_span!("sync", kind = "Pod", object = %format_args!("{namespace}/{name}"));
+    let result = within_deadline(sync_one(pod, &syncer))
+        .instrument(span)
+        .await;
+    // Waiting for the host to delete a copy is not a failure.
+    sync.finish(match &result {
+        Ok(_) | Err(Error::StillDeleting(_)) => None,
+        Err(error) => Some(error.metric_label()),
+    });
     result
 }
 
