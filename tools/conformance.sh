@@ -9,13 +9,18 @@
 #       need, into a cache directory keyed by the pins; prints that
 #       directory. About ten minutes the first time on two cores, nothing
 #       after.
-#   tools/conformance.sh run (--kubeconfig FILE | --name NAME [--namespace NS])
+#   tools/conformance.sh run (--kubeconfig FILE |
+#                             --name NAME --pool KEY=VALUE [--namespace NS] [--permissive])
 #                            [--out DIR] [--focus RE] [--skip RE] [--procs N]
 #                            [--serial] [--dev-host DIR]
 #       Runs the [Conformance] tests against a tenant cluster: the one FILE
-#       reaches, or a new VirtualCluster NAME (Pod Security baseline, made
-#       with `vnest create` on the host $KUBECONFIG reaches, in NS, default
-#       "tenants"; kept afterwards). Non-Serial tests run with N ginkgo
+#       reaches, or a new VirtualCluster NAME on the nodes labelled
+#       KEY=VALUE (made with `vnest create` on the host $KUBECONFIG reaches,
+#       in NS, default "tenants"; kept afterwards). A new cluster has Pod
+#       Security baseline and the default quota; --permissive allows what
+#       the suite needs beyond that (Pod Security privileged: host network,
+#       host ports, privileged containers; 50 NodePorts), as an admin would
+#       on a pool of the tenant's own (docs/conformance.md). Non-Serial tests run with N ginkgo
 #       processes (default 4), skipping [Serial], [Disruptive], [Slow] and
 #       [Flaky] unless --skip says otherwise; with --serial the [Serial]
 #       conformance tests run afterwards, one at a time. Writes
@@ -81,11 +86,14 @@ build() {
 run() {
   local kubeconfig="" name="" namespace="tenants" out="conformance-results" focus='\[Conformance\]'
   local skip='\[Serial\]|\[Disruptive\]|\[Slow\]|\[Flaky\]' procs=4 serial=false dev_host="" bin
+  local pool="" permissive=false
   while [ $# -gt 0 ]; do
     case "$1" in
       --kubeconfig) kubeconfig="$2"; shift 2 ;;
       --name) name="$2"; shift 2 ;;
       --namespace) namespace="$2"; shift 2 ;;
+      --pool) pool="$2"; shift 2 ;;
+      --permissive) permissive=true; shift ;;
       --out) out="$2"; shift 2 ;;
       --focus) focus="$2"; shift 2 ;;
       --skip) skip="$2"; shift 2 ;;
@@ -111,9 +119,25 @@ run() {
     local vnest="${VNEST:-$(command -v vnest || true)}"
     [ -x "$vnest" ] || vnest="$(dirname "$here")/target/debug/vnest"
     [ -x "$vnest" ] || { echo "conformance.sh: --name needs the vnest CLI (set VNEST, put it on the PATH, or cargo build -p vnest-cli)" >&2; exit 2; }
+    [ -n "$pool" ] || { echo "conformance.sh: --name needs --pool KEY=VALUE, the label of the nodes the tenant's pods run on" >&2; exit 2; }
     kubeconfig="$out/$name.kubeconfig"
-    echo "conformance.sh: creating VirtualCluster $namespace/$name (Pod Security baseline)" >&2
-    "$vnest" create "$name" -n "$namespace" --pod-security baseline --wait --kubeconfig-out "$kubeconfig" >&2
+    local manifest="$out/$name.yaml" level=baseline quota="{}"
+    if "$permissive"; then
+      level=privileged quota='{ services.nodeports: "50" }'
+    fi
+    cat > "$manifest" <<MANIFEST
+apiVersion: vnest.dev/v1alpha1
+kind: VirtualCluster
+metadata: { name: $name, namespace: $namespace }
+spec:
+  controlPlane: { expose: { type: NodePort } }
+  nodePool: { mode: Dedicated }
+  isolation:
+    podSecurity: $level
+    resourceQuota: $quota
+MANIFEST
+    echo "conformance.sh: creating VirtualCluster $namespace/$name (Pod Security $level; $manifest)" >&2
+    "$vnest" create -f "$manifest" --pool "$pool" --wait --kubeconfig-out "$kubeconfig" >&2
   fi
   local status=0
   "$bin/ginkgo" --procs="$procs" --timeout=6h --output-dir="$out" --junit-report=junit_01.xml \
