@@ -164,20 +164,29 @@ import_images() {
   [ -x "$devhost" ] || devhost="$(dirname "$here")/target/debug/vnest-devhost"
   [ -x "$devhost" ] || { echo "conformance.sh: --dev-host needs vnest-devhost (set VNEST_DEVHOST, put it on the PATH, or cargo build -p vnest-devhost)" >&2; exit 2; }
   "$here/host/install-prerequisites.sh" --conformance
+  # The etcd stand-in carries the pinned etcd.
+  VNEST_UPSTREAM_BIN_DIR="${VNEST_UPSTREAM_BIN_DIR:-$("$here/upstream/build.sh")}"
+  export VNEST_UPSTREAM_BIN_DIR
   local -a images files
   mapfile -t images < <("$bin/e2e.test" --list-images 2>/dev/null | grep -v '^$')
   [ "${#images[@]}" -gt 0 ] || { echo "conformance.sh: e2e.test --list-images printed nothing" >&2; exit 1; }
   echo "conformance.sh: assembling stand-ins for ${#images[@]} e2e images" >&2
   local source
   source="$(cd "$module" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost"
-  # nonewprivs' nnp: a few seconds to build, so not part of the cached build.
+  # nonewprivs' nnp and the aggregator test's sample API server, from the
+  # module: seconds to build once its packages are compiled, so not part of
+  # the cached build.
   mkdir -p "$archives"
-  if [ ! -x "$archives/nnp" ]; then
-    (cd "$module" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false -trimpath" \
-      go build -ldflags "-s -w" -o "$archives/nnp" k8s.io/kubernetes/test/images/nonewprivs) >&2
-  fi
+  local program
+  for program in nnp:k8s.io/kubernetes/test/images/nonewprivs sample-apiserver:k8s.io/sample-apiserver; do
+    if [ ! -x "$archives/${program%%:*}" ]; then
+      (cd "$module" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false -trimpath" \
+        go build -ldflags "-s -w" -o "$archives/${program%%:*}" "${program#*:}") >&2
+    fi
+  done
   mapfile -t files < <("$devhost" e2e-images --out "$archives" --agnhost "$bin/agnhost" \
-    --agnhost-source "$source" --nonewprivs "$archives/nnp" "${images[@]}")
+    --agnhost-source "$source" --nonewprivs "$archives/nnp" \
+    --sample-apiserver "$archives/sample-apiserver" "${images[@]}")
   echo "conformance.sh: importing ${#files[@]} images into the nodes of the host in $dir" >&2
   "$devhost" import --dir "$dir" "${files[@]}"
 }

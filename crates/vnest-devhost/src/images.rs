@@ -314,6 +314,14 @@ pub enum E2eStandIn {
     WebServer,
     /// `nonewprivs`: busybox with the suite's setuid `nnp`.
     NoNewPrivs,
+    /// The aggregator test's `sample-apiserver`, built from the module
+    /// (`k8s.io/sample-apiserver` of the same release), as root: it serves
+    /// on port 443.
+    SampleApiServer,
+    /// The etcd the sample API server keeps its objects in: the pinned
+    /// upstream etcd at `/usr/local/bin/etcd`, under whatever tag the
+    /// suite names.
+    Etcd,
     /// The sandbox image.
     Pause,
 }
@@ -334,6 +342,8 @@ impl E2eStandIn {
             "agnhost" => Some(Self::Agnhost),
             "glibc-dns-testing" => Some(Self::DnsTools),
             "nonewprivs" => Some(Self::NoNewPrivs),
+            "sample-apiserver" => Some(Self::SampleApiServer),
+            "etcd" => Some(Self::Etcd),
             "busybox" => Some(Self::BusyBox),
             "httpd" | "nginx" | "kitten" | "nautilus" => Some(Self::WebServer),
             "pause" => Some(Self::Pause),
@@ -428,6 +438,10 @@ pub struct SuiteBinaries {
     /// `nnp` (`test/images/nonewprivs`): prints its effective uid; setuid
     /// root in its image, so that a container allowed to escalate prints 0.
     pub nonewprivs: Option<PathBuf>,
+    /// `k8s.io/sample-apiserver`'s server.
+    pub sample_apiserver: Option<PathBuf>,
+    /// The pinned etcd.
+    pub etcd: Option<PathBuf>,
 }
 
 /// What upstream's agnhost image (`test/images/agnhost/Dockerfile`) has
@@ -481,6 +495,22 @@ pub fn e2e_images(
                 Some(nnp) => busybox_as(reference)?
                     .file("/usr/local/bin/nnp", nnp, 0o4755)
                     .cmd(&["nnp"]),
+                None => {
+                    missing.push(reference.clone());
+                    continue;
+                }
+            },
+            Some(E2eStandIn::SampleApiServer) => match &binaries.sample_apiserver {
+                Some(server) => busybox_as(reference)?
+                    .file("/sample-apiserver", server, 0o755)
+                    .entrypoint(&["/sample-apiserver"]),
+                None => {
+                    missing.push(reference.clone());
+                    continue;
+                }
+            },
+            Some(E2eStandIn::Etcd) => match &binaries.etcd {
+                Some(etcd) => busybox_as(reference)?.file("/usr/local/bin/etcd", etcd, 0o755),
                 None => {
                     missing.push(reference.clone());
                     continue;
@@ -660,16 +690,17 @@ mod tests {
             ),
             ("registry.k8s.io/pause:3.10.2", Some(E2eStandIn::Pause)),
             (
+                "registry.k8s.io/e2e-test-images/sample-apiserver:1.29.2",
+                Some(E2eStandIn::SampleApiServer),
+            ),
+            ("registry.k8s.io/etcd:3.7.0-0", Some(E2eStandIn::Etcd)),
+            (
                 "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1",
                 Some(E2eStandIn::DnsTools),
             ),
             (
                 "registry.k8s.io/e2e-test-images/nonewprivs:1.4",
                 Some(E2eStandIn::NoNewPrivs),
-            ),
-            (
-                "registry.k8s.io/e2e-test-images/sample-apiserver:1.29.2",
-                None,
             ),
             ("localhost:5000/agnhost-like:1", None),
             ("gcr.io/k8s-authenticated-test/agnhost:2.6", None),

@@ -90,6 +90,9 @@ enum Command {
         /// `nnp` built from `test/images/nonewprivs` of the module.
         #[arg(long)]
         nonewprivs: Option<PathBuf>,
+        /// The server of `k8s.io/sample-apiserver` built from the module.
+        #[arg(long)]
+        sample_apiserver: Option<PathBuf>,
         /// The images, as `e2e.test --list-images` prints them.
         #[arg(required = true)]
         references: Vec<String>,
@@ -183,14 +186,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             agnhost,
             agnhost_source,
             nonewprivs,
+            sample_apiserver,
             references,
         } => {
+            let etcd = UpstreamBinaries::from_env()
+                .locate(vnest_local::Component::Etcd)
+                .ok();
             let binaries = images::SuiteBinaries {
                 agnhost: images::Agnhost {
                     binary: agnhost,
                     source: agnhost_source,
                 },
                 nonewprivs,
+                sample_apiserver,
+                etcd,
             };
             let (written, missing) = images::e2e_images(&out, &references, &binaries)?;
             for path in written {
