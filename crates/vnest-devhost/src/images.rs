@@ -491,31 +491,29 @@ pub fn e2e_images(
     for reference in references {
         let spec = match E2eStandIn::for_reference(reference) {
             Some(E2eStandIn::Agnhost) => agnhost_image(reference, &binaries.agnhost)?,
-            Some(E2eStandIn::NoNewPrivs) => match &binaries.nonewprivs {
-                Some(nnp) => busybox_as(reference)?
-                    .file("/usr/local/bin/nnp", nnp, 0o4755)
-                    .cmd(&["nnp"]),
-                None => {
+            // Busybox carrying a program of the suite's, when it was built.
+            Some(
+                stand_in
+                @ (E2eStandIn::NoNewPrivs | E2eStandIn::SampleApiServer | E2eStandIn::Etcd),
+            ) => {
+                let (binary, path, mode) = match stand_in {
+                    E2eStandIn::NoNewPrivs => (&binaries.nonewprivs, "/usr/local/bin/nnp", 0o4755),
+                    E2eStandIn::SampleApiServer => {
+                        (&binaries.sample_apiserver, "/sample-apiserver", 0o755)
+                    }
+                    _ => (&binaries.etcd, "/usr/local/bin/etcd", 0o755),
+                };
+                let Some(binary) = binary else {
                     missing.push(reference.clone());
                     continue;
+                };
+                let spec = busybox_as(reference)?.file(path, binary, mode);
+                match stand_in {
+                    E2eStandIn::NoNewPrivs => spec.cmd(&["nnp"]),
+                    E2eStandIn::SampleApiServer => spec.entrypoint(&[path]),
+                    _ => spec,
                 }
-            },
-            Some(E2eStandIn::SampleApiServer) => match &binaries.sample_apiserver {
-                Some(server) => busybox_as(reference)?
-                    .file("/sample-apiserver", server, 0o755)
-                    .entrypoint(&["/sample-apiserver"]),
-                None => {
-                    missing.push(reference.clone());
-                    continue;
-                }
-            },
-            Some(E2eStandIn::Etcd) => match &binaries.etcd {
-                Some(etcd) => busybox_as(reference)?.file("/usr/local/bin/etcd", etcd, 0o755),
-                None => {
-                    missing.push(reference.clone());
-                    continue;
-                }
-            },
+            }
             Some(E2eStandIn::BusyBox) => {
                 with_host_programs(busybox_as(reference)?, &[SUITE_SHELL])?
             }

@@ -182,8 +182,7 @@ mod tests {
     use vnest_api::host_names::host_namespace;
 
     fn vc() -> VirtualCluster {
-        let mut vc = VirtualCluster::new("team-a", Default::default());
-        vc.metadata.namespace = Some("tenants".into());
+        let mut vc = crate::desired::test_cluster();
         vc.spec.control_plane.expose.extra_sans = vec!["team-a.example.com".into()];
         vc
     }

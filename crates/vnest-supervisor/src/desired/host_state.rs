@@ -280,11 +280,7 @@ mod tests {
     use crate::prune::PRUNED;
     use vnest_api::ExternalEtcd;
 
-    fn vc() -> VirtualCluster {
-        let mut vc = VirtualCluster::new("team-a", Default::default());
-        vc.metadata.namespace = Some("tenants".into());
-        vc
-    }
+    use crate::desired::test_cluster as vc;
 
     fn pki() -> &'static ControlPlanePki {
         static PKI: std::sync::OnceLock<ControlPlanePki> = std::sync::OnceLock::new();

@@ -13,3 +13,12 @@ pub mod pods;
 pub mod quota;
 pub mod syncer;
 pub mod syncer_rbac;
+
+/// VirtualCluster `tenants/team-a` with the default spec: what the tests of
+/// `desired` start from.
+#[cfg(test)]
+pub(crate) fn test_cluster() -> vnest_api::VirtualCluster {
+    let mut vc = vnest_api::VirtualCluster::new("team-a", Default::default());
+    vc.metadata.namespace = Some("tenants".into());
+    vc
+}

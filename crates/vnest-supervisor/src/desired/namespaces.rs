@@ -69,8 +69,7 @@ mod tests {
     use super::*;
 
     fn vc(level: Option<PodSecurityLevel>) -> VirtualCluster {
-        let mut vc = VirtualCluster::new("team-a", Default::default());
-        vc.metadata.namespace = Some("tenants".to_owned());
+        let mut vc = crate::desired::test_cluster();
         if let Some(level) = level {
             vc.spec.isolation.pod_security = level;
         }

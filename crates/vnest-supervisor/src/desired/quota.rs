@@ -112,11 +112,7 @@ mod tests {
     use vnest_api::host_names::host_namespace;
     use vnest_api::quota_keys::count_keys;
 
-    fn vc() -> VirtualCluster {
-        let mut vc = VirtualCluster::new("team-a", Default::default());
-        vc.metadata.namespace = Some("tenants".into());
-        vc
-    }
+    use crate::desired::test_cluster as vc;
 
     fn q(s: &str) -> Quantity {
         Quantity(s.to_owned())
