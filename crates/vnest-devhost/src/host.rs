@@ -362,6 +362,45 @@ where
 /// running in `base_dir` (each node's directory holds its socket); returns
 /// how many nodes took them.
 pub fn import_images(base_dir: &Path, archives: &[PathBuf]) -> anyhow::Result<usize> {
+    let nodes = running_nodes(base_dir)?;
+    for node in &nodes {
+        for archive in archives {
+            let archive = archive.display().to_string();
+            crate::node::ctr_at(node, &["images", "import", &archive])
+                .with_context(|| format!("importing {archive} into {}", node.dir.display()))?;
+        }
+    }
+    Ok(nodes.len())
+}
+
+/// Makes every node of the dev host in `base_dir` pull `registry`'s images
+/// from `mirror` (`http://HOST:PORT`, plain HTTP) first, falling back to
+/// the registry itself; returns how many nodes. containerd reads the
+/// configuration at each pull: no restart.
+pub fn mirror_registry(base_dir: &Path, registry: &str, mirror: &str) -> anyhow::Result<usize> {
+    anyhow::ensure!(
+        !registry.is_empty() && !registry.contains(['/', '"', '\n']),
+        "{registry:?} is not a registry host name"
+    );
+    anyhow::ensure!(
+        mirror.starts_with("http://") && !mirror.contains(['"', '\n']),
+        "the mirror {mirror:?} must be an http:// URL"
+    );
+    let nodes = running_nodes(base_dir)?;
+    let hosts = format!(
+        "server = \"https://{registry}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    );
+    for node in &nodes {
+        let dir = node.registry_hosts().join(registry);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = dir.join("hosts.toml");
+        std::fs::write(&file, &hosts).with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(nodes.len())
+}
+
+/// The nodes of the dev host running in `base_dir`, in name order.
+fn running_nodes(base_dir: &Path) -> anyhow::Result<Vec<NodePaths>> {
     let entries = std::fs::read_dir(base_dir).with_context(|| {
         format!(
             "reading {} (is a dev host running there?)",
@@ -378,14 +417,7 @@ pub fn import_images(base_dir: &Path, archives: &[PathBuf]) -> anyhow::Result<us
         "no node of a dev host in {}",
         base_dir.display()
     );
-    for node in &nodes {
-        for archive in archives {
-            let archive = archive.display().to_string();
-            crate::node::ctr_at(node, &["images", "import", &archive])
-                .with_context(|| format!("importing {archive} into {}", node.dir.display()))?;
-        }
-    }
-    Ok(nodes.len())
+    Ok(nodes)
 }
 
 /// Removes what a host that died without tearing down left behind: its
@@ -415,4 +447,33 @@ pub fn sweep(base_dir: &Path) {
     }
     network::delete_bridge(None);
     let _ = std::fs::remove_dir_all(base_dir);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_mirror_is_written_for_every_running_node_and_only_as_http() {
+        let base = tempfile::tempdir().unwrap();
+        for node in ["node1", "node2"] {
+            std::fs::create_dir(base.path().join(node)).unwrap();
+            std::fs::write(base.path().join(node).join("containerd.sock"), "").unwrap();
+        }
+        std::fs::create_dir(base.path().join("control-plane")).unwrap();
+        let nodes =
+            mirror_registry(base.path(), "registry.k8s.io", "http://172.30.0.1:5000").unwrap();
+        assert_eq!(nodes, 2);
+        let hosts =
+            std::fs::read_to_string(base.path().join("node2/certs.d/registry.k8s.io/hosts.toml"))
+                .unwrap();
+        assert_eq!(
+            hosts,
+            "server = \"https://registry.k8s.io\"\n\n[host.\"http://172.30.0.1:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        assert!(mirror_registry(base.path(), "registry.k8s.io", "ftp://x").is_err());
+        assert!(mirror_registry(base.path(), "a/b", "http://x:1").is_err());
+        assert!(mirror_registry(&base.path().join("control-plane"), "r.io", "http://x:1").is_err());
+    }
 }

@@ -21,5 +21,5 @@ pub mod simulated;
 pub mod storage;
 pub mod topology;
 
-pub use host::{DevHost, DevHostOptions, import_images, sweep};
+pub use host::{DevHost, DevHostOptions, import_images, mirror_registry, sweep};
 pub use node::RunningNode;

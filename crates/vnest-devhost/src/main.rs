@@ -105,6 +105,20 @@ enum Command {
         #[arg(required = true)]
         archives: Vec<PathBuf>,
     },
+    /// Make every node of a running host pull a registry's images from a
+    /// mirror first (an `http://HOST:PORT` the nodes reach, e.g. the host
+    /// bridge's 172.30.0.1), for tests that pull with `imagePullPolicy:
+    /// Always`.
+    Mirror {
+        #[arg(long, default_value = "/var/lib/vnest-devhost")]
+        dir: PathBuf,
+        /// The mirror's URL.
+        #[arg(long)]
+        mirror: String,
+        /// The registries it mirrors, e.g. registry.k8s.io.
+        #[arg(required = true)]
+        registries: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -213,6 +227,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Import { dir, archives } => {
             let nodes = vnest_devhost::import_images(&dir, &archives)?;
             eprintln!("imported {} archives into {nodes} nodes", archives.len());
+            Ok(())
+        }
+        Command::Mirror {
+            dir,
+            mirror,
+            registries,
+        } => {
+            for registry in &registries {
+                let nodes = vnest_devhost::mirror_registry(&dir, registry, &mirror)?;
+                eprintln!("{nodes} nodes pull {registry} from {mirror} first");
+            }
             Ok(())
         }
     }

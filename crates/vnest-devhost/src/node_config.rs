@@ -23,6 +23,12 @@ impl NodePaths {
     pub fn containerd_socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
     }
+    /// containerd's per-registry host configuration (`hosts.toml` files,
+    /// read at each pull): empty unless a mirror is set
+    /// ([`crate::host::mirror_registry`]).
+    pub fn registry_hosts(&self) -> PathBuf {
+        self.dir.join("certs.d")
+    }
     pub fn log(&self, process: &str) -> PathBuf {
         self.dir.join("logs").join(format!("{process}.log"))
     }
@@ -49,6 +55,8 @@ state = "{state}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{registry_hosts}"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -61,6 +69,7 @@ state = "{state}"
         state = d("containerd-state"),
         socket = paths.containerd_socket().display(),
         cni = d("cni"),
+        registry_hosts = paths.registry_hosts().display(),
         runc_root = d("runc"),
     )
 }
