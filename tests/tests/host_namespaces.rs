@@ -151,7 +151,7 @@ async fn the_quota_and_limit_range_of_a_workloads_namespace_are_enforced() {
         .unwrap();
     assert_eq!(
         requests.get("cpu"),
-        Some(&Quantity("50m".into())),
+        Some(&Quantity("1m".into())),
         "the limit range filled in requests"
     );
     pods.create(&PostParams::default(), &hardened_pod("p2"))

@@ -51,9 +51,14 @@ pub fn default_quota() -> BTreeMap<String, Quantity> {
     .collect()
 }
 
-/// Container defaults when the VirtualCluster gives none.
+/// Container defaults when the VirtualCluster gives none. The quota counts
+/// requests, so every container needs one; a CPU request of `1m` is what a
+/// kubelet gives a container that asks for none (the smallest CPU weight),
+/// so a tenant container without a request keeps upstream's meaning on the
+/// host: it gets no more CPU weight than the tenant asked for, and a later
+/// in-place resize that adds a request raises its weight.
 pub fn default_container_requests() -> BTreeMap<String, Quantity> {
-    [("cpu", "50m"), ("memory", "64Mi")]
+    [("cpu", "1m"), ("memory", "64Mi")]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
         .collect()
