@@ -12,7 +12,7 @@
 #   tools/conformance.sh run (--kubeconfig FILE |
 #                             --name NAME --pool KEY=VALUE [--namespace NS] [--permissive])
 #                            [--out DIR] [--focus RE] [--skip RE] [--procs N]
-#                            [--serial] [--dev-host DIR]
+#                            [--serial | --serial-only] [--dev-host DIR]
 #       Runs the [Conformance] tests against a tenant cluster: the one FILE
 #       reaches, or a new VirtualCluster NAME on the nodes labelled
 #       KEY=VALUE (made with `vnest create` on the host $KUBECONFIG reaches,
@@ -23,7 +23,8 @@
 #       on a pool of the tenant's own (docs/conformance.md). Non-Serial tests run with N ginkgo
 #       processes (default 4), skipping [Serial], [Disruptive], [Slow] and
 #       [Flaky] unless --skip says otherwise; with --serial the [Serial]
-#       conformance tests run afterwards, one at a time. Writes
+#       conformance tests run afterwards, one at a time (--serial-only:
+#       those alone). Writes
 #       DIR/junit_01.xml (and junit_02.xml), DIR/e2e.log and DIR/summary.txt
 #       (passed and failed, per SIG, the failures by name).
 #       --dev-host DIR: the host is vnest's development host running in DIR
@@ -148,6 +149,7 @@ run() {
       --skip) skip="$2"; shift 2 ;;
       --procs) procs="$2"; shift 2 ;;
       --serial) serial=true; shift ;;
+      --serial-only) serial=only; shift ;;
       --dev-host) dev_host="$2"; shift 2 ;;
       *) echo "conformance.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
@@ -189,11 +191,11 @@ MANIFEST
     "$vnest" create -f "$manifest" --pool "$pool" --wait --kubeconfig-out "$kubeconfig" >&2
   fi
   local status=0
-  "$bin/ginkgo" --procs="$procs" --timeout=6h --output-dir="$out" --junit-report=junit_01.xml \
+  [ "$serial" = only ] || "$bin/ginkgo" --procs="$procs" --timeout=6h --output-dir="$out" --junit-report=junit_01.xml \
     --focus="$focus" --skip="$skip" "$bin/e2e.test" -- \
     --kubeconfig="$(realpath "$kubeconfig")" --provider=skeleton \
     --report-dir="$out" --disable-log-dump 2>&1 | tee "$out/e2e.log" || status=$?
-  if "$serial"; then
+  if [ "$serial" != false ]; then
     "$bin/ginkgo" --procs=1 --timeout=6h --output-dir="$out" --junit-report=junit_02.xml \
       --focus='\[Serial\].*\[Conformance\]|\[Conformance\].*\[Serial\]' \
       --skip='\[Disruptive\]|\[Flaky\]' "$bin/e2e.test" -- \
