@@ -5,12 +5,12 @@
 //! Candidates are the objects carrying this VirtualCluster's owner labels
 //! (`app.kubernetes.io/managed-by=vnest-supervisor`: never the syncer's
 //! copies of tenant objects) in its own host namespaces, of the kinds whose
-//! objects come and go with the spec ([`PRUNED`]); which of them to delete
-//! is the pure [`host_state::unwanted`].
+//! objects come and go with the spec ([`PRUNED`]), listed as metadata only;
+//! which of them to delete is the pure [`host_state::unwanted`].
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Resource};
@@ -25,9 +25,12 @@ use crate::error::Result;
 
 /// The kinds a spec change can remove objects of, and the host namespaces
 /// they live in: NetworkPolicies (`isolation.networkPolicy`), the owned
-/// etcd's Service and StatefulSet and the external etcd's client Secret
-/// (`datastore`). Every other kind the supervisor applies is wanted for
-/// every spec (a test holds `host_state` to that).
+/// etcd's Service and StatefulSet (`datastore.external`). Every other kind
+/// the supervisor applies is wanted for every spec of the default cluster
+/// (a test holds `host_state` to that), except the copy of an external
+/// etcd's client Secret after a move back to an owned etcd: the supervisor
+/// may not list the host's Secrets (least privilege), so that copy stays in
+/// the control-plane namespace until the VirtualCluster goes.
 pub const PRUNED: &[(&str, &[HostNamespaceRole])] = &[
     (
         "NetworkPolicy",
@@ -38,7 +41,6 @@ pub const PRUNED: &[(&str, &[HostNamespaceRole])] = &[
     ),
     ("Service", &[HostNamespaceRole::ControlPlane]),
     ("StatefulSet", &[HostNamespaceRole::ControlPlane]),
-    ("Secret", &[HostNamespaceRole::ControlPlane]),
 ];
 
 /// Deletes the objects `vc` owns that `state` no longer wants; returns what
@@ -51,8 +53,7 @@ pub async fn prune(ctx: &Context, vc: &VirtualCluster, state: &HostState) -> Res
             existing.extend(match *kind {
                 "NetworkPolicy" => owned::<NetworkPolicy>(ctx, vc, &namespace).await?,
                 "Service" => owned::<Service>(ctx, vc, &namespace).await?,
-                "StatefulSet" => owned::<StatefulSet>(ctx, vc, &namespace).await?,
-                _ => owned::<Secret>(ctx, vc, &namespace).await?,
+                _ => owned::<StatefulSet>(ctx, vc, &namespace).await?,
             });
         }
     }
@@ -65,7 +66,6 @@ pub async fn prune(ctx: &Context, vc: &VirtualCluster, state: &HostState) -> Res
             "NetworkPolicy" => delete::<NetworkPolicy>(ctx, namespace, &key.name).await?,
             "Service" => delete::<Service>(ctx, namespace, &key.name).await?,
             "StatefulSet" => delete::<StatefulSet>(ctx, namespace, &key.name).await?,
-            "Secret" => delete::<Secret>(ctx, namespace, &key.name).await?,
             _ => false,
         };
         if gone {

@@ -272,11 +272,22 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
 
     // Phase 4, apply it, and delete what is no longer wanted.
     let applied = apply_state(ctx, &state).await?;
-    let removed = prune::prune(ctx, vc, &state).await?;
-    if !removed.is_empty() {
-        let note = format!("deleted objects no longer desired: {}", removed.join(", "));
-        publish(vc, ctx, EventType::Normal, "Pruned", note).await;
-    }
+    // A failed deletion does not keep the status from being written; the
+    // reconcile still fails (and is retried) once it is.
+    let pruned = match prune::prune(ctx, vc, &state).await {
+        Ok(removed) => {
+            if !removed.is_empty() {
+                let note = format!("deleted objects no longer desired: {}", removed.join(", "));
+                publish(vc, ctx, EventType::Normal, "Pruned", note).await;
+            }
+            Ok(())
+        }
+        Err(error) => {
+            let note = format!("deleting objects no longer desired failed: {error}");
+            publish(vc, ctx, EventType::Warning, "PruneFailed", note).await;
+            Err(error)
+        }
+    };
     let dns_stage = if applied_serves(&applied, vc) {
         tenant_dns(vc, ctx, &made.pki, Some(&made.apiserver_ip)).await
     } else {
@@ -407,6 +418,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let until_expiry = expires_at
         .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
         .unwrap_or(recheck);
+    pruned?;
     Ok(Action::requeue(recheck.min(until_expiry)))
 }
 
