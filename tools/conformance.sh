@@ -86,18 +86,17 @@ build() {
   echo "$out"
 }
 
-# The registry and crane of tools/upstream/registry, cached like the suite's
-# binaries; prints their directory.
+# crane of tools/upstream/registry (it serves a registry too), cached like
+# the suite's binaries; prints its directory.
 build_registry() {
   local tools="$here/upstream/registry" hash out
   hash="$( { cat "$tools/go.mod" "$tools/go.sum"; declare -f build_registry; } | sha256sum | cut -c1-12)"
   out="${VNEST_CACHE_DIR:-$HOME/.cache/vnest}/conformance/registry_${hash}"
-  if [ ! -x "$out/registry" ] || [ ! -x "$out/crane" ]; then
-    echo "conformance.sh: building a registry and crane" >&2
+  if [ ! -x "$out/crane" ]; then
+    echo "conformance.sh: building crane (a registry, and pushing to it)" >&2
     mkdir -p "$out"
     (cd "$tools" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false -trimpath" \
-      go build -ldflags "-s -w" -o "$out/" github.com/google/go-containerregistry/cmd/registry \
-      github.com/google/go-containerregistry/cmd/crane) >&2 \
+      go build -ldflags "-s -w" -o "$out/" github.com/google/go-containerregistry/cmd/crane) >&2 \
       || { echo "conformance.sh: building the registry failed" >&2; exit 1; }
   fi
   echo "$out"
@@ -105,32 +104,32 @@ build_registry() {
 
 # A registry the dev host's nodes pull registry.k8s.io through, holding the
 # stand-ins: tests that pull with `imagePullPolicy: Always` get them there.
-# It listens on every address of this machine, port $VNEST_E2E_REGISTRY_PORT
-# (default 5000), for as long as the run lasts; the nodes reach it at the
-# host bridge's address.
+# It listens on the host bridge's address, where the nodes reach this
+# machine ($VNEST_E2E_REGISTRY, default 172.30.0.1:5000), in memory, for as
+# long as the run lasts.
 serve_registry() {
   local dir="$1" devhost="$2" log="$3"; shift 3
-  local tools port="${VNEST_E2E_REGISTRY_PORT:-5000}" archive layout reference
+  local tools address="${VNEST_E2E_REGISTRY:-172.30.0.1:5000}" archive layout reference
   tools="$(build_registry)"
-  "$tools/registry" -port "$port" >"$log" 2>&1 &
+  "$tools/crane" registry serve --address "$address" >"$log" 2>&1 &
   registry_pid=$!
   trap 'kill "$registry_pid" 2>/dev/null || true' EXIT
   for _ in $(seq 1 50); do
-    curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-    kill -0 "$registry_pid" 2>/dev/null || { echo "conformance.sh: the registry did not start (port $port taken?); see $log" >&2; exit 1; }
+    curl -fsS "http://$address/v2/" >/dev/null 2>&1 && break
+    kill -0 "$registry_pid" 2>/dev/null || { echo "conformance.sh: the registry did not start on $address (taken?); see $log" >&2; exit 1; }
     sleep 0.2
   done
-  echo "conformance.sh: pushing $# stand-ins to the registry on port $port" >&2
+  echo "conformance.sh: pushing $# stand-ins to the registry at $address" >&2
   for archive in "$@"; do
     reference="$(tar -xOf "$archive" index.json | python3 -c \
       'import json, sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["io.containerd.image.name"])')"
     layout="$(mktemp -d)"
     tar -xf "$archive" -C "$layout"
-    "$tools/crane" push --insecure "$layout" "127.0.0.1:$port/${reference#registry.k8s.io/}" >/dev/null 2>>"$log" \
+    "$tools/crane" push --insecure "$layout" "$address/${reference#registry.k8s.io/}" >/dev/null 2>>"$log" \
       || { rm -rf "$layout"; echo "conformance.sh: pushing $reference failed; see $log" >&2; exit 1; }
     rm -rf "$layout"
   done
-  "$devhost" mirror --dir "$dir" --mirror "http://172.30.0.1:$port" registry.k8s.io >&2
+  "$devhost" mirror --dir "$dir" --mirror "http://$address" registry.k8s.io >&2
 }
 
 run() {

@@ -1,4 +1,4 @@
-// Build tooling only: a registry and crane for tools/conformance.sh (see
+// Build tooling only: crane (a registry, and pushing to it) for tools/conformance.sh (see
 // tools.go). Kept apart from the components' pins.
 module github.com/vnest/vnest/tools/upstream/registry
 

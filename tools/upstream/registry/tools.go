@@ -1,6 +1,6 @@
 //go:build tools
 
-// A plain registry and crane, for tools/conformance.sh on vnest's
+// crane, which serves a plain registry and pushes to it, for tools/conformance.sh on vnest's
 // development host: the suite's tests that pull with `imagePullPolicy:
 // Always` pull the stand-ins from it. Test tooling only, apart from the
 // components' pins.
@@ -8,5 +8,4 @@ package registry
 
 import (
 	_ "github.com/google/go-containerregistry/cmd/crane"
-	_ "github.com/google/go-containerregistry/cmd/registry"
 )
