@@ -161,6 +161,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
     kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
     downward_api_files_show_the_tenant_pod(&tenant).await;
+    a_pod_created_on_a_pool_node_runs_there(&tenant, work.path()).await;
 
     // Another tenant pod reaches the Service by its DNS name and by the
     // ClusterIP the tenant sees, which the host routes.
@@ -1002,6 +1003,43 @@ async fn downward_api_files_show_the_tenant_pod(tenant: &Path) {
         || async {
             let (_, out, _) = kubectl(tenant, &["logs", "podinfo", "--tail=4"]);
             (out.contains("tier=gold") && out.contains(r#"tier="gold""#)).then_some(out)
+        },
+    )
+    .await;
+}
+
+/// A pod created bound to a node of the pool (`nodeName`, as a DaemonSet of
+/// old or the conformance suite's host-port tests make them) runs there:
+/// having no host pod yet does not read as a host pod gone.
+async fn a_pod_created_on_a_pool_node_runs_there(tenant: &Path, dir: &Path) {
+    apply(
+        tenant,
+        dir,
+        "prebound.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: prebound }
+spec:
+  nodeName: vnest-node1
+  containers: [{ name: app, image: vnest.local/busybox:1, command: [sleep, "3600"] }]
+"#,
+    );
+    wait_until(
+        "the pre-bound pod runs",
+        Duration::from_secs(120),
+        || async {
+            let (_, out, _) = kubectl(
+                tenant,
+                &[
+                    "get",
+                    "pod",
+                    "prebound",
+                    "-o",
+                    "jsonpath={.status.phase} {.spec.nodeName}",
+                ],
+            );
+            (out.trim() == "Running vnest-node1").then_some(())
         },
     )
     .await;

@@ -110,6 +110,17 @@ fn identity(pod: &Pod) -> (&str, &str) {
     )
 }
 
+/// Whether the host has run `pod` already: its status came from a host
+/// pod (only the syncer writes a tenant pod's status; a pod created with a
+/// `nodeName` is bound from the start but has none).
+fn ran_on_host(pod: &Pod) -> bool {
+    pod.status.as_ref().is_some_and(|status| {
+        status.start_time.is_some()
+            || status.host_ip.is_some()
+            || status.conditions.as_ref().is_some_and(|c| !c.is_empty())
+    })
+}
+
 async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     let (namespace, name) = identity(pod);
     if pod.status.as_ref().and_then(|s| s.reason.as_deref()) == Some(REFUSED) {
@@ -135,10 +146,11 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
                 refresh(pod, host_pod, labels, downward::annotations(pod), syncer).await?;
             add_ephemeral_containers(pod, host_pod, &network, &refusals, syncer).await?
         }
-        None if bound.is_some() => {
+        None if bound.is_some() && ran_on_host(pod) => {
             // It ran on the host and its host pod is gone (deleted there or
             // its node lost): like a pod whose node died, it is deleted;
-            // its controller makes a new one.
+            // its controller makes a new one. (A pod created with a
+            // nodeName has no host pod yet either, and is made below.)
             tracing::info!(namespace, name, "host pod gone; deleting the tenant pod");
             let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
             api.delete(name, &DeleteParams::default().grace_period(0))
@@ -1038,6 +1050,24 @@ fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_pod_created_with_a_node_name_has_not_run_on_the_host() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p", "namespace": "n" },
+            "spec": { "nodeName": "vnest-node1", "containers": [{ "name": "c" }] },
+        }))
+        .unwrap();
+        assert!(!ran_on_host(&pod));
+        pod.status = Some(Default::default());
+        assert!(!ran_on_host(&pod));
+        pod.status = serde_json::from_value(serde_json::json!({
+            "phase": "Running", "hostIP": "172.30.0.11",
+            "conditions": [{ "type": "PodScheduled", "status": "True" }],
+        }))
+        .unwrap();
+        assert!(ran_on_host(&pod));
+    }
     use super::*;
 
     fn pod_spec(spec: serde_json::Value) -> Pod {
