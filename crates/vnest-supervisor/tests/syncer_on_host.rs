@@ -1022,7 +1022,13 @@ kind: Pod
 metadata: { name: prebound }
 spec:
   nodeName: vnest-node1
-  containers: [{ name: app, image: vnest.local/busybox:1, command: [sleep, "3600"] }]
+  terminationGracePeriodSeconds: 1
+  securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
+  containers:
+    - name: app
+      image: vnest.local/busybox:1
+      command: [sleep, "3600"]
+      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
 "#,
     );
     wait_until(

@@ -18,7 +18,10 @@ use k8s_openapi::api::certificates::v1::{
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, EnvVar, Node, ObjectReference, Pod, Secret, ServiceAccount,
 };
-use k8s_openapi::api::core::v1::{PodSpec, PodStatus, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateTerminated, PodCondition, PodSpec, PodStatus,
+    ResourceRequirements,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -152,6 +155,7 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             // its controller makes a new one. (A pod created with a
             // nodeName has no host pod yet either, and is made below.)
             tracing::info!(namespace, name, "host pod gone; deleting the tenant pod");
+            end_tenant_pod(pod, syncer).await?;
             let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
             api.delete(name, &DeleteParams::default().grace_period(0))
                 .await
@@ -911,6 +915,10 @@ async fn sync_status(pod: &Pod, host_pod: &Pod, syncer: &Syncer) -> Result<()> {
     for condition in host_status.conditions.iter_mut().flatten() {
         condition.observed_generation = generations(condition.observed_generation);
     }
+    host_status.conditions = merged_conditions(
+        pod.status.as_ref().and_then(|s| s.conditions.as_deref()),
+        host_status.conditions.take(),
+    );
     if pod.status.as_ref() == Some(&host_status) {
         return Ok(());
     }
@@ -924,6 +932,100 @@ async fn sync_status(pod: &Pod, host_pod: &Pod, syncer: &Syncer) -> Result<()> {
     .await
     .on(Side::Tenant)?;
     Ok(())
+}
+
+/// The pod conditions a node's kubelet (and the scheduler) own: the host
+/// pod's word on them is the tenant pod's, including their absence (a
+/// resize that ended drops `PodResizeInProgress`).
+const HOST_CONDITIONS: &[&str] = &[
+    "PodScheduled",
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+    "PodResizePending",
+    "PodResizeInProgress",
+];
+
+/// The host pod's conditions, and those the tenant's own controllers and
+/// API set that the host has no word on (`DisruptionTarget` from an
+/// eviction, readiness gates): a status copied up replaces the list, so
+/// those are kept by type.
+fn merged_conditions(
+    tenant: Option<&[PodCondition]>,
+    host: Option<Vec<PodCondition>>,
+) -> Option<Vec<PodCondition>> {
+    let mut merged = host.unwrap_or_default();
+    for condition in tenant.into_iter().flatten() {
+        let hosts = HOST_CONDITIONS.contains(&condition.type_.as_str());
+        if !hosts && !merged.iter().any(|c| c.type_ == condition.type_) {
+            merged.push(condition.clone());
+        }
+    }
+    (!merged.is_empty()).then_some(merged)
+}
+
+/// The status a deleted pod ends with when its host pod went without a
+/// final word (deleted, its node lost): `Failed`, every container not yet
+/// terminated marked as a kubelet marks one it can no longer find; `None`
+/// when the pod already ended. Controllers that wait for a terminal phase
+/// (the Job controller's finalizer) can then let it go.
+fn terminal_status(pod: &Pod) -> Option<PodStatus> {
+    let mut status = pod.status.clone().unwrap_or_default();
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    status.phase = Some("Failed".to_owned());
+    let lost = ContainerStateTerminated {
+        exit_code: 137,
+        reason: Some("ContainerStatusUnknown".to_owned()),
+        message: Some("The container could not be located when the pod was terminated".to_owned()),
+        ..ContainerStateTerminated::default()
+    };
+    for containers in [
+        status.init_container_statuses.iter_mut().flatten(),
+        status.container_statuses.iter_mut().flatten(),
+    ] {
+        for container in containers {
+            let state = container.state.get_or_insert_with(Default::default);
+            if state.terminated.is_none() {
+                container.last_state = Some(state.clone());
+                *state = ContainerState {
+                    terminated: Some(lost.clone()),
+                    ..ContainerState::default()
+                };
+                container.ready = false;
+                container.started = Some(false);
+            }
+        }
+    }
+    for condition in status.conditions.iter_mut().flatten() {
+        if ["Ready", "ContainersReady"].contains(&condition.type_.as_str()) {
+            condition.status = "False".to_owned();
+        }
+    }
+    Some(status)
+}
+
+/// Writes [`terminal_status`] to the tenant pod, if it has not ended.
+async fn end_tenant_pod(pod: &Pod, syncer: &Syncer) -> Result<()> {
+    let Some(status) = terminal_status(pod) else {
+        return Ok(());
+    };
+    let (namespace, name) = identity(pod);
+    let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+    match api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": status })),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e).on(Side::Tenant),
+    }
 }
 
 /// The resources in container statuses as the tenant asked for them: only
@@ -1003,7 +1105,18 @@ async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             };
             host_pods.delete(&host_name, &params).await.on(Side::Host)?;
         }
+        // The host kubelet's last word (a terminal phase, exit codes)
+        // reaches the tenant pod while the host pod goes.
+        sync_status(pod, &host_pod, syncer).await?;
         return Err(Error::StillDeleting(host_name));
+    }
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
+    {
+        end_tenant_pod(pod, syncer).await?;
     }
     let secrets: Api<Secret> =
         Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
@@ -1050,6 +1163,85 @@ fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn conditions_only_the_tenant_sets_survive_a_status_copied_up() {
+        let condition = |type_: &str, status: &str| PodCondition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            ..PodCondition::default()
+        };
+        let tenant = [
+            condition("DisruptionTarget", "True"),
+            condition("Ready", "True"),
+            condition("PodResizeInProgress", "True"),
+        ];
+        let host = vec![
+            condition("Ready", "False"),
+            condition("PodScheduled", "True"),
+        ];
+        let merged = merged_conditions(Some(&tenant), Some(host)).unwrap();
+        let seen: Vec<(&str, &str)> = merged
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("Ready", "False"),
+                ("PodScheduled", "True"),
+                ("DisruptionTarget", "True")
+            ]
+        );
+        assert_eq!(merged_conditions(None, None), None);
+    }
+
+    #[test]
+    fn a_pod_whose_host_copy_went_ends_failed_unless_it_ended() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p", "namespace": "n" },
+            "spec": { "nodeName": "vnest-node1", "containers": [{ "name": "c" }, { "name": "d" }] },
+            "status": {
+                "phase": "Running",
+                "conditions": [{ "type": "Ready", "status": "True" }, { "type": "DisruptionTarget", "status": "True" }],
+                "containerStatuses": [
+                    { "name": "c", "ready": true, "restartCount": 0, "image": "i", "imageID": "",
+                      "state": { "running": { "startedAt": "2026-12-04T10:00:00Z" } } },
+                    { "name": "d", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                      "state": { "terminated": { "exitCode": 3 } } },
+                ],
+            },
+        }))
+        .unwrap();
+        let ended = terminal_status(&pod).unwrap();
+        assert_eq!(ended.phase.as_deref(), Some("Failed"));
+        let containers = ended.container_statuses.unwrap();
+        let c = containers[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (c.exit_code, c.reason.as_deref()),
+            (137, Some("ContainerStatusUnknown"))
+        );
+        assert!(containers[0].last_state.as_ref().unwrap().running.is_some());
+        let d = containers[1]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap();
+        assert_eq!(d.exit_code, 3, "what had ended keeps its exit code");
+        let conditions = ended.conditions.unwrap();
+        assert_eq!(conditions[0].status, "False");
+        assert_eq!(conditions[1].type_, "DisruptionTarget");
+        pod.status.as_mut().unwrap().phase = Some("Succeeded".to_owned());
+        assert_eq!(terminal_status(&pod), None);
+    }
 
     #[test]
     fn a_pod_created_with_a_node_name_has_not_run_on_the_host() {

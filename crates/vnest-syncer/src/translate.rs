@@ -210,10 +210,16 @@ pub const SELECTOR_SLICES: &str = "endpointslice-controller.k8s.io";
 
 /// Whether a tenant EndpointSlice is mirrored: those of selector-less
 /// Services (written by the tenant, or mirrored from its Endpoints), not
-/// those the tenant's controller derives from a selector.
+/// those the tenant's controller derives from a selector, and not those of
+/// `default/kubernetes`, whose Service is not mirrored
+/// ([`is_mirrored_service`]): they name the apiserver pods.
 pub fn is_mirrored_slice(slice: &EndpointSlice) -> bool {
     let labels = slice.metadata.labels.as_ref();
-    labels.and_then(|l| l.get(SERVICE_NAME_LABEL)).is_some()
+    let service = labels.and_then(|l| l.get(SERVICE_NAME_LABEL));
+    let apiserver = slice.metadata.namespace.as_deref() == Some("default")
+        && service.map(String::as_str) == Some("kubernetes");
+    service.is_some()
+        && !apiserver
         && labels
             .and_then(|l| l.get(SLICE_MANAGED_BY))
             .map(String::as_str)
@@ -1489,6 +1495,15 @@ mod tests {
         assert!(is_mirrored_slice(&slice(
             "endpointslicemirroring-controller.k8s.io"
         )));
+        // The apiserver's own slice goes nowhere, as its Service.
+        let apiserver: EndpointSlice = serde_json::from_value(json!({
+            "metadata": { "name": "kubernetes", "namespace": "default", "labels": {
+                "kubernetes.io/service-name": "kubernetes" } },
+            "addressType": "IPv4",
+            "endpoints": [{ "addresses": ["10.244.1.5"] }]
+        }))
+        .unwrap();
+        assert!(!is_mirrored_slice(&apiserver));
         let host = endpoint_slice(&slice("someone"), &placement());
         let labels = host.metadata.labels.unwrap();
         assert_eq!(labels["kubernetes.io/service-name"], host_name("web", "db"));
