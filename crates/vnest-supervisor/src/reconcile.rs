@@ -288,7 +288,16 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             Err(error)
         }
     };
-    let dns_stage = if applied_serves(&applied, vc) {
+    // The apiserver's rollout decides whether its API can be written to
+    // (a paused one reads as ok, but serves nothing).
+    let apiserver_rollout = deployment_stage(
+        vc,
+        &applied,
+        status::APISERVER,
+        apiserver::COMPONENT,
+        "kube-apiserver",
+    );
+    let dns_stage = if apiserver_rollout.ok && !vc.spec.paused {
         tenant_dns(vc, ctx, &made.pki, Some(&made.apiserver_ip)).await
     } else {
         Stage::waiting(
@@ -302,13 +311,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let mut stages = vec![made.stage];
     let datastore_stage = datastore_stage(vc, &state, applied.stateful_set.as_ref());
     stages.push(explain(vc, ctx, datastore_stage, datastore::COMPONENT).await);
-    let mut apiserver_stage = deployment_stage(
-        vc,
-        &applied,
-        status::APISERVER,
-        apiserver::COMPONENT,
-        "kube-apiserver",
-    );
+    let mut apiserver_stage = apiserver_rollout;
     if let Err(waiting) = &endpoint
         && apiserver_stage.ok
     {
@@ -481,19 +484,6 @@ async fn certificates(
             Ok(None)
         }
     }
-}
-
-/// Whether the tenant apiserver's Deployment has rolled out (so its API
-/// can be written to).
-fn applied_serves(applied: &Applied, vc: &VirtualCluster) -> bool {
-    deployment_stage(
-        vc,
-        applied,
-        status::APISERVER,
-        apiserver::COMPONENT,
-        "kube-apiserver",
-    )
-    .ok && !vc.spec.paused
 }
 
 /// A component's Deployment, as applied, as a stage.
