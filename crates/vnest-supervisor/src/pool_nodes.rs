@@ -75,6 +75,20 @@ impl Pools {
     }
 }
 
+/// The addresses of `nodes` (internal and external).
+pub fn addresses(nodes: &[&Node]) -> Vec<String> {
+    let mut addresses: Vec<String> = nodes
+        .iter()
+        .filter_map(|node| node.status.as_ref()?.addresses.as_ref())
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .map(|a| a.address.clone())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
 fn key(vc: &VirtualCluster) -> String {
     format!("{}/{}", vc.namespace().unwrap_or_default(), vc.name_any())
 }

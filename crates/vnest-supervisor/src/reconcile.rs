@@ -32,7 +32,7 @@ use crate::desired::{
 };
 use crate::error::{Error, Result};
 use crate::ingress_grants;
-use crate::pool_nodes::Pools;
+use crate::pool_nodes::{self, Pools};
 use crate::status::{self, Stage};
 use crate::{host_facts, pod_problems, prune};
 use vnest_control_plane::cluster_dns::{ClusterDns, ClusterDnsSpec};
@@ -256,6 +256,9 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     // Phase 3, build: one desired state, pure.
     let endpoint = kubeconfig::endpoint(vc, Some(&made.service), &view.host.node_addresses);
     let ingress = ingress_grants::held(vc, &view.virtual_clusters);
+    let pools = Pools::new(view.host.nodes.clone(), &view.virtual_clusters);
+    let pool = pools.members(&vc.spec.node_pool.node_selector);
+    let pool_addresses = pool_nodes::addresses(&pool);
     let state = host_state::host_state(
         vc,
         &ctx.settings,
@@ -265,6 +268,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             apiserver_ip: &made.apiserver_ip,
             endpoint: &endpoint,
             forbidden: &view.host.forbidden,
+            pool: &pool_addresses,
             ingress_hosts: &ingress.hosts,
             external_client_secret: view.external_client_secret.as_ref(),
         },
@@ -339,8 +343,6 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let ready = status::ready(&stages, vc.spec.paused);
     let is_ready = ready.ok;
     stages.push(ready);
-    let pools = Pools::new(view.host.nodes, &view.virtual_clusters);
-    let pool = pools.members(&vc.spec.node_pool.node_selector);
     stages.push(status::node_pool(
         vc.spec.node_pool.mode,
         pool.len(),

@@ -499,6 +499,22 @@ async fn what_a_hostile_tenant_admin_tries_is_refused_or_contained() {
         };
         outcomes.push((attempt, outcome));
     }
+    // Refused for its RuntimeClass alone, a pod is placed as a cluster
+    // places one whose handler no node has: bound to a node, never started.
+    let (_, placed, _) = kubectl(
+        &tenant,
+        &[
+            "get",
+            "pod",
+            "runtime-class",
+            "-o",
+            "jsonpath={.spec.nodeName}|{.status.phase}",
+        ],
+    );
+    assert!(
+        placed.starts_with("vnest-node") && placed.ends_with("|Pending"),
+        "the RuntimeClass pod is bound and pending: {placed}"
+    );
     eprintln!(
         "{:<78} {:<48} {:<32} outcome",
         "attempt", "technique", "object"

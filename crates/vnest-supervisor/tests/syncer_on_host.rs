@@ -370,6 +370,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         "{metrics}"
     );
 
+    node_ports_come_from_the_host_when_granted(&client, &tenant, &wl, work.path()).await;
     claims_are_bound_to_host_volumes(&client, &tenant, &wl, &cp, work.path()).await;
     a_client_updates_right_after_create_and_deletes_at_once(&client, &tenant, &wl, work.path())
         .await;
@@ -747,6 +748,158 @@ async fn address_taken_on_the_host_is_refused(
         .cluster_ip
         .unwrap_or_default();
     eprintln!("tenant kube-dns {tenant_dns}, host copy {host_dns}");
+}
+
+/// A NodePort Service is refused, with the reason, while the admin grants
+/// the tenant no node ports (the default quota); once granted, the node
+/// port the tenant's Service shows is the one the host opened for its copy,
+/// on create and on a change of type, and a tenant pod reaches the web
+/// pods through it on its pool's node.
+async fn node_ports_come_from_the_host_when_granted(
+    client: &kube::Client,
+    tenant: &Path,
+    workloads: &str,
+    dir: &Path,
+) {
+    use k8s_openapi::api::core::v1::{Node, ResourceQuota, Service};
+    let file = dir.join("web-np.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Service\nmetadata: { name: web-np }\nspec:\n  type: NodePort\n  selector: { app: web }\n  ports: [{ port: 80, targetPort: http }]\n",
+    )
+    .unwrap();
+    let create = || kubectl(tenant, &["create", "-f", file.to_str().unwrap()]);
+    let (ok, out, err) = create();
+    assert!(!ok, "no node ports by default: {out}{err}");
+    assert!(
+        err.contains("services.nodeports") && err.contains("spec.isolation.resourceQuota"),
+        "the tenant is told why and who grants them: {err}"
+    );
+
+    let vcs: Api<vnest_api::VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
+    vcs.patch(
+        SHOP,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({
+            "spec": { "isolation": { "resourceQuota": { "services.nodeports": "2" } } }
+        })),
+    )
+    .await
+    .unwrap();
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), workloads);
+    wait_until(
+        "the host quota grants node ports",
+        Duration::from_secs(120),
+        || async {
+            let quota = quotas.get("vnest-tenant").await.ok()?;
+            let hard = quota.status?.hard?;
+            (hard.get("services.nodeports")?.0 == "2").then_some(())
+        },
+    )
+    .await;
+    let (ok, out, err) = create();
+    assert!(ok, "granted: {out}{err}");
+
+    let host_services: Api<Service> = Api::namespaced(client.clone(), workloads);
+    let node_port_of = |service: &Service| {
+        service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref()?.first()?.node_port)
+    };
+    let tenant_node_port = |name: &str| {
+        let (_, out, _) = kubectl(
+            tenant,
+            &[
+                "get",
+                "service",
+                name,
+                "-o",
+                "jsonpath={.spec.ports[0].nodePort}",
+            ],
+        );
+        out.trim().parse::<i32>().ok()
+    };
+    let copy = host_services
+        .get(&host_name("default", "web-np"))
+        .await
+        .unwrap();
+    assert_eq!(
+        copy.spec.as_ref().unwrap().type_.as_deref(),
+        Some("NodePort")
+    );
+    let node_port = tenant_node_port("web-np").unwrap();
+    assert_eq!(
+        node_port_of(&copy),
+        Some(node_port),
+        "the tenant's node port is the host's"
+    );
+
+    // Through the node port on the pool's node, from a tenant pod.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = nodes.get("vnest-node1").await.unwrap();
+    let address = node
+        .status
+        .and_then(|s| s.addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| a.type_ == "InternalIP")
+        .unwrap()
+        .address;
+    let request =
+        format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} {node_port}");
+    let page = wait_until(
+        "a tenant pod reaches the node port",
+        Duration::from_secs(90),
+        || async {
+            let (ok, out, _) = kubectl(tenant, &["exec", "podinfo", "--", "sh", "-c", &request]);
+            (ok && out.contains("hello from")).then_some(out)
+        },
+    )
+    .await;
+    eprintln!("through {address}:{node_port}: {page}");
+
+    // A ClusterIP Service changed to NodePort gets the host's port too.
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "patch",
+            "service",
+            "web",
+            "-p",
+            r#"{"spec":{"type":"NodePort"}}"#,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let changed = tenant_node_port("web").expect("web got a node port");
+    let copy = host_services
+        .get(&host_name("default", "web"))
+        .await
+        .unwrap();
+    assert_eq!(node_port_of(&copy), Some(changed), "the host's, again");
+    // And back: the host copy closes its node port.
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "patch",
+            "service",
+            "web",
+            "-p",
+            r#"{"spec":{"type":"ClusterIP","ports":[{"name":"http","port":80,"targetPort":"http","nodePort":null}]}}"#,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    wait_until(
+        "the host copy is ClusterIP again",
+        Duration::from_secs(60),
+        || async {
+            let copy = host_services.get(&host_name("default", "web")).await.ok()?;
+            (copy.spec?.type_.as_deref() == Some("ClusterIP")).then_some(())
+        },
+    )
+    .await;
+    let (ok, out, err) = kubectl(tenant, &["delete", "service", "web-np"]);
+    assert!(ok, "{out}{err}");
 }
 
 /// The downward-API files of a tenant pod name it as the tenant sees it,

@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::Status;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event as Note, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -40,6 +41,14 @@ use crate::statusless::Statusless;
 use crate::translate::{self, Placement};
 use crate::{host_quota, network_policy, volumes};
 use vnest_api::host_copies::{MANAGED_BY, MANAGER, host_name, origin};
+
+/// A lesser host copy, and why the tenant's object gets it.
+pub struct Fallback<K> {
+    pub object: K,
+    /// The Warning event's reason.
+    pub reason: &'static str,
+    pub note: String,
+}
 
 /// How soon an object the host refused is tried again.
 const HOST_REFUSAL_RETRY: Duration = Duration::from_secs(60);
@@ -69,9 +78,11 @@ pub trait Mirrored:
     const KEEPS_ASSIGNED: bool = false;
     /// `desired` adjusted to keep what the host assigned to `existing`.
     fn keep_assigned(_desired: &mut Self, _existing: &Self) {}
-    /// A second desired copy to try when the host refuses the first (a
-    /// Service whose address the host gave to another).
-    fn fallback(_desired: &Self) -> Option<Self> {
+    /// A lesser desired copy to try when the host refuses `desired` with
+    /// `refusal` (a Service whose address the host gave to another, or
+    /// whose node ports it will not open), with the Warning the tenant
+    /// object gets.
+    fn fallback(_desired: &Self, _refusal: &Status) -> Option<Fallback<Self>> {
         None
     }
     /// Why this tenant object may not go to the host, if it may not (then
@@ -215,8 +226,31 @@ impl Mirrored for Statusless<Service> {
             desired.cluster_ip = existing.cluster_ip.clone();
         }
     }
-    fn fallback(desired: &Self) -> Option<Self> {
-        translate::without_address(&desired.0).map(Statusless)
+    /// A NodePort the host will not open (its quota has no node ports for
+    /// the tenant, or the port is another's) stays a ClusterIP copy; an
+    /// address the host gave to another is left to the host.
+    fn fallback(desired: &Self, refusal: &Status) -> Option<Fallback<Self>> {
+        if translate::is_node_port(&desired.0) && matches!(refusal.code, 403 | 422) {
+            return Some(Fallback {
+                object: Statusless(translate::without_node_ports(&desired.0)),
+                reason: "NodePortsNotOpened",
+                note: format!(
+                    "the host did not open this Service's node ports ({}); it is reachable at its cluster address only",
+                    refusal.message
+                ),
+            });
+        }
+        (refusal.code == 422)
+            .then(|| translate::without_address(&desired.0))
+            .flatten()
+            .map(|object| Fallback {
+                object: Statusless(object),
+                reason: "HostAddressTaken",
+                note: format!(
+                    "the host could not give this Service the address it asked for ({}); it gets one the host picks, so clients using the tenant's address will not reach it",
+                    refusal.message
+                ),
+            })
     }
     /// The tenant DNS Service's host address is what pods get as their
     /// nameserver.
@@ -470,36 +504,40 @@ async fn apply_host_copy<K: Mirrored>(syncer: &Syncer, object: &K) -> Result<K> 
             K::keep_assigned(&mut desired, &existing);
         }
     }
-    match apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await {
-        Ok(host) => Ok(host),
-        Err(ApplyError::Api {
-            source: kube::Error::Api(status),
-            ..
-        }) if status.code == 422 && K::fallback(&desired).is_some() => {
-            let note = format!(
-                "the host could not give this object what it asked for ({}); it gets what the host picks, so clients using the tenant's address for it will not reach it",
-                status.message
-            );
-            tracing::warn!(name = object.meta().name.as_deref().unwrap_or_default(), %note, "fallback");
-            let event = Note {
-                type_: EventType::Warning,
-                reason: "HostAddressTaken".to_owned(),
-                note: Some(note),
-                action: "Sync".to_owned(),
-                secondary: None,
-            };
-            if let Err(error) = syncer
-                .recorder
-                .publish(&event, &object.object_ref(&()))
-                .await
-            {
-                tracing::debug!(%error, "recording an event failed");
-            }
-            let fallback = K::fallback(&desired).unwrap_or(desired);
-            Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &fallback).await?)
+    // Each fallback is lesser than the one before; a Service has two.
+    for _ in 0..3 {
+        let error = match apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await {
+            Ok(host) => return Ok(host),
+            Err(error) => error,
+        };
+        let fallback = match &error {
+            ApplyError::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => K::fallback(&desired, status),
+            _ => None,
+        };
+        let Some(fallback) = fallback else {
+            return Err(error.into());
+        };
+        tracing::warn!(name = object.meta().name.as_deref().unwrap_or_default(), note = %fallback.note, "fallback");
+        let event = Note {
+            type_: EventType::Warning,
+            reason: fallback.reason.to_owned(),
+            note: Some(fallback.note),
+            action: "Sync".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = syncer
+            .recorder
+            .publish(&event, &object.object_ref(&()))
+            .await
+        {
+            tracing::debug!(%error, "recording an event failed");
         }
-        Err(e) => Err(e.into()),
+        desired = fallback.object;
     }
+    Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await?)
 }
 
 /// Deletes the host copy of `object`, if there is one.

@@ -39,7 +39,7 @@ use vnest_kube::apply::apply_namespaced;
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::pod_certificates::{self, Outcome};
-use crate::policy::{self, Refusal};
+use crate::policy::{self, Refusal, Rule};
 use crate::translate::{self, pod_secret_name};
 use crate::{downward, network_policy, nodes, trust_bundles};
 use vnest_api::host_copies::{
@@ -137,7 +137,9 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     // ephemeral container (the rest of what policy reads is immutable);
     // that container stays off the host, the pod runs on.
     if !refusals.is_empty() && existing.is_none() {
-        refuse(pod, syncer, &refusals).await?;
+        let placed =
+            refusals.iter().all(|r| r.rule == Rule::RuntimeClass) && place(pod, syncer).await?;
+        refuse(pod, syncer, &refusals, placed).await?;
         return Ok(Action::await_change());
     }
     let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
@@ -191,7 +193,7 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
                         rule: policy::Rule::HostAdmission,
                         message: format!("the host refused it: {}", status.message),
                     };
-                    refuse(pod, syncer, &[refusal]).await?;
+                    refuse(pod, syncer, &[refusal], false).await?;
                     return Ok(Action::await_change());
                 }
                 Err(e) => return Err(e).on(Side::Host),
@@ -502,10 +504,31 @@ fn merge_patch(
     patch
 }
 
+/// Places a pod refused for its RuntimeClass alone as a cluster places one
+/// whose handler its nodes lack: the scheduler binds it (here to the
+/// pool's first node, unless it names one), the node never starts it.
+/// Whether it is bound.
+async fn place(pod: &Pod, syncer: &Syncer) -> Result<bool> {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some()
+    {
+        return Ok(true);
+    }
+    let Some(node) = syncer.policy().pool_nodes.into_iter().next() else {
+        return Ok(false);
+    };
+    bind(pod, syncer, &node).await?;
+    Ok(true)
+}
+
 /// Marks the tenant pod refused: Pending with reason [`REFUSED`], the
-/// reasons in its message and PodScheduled condition, and a Warning event.
-/// Pending, not Failed, so that a ReplicaSet does not replace it in a loop.
-async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal]) -> Result<()> {
+/// reasons in its message and PodScheduled condition (or, for a pod
+/// `placed` on a node, its Ready condition), and a Warning event. Pending,
+/// not Failed, so that a ReplicaSet does not replace it in a loop.
+async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal], placed: bool) -> Result<()> {
     let (namespace, name) = identity(pod);
     let reasons: Vec<&str> = refusals.iter().map(|r| r.message.as_str()).collect();
     let message = format!(
@@ -518,14 +541,24 @@ async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal]) -> Result<()> 
         syncer.metrics.refused(rule);
     }
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+    let now = Timestamp::now().to_string();
+    let conditions = if placed {
+        json!([
+            { "type": "PodScheduled", "status": "True", "lastTransitionTime": now },
+            { "type": "Ready", "status": "False", "reason": REFUSED, "message": message,
+              "lastTransitionTime": now },
+        ])
+    } else {
+        json!([{
+            "type": "PodScheduled", "status": "False", "reason": REFUSED, "message": message,
+            "lastTransitionTime": now,
+        }])
+    };
     let status = json!({ "status": {
         "phase": "Pending",
         "reason": REFUSED,
         "message": message,
-        "conditions": [{
-            "type": "PodScheduled", "status": "False", "reason": REFUSED, "message": message,
-            "lastTransitionTime": Timestamp::now().to_string(),
-        }],
+        "conditions": conditions,
     }});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await

@@ -1,13 +1,17 @@
-//! Tenant Services get their ClusterIP from the host. A tenant's pods run on
-//! the host, where only the host's kube-proxy routes Service addresses, so
-//! the address a tenant Service has must be the one its host copy has. The
-//! two apiservers allocate independently, so the syncer makes the host
-//! allocate first: a mutating admission webhook in the tenant apiserver
-//! (served by the syncer, registered by it at start) creates the host copy
-//! of every Service being created and gives the tenant Service the host's
-//! address. An address the tenant asks for explicitly is asked of the host;
-//! when the host has given it away, the create is refused with the reason,
-//! never accepted with an address that would not route.
+//! Tenant Services get their ClusterIP and node ports from the host. A
+//! tenant's pods run on the host, where only the host's kube-proxy routes
+//! Service addresses and opens node ports, so what a tenant Service has
+//! must be what its host copy has. The two apiservers allocate
+//! independently, so the syncer makes the host allocate first: a mutating
+//! admission webhook in the tenant apiserver (served by the syncer,
+//! registered by it at start) creates the host copy of every Service being
+//! created, or updated to take an address (from ExternalName) or node
+//! ports (to NodePort, or a port added), and gives the tenant Service the
+//! host's address and node ports. What the tenant asks for explicitly is
+//! asked of the host; when the host has given it away or will not give it
+//! (its quota grants the tenant no node ports), the request is refused
+//! with the reason, never accepted with an address or port that would not
+//! route.
 //!
 //! The webhook sits behind the kubelet proxy's TLS listener, which accepts
 //! only the tenant apiserver's client certificate (the supervisor points
@@ -17,7 +21,8 @@
 
 use base64::Engine as _;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
+    MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations,
+    WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -37,12 +42,14 @@ pub const WEBHOOK_CONFIGURATION: &str = "vnest-syncer-service-addresses";
 /// What the webhook does with a Service being admitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
-    /// Nothing to do on the host (not a create, a dry run, a headless or
-    /// ExternalName Service, one the syncer does not mirror, a name the
-    /// apiserver generates later).
+    /// Nothing to do on the host (a dry run, a headless or ExternalName
+    /// Service, one the syncer does not mirror, a name the apiserver
+    /// generates later, an update that allocates nothing).
     Allow,
-    /// Create the host copy and take its address.
+    /// Create the host copy and take its address and node ports.
     Allocate,
+    /// Update the host copy and take the address and node ports it got.
+    Reallocate,
 }
 
 /// The part of an `AdmissionReview` (admission.k8s.io/v1) the webhook reads.
@@ -62,30 +69,49 @@ pub struct Request {
     pub dry_run: Option<bool>,
     #[serde(default)]
     pub object: Option<Service>,
+    #[serde(default)]
+    pub old_object: Option<Service>,
 }
 
-/// Whether admitting `service` needs a host address first.
-pub fn plan(service: &Service, operation: &str, dry_run: bool) -> Plan {
+/// Whether admitting `service` (updating `old`, if it is an update) needs
+/// the host to allocate first.
+pub fn plan(service: &Service, old: Option<&Service>, operation: &str, dry_run: bool) -> Plan {
     let spec = service.spec.as_ref();
     let headless = spec.and_then(|s| s.cluster_ip.as_deref()) == Some("None");
-    let external_name = spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName");
     let unnamed = service
         .metadata
         .name
         .as_deref()
         .unwrap_or_default()
         .is_empty();
-    if operation != "CREATE"
-        || dry_run
-        || headless
-        || external_name
-        || unnamed
-        || !translate::is_mirrored_service(service)
-    {
-        Plan::Allow
-    } else {
-        Plan::Allocate
+    if dry_run || headless || unnamed || !translate::is_mirrored_service(service) {
+        return Plan::Allow;
     }
+    match (operation, old) {
+        ("CREATE", _) => Plan::Allocate,
+        ("UPDATE", Some(old)) => {
+            // From ExternalName (not mirrored): the apiserver would give it
+            // an address of its own.
+            let gets_address = !translate::is_mirrored_service(old);
+            let gets_node_ports = translate::is_node_port(service)
+                && (!translate::is_node_port(old) || !node_ports_of(service).all(|p| p != 0));
+            if gets_address || gets_node_ports {
+                Plan::Reallocate
+            } else {
+                Plan::Allow
+            }
+        }
+        _ => Plan::Allow,
+    }
+}
+
+/// Each port's node port, 0 where it has none.
+fn node_ports_of(service: &Service) -> impl Iterator<Item = i32> + '_ {
+    service
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .map(|p| p.node_port.unwrap_or(0))
 }
 
 /// The address the tenant asked for, if it asked for one.
@@ -97,15 +123,25 @@ pub fn requested_address(service: &Service) -> Option<&str> {
         .filter(|ip| !ip.is_empty() && *ip != "None")
 }
 
-/// The JSON patch giving the tenant Service the host copy's addresses.
+/// The JSON patch giving the tenant Service the host copy's address and,
+/// when it is a NodePort Service, its node ports (the copy has the
+/// tenant's ports, in order).
 pub fn address_patch(host: &Service) -> Option<Value> {
     let spec = host.spec.as_ref()?;
     let ip = spec.cluster_ip.clone().filter(|ip| !ip.is_empty())?;
     let ips = spec.cluster_ips.clone().unwrap_or_else(|| vec![ip.clone()]);
-    Some(json!([
-        { "op": "add", "path": "/spec/clusterIP", "value": ip },
-        { "op": "add", "path": "/spec/clusterIPs", "value": ips },
-    ]))
+    let mut patch = vec![
+        json!({ "op": "add", "path": "/spec/clusterIP", "value": ip }),
+        json!({ "op": "add", "path": "/spec/clusterIPs", "value": ips }),
+    ];
+    if translate::is_node_port(host) {
+        for (index, port) in node_ports_of(host).enumerate() {
+            if port != 0 {
+                patch.push(json!({ "op": "add", "path": format!("/spec/ports/{index}/nodePort"), "value": port }));
+            }
+        }
+    }
+    Some(Value::Array(patch))
 }
 
 /// An `AdmissionReview` answer: allowed (with an optional JSON patch) or
@@ -151,10 +187,16 @@ pub async fn review(syncer: &Syncer, body: &[u8]) -> Result<Value, String> {
         service.metadata.namespace = request.namespace.clone();
     }
     let dry_run = request.dry_run.unwrap_or(false);
-    if plan(&service, &request.operation, dry_run) == Plan::Allow {
-        return Ok(answer(&request.uid, Ok(None)));
-    }
-    let outcome = allocate(syncer, &service).await;
+    let outcome = match plan(
+        &service,
+        request.old_object.as_ref(),
+        &request.operation,
+        dry_run,
+    ) {
+        Plan::Allow => return Ok(answer(&request.uid, Ok(None))),
+        Plan::Allocate => allocate(syncer, &service).await,
+        Plan::Reallocate => take_from_host(syncer, &service).await,
+    };
     syncer
         .metrics
         .service_address(if outcome.is_ok() { "given" } else { "refused" });
@@ -178,6 +220,14 @@ async fn allocate(syncer: &Syncer, service: &Service) -> Result<Option<Value>, S
             ));
         }
     }
+    take_from_host(syncer, service).await
+}
+
+/// Applies the host copy of `service` and returns the patch that gives
+/// the tenant Service what the host allocated.
+async fn take_from_host(syncer: &Syncer, service: &Service) -> Result<Option<Value>, String> {
+    let namespace = service.metadata.namespace.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
     let desired = translate::service(service, &syncer.placement());
     let host_name = desired.metadata.name.clone().unwrap_or_default();
     let applied = host_quota::within::<Service, _, _>(syncer, &host_name, async {
@@ -195,22 +245,54 @@ async fn allocate(syncer: &Syncer, service: &Service) -> Result<Option<Value>, S
     };
     match applied {
         Ok(host) => {
-            tracing::info!(%namespace, %name, ip = ?host.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()), "host address given to a tenant Service");
+            tracing::info!(%namespace, %name, ip = ?host.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()), node_ports = ?node_ports_of(&host).collect::<Vec<_>>(), "host address given to a tenant Service");
             Ok(address_patch(&host))
         }
         Err(ApplyError::Api {
             source: kube::Error::Api(status),
             ..
-        }) if status.code == 422 && requested_address(service).is_some() => Err(format!(
-            "spec.clusterIP {} cannot be given to this Service: the host cluster, where it must answer, refused it ({}); leave spec.clusterIP empty and vnest gives the Service a free address",
-            requested_address(service).unwrap_or_default(),
-            status.message
-        )),
+        }) => Err(refusal_message(service, &status)),
         Err(e) => Err(format!(
             "vnest's syncer could not reserve a host address for this Service: {e}; try again"
         )),
     }
 }
+
+/// What the tenant is told when the host refuses `service`'s copy.
+fn refusal_message(service: &Service, status: &kube::core::Status) -> String {
+    if status.code == 403 && status.message.contains("services.nodeports") {
+        return format!(
+            "the host refused it: {}; this cluster's admin grants node ports (spec.isolation.resourceQuota `services.nodeports` of its VirtualCluster)",
+            status.message
+        );
+    }
+    if status.code == 422 && translate::is_node_port(service) && status.message.contains("nodePort")
+    {
+        return format!(
+            "the node ports asked for cannot be given to this Service: the host cluster, where they must be open, refused them ({}); leave spec.ports[].nodePort empty and vnest gives the Service free ones",
+            status.message
+        );
+    }
+    if status.code == 422 && requested_address(service).is_some() {
+        return format!(
+            "spec.clusterIP {} cannot be given to this Service: the host cluster, where it must answer, refused it ({}); leave spec.clusterIP empty and vnest gives the Service a free address",
+            requested_address(service).unwrap_or_default(),
+            status.message
+        );
+    }
+    if status.code == 403 || status.code == 422 {
+        return format!("the host refused it: {}", status.message);
+    }
+    format!(
+        "vnest's syncer could not reserve a host address for this Service: {}; try again",
+        status.message
+    )
+}
+
+/// Which requests reach the webhook: every create, and updates to a
+/// NodePort Service or from an ExternalName one ([`plan`] decides the
+/// rest).
+const MAY_ALLOCATE: &str = "request.operation == 'CREATE' || object.spec.type == 'NodePort' || oldObject.spec.type == 'ExternalName'";
 
 /// The tenant's webhook configuration: every Service create goes through
 /// the syncer at `url`, whose certificate chains to `ca_bundle` (PEM). A
@@ -242,10 +324,16 @@ pub fn configuration(url: &str, ca_bundle: &[u8]) -> MutatingWebhookConfiguratio
             reinvocation_policy: Some("Never".to_owned()),
             side_effects: "NoneOnDryRun".to_owned(),
             timeout_seconds: Some(10),
+            // Updates that may allocate only: the others never wait for
+            // the syncer, nor fail while it is away.
+            match_conditions: Some(vec![MatchCondition {
+                name: "may-allocate".to_owned(),
+                expression: MAY_ALLOCATE.to_owned(),
+            }]),
             rules: Some(vec![RuleWithOperations {
                 api_groups: Some(vec![String::new()]),
                 api_versions: Some(vec!["v1".to_owned()]),
-                operations: Some(vec!["CREATE".to_owned()]),
+                operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
                 resources: Some(vec!["services".to_owned()]),
                 scope: Some("Namespaced".to_owned()),
             }]),
@@ -314,13 +402,6 @@ mod tests {
                 Allocate,
             ),
             (
-                "update",
-                service("default", "web", "ClusterIP", None),
-                "UPDATE",
-                false,
-                Allow,
-            ),
-            (
                 "dry run",
                 service("default", "web", "ClusterIP", None),
                 "CREATE",
@@ -357,7 +438,80 @@ mod tests {
             ),
         ];
         for (case, svc, operation, dry_run, want) in cases {
-            assert_eq!(plan(&svc, operation, dry_run), want, "{case}");
+            assert_eq!(plan(&svc, None, operation, dry_run), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn updates_that_would_allocate_ask_the_host() {
+        use Plan::*;
+        let with_ports = |type_: &str, node_ports: &[i32]| {
+            let mut svc = service("default", "web", type_, Some("10.96.0.7"));
+            svc.spec.as_mut().unwrap().ports = Some(
+                node_ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| k8s_openapi::api::core::v1::ServicePort {
+                        port: 80 + i as i32,
+                        node_port: (*n != 0).then_some(*n),
+                        ..Default::default()
+                    })
+                    .collect(),
+            );
+            svc
+        };
+        let external = service("default", "web", "ExternalName", None);
+        let cases = [
+            (
+                "ClusterIP stays",
+                with_ports("ClusterIP", &[0]),
+                with_ports("ClusterIP", &[0]),
+                Allow,
+            ),
+            (
+                "to NodePort",
+                with_ports("ClusterIP", &[0]),
+                with_ports("NodePort", &[0]),
+                Reallocate,
+            ),
+            (
+                "a port added",
+                with_ports("NodePort", &[30001]),
+                with_ports("NodePort", &[30001, 0]),
+                Reallocate,
+            ),
+            (
+                "NodePort, its ports kept",
+                with_ports("NodePort", &[30001]),
+                with_ports("NodePort", &[30001]),
+                Allow,
+            ),
+            (
+                "NodePort to ClusterIP",
+                with_ports("NodePort", &[30001]),
+                with_ports("ClusterIP", &[0]),
+                Allow,
+            ),
+            (
+                "from ExternalName",
+                external.clone(),
+                service("default", "web", "ClusterIP", None),
+                Reallocate,
+            ),
+            (
+                "to ExternalName",
+                with_ports("ClusterIP", &[0]),
+                external,
+                Allow,
+            ),
+        ];
+        for (case, old, new, want) in cases {
+            assert_eq!(plan(&new, Some(&old), "UPDATE", false), want, "{case}");
+            assert_eq!(
+                plan(&new, Some(&old), "UPDATE", true),
+                Allow,
+                "{case}, dry run"
+            );
         }
     }
 
@@ -370,6 +524,29 @@ mod tests {
                 { "op": "add", "path": "/spec/clusterIP", "value": "10.99.1.2" },
                 { "op": "add", "path": "/spec/clusterIPs", "value": ["10.99.1.2"] },
             ])
+        );
+        let spec = host.spec.as_mut().unwrap();
+        spec.type_ = Some("NodePort".to_owned());
+        spec.ports = Some(vec![
+            k8s_openapi::api::core::v1::ServicePort {
+                port: 80,
+                node_port: Some(31080),
+                ..Default::default()
+            },
+            k8s_openapi::api::core::v1::ServicePort {
+                port: 443,
+                node_port: Some(31443),
+                ..Default::default()
+            },
+        ]);
+        let patch = address_patch(&host).unwrap();
+        assert_eq!(
+            patch[2],
+            json!({ "op": "add", "path": "/spec/ports/0/nodePort", "value": 31080 })
+        );
+        assert_eq!(
+            patch[3],
+            json!({ "op": "add", "path": "/spec/ports/1/nodePort", "value": 31443 })
         );
         host.spec.as_mut().unwrap().cluster_ip = None;
         assert_eq!(address_patch(&host), None, "no address, no patch");
@@ -430,7 +607,14 @@ mod tests {
         assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
         assert_eq!(hook.side_effects, "NoneOnDryRun");
         let rule = &hook.rules.as_ref().unwrap()[0];
-        assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_owned()][..]));
+        assert_eq!(
+            rule.operations.as_deref(),
+            Some(&["CREATE".to_owned(), "UPDATE".to_owned()][..])
+        );
+        // Only updates that may allocate wait for the syncer.
+        let condition = &hook.match_conditions.as_ref().unwrap()[0];
+        assert!(condition.expression.contains("'NodePort'"));
+        assert!(condition.expression.contains("'ExternalName'"));
         assert_eq!(
             rule.resources.as_deref(),
             Some(&["services".to_owned()][..])

@@ -268,15 +268,22 @@ pub fn endpoint_slice(tenant: &EndpointSlice, placement: &Placement) -> Endpoint
 
 /// A Service on the host selecting the tenant namespace's host pods: the
 /// same ports, the tenant's selector plus its namespace label (host pods of
-/// other tenant namespaces share the workloads namespace), always
-/// ClusterIP or headless (node ports and load balancers are the host's to
-/// give, and its quota refuses them), and the tenant's own ClusterIP asked
-/// for on the host, so that the address tenant clients (and the tenant's
-/// DNS) use routes there. When the host has given that address to another
-/// Service, the syncer falls back to one the host picks ([`without_address`]).
+/// other tenant namespaces share the workloads namespace), and the tenant's
+/// own ClusterIP asked for on the host, so that the address tenant clients
+/// (and the tenant's DNS) use routes there. When the host has given that
+/// address to another Service, the syncer falls back to one the host picks
+/// ([`without_address`]).
+///
+/// A NodePort Service stays one, with the tenant's node ports (which the
+/// host gave it first, [`crate::service_addresses`]): clients reach it on
+/// the nodes the tenant sees. The host's quota decides whether the tenant
+/// may have node ports at all. Every other type is ClusterIP (or
+/// headless) on the host: a LoadBalancer is the host's to give, and the
+/// ports its tenant copy got are not opened.
 pub fn service(tenant: &Service, placement: &Placement) -> Service {
     let namespace = tenant.metadata.namespace.as_deref().unwrap_or("default");
     let spec = tenant.spec.clone().unwrap_or_default();
+    let node_port = is_node_port(tenant);
     // The labels its pods carry on the host.
     let selector = spec
         .selector
@@ -286,7 +293,10 @@ pub fn service(tenant: &Service, placement: &Placement) -> Service {
         ports
             .into_iter()
             .map(|mut p| {
-                p.node_port = None;
+                if !node_port {
+                    p.node_port = None;
+                }
+                p.node_port = p.node_port.filter(|port| *port != 0);
                 p
             })
             .collect()
@@ -295,18 +305,39 @@ pub fn service(tenant: &Service, placement: &Placement) -> Service {
     Service {
         metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
         spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".to_owned()),
+            type_: Some(if node_port { "NodePort" } else { "ClusterIP" }.to_owned()),
             cluster_ip,
             selector,
             ports,
             publish_not_ready_addresses: spec.publish_not_ready_addresses,
             session_affinity: spec.session_affinity,
+            session_affinity_config: spec.session_affinity_config,
+            external_traffic_policy: spec.external_traffic_policy.filter(|_| node_port),
+            internal_traffic_policy: spec.internal_traffic_policy,
             ip_families: spec.ip_families,
             ip_family_policy: spec.ip_family_policy,
             ..ServiceSpec::default()
         }),
         status: None,
     }
+}
+
+/// Whether a tenant Service opens node ports on the host.
+pub fn is_node_port(service: &Service) -> bool {
+    service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("NodePort")
+}
+
+/// `service` (a host copy) as a ClusterIP Service: no node ports.
+pub fn without_node_ports(service: &Service) -> Service {
+    let mut copy = service.clone();
+    if let Some(spec) = copy.spec.as_mut() {
+        spec.type_ = Some("ClusterIP".to_owned());
+        spec.external_traffic_policy = None;
+        for port in spec.ports.iter_mut().flatten() {
+            port.node_port = None;
+        }
+    }
+    copy
 }
 
 /// `service` with the address left to the host (headless stays headless).
@@ -1530,22 +1561,42 @@ mod tests {
                       "ports": [{ "name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080 }] } })).unwrap();
         let host_svc = service(&svc, &placement());
         let host = host_svc.spec.clone().unwrap();
-        assert_eq!(host.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(
+            host.type_.as_deref(),
+            Some("NodePort"),
+            "a NodePort opens its node ports on the host"
+        );
+        assert_eq!(host.ports.as_ref().unwrap()[0].node_port, Some(30080));
         assert_eq!(
             host.cluster_ip.as_deref(),
             Some("10.96.0.99"),
             "the tenant's address is asked for"
         );
+        let closed = without_node_ports(&host_svc).spec.unwrap();
+        assert_eq!(closed.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(closed.ports.unwrap()[0].node_port, None);
+        assert_eq!(closed.cluster_ip.as_deref(), Some("10.96.0.99"));
         let fallback = without_address(&host_svc).unwrap();
         assert_eq!(
             fallback.spec.unwrap().cluster_ip,
             None,
             "or the host picks one"
         );
-        assert_eq!(host.ports.unwrap()[0].node_port, None);
         let selector = host.selector.unwrap();
         assert_eq!(selector["pod.vnest.dev/app"], "web");
         assert_eq!(selector["vnest.dev/tenant-namespace"], "shop");
+        let balancer: Service = serde_json::from_value(json!({
+            "metadata": { "name": "lb", "namespace": "shop" },
+            "spec": { "type": "LoadBalancer", "clusterIP": "10.96.0.98", "externalTrafficPolicy": "Local",
+                      "ports": [{ "port": 80, "nodePort": 30081 }] } })).unwrap();
+        let host = service(&balancer, &placement()).spec.unwrap();
+        assert_eq!(
+            host.type_.as_deref(),
+            Some("ClusterIP"),
+            "a load balancer is the host's to give"
+        );
+        assert_eq!(host.ports.unwrap()[0].node_port, None);
+        assert_eq!(host.external_traffic_policy, None);
         let token: Secret = serde_json::from_value(json!({
             "metadata": { "name": "t", "namespace": "shop" }, "type": "kubernetes.io/service-account-token" })).unwrap();
         assert_eq!(

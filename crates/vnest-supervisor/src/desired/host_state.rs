@@ -38,6 +38,8 @@ pub struct Observed<'a> {
     pub endpoint: &'a Result<Endpoint, String>,
     /// Addresses tenant traffic must never reach.
     pub forbidden: &'a HostAddresses,
+    /// The addresses of the tenant's pool nodes.
+    pub pool: &'a [String],
     /// The Ingress host patterns this cluster holds.
     pub ingress_hosts: &'a [String],
     /// The admin's Secret with the external etcd's client certificate,
@@ -163,7 +165,7 @@ pub fn host_state(
         HostObject::ClusterRoleBinding(syncer_rbac::node_reader_binding(vc)),
     ];
     objects.extend(
-        network_policy::network_policies(vc, settings, observed.forbidden)
+        network_policy::network_policies(vc, settings, observed.forbidden, observed.pool)
             .into_iter()
             .map(HostObject::NetworkPolicy),
     );
@@ -315,6 +317,7 @@ mod tests {
                 apiserver_ip: "10.96.0.20",
                 endpoint,
                 forbidden: &HostAddresses::default(),
+                pool: &[],
                 ingress_hosts: &[],
                 external_client_secret: external,
             },

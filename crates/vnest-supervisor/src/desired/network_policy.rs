@@ -31,10 +31,12 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
+use std::net::IpAddr;
 use vnest_api::cidr::{Cidr, without_nested};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::pod_network::{self, WORKLOADS_EGRESS, WORKLOADS_INGRESS, WORKLOADS_ISOLATE};
-use vnest_api::{ExposeType, VirtualCluster};
+
+use vnest_api::{ExposeType, PodSecurityLevel, VirtualCluster};
 
 use super::addresses::etcd::{CLIENT_PORT, PEER_PORT};
 use super::addresses::{apiserver, etcd, syncer};
@@ -101,11 +103,18 @@ impl HostAddresses {
     }
 }
 
-/// Every NetworkPolicy of `vc`, in both host namespaces.
+/// The node ports a host opens (Kubernetes' default
+/// `--service-node-port-range`): tenant pods with node ports of their own
+/// may dial these ports on their pool's nodes, and no other.
+pub const NODE_PORTS: (i32, i32) = (30000, 32767);
+
+/// Every NetworkPolicy of `vc`, in both host namespaces. `pool` holds the
+/// addresses of the tenant's pool nodes.
 pub fn network_policies(
     vc: &VirtualCluster,
     settings: &Settings,
     host: &HostAddresses,
+    pool: &[String],
 ) -> Vec<NetworkPolicy> {
     let cp = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
     let wl = host_namespace_of(vc, HostNamespaceRole::Workloads);
@@ -190,7 +199,7 @@ pub fn network_policies(
         )]),
     ));
     if vc.spec.isolation.network_policy {
-        policies.extend(workloads_policies(vc, &cp, &wl, anywhere_but_host));
+        policies.extend(workloads_policies(vc, &cp, &wl, anywhere_but_host, pool));
     }
     policies
 }
@@ -202,12 +211,75 @@ pub fn network_policies(
 /// (the syncer labels it, see [`pod_network`]) gets only what that policy
 /// allows, which the syncer keeps inside these same bounds: so a tenant
 /// policy can narrow vnest's fence and never widen it.
+///
+/// What the admin grants widens it, on the tenant's own pool only:
+/// - node ports (the quota's `services.nodeports`): pods may dial the
+///   node ports of their pool's nodes (their own Services' node ports and
+///   hairpins), and take connections from outside the host and from their
+///   pool's nodes (kube-proxy forwards a node port's connection from the
+///   node it arrived at, under that node's address);
+/// - host network (Pod Security `privileged`): pods take connections from
+///   their pool's nodes, where the tenant's host-network pods are.
 fn workloads_policies(
     vc: &VirtualCluster,
     cp: &str,
     wl: &str,
     anywhere_but_host: NetworkPolicyPeer,
+    pool: &[String],
 ) -> Vec<NetworkPolicy> {
+    let node_ports = has_node_ports(vc);
+    let host_network = vc.spec.isolation.pod_security == PodSecurityLevel::Privileged;
+    let pool_nodes: Vec<NetworkPolicyPeer> = without_nested(
+        pool.iter()
+            .filter_map(|a| a.parse::<IpAddr>().ok())
+            .map(Cidr::host)
+            .collect(),
+    )
+    .iter()
+    .map(|range| ip_peer(range.to_string()))
+    .collect();
+    // A rule per kind of peer: a network plugin may hold one rule's
+    // address blocks in one set (kube-router does), where a pool node's
+    // address and the same address excepted from "anywhere" would clash.
+    let mut admitted = vec![NetworkPolicyIngressRule {
+        from: Some(vec![namespace_peer(wl), own_apiserver(cp)]),
+        ports: None,
+    }];
+    if (node_ports || host_network) && !pool_nodes.is_empty() {
+        admitted.push(NetworkPolicyIngressRule {
+            from: Some(pool_nodes.clone()),
+            ports: None,
+        });
+    }
+    if node_ports {
+        admitted.push(NetworkPolicyIngressRule {
+            from: Some(vec![anywhere_but_host.clone()]),
+            ports: None,
+        });
+    }
+    let mut egress_rules = vec![
+        egress(vec![namespace_peer(wl)]),
+        NetworkPolicyEgressRule {
+            to: Some(vec![own_apiserver(cp)]),
+            ports: Some(ports(&[apiserver::SECURE_PORT])),
+        },
+        egress(vec![anywhere_but_host]),
+    ];
+    if node_ports && !pool_nodes.is_empty() {
+        egress_rules.push(NetworkPolicyEgressRule {
+            to: Some(pool_nodes),
+            ports: Some(
+                ["TCP", "UDP", "SCTP"]
+                    .iter()
+                    .map(|protocol| NetworkPolicyPort {
+                        port: Some(IntOrString::Int(NODE_PORTS.0)),
+                        end_port: Some(NODE_PORTS.1),
+                        protocol: Some((*protocol).to_owned()),
+                    })
+                    .collect(),
+            ),
+        });
+    }
     vec![
         policy(
             vc,
@@ -222,10 +294,7 @@ fn workloads_policies(
             wl,
             WORKLOADS_INGRESS,
             not_governed_by(pod_network::INGRESS_POLICY),
-            Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![namespace_peer(wl), own_apiserver(cp)]),
-                ports: None,
-            }]),
+            Some(admitted),
             None,
         ),
         policy(
@@ -234,16 +303,19 @@ fn workloads_policies(
             WORKLOADS_EGRESS,
             not_governed_by(pod_network::EGRESS_POLICY),
             None,
-            Some(vec![
-                egress(vec![namespace_peer(wl)]),
-                NetworkPolicyEgressRule {
-                    to: Some(vec![own_apiserver(cp)]),
-                    ports: Some(ports(&[apiserver::SECURE_PORT])),
-                },
-                egress(vec![anywhere_but_host]),
-            ]),
+            Some(egress_rules),
         ),
     ]
+}
+
+/// Whether the admin granted `vc` node ports (its quota's
+/// `services.nodeports` is above zero).
+pub fn has_node_ports(vc: &VirtualCluster) -> bool {
+    super::quota::resource_quota(vc)
+        .spec
+        .and_then(|spec| spec.hard)
+        .and_then(|hard| hard.get("services.nodeports").cloned())
+        .is_some_and(|q| !matches!(q.0.trim().parse::<u64>(), Ok(0)))
 }
 
 /// The tenant's apiserver pods (in control-plane namespace `cp`): the
@@ -416,6 +488,7 @@ fn egress(to: Vec<NetworkPolicyPeer>) -> NetworkPolicyEgressRule {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     fn vc() -> VirtualCluster {
         let mut vc = VirtualCluster::new("a", Default::default());
@@ -433,7 +506,8 @@ mod tests {
 
     #[test]
     fn etcd_admits_only_its_apiserver_and_its_members() {
-        let policies = network_policies(&vc(), &Settings::default(), &HostAddresses::default());
+        let policies =
+            network_policies(&vc(), &Settings::default(), &HostAddresses::default(), &[]);
         let etcd = named(&policies, "vnest-etcd");
         let ingress = etcd.ingress.as_ref().unwrap();
         assert_eq!(ingress.len(), 2);
@@ -452,7 +526,7 @@ mod tests {
             dns: vec!["10.244.1.5".into()],
             pod_cidrs: vec!["10.244.0.0/16".into()],
         };
-        let policies = network_policies(&vc(), &Settings::default(), &host);
+        let policies = network_policies(&vc(), &Settings::default(), &host, &[]);
         let workloads = named(&policies, WORKLOADS_EGRESS);
         let except = workloads
             .egress
@@ -480,9 +554,9 @@ mod tests {
     #[test]
     fn turning_network_policy_off_removes_only_the_workloads_policies() {
         let mut vc = vc();
-        let on = network_policies(&vc, &Settings::default(), &HostAddresses::default());
+        let on = network_policies(&vc, &Settings::default(), &HostAddresses::default(), &[]);
         vc.spec.isolation.network_policy = false;
-        let off = network_policies(&vc, &Settings::default(), &HostAddresses::default());
+        let off = network_policies(&vc, &Settings::default(), &HostAddresses::default(), &[]);
         assert_eq!(on.len(), off.len() + 3);
         assert!(off.iter().all(|p| {
             !pod_network::WORKLOADS_POLICIES
@@ -492,7 +566,8 @@ mod tests {
 
     #[test]
     fn every_workload_is_isolated_and_vnest_allows_only_what_no_tenant_policy_governs() {
-        let policies = network_policies(&vc(), &Settings::default(), &HostAddresses::default());
+        let policies =
+            network_policies(&vc(), &Settings::default(), &HostAddresses::default(), &[]);
         let base = named(&policies, WORKLOADS_ISOLATE);
         assert_eq!(base.pod_selector, Some(LabelSelector::default()));
         assert_eq!(base.ingress.as_deref(), Some(&[][..]));
@@ -520,6 +595,82 @@ mod tests {
                 (key, "DoesNotExist")
             );
         }
+    }
+
+    #[test]
+    fn node_ports_and_host_network_open_the_fence_to_the_pool_only() {
+        let host = HostAddresses {
+            nodes: vec!["172.30.0.10".into(), "172.30.0.11".into()],
+            ..HostAddresses::default()
+        };
+        let pool = ["172.30.0.10".to_owned()];
+        let fence = |vc: &VirtualCluster| {
+            let policies = network_policies(vc, &Settings::default(), &host, &pool);
+            let rules = named(&policies, WORKLOADS_INGRESS).ingress.clone().unwrap();
+            // Each kind of peer in a rule of its own.
+            assert!(rules.iter().all(|rule| {
+                let from = rule.from.as_ref().unwrap();
+                from.iter().all(|p| p.ip_block.is_some())
+                    || from.iter().all(|p| p.ip_block.is_none())
+            }));
+            // A block with exceptions shares its rule with no other block.
+            assert!(rules.iter().all(|rule| {
+                let from = rule.from.as_ref().unwrap();
+                let excepting = from
+                    .iter()
+                    .any(|p| p.ip_block.as_ref().is_some_and(|b| b.except.is_some()));
+                !excepting || from.len() == 1
+            }));
+            let blocks: Vec<String> = rules
+                .iter()
+                .flat_map(|rule| rule.from.clone().unwrap())
+                .filter_map(|p| p.ip_block.as_ref().map(|b| b.cidr.clone()))
+                .collect();
+            let egress = named(&policies, WORKLOADS_EGRESS).egress.clone().unwrap();
+            (blocks, egress)
+        };
+
+        let (admitted, egress) = fence(&vc());
+        assert!(admitted.is_empty(), "by default no address: {admitted:?}");
+        assert_eq!(egress.len(), 3);
+
+        let mut granted = vc();
+        granted
+            .spec
+            .isolation
+            .resource_quota
+            .insert("services.nodeports".into(), Quantity("5".into()));
+        assert!(has_node_ports(&granted));
+        let (admitted, egress) = fence(&granted);
+        assert_eq!(
+            admitted,
+            ["172.30.0.10/32", "0.0.0.0/0"],
+            "the pool's node (forwarded node-port connections) and outside clients"
+        );
+        let to_nodes = egress.last().unwrap();
+        assert_eq!(
+            to_nodes.to.as_ref().unwrap()[0]
+                .ip_block
+                .as_ref()
+                .unwrap()
+                .cidr,
+            "172.30.0.10/32",
+            "the pool's nodes only"
+        );
+        for port in to_nodes.ports.as_ref().unwrap() {
+            assert_eq!(
+                (port.port.clone(), port.end_port),
+                (Some(IntOrString::Int(30000)), Some(32767)),
+                "node ports only, no kubelet"
+            );
+        }
+
+        let mut privileged = vc();
+        privileged.spec.isolation.pod_security = PodSecurityLevel::Privileged;
+        assert!(!has_node_ports(&privileged));
+        let (admitted, egress) = fence(&privileged);
+        assert_eq!(admitted, ["172.30.0.10/32"], "its host-network pods");
+        assert_eq!(egress.len(), 3);
     }
 
     #[test]
@@ -561,7 +712,7 @@ mod tests {
         let blocks = |type_: ExposeType| {
             let mut vc = vc();
             vc.spec.control_plane.expose.type_ = type_;
-            let policies = network_policies(&vc, &Settings::default(), &host);
+            let policies = network_policies(&vc, &Settings::default(), &host, &[]);
             named(&policies, "vnest-apiserver")
                 .ingress
                 .as_ref()
