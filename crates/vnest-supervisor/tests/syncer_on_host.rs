@@ -846,8 +846,7 @@ async fn node_ports_come_from_the_host_when_granted(
         .find(|a| a.type_ == "InternalIP")
         .unwrap()
         .address;
-    let request =
-        format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} {node_port}");
+    let request = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} {node_port}");
     let page = wait_until(
         "a tenant pod reaches the node port",
         Duration::from_secs(90),

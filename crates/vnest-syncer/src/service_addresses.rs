@@ -94,7 +94,7 @@ pub fn plan(service: &Service, old: Option<&Service>, operation: &str, dry_run: 
             // an address of its own.
             let gets_address = !translate::is_mirrored_service(old);
             let gets_node_ports = translate::is_node_port(service)
-                && (!translate::is_node_port(old) || !node_ports_of(service).all(|p| p != 0));
+                && (!translate::is_node_port(old) || node_ports_of(service).any(|p| p == 0));
             if gets_address || gets_node_ports {
                 Plan::Reallocate
             } else {
