@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::RwLock;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Namespace, Service, Toleration};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use vnest_api::{IngressGrant, PodLabels, PodSecurityLevel};
 
@@ -123,6 +124,21 @@ impl Syncer {
             network,
             creating: tokio::sync::Mutex::new(()),
             learned: RwLock::new(Learned::default()),
+        }
+    }
+
+    /// A Warning event on tenant object `object` (a failure to record it
+    /// is logged, never the sync's).
+    pub async fn warn(&self, object: &ObjectReference, reason: &str, note: String) {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Sync".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::debug!(%error, reason, "recording an event failed");
         }
     }
 

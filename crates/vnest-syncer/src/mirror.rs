@@ -24,7 +24,6 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::Status;
 use kube::runtime::controller::{self, Action};
-use kube::runtime::events::{Event as Note, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
@@ -283,20 +282,7 @@ async fn refuse<K: Mirrored>(syncer: &Syncer, object: &K, refusals: &[Refusal]) 
         %note,
         "refused"
     );
-    let event = Note {
-        type_: EventType::Warning,
-        reason: "Refused".to_owned(),
-        note: Some(note),
-        action: "Sync".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = syncer
-        .recorder
-        .publish(&event, &object.object_ref(&()))
-        .await
-    {
-        tracing::debug!(%error, "recording an event failed");
-    }
+    syncer.warn(&object.object_ref(&()), "Refused", note).await;
 }
 
 /// Writes the host copy's `status` onto `tenant` when it differs.
@@ -521,20 +507,9 @@ async fn apply_host_copy<K: Mirrored>(syncer: &Syncer, object: &K) -> Result<K> 
             return Err(error.into());
         };
         tracing::warn!(name = object.meta().name.as_deref().unwrap_or_default(), note = %fallback.note, "fallback");
-        let event = Note {
-            type_: EventType::Warning,
-            reason: fallback.reason.to_owned(),
-            note: Some(fallback.note),
-            action: "Sync".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = syncer
-            .recorder
-            .publish(&event, &object.object_ref(&()))
-            .await
-        {
-            tracing::debug!(%error, "recording an event failed");
-        }
+        syncer
+            .warn(&object.object_ref(&()), fallback.reason, fallback.note)
+            .await;
         desired = fallback.object;
     }
     Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await?)

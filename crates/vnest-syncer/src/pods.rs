@@ -27,7 +27,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -569,16 +568,7 @@ async fn refuse(pod: &Pod, syncer: &Syncer, refusals: &[Refusal], placed: bool) 
 
 /// A Warning event `Refused` on tenant pod `pod` saying `message`.
 async fn warn_refused(pod: &Pod, syncer: &Syncer, message: String) {
-    let event = Event {
-        type_: EventType::Warning,
-        reason: REFUSED.to_owned(),
-        note: Some(message),
-        action: "Sync".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = syncer.recorder.publish(&event, &pod.object_ref(&())).await {
-        tracing::debug!(%error, "recording the refusal event failed");
-    }
+    syncer.warn(&pod.object_ref(&()), REFUSED, message).await;
 }
 
 /// How long the shortest of `pod`'s tokens lives: they are renewed when
