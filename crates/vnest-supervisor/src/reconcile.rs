@@ -256,7 +256,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     // Phase 3, build: one desired state, pure.
     let endpoint = kubeconfig::endpoint(vc, Some(&made.service), &view.host.node_addresses);
     let ingress = ingress_grants::held(vc, &view.virtual_clusters);
-    let pools = Pools::new(view.host.nodes.clone(), &view.virtual_clusters);
+    let pools = Pools::new(view.host.nodes, &view.virtual_clusters);
     let pool = pools.members(&vc.spec.node_pool.node_selector);
     let pool_addresses = pool_nodes::addresses(&pool);
     let state = host_state::host_state(

@@ -1239,26 +1239,18 @@ mod tests {
         let ended = terminal_status(&pod).unwrap();
         assert_eq!(ended.phase.as_deref(), Some("Failed"));
         let containers = ended.container_statuses.unwrap();
-        let c = containers[0]
-            .state
-            .as_ref()
-            .unwrap()
-            .terminated
-            .as_ref()
-            .unwrap();
+        let terminated = |i: usize| containers[i].state.clone().unwrap().terminated.unwrap();
+        let c = terminated(0);
         assert_eq!(
             (c.exit_code, c.reason.as_deref()),
             (137, Some("ContainerStatusUnknown"))
         );
         assert!(containers[0].last_state.as_ref().unwrap().running.is_some());
-        let d = containers[1]
-            .state
-            .as_ref()
-            .unwrap()
-            .terminated
-            .as_ref()
-            .unwrap();
-        assert_eq!(d.exit_code, 3, "what had ended keeps its exit code");
+        assert_eq!(
+            terminated(1).exit_code,
+            3,
+            "what had ended keeps its exit code"
+        );
         let conditions = ended.conditions.unwrap();
         assert_eq!(conditions[0].status, "False");
         assert_eq!(conditions[1].type_, "DisruptionTarget");

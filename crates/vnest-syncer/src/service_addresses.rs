@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
 
 use crate::context::{FIELD_MANAGER, Syncer};
+use crate::error::refused_by_host;
 use crate::{host_quota, translate};
 
 /// The path the webhook is served at, on the kubelet proxy's listener.
@@ -280,7 +281,7 @@ fn refusal_message(service: &Service, status: &kube::core::Status) -> String {
             status.message
         );
     }
-    if status.code == 403 || status.code == 422 {
+    if refused_by_host(status) {
         return format!("the host refused it: {}", status.message);
     }
     format!(

@@ -293,51 +293,62 @@ pub fn service(tenant: &Service, placement: &Placement) -> Service {
         ports
             .into_iter()
             .map(|mut p| {
-                if !node_port {
-                    p.node_port = None;
-                }
                 p.node_port = p.node_port.filter(|port| *port != 0);
                 p
             })
             .collect()
     });
     let cluster_ip = spec.cluster_ip.filter(|ip| !ip.is_empty());
+    let mut host_spec = ServiceSpec {
+        type_: Some("NodePort".to_owned()),
+        cluster_ip,
+        selector,
+        ports,
+        publish_not_ready_addresses: spec.publish_not_ready_addresses,
+        session_affinity: spec.session_affinity,
+        session_affinity_config: spec.session_affinity_config,
+        external_traffic_policy: spec.external_traffic_policy,
+        internal_traffic_policy: spec.internal_traffic_policy,
+        ip_families: spec.ip_families,
+        ip_family_policy: spec.ip_family_policy,
+        ..ServiceSpec::default()
+    };
+    if !node_port {
+        close_node_ports(&mut host_spec);
+    }
     Service {
         metadata: host_meta(&tenant.metadata, placement, BTreeMap::new()),
-        spec: Some(ServiceSpec {
-            type_: Some(if node_port { "NodePort" } else { "ClusterIP" }.to_owned()),
-            cluster_ip,
-            selector,
-            ports,
-            publish_not_ready_addresses: spec.publish_not_ready_addresses,
-            session_affinity: spec.session_affinity,
-            session_affinity_config: spec.session_affinity_config,
-            external_traffic_policy: spec.external_traffic_policy.filter(|_| node_port),
-            internal_traffic_policy: spec.internal_traffic_policy,
-            ip_families: spec.ip_families,
-            ip_family_policy: spec.ip_family_policy,
-            ..ServiceSpec::default()
-        }),
+        spec: Some(host_spec),
         status: None,
     }
 }
 
+/// A Service's type, as it was given.
+fn service_type(service: &Service) -> Option<&str> {
+    service.spec.as_ref().and_then(|s| s.type_.as_deref())
+}
+
 /// Whether a tenant Service opens node ports on the host.
 pub fn is_node_port(service: &Service) -> bool {
-    service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("NodePort")
+    service_type(service) == Some("NodePort")
 }
 
 /// `service` (a host copy) as a ClusterIP Service: no node ports.
 pub fn without_node_ports(service: &Service) -> Service {
     let mut copy = service.clone();
     if let Some(spec) = copy.spec.as_mut() {
-        spec.type_ = Some("ClusterIP".to_owned());
-        spec.external_traffic_policy = None;
-        for port in spec.ports.iter_mut().flatten() {
-            port.node_port = None;
-        }
+        close_node_ports(spec);
     }
     copy
+}
+
+/// `spec` as ClusterIP: no node ports, no external traffic policy.
+fn close_node_ports(spec: &mut ServiceSpec) {
+    spec.type_ = Some("ClusterIP".to_owned());
+    spec.external_traffic_policy = None;
+    for port in spec.ports.iter_mut().flatten() {
+        port.node_port = None;
+    }
 }
 
 /// `service` with the address left to the host (headless stays headless).
@@ -363,8 +374,7 @@ pub fn is_mirrored_service(service: &Service) -> bool {
     let apiserver = service.metadata.namespace.as_deref() == Some("default")
         && service.metadata.name.as_deref() == Some("kubernetes");
     // A DNS name only, which the tenant's DNS answers: nothing on the host.
-    let external_name =
-        service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName");
+    let external_name = service_type(service) == Some("ExternalName");
     !(apiserver || external_name)
 }
 

@@ -31,11 +31,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
-use std::net::IpAddr;
 use vnest_api::cidr::{Cidr, without_nested};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::pod_network::{self, WORKLOADS_EGRESS, WORKLOADS_INGRESS, WORKLOADS_ISOLATE};
-
 use vnest_api::{ExposeType, PodSecurityLevel, VirtualCluster};
 
 use super::addresses::etcd::{CLIENT_PORT, PEER_PORT};
@@ -186,17 +184,7 @@ pub fn network_policies(
         "vnest-syncer-to-host-apiserver",
         component(syncer::COMPONENT),
         None,
-        Some(vec![egress(
-            without_nested(
-                host.apiserver
-                    .iter()
-                    .filter_map(|a| a.parse().ok())
-                    .collect(),
-            )
-            .iter()
-            .map(|range| ip_peer(range.to_string()))
-            .collect(),
-        )]),
+        Some(vec![egress(ip_peers(&host.apiserver))]),
     ));
     if vc.spec.isolation.network_policy {
         policies.extend(workloads_policies(vc, &cp, &wl, anywhere_but_host, pool));
@@ -229,15 +217,7 @@ fn workloads_policies(
 ) -> Vec<NetworkPolicy> {
     let node_ports = has_node_ports(vc);
     let host_network = vc.spec.isolation.pod_security == PodSecurityLevel::Privileged;
-    let pool_nodes: Vec<NetworkPolicyPeer> = without_nested(
-        pool.iter()
-            .filter_map(|a| a.parse::<IpAddr>().ok())
-            .map(Cidr::host)
-            .collect(),
-    )
-    .iter()
-    .map(|range| ip_peer(range.to_string()))
-    .collect();
+    let pool_nodes = ip_peers(pool);
     // A rule per kind of peer: a network plugin may hold one rule's
     // address blocks in one set (kube-router does), where a pool node's
     // address and the same address excepted from "anywhere" would clash.
@@ -367,6 +347,15 @@ fn apiserver_clients(
         });
     }
     peers
+}
+
+/// A peer per range of `addresses` (addresses or CIDRs; unreadable ones
+/// left out), none inside another.
+fn ip_peers(addresses: &[String]) -> Vec<NetworkPolicyPeer> {
+    without_nested(addresses.iter().filter_map(|a| a.parse().ok()).collect())
+        .iter()
+        .map(|range| ip_peer(range.to_string()))
+        .collect()
 }
 
 fn ip_peer(cidr: String) -> NetworkPolicyPeer {
