@@ -176,6 +176,12 @@ pub struct SyncerArgs {
     /// Where `/healthz` and `/readyz` are served.
     #[arg(long, default_value = DEFAULT_HEALTH_ADDRESS)]
     pub health_address: SocketAddr,
+    /// vnest's image: host pods whose `/etc/hosts` the host kubelet would
+    /// fill with a host namespace rewrite it with the syncer from this
+    /// image (`vnest_syncer::etc_hosts`). Without it they keep the
+    /// kubelet's file.
+    #[arg(long)]
+    pub etc_hosts_image: Option<String>,
 }
 
 impl SyncerArgs {
@@ -198,6 +204,11 @@ impl SyncerArgs {
         ];
         args.extend(self.pool_selector.iter().map(|l| flag("pool-selector", l)));
         args.extend(self.runtime_class.iter().map(|c| flag("runtime-class", c)));
+        args.extend(
+            self.etc_hosts_image
+                .iter()
+                .map(|i| flag("etc-hosts-image", i)),
+        );
         args.extend(
             self.kubelet_proxy_host
                 .iter()
@@ -274,6 +285,7 @@ mod tests {
             ingress_host: vec!["*.shop.example.com".to_owned()],
             ingress_class: vec!["public".to_owned()],
             health_address: "127.0.0.1:9090".parse().unwrap(),
+            etc_hosts_image: Some("registry.example/vnest:1.2.3".to_owned()),
         }
     }
 
@@ -292,6 +304,7 @@ mod tests {
             pod_range: Vec::new(),
             ingress_host: Vec::new(),
             ingress_class: Vec::new(),
+            etc_hosts_image: None,
             ..every_setting()
         };
         assert_eq!(parse(&sparse.to_args()).unwrap(), sparse);

@@ -391,7 +391,7 @@ const AGNHOST_TOOLS: [HostProgram; 5] = [
     },
 ];
 
-/// The shell of the suite's images: Debian's bash as `/bin/sh`. busybox's
+/// The agnhost stand-in's shell: Debian's bash as `/bin/sh`. busybox's
 /// shell runs its own applets before anything on the `PATH` (so `nc` would
 /// stay busybox's), and drops environment variables whose names are not
 /// shell identifiers (`data-1`), which the suite's ConfigMap and Secret
@@ -401,6 +401,27 @@ const SUITE_SHELL: HostProgram = HostProgram {
     source: "/bin/bash",
     package: "bash",
 };
+
+/// Debian's bash under its own name, for [`BUSYBOX_SHELL`].
+const BASH: HostProgram = HostProgram {
+    path: "/bin/bash",
+    source: "/bin/bash",
+    package: "bash",
+};
+
+/// The busybox stand-in's `/bin/sh`: busybox's own shell, as in upstream's
+/// busybox image (the suite compares its messages word for word: `/bin/sh:
+/// can't create /file: Read-only file system`), except in an environment
+/// holding a variable whose name is no shell identifier (`data-1`, which
+/// the ConfigMap and Secret specs print with `sh -c env`): upstream's
+/// busybox 1.36 keeps such variables, Debian's 1.35 drops them, bash keeps
+/// them. busybox names its shell by the name it was run as (`sh`).
+const BUSYBOX_SHELL: &str = r#"#!/bin/bash
+while IFS= read -r -d '' entry; do
+  [[ ${entry%%=*} =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || exec -a "$0" /bin/bash "$@"
+done < /proc/self/environ
+exec -a "$0" /bin/busybox "$@"
+"#;
 
 /// `spec` with `programs` and the libraries they link, and glibc's name
 /// service order (files, then DNS) for them; a program takes the place of
@@ -515,7 +536,9 @@ pub fn e2e_images(
                 }
             }
             Some(E2eStandIn::BusyBox) => {
-                with_host_programs(busybox_as(reference)?, &[SUITE_SHELL])?
+                let mut spec = with_host_programs(busybox_as(reference)?, &[BASH])?;
+                spec.entries.retain(|entry| entry.path() != "/bin/sh");
+                spec.contents("/bin/sh", BUSYBOX_SHELL, 0o755)
             }
             Some(E2eStandIn::WebServer) => {
                 let mut spec = busybox_base(reference)?

@@ -162,6 +162,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
     downward_api_files_show_the_tenant_pod(&tenant).await;
     a_pod_created_on_a_pool_node_runs_there(&tenant, work.path()).await;
+    a_pod_with_a_subdomain_finds_its_tenant_name_in_etc_hosts(&tenant, work.path()).await;
 
     // Another tenant pod reaches the Service by its DNS name and by the
     // ClusterIP the tenant sees, which the host routes.
@@ -1201,6 +1202,73 @@ spec:
         },
     )
     .await;
+}
+
+/// A pod with a subdomain (a StatefulSet's) reads its tenant FQDN in its
+/// `/etc/hosts`, next to its address, in every container; the host
+/// kubelet's file would name the host namespace. The syncer's init
+/// container that writes it is not in the tenant's status.
+async fn a_pod_with_a_subdomain_finds_its_tenant_name_in_etc_hosts(tenant: &Path, dir: &Path) {
+    apply(
+        tenant,
+        dir,
+        "named.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: named }
+spec:
+  hostname: db-0
+  subdomain: db
+  terminationGracePeriodSeconds: 1
+  securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
+  initContainers:
+    - name: setup
+      image: vnest.local/busybox:1
+      command: [sh, -c, "grep -q db-0.db.default.svc.cluster.local /etc/hosts"]
+      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+  containers:
+    - name: app
+      image: vnest.local/busybox:1
+      command: [sh, -c, "cat /etc/hosts; sleep 3600"]
+      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+"#,
+    );
+    let hosts = wait_until(
+        "the named pod prints its /etc/hosts",
+        Duration::from_secs(120),
+        || async {
+            let (_, out, _) = kubectl(tenant, &["logs", "named"]);
+            out.contains("localhost").then_some(out)
+        },
+    )
+    .await;
+    let (_, status, _) = kubectl(
+        tenant,
+        &[
+            "get",
+            "pod",
+            "named",
+            "-o",
+            "jsonpath={.status.podIP} {.status.initContainerStatuses[*].name}",
+        ],
+    );
+    let (ip, init) = status.trim().split_once(' ').unwrap_or((status.trim(), ""));
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file."),
+        "{hosts}"
+    );
+    let line = hosts
+        .lines()
+        .find(|l| l.contains("db-0"))
+        .unwrap_or_default();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        fields,
+        [ip, "db-0.db.default.svc.cluster.local", "db-0"],
+        "{hosts}"
+    );
+    assert_eq!(init, "setup", "only the tenant's init container: {status}");
 }
 
 async fn syncer_log(client: &kube::Client, control_plane: &str) -> String {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use crate::context::{FIELD_MANAGER, Settings, Syncer, TenantNetwork};
 use crate::network_policy::NetworkScope;
 use crate::statusless::Statusless;
-use crate::{events, gc, kubelet_proxy, mirror, nodes, pods, service_addresses, volumes};
+use crate::{
+    etc_hosts, events, gc, kubelet_proxy, mirror, nodes, pods, service_addresses, volumes,
+};
 use anyhow::Context as _;
 use clap::Parser;
 use futures::StreamExt;
@@ -60,8 +62,19 @@ where
         .filter_map(|change| async move { change.ok().map(|_| ()) })
 }
 
-/// Parses the command line and runs the syncer until SIGTERM or Ctrl-C.
+/// Parses the command line and runs the syncer until SIGTERM or Ctrl-C;
+/// `vnest-syncer etc-hosts …` is a pod's init container instead
+/// ([`crate::etc_hosts`]).
 pub async fn main() -> anyhow::Result<()> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == etc_hosts::SUBCOMMAND)
+    {
+        let task = etc_hosts::EtcHosts::parse_from(std::env::args_os().skip(1));
+        return task
+            .run()
+            .with_context(|| format!("writing {}", task.out.display()));
+    }
     let args = Command::parse().args;
     vnest_kube::logging::init(args.log_format);
     let kubelet_tls = args
@@ -105,6 +118,7 @@ pub async fn main() -> anyhow::Result<()> {
             hosts: args.ingress_host.clone(),
             class_names: args.ingress_class.clone(),
         },
+        etc_hosts_image: args.etc_hosts_image.clone(),
     };
 
     let host_client = kube::Client::try_default()

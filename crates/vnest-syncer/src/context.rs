@@ -74,6 +74,8 @@ pub struct Settings {
     pub pod_labels: PodLabels,
     /// What the tenant's Ingresses may claim on the host.
     pub ingress: IngressGrant,
+    /// vnest's image, for pods' `/etc/hosts` ([`crate::etc_hosts`]).
+    pub etc_hosts_image: Option<String>,
 }
 
 /// The tenant's namespaces, NetworkPolicies and Services as watched: a
@@ -198,6 +200,7 @@ impl Syncer {
             cluster_domain: s.cluster_domain.clone(),
             network: s.network.clone(),
             pod_labels: s.pod_labels,
+            etc_hosts_image: s.etc_hosts_image.clone(),
         }
     }
 

@@ -17,6 +17,7 @@ use vnest_kube::apply::apply_namespaced;
 
 use crate::context::{FIELD_MANAGER, Syncer};
 use crate::error::{OnSide, Result, Side};
+use crate::etc_hosts;
 use crate::translate::pod_secret_name;
 use vnest_api::host_copies::origin;
 
@@ -60,6 +61,9 @@ async fn mirror(syncer: &Syncer, event: &Event) -> Result<()> {
     let Some(resource) = about.kind.as_deref().and_then(synced_kind) else {
         return Ok(());
     };
+    if is_routine_of_ours(event) {
+        return Ok(());
+    }
     let (Some(host_name), Some(host_event_name)) =
         (about.name.as_deref(), event.metadata.name.as_deref())
     else {
@@ -100,6 +104,18 @@ async fn mirror(syncer: &Syncer, event: &Event) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Whether `event` is the kubelet's routine word (pulled, created,
+/// started) on a container the syncer added ([`etc_hosts`]); its warnings
+/// go up, they tell why a pod waits.
+fn is_routine_of_ours(event: &Event) -> bool {
+    event.type_.as_deref() == Some("Normal")
+        && event
+            .involved_object
+            .field_path
+            .as_deref()
+            .is_some_and(etc_hosts::is_about_ours)
 }
 
 /// Whether `event` is the host kubelet saying it is waiting for the token

@@ -8,6 +8,7 @@
 //! - `policy`: what is refused, one rule each, with the reason shown.
 //! - `translate`: tenant object → host object (pure).
 //! - `downward`: the downward API showing the tenant pod, not the host's.
+//! - `etc_hosts`: a pod's `/etc/hosts` naming its tenant namespace.
 //! - `service_links`: the Service variables the tenant's kubelet would give.
 //! - `mirror`: ConfigMaps, Secrets, Services, PersistentVolumeClaims down.
 //! - `volumes`: volumes bound to the tenant's claims, and StorageClasses, up.
@@ -28,6 +29,7 @@ pub mod command;
 pub mod context;
 pub mod downward;
 pub mod error;
+pub mod etc_hosts;
 pub mod events;
 pub mod gc;
 pub mod host_quota;

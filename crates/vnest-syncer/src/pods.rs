@@ -40,7 +40,7 @@ use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::pod_certificates::{self, Outcome};
 use crate::policy::{self, Refusal, Rule};
 use crate::translate::{self, pod_secret_name};
-use crate::{downward, network_policy, nodes, trust_bundles};
+use crate::{downward, etc_hosts, network_policy, nodes, trust_bundles};
 use vnest_api::host_copies::{
     MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels,
 };
@@ -376,6 +376,9 @@ async fn add_ephemeral_containers(
             .into_iter()
             .filter(|c| missing.contains(&c.name)),
     );
+    if let Some(spec) = host_pod.spec.as_ref() {
+        etc_hosts::fit_to(spec, &mut all);
+    }
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let name = host_pod.metadata.name.clone().unwrap_or_default();
     host_pods
@@ -931,6 +934,9 @@ async fn sync_status(pod: &Pod, host_pod: &Pod, syncer: &Syncer) -> Result<()> {
             pod.metadata.generation,
         )
     };
+    if let Some(statuses) = host_status.init_container_statuses.as_mut() {
+        statuses.retain(|c| !etc_hosts::is_ours(&c.name));
+    }
     if let Some(spec) = pod.spec.as_ref() {
         resources_as_asked(&mut host_status, spec);
     }

@@ -45,6 +45,8 @@ pub struct Placement {
     pub network: NetworkScope,
     /// How tenant pod labels appear on host pods.
     pub pod_labels: PodLabels,
+    /// vnest's image, for pods' `/etc/hosts` ([`crate::etc_hosts`]).
+    pub etc_hosts_image: Option<String>,
 }
 
 /// The Secret, per pod, holding what the tenant gives the pod's projected
@@ -553,6 +555,16 @@ pub fn pod(
             .collect()
     });
 
+    if let Some(image) = &placement.etc_hosts_image {
+        crate::etc_hosts::provide(
+            &mut spec,
+            image,
+            namespace,
+            &placement.host_namespace,
+            &placement.cluster_domain,
+        );
+    }
+
     let mut metadata = host_meta(&tenant.metadata, placement, BTreeMap::new());
     metadata.labels = Some(pod_labels(tenant, network, placement.pod_labels));
     metadata
@@ -980,7 +992,33 @@ mod tests {
             cluster_domain: vnest_api::CLUSTER_DOMAIN.into(),
             network: NetworkScope::default(),
             pod_labels: PodLabels::Prefixed,
+            etc_hosts_image: Some("vnest.local/vnest:1".into()),
         }
+    }
+
+    #[test]
+    fn a_pod_with_a_subdomain_names_its_tenant_namespace_in_etc_hosts() {
+        let mut tenant = tenant_pod();
+        let host = pod(&tenant, &placement(), &BTreeMap::new(), &[]).unwrap();
+        assert!(host.spec.unwrap().init_containers.is_none());
+
+        tenant.spec.as_mut().unwrap().subdomain = Some("shop-web".into());
+        let spec = pod(&tenant, &placement(), &BTreeMap::new(), &[])
+            .unwrap()
+            .spec
+            .unwrap();
+        let init = &spec.init_containers.unwrap()[0];
+        assert_eq!(init.name, crate::etc_hosts::CONTAINER);
+        assert_eq!(init.image.as_deref(), Some("vnest.local/vnest:1"));
+        let args = init.args.clone().unwrap();
+        assert!(
+            args.contains(&"--host-name=web.shop-web.vnest-t-a-0123456789-wl.svc.".to_owned()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--tenant-name=web.shop-web.shop.svc.cluster.local".to_owned()),
+            "{args:?}"
+        );
     }
 
     fn tenant_pod() -> Pod {

@@ -85,12 +85,14 @@ pub fn kubeconfig_secret(
 /// host ClusterIP and port; `host` what tenant traffic must not reach,
 /// which bounds the tenant's own NetworkPolicies on the host;
 /// `ingress_hosts` the host name patterns its Ingresses may claim (what
-/// it was granted and holds, [`crate::ingress_grants`]).
+/// it was granted and holds, [`crate::ingress_grants`]); `image` vnest's
+/// image, which the syncer runs from.
 pub fn args(
     vc: &VirtualCluster,
     apiserver: HostPort,
     host: &HostAddresses,
     ingress_hosts: &[String],
+    image: &str,
 ) -> SyncerArgs {
     let label = |(key, value): (&String, &String)| Label {
         key: key.clone(),
@@ -127,6 +129,7 @@ pub fn args(
         ingress_host: ingress_hosts.to_vec(),
         ingress_class: vc.spec.isolation.ingress.class_names.clone(),
         health_address: SocketAddr::from(([0, 0, 0, 0], HEALTH_PORT)),
+        etc_hosts_image: Some(image.to_owned()),
     }
 }
 
@@ -143,7 +146,7 @@ pub fn deployment(
         name: COMPONENT.to_owned(),
         image: Some(settings.vnest_image.clone()),
         command: Some(vec!["/usr/local/bin/vnest-syncer".to_owned()]),
-        args: Some(args(vc, apiserver, host, ingress_hosts).to_args()),
+        args: Some(args(vc, apiserver, host, ingress_hosts, &settings.vnest_image).to_args()),
         env: Some(vec![pods::field_env("POD_NAME", "metadata.name")]),
         ports: Some(vec![
             pods::container_port("health", i32::from(HEALTH_PORT)),
@@ -231,9 +234,11 @@ mod tests {
             },
             &host,
             &["*.shop.example.com".to_owned()],
+            "vnest.local/vnest:1",
         )
         .to_args();
         for expected in [
+            "--etc-hosts-image=vnest.local/vnest:1",
             "--pool-selector=vnest.dev/pool=a",
             "--host-range=10.244.1.0/24",
             "--host-range=172.30.0.1/32",
