@@ -163,6 +163,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     downward_api_files_show_the_tenant_pod(&tenant).await;
     a_pod_created_on_a_pool_node_runs_there(&tenant, work.path()).await;
     a_pod_with_a_subdomain_finds_its_tenant_name_in_etc_hosts(&tenant, work.path()).await;
+    pods_choose_nodes_by_the_tenants_node_labels(&client, &tenant, work.path()).await;
 
     // Another tenant pod reaches the Service by its DNS name and by the
     // ClusterIP the tenant sees, which the host routes.
@@ -1269,6 +1270,85 @@ spec:
         "{hosts}"
     );
     assert_eq!(init, "setup", "only the tenant's init container: {status}");
+}
+
+/// A tenant labels its copy of a pool node, and a pod selecting that label
+/// runs there, though the host's node never gets the label: the pod waits
+/// while no node of the tenant's has it, and runs once one has.
+async fn pods_choose_nodes_by_the_tenants_node_labels(
+    client: &kube::Client,
+    tenant: &Path,
+    dir: &Path,
+) {
+    apply(
+        tenant,
+        dir,
+        "picky.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: picky }
+spec:
+  nodeSelector: { vnest.test/disk: ssd }
+  terminationGracePeriodSeconds: 1
+  securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
+  containers:
+    - name: app
+      image: vnest.local/busybox:1
+      command: [sleep, "3600"]
+      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+"#,
+    );
+    wait_until(
+        "picky is unschedulable",
+        Duration::from_secs(60),
+        || async {
+            let (_, out, _) = kubectl(
+                tenant,
+                &[
+                    "get",
+                    "pod",
+                    "picky",
+                    "-o",
+                    r#"jsonpath={.status.conditions[?(@.type=="PodScheduled")].reason}"#,
+                ],
+            );
+            (out.trim() == "Unschedulable").then_some(())
+        },
+    )
+    .await;
+    let (ok, _, err) = kubectl(
+        tenant,
+        &["label", "node", "vnest-node1", "vnest.test/disk=ssd"],
+    );
+    assert!(ok, "{err}");
+    wait_until(
+        "picky runs on the node the tenant labelled",
+        Duration::from_secs(120),
+        || async {
+            let (_, out, _) = kubectl(
+                tenant,
+                &[
+                    "get",
+                    "pod",
+                    "picky",
+                    "-o",
+                    "jsonpath={.status.phase} {.spec.nodeName}",
+                ],
+            );
+            (out.trim() == "Running vnest-node1").then_some(())
+        },
+    )
+    .await;
+    let host_node = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get("vnest-node1")
+        .await
+        .unwrap();
+    let host_labels = host_node.metadata.labels.unwrap_or_default();
+    assert!(
+        !host_labels.contains_key("vnest.test/disk"),
+        "the host node keeps its own labels: {host_labels:?}"
+    );
 }
 
 async fn syncer_log(client: &kube::Client, control_plane: &str) -> String {

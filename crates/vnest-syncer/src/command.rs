@@ -215,7 +215,10 @@ pub async fn main() -> anyhow::Result<()> {
         mirror::run::<Ingress>(syncer.clone()),
         mirror::run::<EndpointSlice>(syncer.clone()),
         mirror::run::<NetworkPolicy>(syncer.clone()),
-        pods::run(syncer.clone(), network_changes),
+        pods::run(
+            syncer.clone(),
+            futures::stream::select(network_changes, nodes::tenant_label_changes(syncer.clone())),
+        ),
     );
     heartbeat.abort();
     services_watch.abort();

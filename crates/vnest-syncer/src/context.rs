@@ -16,6 +16,7 @@ use vnest_api::{IngressGrant, PodLabels, PodSecurityLevel};
 
 use crate::metrics::Metrics;
 use crate::network_policy::NetworkScope;
+use crate::node_selection::PoolLabels;
 use crate::policy::Policy;
 use crate::statusless::Statusless;
 use crate::translate::Placement;
@@ -92,6 +93,7 @@ pub struct TenantNetwork {
 #[derive(Clone, Debug, Default)]
 struct Learned {
     pool_nodes: BTreeSet<String>,
+    pool_labels: PoolLabels,
     dns_ip: Option<String>,
     node_addresses: BTreeSet<IpAddr>,
 }
@@ -154,6 +156,30 @@ impl Syncer {
         }
     }
 
+    /// The host's labels of the pool's nodes, by node.
+    pub fn set_host_node_labels(&self, labels: BTreeMap<String, BTreeMap<String, String>>) {
+        if let Ok(mut learned) = self.learned.write() {
+            learned.pool_labels.host = labels;
+        }
+    }
+
+    /// The tenant's labels of its copy of node `name` (`None`: deleted);
+    /// whether they changed.
+    pub fn set_tenant_node_labels(
+        &self,
+        name: String,
+        labels: Option<BTreeMap<String, String>>,
+    ) -> bool {
+        let Ok(mut learned) = self.learned.write() else {
+            return false;
+        };
+        let tenant = &mut learned.pool_labels.tenant;
+        match labels {
+            Some(labels) => tenant.insert(name, labels.clone()) != Some(labels),
+            None => tenant.remove(&name).is_some(),
+        }
+    }
+
     pub fn set_node_addresses(&self, addresses: BTreeSet<IpAddr>) {
         if let Ok(mut learned) = self.learned.write() {
             learned.node_addresses = addresses;
@@ -201,6 +227,7 @@ impl Syncer {
             network: s.network.clone(),
             pod_labels: s.pod_labels,
             etc_hosts_image: s.etc_hosts_image.clone(),
+            pool_labels: self.learned().pool_labels,
         }
     }
 

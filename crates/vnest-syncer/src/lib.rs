@@ -14,6 +14,7 @@
 //! - `volumes`: volumes bound to the tenant's claims, and StorageClasses, up.
 //! - `pods`: pods down, status and binding up, refusals.
 //! - `nodes`: the pool's nodes up.
+//! - `node_selection`: pods choose nodes by the tenant's node labels.
 //! - `events`: host events about pods up.
 //! - `kubelet_proxy`: the tenant apiserver's logs/exec/port-forward calls,
 //!   answered through the host apiserver.
@@ -37,6 +38,7 @@ pub mod kubelet_proxy;
 pub mod metrics;
 pub mod mirror;
 pub mod network_policy;
+pub mod node_selection;
 pub mod nodes;
 pub mod pod_certificates;
 pub mod pods;

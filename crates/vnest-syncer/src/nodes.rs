@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeDaemonEndpoints, NodeStatus,
 };
@@ -16,6 +17,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::json;
 
 use crate::context::Syncer;
@@ -97,7 +101,51 @@ async fn mirror_pool(syncer: &Syncer) -> Result<()> {
     for node in &pool {
         upsert(syncer, node).await?;
     }
+    syncer.set_host_node_labels(
+        pool.iter()
+            .filter_map(|n| {
+                Some((
+                    n.metadata.name.clone()?,
+                    n.metadata.labels.clone().unwrap_or_default(),
+                ))
+            })
+            .collect(),
+    );
     Ok(())
+}
+
+/// Keeps the labels of the tenant's node copies in `syncer` as the tenant
+/// changes them (`kubectl label node`, [`crate::node_selection`]); yields
+/// once per change of a copy's labels, never for its status (the
+/// heartbeats).
+pub fn tenant_label_changes(
+    syncer: Arc<Syncer>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let api: Api<PartialObjectMeta<Node>> = Api::all(syncer.tenant.clone());
+    let copies = watcher::Config::default().labels(&format!("{VIRTUAL_NODE}=true"));
+    watcher(api, copies)
+        .default_backoff()
+        .filter_map(move |event| {
+            let changed = match event {
+                Ok(Event::Apply(node) | Event::InitApply(node)) => {
+                    let mut labels = node.metadata.labels.unwrap_or_default();
+                    labels.remove(VIRTUAL_NODE);
+                    syncer.set_tenant_node_labels(
+                        node.metadata.name.unwrap_or_default(),
+                        Some(labels),
+                    )
+                }
+                Ok(Event::Delete(node)) => {
+                    syncer.set_tenant_node_labels(node.metadata.name.unwrap_or_default(), None)
+                }
+                Ok(Event::Init | Event::InitDone) => false,
+                Err(error) => {
+                    tracing::warn!(%error, "watching the tenant's nodes failed");
+                    false
+                }
+            };
+            futures::future::ready(changed.then_some(()))
+        })
 }
 
 /// Makes sure the tenant has host node `name` (if it is in the pool).

@@ -40,7 +40,7 @@ use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::pod_certificates::{self, Outcome};
 use crate::policy::{self, Refusal, Rule};
 use crate::translate::{self, pod_secret_name};
-use crate::{downward, etc_hosts, network_policy, nodes, trust_bundles};
+use crate::{downward, etc_hosts, network_policy, node_selection, nodes, trust_bundles};
 use vnest_api::host_copies::{
     MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels,
 };
@@ -144,6 +144,18 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let network = network_labels(pod, syncer).await?;
     let host_pod = match existing {
+        Some(host_pod) if chooses_otherwise(pod, &host_pod, &syncer.placement()) => {
+            tracing::info!(
+                namespace,
+                name,
+                "the tenant's node labels changed where the pod may run; making its host pod again"
+            );
+            host_pods
+                .delete(&host_name, &DeleteParams::default().grace_period(0))
+                .await
+                .on(Side::Host)?;
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
         Some(host_pod) => {
             let labels = translate::pod_labels(pod, &network, syncer.settings.pod_labels);
             let host_pod =
@@ -220,6 +232,28 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     Ok(Action::requeue(next_look(pod)))
+}
+
+/// Whether unscheduled host pod `host_pod` may run on other nodes than
+/// `pod` may now (the tenant labelled its nodes since it was made,
+/// [`crate::node_selection`]): its required node affinity differs, or
+/// its node selector lacks what is now asked (the host's admission may
+/// add to a selector, never take away).
+fn chooses_otherwise(pod: &Pod, host_pod: &Pod, placement: &translate::Placement) -> bool {
+    let Some(host) = host_pod.spec.as_ref() else {
+        return false;
+    };
+    if host.node_name.is_some() || host_pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let mut wanted = pod.spec.clone().unwrap_or_default();
+    translate::choose_nodes(&mut wanted, placement);
+    let selector_kept = wanted
+        .node_selector
+        .iter()
+        .flatten()
+        .all(|(k, v)| host.node_selector.as_ref().and_then(|s| s.get(k)) == Some(v));
+    !selector_kept || node_selection::required(&wanted) != node_selection::required(host)
 }
 
 /// The labels carrying `pod`'s network identity on the host, from the
@@ -1285,6 +1319,53 @@ mod tests {
 
     fn pod_spec(spec: serde_json::Value) -> Pod {
         serde_json::from_value(json!({ "metadata": { "name": "p" }, "spec": spec })).unwrap()
+    }
+
+    #[test]
+    fn a_pending_host_pod_is_made_again_when_the_tenant_relabels_its_nodes() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let pod = pod_spec(json!({ "containers": [], "nodeSelector": { "color": "blue" } }));
+        let mut placement = translate::Placement {
+            pool_selector: labels(&[("pool", "a")]),
+            ..translate::Placement::default()
+        };
+        placement
+            .pool_labels
+            .host
+            .insert("n1".into(), labels(&[("pool", "a")]));
+        placement.pool_labels.tenant = placement.pool_labels.host.clone();
+        // Made before the tenant labelled n1: the selector as written.
+        let mut spec = pod.spec.clone().unwrap();
+        translate::choose_nodes(&mut spec, &placement);
+        let mut host_pod = Pod {
+            spec: Some(spec),
+            ..Pod::default()
+        };
+        assert!(!chooses_otherwise(&pod, &host_pod, &placement));
+        placement
+            .pool_labels
+            .tenant
+            .insert("n1".into(), labels(&[("pool", "a"), ("color", "blue")]));
+        assert!(chooses_otherwise(&pod, &host_pod, &placement));
+        // Made again: it agrees.
+        let mut spec = pod.spec.clone().unwrap();
+        translate::choose_nodes(&mut spec, &placement);
+        assert!(!chooses_otherwise(
+            &pod,
+            &Pod {
+                spec: Some(spec),
+                ..Pod::default()
+            },
+            &placement
+        ));
+        // A scheduled host pod stays where it is.
+        host_pod.spec.as_mut().unwrap().node_name = Some("n1".into());
+        assert!(!chooses_otherwise(&pod, &host_pod, &placement));
     }
 
     /// A tenant's resize reaches the host pod as the tenant's values over

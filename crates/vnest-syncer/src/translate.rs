@@ -23,6 +23,7 @@ use vnest_api::pod_network::{is_vnest_key, pod_label_key};
 
 use crate::downward;
 use crate::network_policy::NetworkScope;
+use crate::node_selection::{self, PoolLabels};
 use crate::selectors::{exists, in_namespace, in_namespace_list, in_namespaces};
 use vnest_api::host_copies::{TENANT_NAMESPACE, host_name, origin_annotations, origin_labels};
 
@@ -47,6 +48,9 @@ pub struct Placement {
     pub pod_labels: PodLabels,
     /// vnest's image, for pods' `/etc/hosts` ([`crate::etc_hosts`]).
     pub etc_hosts_image: Option<String>,
+    /// The pool's node labels, the tenant's and the host's
+    /// ([`crate::node_selection`]).
+    pub pool_labels: PoolLabels,
 }
 
 /// The Secret, per pod, holding what the tenant gives the pod's projected
@@ -420,9 +424,7 @@ pub fn pod(
     let mut spec = tenant.spec.clone().unwrap_or_default();
     let rename = |n: &str| host_name(namespace, n);
 
-    let mut selector = spec.node_selector.take().unwrap_or_default();
-    selector.extend(placement.pool_selector.clone());
-    spec.node_selector = Some(selector);
+    choose_nodes(&mut spec, placement);
     if let Some(toleration) = &placement.pool_toleration {
         spec.tolerations
             .get_or_insert_with(Vec::new)
@@ -576,6 +578,15 @@ pub fn pod(
         spec: Some(spec),
         status: None,
     })
+}
+
+/// The host pod's choice of nodes: the tenant's (by its own node labels,
+/// [`node_selection`]) within the pool.
+pub(crate) fn choose_nodes(spec: &mut PodSpec, placement: &Placement) {
+    node_selection::on_host(spec, &placement.pool_labels);
+    let mut selector = spec.node_selector.take().unwrap_or_default();
+    selector.extend(placement.pool_selector.clone());
+    spec.node_selector = Some(selector);
 }
 
 /// Pod (anti-)affinity terms and topology spread constraints as the tenant
@@ -993,6 +1004,7 @@ mod tests {
             network: NetworkScope::default(),
             pod_labels: PodLabels::Prefixed,
             etc_hosts_image: Some("vnest.local/vnest:1".into()),
+            pool_labels: PoolLabels::default(),
         }
     }
 
