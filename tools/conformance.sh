@@ -199,7 +199,7 @@ MANIFEST
       --focus='\[Serial\].*\[Conformance\]|\[Conformance\].*\[Serial\]' \
       --skip='\[Disruptive\]|\[Flaky\]' "$bin/e2e.test" -- \
       --kubeconfig="$(realpath "$kubeconfig")" --provider=skeleton \
-      --report-dir="$out" --disable-log-dump 2>&1 | tee "$out/e2e-serial.log" || status=$?
+      --report-dir="$out/serial" --disable-log-dump 2>&1 | tee "$out/e2e-serial.log" || status=$?
   fi
   summarize "$out"/junit_0*.xml > "$out/summary.txt" || true
   cat "$out/summary.txt"
