@@ -873,11 +873,18 @@ async fn node_ports_come_from_the_host_when_granted(
     );
     assert!(ok, "{out}{err}");
     let changed = tenant_node_port("web").expect("web got a node port");
-    let copy = host_services
-        .get(&host_name("default", "web"))
-        .await
-        .unwrap();
-    assert_eq!(node_port_of(&copy), Some(changed), "the host's, again");
+    // The webhook gave it from the host copy; a reconcile of the tenant
+    // Service as cached before the update may close it a moment (the
+    // next one opens it again).
+    wait_until(
+        "the host copy has the tenant's node port",
+        Duration::from_secs(30),
+        || async {
+            let copy = host_services.get(&host_name("default", "web")).await.ok()?;
+            (node_port_of(&copy) == Some(changed)).then_some(())
+        },
+    )
+    .await;
     // And back: the host copy closes its node port.
     let (ok, out, err) = kubectl(
         tenant,
