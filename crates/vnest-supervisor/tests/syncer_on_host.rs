@@ -1173,41 +1173,13 @@ async fn downward_api_files_show_the_tenant_pod(tenant: &Path) {
 /// old or the conformance suite's host-port tests make them) runs there:
 /// having no host pod yet does not read as a host pod gone.
 async fn a_pod_created_on_a_pool_node_runs_there(tenant: &Path, dir: &Path) {
-    apply(
+    apply_sleeper(tenant, dir, "prebound", "nodeName: vnest-node1");
+    wait_for_pod(
         tenant,
-        dir,
-        "prebound.yaml",
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: { name: prebound }
-spec:
-  nodeName: vnest-node1
-  terminationGracePeriodSeconds: 1
-  securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
-  containers:
-    - name: app
-      image: vnest.local/busybox:1
-      command: [sleep, "3600"]
-      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
-"#,
-    );
-    wait_until(
-        "the pre-bound pod runs",
+        "prebound",
+        "{.status.phase} {.spec.nodeName}",
+        "Running vnest-node1",
         Duration::from_secs(120),
-        || async {
-            let (_, out, _) = kubectl(
-                tenant,
-                &[
-                    "get",
-                    "pod",
-                    "prebound",
-                    "-o",
-                    "jsonpath={.status.phase} {.spec.nodeName}",
-                ],
-            );
-            (out.trim() == "Running vnest-node1").then_some(())
-        },
     )
     .await;
 }
@@ -1287,41 +1259,18 @@ async fn pods_choose_nodes_by_the_tenants_node_labels(
     tenant: &Path,
     dir: &Path,
 ) {
-    apply(
+    apply_sleeper(
         tenant,
         dir,
-        "picky.yaml",
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: { name: picky }
-spec:
-  nodeSelector: { vnest.test/disk: ssd }
-  terminationGracePeriodSeconds: 1
-  securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
-  containers:
-    - name: app
-      image: vnest.local/busybox:1
-      command: [sleep, "3600"]
-      securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
-"#,
+        "picky",
+        "nodeSelector: { vnest.test/disk: ssd }",
     );
-    wait_until(
-        "picky is unschedulable",
+    wait_for_pod(
+        tenant,
+        "picky",
+        r#"{.status.conditions[?(@.type=="PodScheduled")].reason}"#,
+        "Unschedulable",
         Duration::from_secs(60),
-        || async {
-            let (_, out, _) = kubectl(
-                tenant,
-                &[
-                    "get",
-                    "pod",
-                    "picky",
-                    "-o",
-                    r#"jsonpath={.status.conditions[?(@.type=="PodScheduled")].reason}"#,
-                ],
-            );
-            (out.trim() == "Unschedulable").then_some(())
-        },
     )
     .await;
     let (ok, _, err) = kubectl(
@@ -1329,22 +1278,12 @@ spec:
         &["label", "node", "vnest-node1", "vnest.test/disk=ssd"],
     );
     assert!(ok, "{err}");
-    wait_until(
-        "picky runs on the node the tenant labelled",
+    wait_for_pod(
+        tenant,
+        "picky",
+        "{.status.phase} {.spec.nodeName}",
+        "Running vnest-node1",
         Duration::from_secs(120),
-        || async {
-            let (_, out, _) = kubectl(
-                tenant,
-                &[
-                    "get",
-                    "pod",
-                    "picky",
-                    "-o",
-                    "jsonpath={.status.phase} {.spec.nodeName}",
-                ],
-            );
-            (out.trim() == "Running vnest-node1").then_some(())
-        },
     )
     .await;
     let host_node = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
@@ -1388,6 +1327,41 @@ async fn syncer_metrics(client: &kube::Client, control_plane: &str) -> String {
         "/metrics",
     )
     .await
+}
+
+/// Applies pod `name` in the tenant's `default` namespace: one busybox
+/// container sleeping an hour, as Pod Security `restricted` asks, with
+/// `spec` (one line of YAML) added to its spec.
+fn apply_sleeper(tenant: &Path, dir: &Path, name: &str, spec: &str) {
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{ name: {name} }}
+spec:
+  {spec}
+  terminationGracePeriodSeconds: 1
+  securityContext: {{ runAsNonRoot: true, runAsUser: 65534, seccompProfile: {{ type: RuntimeDefault }} }}
+  containers:
+    - name: app
+      image: vnest.local/busybox:1
+      command: [sleep, "3600"]
+      securityContext: {{ allowPrivilegeEscalation: false, capabilities: {{ drop: [ALL] }} }}
+"#
+    );
+    apply(tenant, dir, &format!("{name}.yaml"), &yaml);
+}
+
+/// Waits until tenant pod `pod` (in `default`) reads `expected` through
+/// `jsonpath`.
+async fn wait_for_pod(tenant: &Path, pod: &str, jsonpath: &str, expected: &str, timeout: Duration) {
+    let what = format!("pod {pod}: {jsonpath} is {expected}");
+    let template = format!("jsonpath={jsonpath}");
+    wait_until(&what, timeout, || async {
+        let (_, out, _) = kubectl(tenant, &["get", "pod", pod, "-o", &template]);
+        (out.trim() == expected).then_some(())
+    })
+    .await;
 }
 
 fn apply(kubeconfig: &Path, dir: &Path, file: &str, yaml: &str) {
