@@ -1009,6 +1009,37 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_choosing_by_tenant_labels_stays_within_the_pool() {
+        let mut placement = placement();
+        let host_labels = BTreeMap::from([("vnest.dev/pool".to_owned(), "a".to_owned())]);
+        let mut tenant_labels = host_labels.clone();
+        tenant_labels.insert("disk".into(), "ssd".into());
+        placement.pool_labels.host = BTreeMap::from([("n1".to_owned(), host_labels)]);
+        // A node the tenant made up, named like a host node of another pool.
+        placement.pool_labels.tenant = BTreeMap::from([
+            ("n1".to_owned(), tenant_labels.clone()),
+            ("other-pool-node".to_owned(), tenant_labels),
+        ]);
+        let mut tenant = tenant_pod();
+        tenant.spec.as_mut().unwrap().node_selector =
+            Some(BTreeMap::from([("disk".to_owned(), "ssd".to_owned())]));
+        let spec = pod(&tenant, &placement, &BTreeMap::new(), &[])
+            .unwrap()
+            .spec
+            .unwrap();
+        assert_eq!(spec.node_selector, Some(placement.pool_selector.clone()));
+        let terms = spec
+            .affinity
+            .unwrap()
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        assert_eq!(terms.len(), 2, "{terms:?}");
+    }
+
+    #[test]
     fn a_pod_with_a_subdomain_names_its_tenant_namespace_in_etc_hosts() {
         let mut tenant = tenant_pod();
         let host = pod(&tenant, &placement(), &BTreeMap::new(), &[]).unwrap();
