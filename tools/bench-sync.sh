@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark: the syncer's create-to-host latency, throughput and memory for
-# N ConfigMaps and N pods, side by side with creating them directly on the
-# host, in one run on the development host (needs root, like tools/test.sh).
-# Results go to stdout as a Markdown table; docs/benchmarks.md records them.
-#   VNEST_BENCH_OBJECTS=N (default 1000)
+# Benchmark: the syncer side by side with the floor (a minimal watch-then-
+# create relay) and with creating directly on the host, for ConfigMaps,
+# pods without a token and pods with a tenant token, in closed-loop bursts
+# and at fixed open-loop rates, in one run on the development host (needs
+# root, like tools/test.sh). Prints Markdown tables (latencies, throughput,
+# CPU seconds per 1000 objects, ratios); docs/benchmarks.md records them.
+#   VNEST_BENCH_OBJECTS=N    objects per measurement (default 1000)
+#   VNEST_BENCH_ROUNDS=R     rounds, the routes' order rotating (default 3)
+#   VNEST_BENCH_RATES=50,200 open-loop rates, objects per second
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tools/host/install-prerequisites.sh

@@ -55,6 +55,10 @@ const MANIFESTS: &[(&str, &str)] = &[
         include_str!("../../../manifests/supervisor/syncer-rbac.yaml"),
     ),
     (
+        "supervisor/flow-control.yaml",
+        include_str!("../../../manifests/supervisor/flow-control.yaml"),
+    ),
+    (
         "supervisor/deployment.yaml",
         include_str!("../../../manifests/supervisor/deployment.yaml"),
     ),

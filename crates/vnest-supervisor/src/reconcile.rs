@@ -27,7 +27,7 @@ use crate::context::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::host_state::{self, HostObject, HostState, Observed};
 use crate::desired::{
-    apiserver, controller_manager, datastore, kubeconfig, namespaces, pods,
+    apiserver, controller_manager, datastore, flow_control, kubeconfig, namespaces, pods,
     syncer as desired_syncer, syncer_rbac,
 };
 use crate::error::{Error, Result};
@@ -220,6 +220,9 @@ async fn apply_state(ctx: &Context, state: &HostState) -> Result<Applied> {
             HostObject::ServiceAccount(o) => drop(apply_object(ctx, o).await?),
             HostObject::RoleBinding(o) => drop(apply_object(ctx, o).await?),
             HostObject::ClusterRoleBinding(o) => {
+                drop(apply::apply_cluster(&ctx.client, FIELD_MANAGER, o).await?)
+            }
+            HostObject::FlowSchema(o) => {
                 drop(apply::apply_cluster(&ctx.client, FIELD_MANAGER, o).await?)
             }
             HostObject::ResourceQuota(o) => drop(apply_object(ctx, o).await?),
@@ -765,19 +768,17 @@ async fn cleanup(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         }
         remaining.push(name);
     }
-    let bindings: Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
-        Api::all(ctx.client.clone());
-    match bindings
-        .delete(
-            &syncer_rbac::node_reader_binding_name(vc),
-            &DeleteParams::default(),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(e) => return Err(e.into()),
-    }
+    // The tenant's cluster-scoped objects do not go with its namespaces.
+    delete_cluster_scoped::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(
+        ctx,
+        &syncer_rbac::node_reader_binding_name(vc),
+    )
+    .await?;
+    delete_cluster_scoped::<k8s_openapi::api::flowcontrol::v1::FlowSchema>(
+        ctx,
+        &flow_control::flow_schema_name(vc),
+    )
+    .await?;
     match remaining.into_iter().next() {
         Some(name) => Err(Error::StillDeleting(name)),
         None => {
@@ -791,6 +792,24 @@ async fn cleanup(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             .await;
             Ok(Action::await_change())
         }
+    }
+}
+
+/// Deletes cluster-scoped object `name`, if it is there.
+async fn delete_cluster_scoped<K>(ctx: &Context, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned,
+{
+    match Api::<K>::all(ctx.client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -149,6 +151,7 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
                 .starts_with("https://172.30.0.")
         );
     }
+    syncers_queue_apart_from_the_host_and_from_each_other(&client, &admin, [&a, &b]).await;
     // a's pool (a) is also the pool of the other clusters made above; b's
     // has its node to itself.
     let shared = condition(&a, "NodePool");
@@ -413,7 +416,12 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
             let left_namespaces = namespaces.list(&ours).await.ok()?.items.len();
             let secrets: Api<Secret> = Api::namespaced(client.clone(), TENANTS);
             let left_secrets = secrets.list(&ours).await.ok()?.items.len();
-            (left_namespaces + left_secrets == 0).then_some(())
+            // Cluster-scoped: they do not go with the namespaces.
+            let schemas: Api<FlowSchema> = Api::all(client.clone());
+            let left_schemas = schemas.list(&ours).await.ok()?.items.len();
+            let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+            let left_bindings = bindings.list(&ours).await.ok()?.items.len();
+            (left_namespaces + left_secrets + left_schemas + left_bindings == 0).then_some(())
         },
     )
     .await;
@@ -426,6 +434,76 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     }
 
     host.stop().await;
+}
+
+/// Each tenant's syncer is classified by a FlowSchema of its own into the
+/// `vnest-syncers` priority level: the host's apiserver says so in the
+/// response headers API Priority and Fairness adds to every request.
+async fn syncers_queue_apart_from_the_host_and_from_each_other(
+    client: &Client,
+    admin: &Path,
+    tenants: [&VirtualCluster; 2],
+) {
+    let levels: Api<PriorityLevelConfiguration> = Api::all(client.clone());
+    let level = levels.get("vnest-syncers").await.unwrap().metadata.uid;
+    let schemas: Api<FlowSchema> = Api::all(client.clone());
+    let mut seen = Vec::new();
+    for vc in tenants {
+        let name = vc.metadata.name.as_deref().unwrap();
+        let cp = host_namespace(TENANTS, name, HostNamespaceRole::ControlPlane);
+        let wl = host_namespace(TENANTS, name, HostNamespaceRole::Workloads);
+        let schema = wait_until(
+            &format!("{name}'s syncer has its FlowSchema"),
+            Duration::from_secs(60),
+            || async {
+                let schema = schemas
+                    .get_opt(&format!("vnest-syncer-{cp}"))
+                    .await
+                    .ok()??;
+                // The level exists: the schema is not dangling.
+                let dangling = schema
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .any(|c| c.type_ == "Dangling" && c.status.as_deref() == Some("True"));
+                (!dangling).then_some(schema)
+            },
+        )
+        .await;
+        let syncer = syncer_identity(client, admin, &cp).await;
+        let request = http::Request::get(format!("/api/v1/namespaces/{wl}/pods?limit=1"))
+            .body(Vec::new())
+            .unwrap();
+        let response = syncer
+            .send(request.map(kube::client::Body::from))
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{:?}", response.status());
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            header("X-Kubernetes-PF-PriorityLevel-UID"),
+            level,
+            "{name}'s syncer is served at the vnest-syncers level"
+        );
+        assert_eq!(
+            header("X-Kubernetes-PF-FlowSchema-UID"),
+            schema.metadata.uid,
+            "{name}'s syncer is classified by its own FlowSchema"
+        );
+        seen.push(schema.metadata.uid);
+    }
+    assert_ne!(
+        seen[0], seen[1],
+        "each tenant's syncer has a schema of its own"
+    );
 }
 
 /// The process limit of pool a's node (the kubelet's podPidsLimit).

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota, Secret, Service, ServiceAccount};
+use k8s_openapi::api::flowcontrol::v1::FlowSchema;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::ObjectMeta;
@@ -23,8 +24,8 @@ use super::kubeconfig::Endpoint;
 use super::network_policy::HostAddresses;
 use super::pods::Settings;
 use super::{
-    apiserver, controller_manager, datastore, kubeconfig, network_policy, pods, quota, syncer,
-    syncer_rbac,
+    apiserver, controller_manager, datastore, flow_control, kubeconfig, network_policy, pods,
+    quota, syncer, syncer_rbac,
 };
 
 /// What the reconcile observed that the desired state depends on.
@@ -53,6 +54,7 @@ pub enum HostObject {
     ServiceAccount(ServiceAccount),
     RoleBinding(RoleBinding),
     ClusterRoleBinding(ClusterRoleBinding),
+    FlowSchema(FlowSchema),
     ResourceQuota(ResourceQuota),
     LimitRange(LimitRange),
     NetworkPolicy(NetworkPolicy),
@@ -76,6 +78,7 @@ impl HostObject {
             HostObject::ServiceAccount(o) => key(o),
             HostObject::RoleBinding(o) => key(o),
             HostObject::ClusterRoleBinding(o) => key(o),
+            HostObject::FlowSchema(o) => key(o),
             HostObject::ResourceQuota(o) => key(o),
             HostObject::LimitRange(o) => key(o),
             HostObject::NetworkPolicy(o) => key(o),
@@ -163,6 +166,7 @@ pub fn host_state(
         HostObject::ServiceAccount(syncer_rbac::service_account(vc)),
         HostObject::RoleBinding(syncer_rbac::role_binding(vc)),
         HostObject::ClusterRoleBinding(syncer_rbac::node_reader_binding(vc)),
+        HostObject::FlowSchema(flow_control::flow_schema(vc)),
     ];
     objects.extend(
         network_policy::network_policies(vc, settings, observed.forbidden, observed.pool)

@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod certificates;
 pub mod controller_manager;
 pub mod datastore;
+pub mod flow_control;
 pub mod host_state;
 pub mod kubeconfig;
 pub mod namespaces;

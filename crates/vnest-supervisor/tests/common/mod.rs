@@ -232,3 +232,34 @@ pub async fn tenant_client(kubeconfig: &Path) -> Client {
     .unwrap();
     Client::try_from(config).unwrap()
 }
+
+/// A host client with the token of the syncer ServiceAccount of control
+/// plane namespace `namespace`: the rights and the priority level of a
+/// syncer.
+pub async fn syncer_identity(client: &Client, admin: &Path, namespace: &str) -> Client {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: None,
+            expiration_seconds: Some(6 * 3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let issued: TokenRequest = accounts
+        .create_subresource("token", "vnest-syncer", &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let token = issued.status.unwrap().token.unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(admin).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..kube::config::AuthInfo::default()
+    };
+    Client::try_from(config).unwrap()
+}
