@@ -95,9 +95,15 @@ pub struct ControlPlane {
     #[serde(default = "one")]
     pub replicas: i32,
 
-    /// Requests and limits of the apiserver container.
+    /// Requests and limits of the apiserver container; unset, vnest's
+    /// default requests (docs/virtualcluster.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// Requests and limits of the other control-plane containers; each
+    /// one unset gets vnest's default requests.
+    #[serde(default, skip_serializing_if = "ComponentResources::is_unset")]
+    pub component_resources: ComponentResources,
 
     /// More kube-apiserver flags, each `--name=value`. Flags vnest sets for
     /// isolation (authorization, admission, etcd, certificates) cannot be
@@ -121,10 +127,31 @@ impl Default for ControlPlane {
         Self {
             replicas: 1,
             resources: None,
+            component_resources: ComponentResources::default(),
             extra_api_server_args: Vec::new(),
             expose: Expose::default(),
             node_selector: BTreeMap::new(),
         }
+    }
+}
+
+/// Requests and limits of the control-plane containers other than the
+/// apiserver.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_manager: Option<ResourceRequirements>,
+    /// Each member of the tenant's own etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syncer: Option<ResourceRequirements>,
+}
+
+impl ComponentResources {
+    pub fn is_unset(&self) -> bool {
+        self == &ComponentResources::default()
     }
 }
 

@@ -20,6 +20,7 @@ use super::addresses::etcd::EXTERNAL_CLIENT_SECRET;
 use super::addresses::syncer::{KUBELET_PROXY_PORT, kubelet_proxy_host};
 use super::datastore;
 use super::pods::{self, Settings};
+use super::resources::{self, Component};
 const EXTERNAL_ETCD_DIR: &str = "/etc/vnest/etcd-client";
 /// The Secret with the apiserver's admission configuration.
 pub const ADMISSION_SECRET: &str = "apiserver-admission";
@@ -255,7 +256,7 @@ pub fn deployment(
         startup_probe: Some(probe("/livez", 2, 90)),
         readiness_probe: Some(probe("/readyz", 5, 3)),
         liveness_probe: Some(probe("/livez", 10, 6)),
-        resources: vc.spec.control_plane.resources.clone(),
+        resources: Some(resources::requirements(vc, Component::ApiServer)),
         volume_mounts: Some(mounts),
         security_context: Some(pods::container_security_context()),
         ..Container::default()

@@ -14,6 +14,7 @@ use vnest_pki::ControlPlanePki;
 
 use super::kubeconfig::in_cluster;
 use super::pods::{self, Settings};
+use super::resources::{self, Component};
 
 pub const COMPONENT: &str = "controller-manager";
 pub const SECURE_PORT: i32 = 10257;
@@ -87,6 +88,7 @@ pub fn deployment(
         liveness_probe: Some(probe(10, 6)),
         volume_mounts: Some(vec![pods::config_mount()]),
         security_context: Some(pods::container_security_context()),
+        resources: Some(resources::requirements(vc, Component::ControllerManager)),
         ..Container::default()
     };
     Deployment {

@@ -17,6 +17,7 @@ use vnest_api::{OwnedEtcd, VirtualCluster};
 use vnest_control_plane::flags;
 
 use super::pods::{self, Settings};
+use super::resources::{self, Component};
 
 use super::addresses::etcd::SERVICE as ETCD_SERVICE;
 pub use super::addresses::etcd::{CLIENT_PORT, COMPONENT, EXTERNAL_CLIENT_SECRET, PEER_PORT};
@@ -207,6 +208,7 @@ pub fn stateful_set(
             },
         ]),
         security_context: Some(pods::container_security_context()),
+        resources: Some(resources::requirements(vc, Component::Etcd)),
         ..Container::default()
     };
     let claim = PersistentVolumeClaim {

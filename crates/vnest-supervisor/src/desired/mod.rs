@@ -12,6 +12,7 @@ pub mod namespaces;
 pub mod network_policy;
 pub mod pods;
 pub mod quota;
+pub mod resources;
 pub mod syncer;
 pub mod syncer_rbac;
 

@@ -27,6 +27,7 @@ use super::apiserver;
 use super::kubeconfig::in_cluster_admin;
 use super::network_policy::HostAddresses;
 use super::pods::{self, Settings};
+use super::resources::{self, Component};
 use super::syncer_rbac::SYNCER;
 
 pub use super::addresses::syncer::{
@@ -170,6 +171,7 @@ pub fn deployment(
             pods::config_mount(),
         ]),
         security_context: Some(pods::container_security_context()),
+        resources: Some(resources::requirements(vc, Component::Syncer)),
         ..Container::default()
     };
     let mut template = pods::pod_template(
