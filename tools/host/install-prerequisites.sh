@@ -2,15 +2,16 @@
 # Installs the Debian packages the development host cluster (vnest-devhost)
 # runs on: containerd and runc, the CNI plugins, iptables and conntrack for
 # kube-proxy, ipset for kube-router's NetworkPolicy firewall, busybox-static
-# for the test images, iproute2 and util-linux for network namespaces.
-# With --conformance also the tools the e2e suite's agnhost stand-in carries
-# (curl, OpenBSD netcat, dig; tools/conformance.sh --dev-host).
+# for the test images, iproute2 and util-linux for network namespaces, and
+# the tools the e2e suite's agnhost stand-in carries (curl, OpenBSD netcat,
+# dig; tools/conformance.sh --dev-host), which vnest-devhost's image tests
+# read too. --conformance is still accepted and adds nothing more.
 # Installs only what is missing; needs root to install.
 set -euo pipefail
-packages=(containerd runc containernetworking-plugins iptables ipset conntrack busybox-static iproute2 util-linux)
+packages=(containerd runc containernetworking-plugins iptables ipset conntrack busybox-static iproute2 util-linux
+  curl netcat-openbsd bind9-dnsutils)
 case "${1:-}" in
-  "") ;;
-  --conformance) packages+=(curl netcat-openbsd bind9-dnsutils) ;;
+  "" | --conformance) ;;
   *) echo "install-prerequisites.sh: unknown argument $1 (--conformance or nothing)" >&2; exit 2 ;;
 esac
 missing=()
