@@ -33,14 +33,12 @@ use super::{BENCH_NS, PARALLEL, RUN_LABEL};
 const TENANT_NAME: &str = "bench-tenant-name";
 const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-/// The relay's tasks; they stop when it is dropped.
-pub struct Floor(Vec<JoinHandle<()>>);
+/// A relay's task; it stops when this is dropped.
+pub struct Floor(JoinHandle<()>);
 
 impl Drop for Floor {
     fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
+        self.0.abort();
     }
 }
 
@@ -61,7 +59,7 @@ pub fn config_maps(tenant: Client, writer: Client, host_ns: &str) -> Floor {
         })
         .buffer_unordered(PARALLEL)
         .for_each(|()| async {});
-    Floor(vec![tokio::spawn(down)])
+    Floor(tokio::spawn(down))
 }
 
 /// Relays the tenant's new pods in [`BENCH_NS`] to `host_ns`, and their
@@ -86,7 +84,7 @@ pub fn pods(tenant: Client, writer: Client, host_ns: &str, tokens: bool) -> Floo
         })
         .buffer_unordered(PARALLEL)
         .for_each(|()| async {});
-    Floor(vec![tokio::spawn(down)])
+    Floor(tokio::spawn(down))
 }
 
 /// Watches the host copies in `host_ns` and, once one runs, binds its
@@ -112,7 +110,7 @@ pub fn pod_starts(tenant: Client, host: Client, host_ns: &str) -> Floor {
         })
         .buffer_unordered(PARALLEL)
         .for_each(|()| async {});
-    Floor(vec![tokio::spawn(up)])
+    Floor(tokio::spawn(up))
 }
 
 /// The tenant's objects in [`BENCH_NS`] as they first appear.

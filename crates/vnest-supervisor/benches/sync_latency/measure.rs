@@ -287,7 +287,7 @@ async fn measure_kind<K: Kind>(
             tenant_seen.clone(),
         ));
     }
-    let _relay: Vec<Floor> = match (route, workload) {
+    let relay: Vec<Floor> = match (route, workload) {
         (Route::Floor, Workload::ConfigMaps) => vec![floor::config_maps(
             bench.floor.clone(),
             bench.writer.clone(),
@@ -364,7 +364,7 @@ async fn measure_kind<K: Kind>(
     for watch in watches {
         watch.abort();
     }
-    drop(_relay);
+    drop(relay);
     let host_names: HashSet<String> = names.iter().map(|n| on_host(n)).collect();
     clean_up::<K>(bench, route, tenant, host_ns, run, &host_names).await;
     Sample {
