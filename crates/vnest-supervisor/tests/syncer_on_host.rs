@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use vnest_api::host_copies::host_name;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
 use vnest_devhost::topology::NodeSpec;
@@ -459,6 +459,27 @@ async fn a_client_updates_right_after_create_and_deletes_at_once(
         "the ConfigMap's host copy",
         Duration::from_secs(60),
         || async { host_copy().await.map(|_| ()) },
+    )
+    .await;
+    // A host copy edited on the host is restored at once (the syncer tells
+    // others' writes from its own by resourceVersion).
+    let copy = host_copy().await.unwrap();
+    let copy_name = copy.metadata.name.clone().unwrap();
+    host_configmaps
+        .patch(
+            &copy_name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "data": { "v": "edited on the host" } })),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        "the edited host copy restored",
+        Duration::from_secs(30),
+        || async {
+            let data = host_configmaps.get(&copy_name).await.ok()?.data?;
+            (data.get("v").map(String::as_str) == Some("1")).then_some(())
+        },
     )
     .await;
     // The syncer has written its copy; the tenant object is untouched.

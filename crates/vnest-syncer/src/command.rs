@@ -12,7 +12,9 @@ use crate::{
 use anyhow::Context as _;
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, ResourceQuota, Secret, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::runtime::events::{Recorder, Reporter};
@@ -159,12 +161,25 @@ pub async fn main() -> anyhow::Result<()> {
         policies,
         services,
     };
+    // The host's quotas, which every create of a mirrored kind counts
+    // against (`host_quota`).
+    let (host_quotas, quota_writer) = reflector::store();
+    let quotas_watch = tokio::spawn(
+        watcher(
+            kube::Api::<ResourceQuota>::namespaced(host_client.clone(), &settings.host_namespace),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(quota_writer)
+        .for_each(|_| async {}),
+    );
     let syncer = Arc::new(Syncer::new(
         tenant_client,
         host_client,
         settings,
         recorder,
         network,
+        host_quotas,
     ));
     let for_metrics = syncer.clone();
     let health = tokio::spawn(vnest_kube::health::serve(
@@ -222,6 +237,7 @@ pub async fn main() -> anyhow::Result<()> {
     );
     heartbeat.abort();
     services_watch.abort();
+    quotas_watch.abort();
     collector.abort();
     events_up.abort();
     classes.abort();

@@ -7,13 +7,14 @@ use std::net::IpAddr;
 use std::sync::RwLock;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::core::v1::{Namespace, Service, Toleration};
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Service, Toleration};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use vnest_api::{IngressGrant, PodLabels, PodSecurityLevel};
 
+use crate::host_copies::ByKind;
 use crate::metrics::Metrics;
 use crate::network_policy::NetworkScope;
 use crate::node_selection::PoolLabels;
@@ -105,9 +106,12 @@ pub struct Syncer {
     pub settings: Settings,
     pub recorder: Recorder,
     pub network: TenantNetwork,
-    /// Held while a host object is counted and created
+    /// The host copies of each mirrored kind, as watched
+    /// ([`crate::host_copies`]).
+    pub host_copies: ByKind,
+    /// The host's quotas in the workloads namespace, as watched
     /// ([`crate::host_quota`]).
-    pub creating: tokio::sync::Mutex<()>,
+    pub host_quotas: Store<ResourceQuota>,
     learned: RwLock<Learned>,
 }
 
@@ -118,6 +122,7 @@ impl Syncer {
         settings: Settings,
         recorder: Recorder,
         network: TenantNetwork,
+        host_quotas: Store<ResourceQuota>,
     ) -> Self {
         Self {
             metrics: Metrics::default(),
@@ -126,7 +131,8 @@ impl Syncer {
             settings,
             recorder,
             network,
-            creating: tokio::sync::Mutex::new(()),
+            host_copies: ByKind::default(),
+            host_quotas,
             learned: RwLock::new(Learned::default()),
         }
     }

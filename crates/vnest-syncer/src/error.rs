@@ -25,6 +25,9 @@ pub enum Error {
     /// The watch of the tenant's namespaces or NetworkPolicies ended.
     #[error("the tenant's namespaces or NetworkPolicies are no longer watched")]
     NetworkUnwatched(#[from] kube::runtime::reflector::store::WriterDropped),
+    /// The watch of the host's quotas ended before it listed them.
+    #[error("the host's quotas are not watched")]
+    QuotasUnwatched(#[source] kube::runtime::reflector::store::WriterDropped),
 }
 
 impl Error {
@@ -48,6 +51,7 @@ impl Error {
             Error::PodCertificate(_) => "pod_certificate",
             Error::NotYet(_) => "not_yet",
             Error::NetworkUnwatched(_) => "network_unwatched",
+            Error::QuotasUnwatched(_) => "quotas_unwatched",
         }
     }
 }

@@ -9,27 +9,30 @@
 //! (kubernetes/kubernetes#24494). A tenant creating objects while others
 //! come and go gets more than its quota. The syncer is the only writer of
 //! the mirrored kinds in its workloads namespace, so it counts them itself
-//! before each create, one create at a time, and refuses in the words of
-//! the host's own admission. The host's admission still runs after it
-//! (compute, storage, node ports, scoped quotas).
+//! before each create, from its watches of the host's objects and quotas
+//! ([`crate::host_copies`]) with the creates it has under way, and refuses
+//! in the words of the host's own admission. The host's admission still
+//! runs after it (compute, storage, node ports, scoped quotas).
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::ListParams;
-use kube::{Api, Resource};
-use serde::de::DeserializeOwned;
+use kube::Resource;
 use vnest_api::quota_keys::count_keys;
 
 use crate::context::Syncer;
-use crate::error::{OnSide, Result, Side};
+use crate::error::{Error, Result};
+use crate::host_copies::Reservation;
 
 /// The object-count limits on `keys` (quota name, key, limit), by quota
 /// name. Quotas with scopes are left to the host (their scopes select pods
 /// only), and so are limits that are not whole counts.
-pub fn limits<'q>(quotas: &'q [ResourceQuota], keys: &[String]) -> Vec<(&'q str, String, u64)> {
+pub fn limits<'q>(
+    quotas: impl IntoIterator<Item = &'q ResourceQuota>,
+    keys: &[String],
+) -> Vec<(&'q str, String, u64)> {
     let mut limits: Vec<(&str, String, u64)> = quotas
-        .iter()
+        .into_iter()
         .filter_map(|quota| {
             let spec = quota.spec.as_ref()?;
             let scoped = spec.scopes.as_ref().is_some_and(|s| !s.is_empty())
@@ -75,48 +78,38 @@ fn count(quantity: &Quantity) -> Option<u64> {
 /// Runs `create` (which creates or updates the host object `name` of kind
 /// `K`) unless it would create one more than a host quota allows, in which
 /// case the refusal is returned as `Ok(Err(message))`. Updates of an
-/// existing object are not counted. Creates in one syncer run one at a
-/// time, so none is counted twice or missed.
+/// existing object are not counted; creates under way are, until the
+/// host's watch shows them or they fail.
 pub async fn within<K, T, F>(syncer: &Syncer, name: &str, create: F) -> Result<Result<T, String>>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
     F: Future<Output = Result<T>>,
 {
-    let namespace = &syncer.settings.host_namespace;
-    let objects: Api<K> = Api::namespaced(syncer.host.clone(), namespace);
-    if objects
-        .get_metadata_opt(name)
+    let copies = syncer.host_copies.of::<K>();
+    copies.listed().await;
+    syncer
+        .host_quotas
+        .wait_until_ready()
         .await
-        .on(Side::Host)?
-        .is_some()
-    {
-        return create.await.map(Ok);
+        .map_err(Error::QuotasUnwatched)?;
+    let quotas = syncer.host_quotas.state();
+    let limits = limits(
+        quotas.iter().map(AsRef::as_ref),
+        &count_keys(&K::plural(&()), &K::group(&())),
+    );
+    match copies.reserve(name, std::time::Instant::now(), |used| {
+        exceeded(&limits, used)
+    }) {
+        Reservation::OverQuota(message) => Ok(Err(message)),
+        Reservation::Exists => create.await.map(Ok),
+        Reservation::Reserved => {
+            let created = create.await;
+            if created.is_err() {
+                copies.release(name);
+            }
+            created.map(Ok)
+        }
     }
-    let _one_at_a_time = syncer.creating.lock().await;
-    let quotas: Api<ResourceQuota> = Api::namespaced(syncer.host.clone(), namespace);
-    let quotas = quotas.list(&ListParams::default()).await.on(Side::Host)?;
-    let limits = limits(&quotas.items, &count_keys(&K::plural(&()), &K::group(&())));
-    if limits.is_empty() {
-        return create.await.map(Ok);
-    }
-    let existing = objects
-        .list_metadata(&ListParams::default())
-        .await
-        .on(Side::Host)?;
-    if existing
-        .items
-        .iter()
-        .any(|o| o.metadata.name.as_deref() == Some(name))
-    {
-        return create.await.map(Ok);
-    }
-    if let Some(message) = exceeded(&limits, existing.items.len()) {
-        return Ok(Err(message));
-    }
-    create.await.map(Ok)
 }
 
 #[cfg(test)]

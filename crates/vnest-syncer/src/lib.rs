@@ -20,6 +20,8 @@
 //!   answered through the host apiserver.
 //! - `service_addresses`: tenant Services get their ClusterIP from the
 //!   host (an admission webhook behind the kubelet proxy's listener).
+//! - `host_copies`: what the syncer knows of its host objects, from
+//!   watches: names for counting, its own last writes.
 //! - `host_quota`: the host's object counts, kept exactly on create.
 //! - `statusless`: tenant Services read without a status they may not
 //!   decode.
@@ -33,6 +35,7 @@ pub mod error;
 pub mod etc_hosts;
 pub mod events;
 pub mod gc;
+pub mod host_copies;
 pub mod host_quota;
 pub mod kubelet_proxy;
 pub mod metrics;

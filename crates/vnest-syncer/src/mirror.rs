@@ -11,6 +11,11 @@
 //! Their host copies go when the watch reports the deletion; one missed
 //! while the syncer was away is left to the garbage collector
 //! ([`crate::gc`]).
+//!
+//! The host side is read from a metadata watch ([`crate::host_copies`]):
+//! a host change the syncer did not make starts a sync (the copy is
+//! applied again), its own writes echoed back do not, and a sync whose
+//! desired copy is already there writes nothing.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::core::Status;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -35,6 +41,7 @@ use vnest_kube::apply::{ApplyError, apply_namespaced};
 
 use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
+use crate::host_copies::desired_hash;
 use crate::policy::{self, EndpointFence, Refusal};
 use crate::statusless::Statusless;
 use crate::translate::{self, Placement};
@@ -315,8 +322,30 @@ async fn status_up<K: Mirrored, S: Serialize + PartialEq + Send + Sync>(
 /// Runs the mirror of kind `K` until shutdown.
 pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
     let tenant: Api<K> = Api::all(syncer.tenant.clone());
-    let host: Api<K> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
-    let ours = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
+    // Every object of the kind (the quotas count them all), by metadata.
+    let host: Api<PartialObjectMeta<K>> =
+        Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let copies = syncer.host_copies.of::<K>();
+    let seen = copies.clone();
+    let host_changes = watcher(host, watcher::Config::default())
+        .default_backoff()
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                seen.observe(event);
+            }
+        })
+        .touched_objects()
+        .filter(move |object| {
+            let foreign = object.as_ref().map_or(true, |object| {
+                let meta = &object.metadata;
+                is_ours(meta.labels.as_ref())
+                    && !copies.is_own_write(
+                        meta.name.as_deref().unwrap_or_default(),
+                        meta.resource_version.as_deref(),
+                    )
+            });
+            futures::future::ready(foreign)
+        });
     let (store, writer) = reflector::store();
     let on_delete = syncer.clone();
     let tenant_objects = watcher(tenant, K::tenant_watch())
@@ -343,8 +372,8 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
         })
         .applied_objects();
     Controller::for_stream(tenant_objects, store)
-        .watches(host, ours, |object: K| {
-            let (namespace, name) = origin(object.meta().annotations.as_ref())?;
+        .watches_stream(host_changes, |object| {
+            let (namespace, name) = origin(object.metadata.annotations.as_ref())?;
             Some(ObjectRef::new(&name).within(&namespace))
         })
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
@@ -448,8 +477,15 @@ async fn mirror_one<K: Mirrored>(object: &K, syncer: &Syncer) -> Result<Action> 
         &namespace,
         object.meta().name.as_deref().unwrap_or_default(),
     );
+    let desired = object.to_host(&syncer.placement());
+    let desired_hash = desired_hash(&desired);
+    let copies = syncer.host_copies.of::<K>();
+    if copies.holds(&name, desired_hash) {
+        return Ok(Action::requeue(resync(&name)));
+    }
     let applied =
-        host_quota::within::<K, _, _>(syncer, &name, apply_host_copy(syncer, object)).await;
+        host_quota::within::<K, _, _>(syncer, &name, apply_host_copy(syncer, object, desired))
+            .await;
     let refused = match applied {
         Ok(Ok(host)) => Ok(host),
         Ok(Err(over_quota)) => Err(over_quota),
@@ -463,7 +499,13 @@ async fn mirror_one<K: Mirrored>(object: &K, syncer: &Syncer) -> Result<Action> 
         Err(e) => return Err(e),
     };
     let host = match refused {
-        Ok(host) => host,
+        // A lesser copy is not what was desired: the next sync tries the
+        // desired one again.
+        Ok((host, fell_back)) => {
+            let version = host.meta().resource_version.as_deref();
+            copies.wrote(&name, desired_hash, version.filter(|_| !fell_back));
+            host
+        }
         Err(message) => {
             let refusal = Refusal {
                 rule: policy::Rule::HostAdmission,
@@ -475,14 +517,31 @@ async fn mirror_one<K: Mirrored>(object: &K, syncer: &Syncer) -> Result<Action> 
     };
     K::observe(syncer, object, &host);
     K::after_apply(syncer, object, &host).await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(resync(&name)))
+}
+
+/// Whether a host object is one of the syncer's copies.
+fn is_ours(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    labels.and_then(|l| l.get(MANAGED_BY)).map(String::as_str) == Some(MANAGER)
+}
+
+/// When an object is looked at again: [`RESYNC`] plus up to a tenth more,
+/// spread by name so that objects created together are not all looked at
+/// together again.
+fn resync(name: &str) -> Duration {
+    let spread = RESYNC.as_millis() as u64 / 10;
+    RESYNC + Duration::from_millis(desired_hash(&name) % spread.max(1))
 }
 
 /// Applies the host copy of `object`, keeping what the host assigned and
 /// falling back (with a Warning event on the tenant object) when the host
 /// refuses what was asked for.
-async fn apply_host_copy<K: Mirrored>(syncer: &Syncer, object: &K) -> Result<K> {
-    let mut desired = object.to_host(&syncer.placement());
+/// The host's copy, and whether it is a lesser one.
+async fn apply_host_copy<K: Mirrored>(
+    syncer: &Syncer,
+    object: &K,
+    mut desired: K,
+) -> Result<(K, bool)> {
     if K::KEEPS_ASSIGNED {
         let host: Api<K> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
         let name = desired.meta().name.clone().unwrap_or_default();
@@ -491,9 +550,10 @@ async fn apply_host_copy<K: Mirrored>(syncer: &Syncer, object: &K) -> Result<K> 
         }
     }
     // Each fallback is lesser than the one before; a Service has two.
+    let mut desired_fell_back = false;
     for _ in 0..3 {
         let error = match apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await {
-            Ok(host) => return Ok(host),
+            Ok(host) => return Ok((host, desired_fell_back)),
             Err(error) => error,
         };
         let fallback = match &error {
@@ -511,8 +571,12 @@ async fn apply_host_copy<K: Mirrored>(syncer: &Syncer, object: &K) -> Result<K> 
             .warn(&object.object_ref(&()), fallback.reason, fallback.note)
             .await;
         desired = fallback.object;
+        desired_fell_back = true;
     }
-    Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await?)
+    Ok((
+        apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await?,
+        desired_fell_back,
+    ))
 }
 
 /// Deletes the host copy of `object`, if there is one.

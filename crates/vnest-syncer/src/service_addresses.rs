@@ -232,27 +232,19 @@ async fn take_from_host(syncer: &Syncer, service: &Service) -> Result<Option<Val
     let desired = translate::service(service, &syncer.placement());
     let host_name = desired.metadata.name.clone().unwrap_or_default();
     let applied = host_quota::within::<Service, _, _>(syncer, &host_name, async {
-        Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await)
+        Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await?)
     })
     .await;
-    let applied = match applied {
-        Ok(Ok(applied)) => applied,
-        Ok(Err(over_quota)) => return Err(format!("the host refused it: {over_quota}")),
-        Err(e) => {
-            return Err(format!(
-                "vnest's syncer could not reserve a host address for this Service: {e}; try again"
-            ));
-        }
-    };
     match applied {
-        Ok(host) => {
+        Ok(Ok(host)) => {
             tracing::info!(%namespace, %name, ip = ?host.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()), node_ports = ?node_ports_of(&host).collect::<Vec<_>>(), "host address given to a tenant Service");
             Ok(address_patch(&host))
         }
-        Err(ApplyError::Api {
+        Ok(Err(over_quota)) => Err(format!("the host refused it: {over_quota}")),
+        Err(crate::error::Error::Apply(ApplyError::Api {
             source: kube::Error::Api(status),
             ..
-        }) => Err(refusal_message(service, &status)),
+        })) => Err(refusal_message(service, &status)),
         Err(e) => Err(format!(
             "vnest's syncer could not reserve a host address for this Service: {e}; try again"
         )),

@@ -51,6 +51,7 @@ fn syncer() -> Arc<Syncer> {
             policies,
             services,
         },
+        reflector::store().0,
     ))
 }
 
