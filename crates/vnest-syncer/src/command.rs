@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::context::{FIELD_MANAGER, Settings, Syncer, TenantNetwork};
+use crate::context::{FIELD_MANAGER, Settings, Syncer, TenantNetwork, Watched};
 use crate::network_policy::NetworkScope;
 use crate::statusless::Statusless;
 use crate::{
@@ -173,13 +173,20 @@ pub async fn main() -> anyhow::Result<()> {
         .reflect(quota_writer)
         .for_each(|_| async {}),
     );
+    // Both sides' pods, kept by the pod sync's watches (`pods::run`).
+    let (host_pods, host_pod_writer) = reflector::store();
+    let (tenant_pods, tenant_pod_writer) = reflector::store();
     let syncer = Arc::new(Syncer::new(
         tenant_client,
         host_client,
         settings,
         recorder,
         network,
-        host_quotas,
+        Watched {
+            host_quotas,
+            host_pods,
+            tenant_pods,
+        },
     ));
     let for_metrics = syncer.clone();
     let health = tokio::spawn(vnest_kube::health::serve(
@@ -233,6 +240,8 @@ pub async fn main() -> anyhow::Result<()> {
         pods::run(
             syncer.clone(),
             futures::stream::select(network_changes, nodes::tenant_label_changes(syncer.clone())),
+            host_pod_writer,
+            tenant_pod_writer,
         ),
     );
     heartbeat.abort();

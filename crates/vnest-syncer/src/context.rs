@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::RwLock;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Service, Toleration};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota, Service, Toleration};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -91,6 +91,19 @@ pub struct TenantNetwork {
     pub services: Store<Statusless<Service>>,
 }
 
+/// What the syncer reads from watches instead of asking for it: the host's
+/// quotas in the workloads namespace ([`crate::host_quota`]), and the
+/// pods on both sides ([`crate::pods`], [`crate::events`]). A store may
+/// lag its cluster: what must not be missed (a host pod gone) is asked
+/// for when the store lacks it.
+#[derive(Clone)]
+pub struct Watched {
+    pub host_quotas: Store<ResourceQuota>,
+    /// The syncer's host pods.
+    pub host_pods: Store<Pod>,
+    pub tenant_pods: Store<Pod>,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Learned {
     pool_nodes: BTreeSet<String>,
@@ -109,9 +122,7 @@ pub struct Syncer {
     /// The host copies of each mirrored kind, as watched
     /// ([`crate::host_copies`]).
     pub host_copies: ByKind,
-    /// The host's quotas in the workloads namespace, as watched
-    /// ([`crate::host_quota`]).
-    pub host_quotas: Store<ResourceQuota>,
+    pub watched: Watched,
     learned: RwLock<Learned>,
 }
 
@@ -122,7 +133,7 @@ impl Syncer {
         settings: Settings,
         recorder: Recorder,
         network: TenantNetwork,
-        host_quotas: Store<ResourceQuota>,
+        watched: Watched,
     ) -> Self {
         Self {
             metrics: Metrics::default(),
@@ -132,7 +143,7 @@ impl Syncer {
             recorder,
             network,
             host_copies: ByKind::default(),
-            host_quotas,
+            watched,
             learned: RwLock::new(Learned::default()),
         }
     }
@@ -184,6 +195,14 @@ impl Syncer {
             Some(labels) => tenant.insert(name, labels.clone()) != Some(labels),
             None => tenant.remove(&name).is_some(),
         }
+    }
+
+    /// Whether the tenant has a copy of node `name`, as its watch last
+    /// showed.
+    pub fn tenant_has_node(&self, name: &str) -> bool {
+        self.learned
+            .read()
+            .is_ok_and(|l| l.pool_labels.tenant.contains_key(name))
     }
 
     pub fn set_node_addresses(&self, addresses: BTreeSet<IpAddr>) {

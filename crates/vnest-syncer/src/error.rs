@@ -22,12 +22,11 @@ pub enum Error {
     PodCertificate(#[from] crate::pod_certificates::KeyError),
     #[error("not yet: {0}")]
     NotYet(#[from] crate::translate::NotYet),
-    /// The watch of the tenant's namespaces or NetworkPolicies ended.
-    #[error("the tenant's namespaces or NetworkPolicies are no longer watched")]
-    NetworkUnwatched(#[from] kube::runtime::reflector::store::WriterDropped),
-    /// The watch of the host's quotas ended before it listed them.
-    #[error("the host's quotas are not watched")]
-    QuotasUnwatched(#[source] kube::runtime::reflector::store::WriterDropped),
+    /// A watch the syncer reads from instead of asking (the tenant's
+    /// namespaces, NetworkPolicies and pods; the host's pods and quotas)
+    /// ended before it listed anything.
+    #[error("a watch the syncer reads from has ended")]
+    Unwatched(#[from] kube::runtime::reflector::store::WriterDropped),
 }
 
 impl Error {
@@ -50,8 +49,7 @@ impl Error {
             Error::StillDeleting(_) => "still_deleting",
             Error::PodCertificate(_) => "pod_certificate",
             Error::NotYet(_) => "not_yet",
-            Error::NetworkUnwatched(_) => "network_unwatched",
-            Error::QuotasUnwatched(_) => "quotas_unwatched",
+            Error::Unwatched(_) => "unwatched",
         }
     }
 }

@@ -7,15 +7,16 @@
 
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, ObjectReference};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, ObjectMeta};
 use kube::core::GroupVersionKind;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use vnest_kube::apply::apply_namespaced;
 
-use crate::context::{FIELD_MANAGER, Syncer};
+use crate::context::{CONCURRENCY, FIELD_MANAGER, Syncer};
 use crate::error::{OnSide, Result, Side};
 use crate::etc_hosts;
 use crate::translate::pod_secret_name;
@@ -41,18 +42,23 @@ pub async fn run(syncer: Arc<Syncer>) {
     let stream = watcher(host, watcher::Config::default())
         .default_backoff()
         .applied_objects();
-    futures::pin_mut!(stream);
-    loop {
-        match stream.try_next().await {
-            Ok(Some(event)) => {
-                if let Err(error) = mirror(&syncer, &event).await {
-                    tracing::debug!(%error, "mirroring a host event failed");
+    // Several at once: each is a few requests, and a burst of pods brings
+    // a few events each.
+    stream
+        .for_each_concurrent(usize::from(CONCURRENCY), |event| {
+            let syncer = syncer.clone();
+            async move {
+                match event {
+                    Ok(event) => {
+                        if let Err(error) = mirror(&syncer, &event).await {
+                            tracing::debug!(%error, "mirroring a host event failed");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "watching host events failed"),
                 }
             }
-            Ok(None) => return,
-            Err(error) => tracing::warn!(%error, "watching host events failed"),
-        }
-    }
+        })
+        .await;
 }
 
 /// The tenant copy of a host event about a synced object, if it is one.
@@ -69,23 +75,13 @@ async fn mirror(syncer: &Syncer, event: &Event) -> Result<()> {
     else {
         return Ok(());
     };
-    let host: Api<DynamicObject> = Api::namespaced_with(
-        syncer.host.clone(),
-        &syncer.settings.host_namespace,
-        &resource,
-    );
-    let Some(copy) = host.get_opt(host_name).await.on(Side::Host)? else {
-        return Ok(());
-    };
-    let Some((namespace, name)) = origin(copy.metadata.annotations.as_ref()) else {
+    let Some((namespace, name)) = origin_of(syncer, &resource, host_name).await? else {
         return Ok(());
     };
     if waits_for_token(event, &namespace, &name) {
         return Ok(());
     }
-    let tenant: Api<DynamicObject> =
-        Api::namespaced_with(syncer.tenant.clone(), &namespace, &resource);
-    let Some(object) = tenant.get_opt(&name).await.on(Side::Tenant)? else {
+    let Some(uid) = tenant_uid(syncer, &resource, &namespace, &name).await? else {
         return Ok(());
     };
     let about = ObjectReference {
@@ -93,7 +89,7 @@ async fn mirror(syncer: &Syncer, event: &Event) -> Result<()> {
         api_version: Some(resource.api_version.clone()),
         namespace: Some(namespace),
         name: Some(name),
-        uid: object.metadata.uid,
+        uid: Some(uid),
         field_path: event.involved_object.field_path.clone(),
         ..ObjectReference::default()
     };
@@ -104,6 +100,50 @@ async fn mirror(syncer: &Syncer, event: &Event) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// The tenant object whose copy host object `host_name` (of kind
+/// `resource`) is; a pod's from the host pod watch when it has the pod.
+async fn origin_of(
+    syncer: &Syncer,
+    resource: &ApiResource,
+    host_name: &str,
+) -> Result<Option<(String, String)>> {
+    if resource.kind == "Pod" {
+        let key = ObjectRef::new(host_name).within(&syncer.settings.host_namespace);
+        if let Some(pod) = syncer.watched.host_pods.get(&key) {
+            return Ok(origin(pod.metadata.annotations.as_ref()));
+        }
+    }
+    let host: Api<DynamicObject> = Api::namespaced_with(
+        syncer.host.clone(),
+        &syncer.settings.host_namespace,
+        resource,
+    );
+    let copy = host.get_opt(host_name).await.on(Side::Host)?;
+    Ok(copy.and_then(|copy| origin(copy.metadata.annotations.as_ref())))
+}
+
+/// The UID of tenant object `namespace/name`, if it exists; a pod's from
+/// the tenant pod watch when it has the pod.
+async fn tenant_uid(
+    syncer: &Syncer,
+    resource: &ApiResource,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>> {
+    if resource.kind == "Pod"
+        && let Some(pod) = syncer
+            .watched
+            .tenant_pods
+            .get(&ObjectRef::new(name).within(namespace))
+    {
+        return Ok(pod.metadata.uid.clone());
+    }
+    let tenant: Api<DynamicObject> =
+        Api::namespaced_with(syncer.tenant.clone(), namespace, resource);
+    let object = tenant.get_opt(name).await.on(Side::Tenant)?;
+    Ok(object.and_then(|object| object.metadata.uid))
 }
 
 /// Whether `event` is the kubelet's routine word (pulled, created,

@@ -21,7 +21,7 @@ use kube::Resource;
 use vnest_api::quota_keys::count_keys;
 
 use crate::context::Syncer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::host_copies::Reservation;
 
 /// The object-count limits on `keys` (quota name, key, limit), by quota
@@ -87,12 +87,8 @@ where
 {
     let copies = syncer.host_copies.of::<K>();
     copies.listed().await;
-    syncer
-        .host_quotas
-        .wait_until_ready()
-        .await
-        .map_err(Error::QuotasUnwatched)?;
-    let quotas = syncer.host_quotas.state();
+    syncer.watched.host_quotas.wait_until_ready().await?;
+    let quotas = syncer.watched.host_quotas.state();
     let limits = limits(
         quotas.iter().map(AsRef::as_ref),
         &count_keys(&K::plural(&()), &K::group(&())),

@@ -150,6 +150,10 @@ pub fn tenant_label_changes(
 
 /// Makes sure the tenant has host node `name` (if it is in the pool).
 pub async fn ensure_tenant_node(syncer: &Syncer, name: &str) -> Result<()> {
+    // Known from the watch of the tenant's node copies: nothing to ask.
+    if syncer.tenant_has_node(name) {
+        return Ok(());
+    }
     let tenant: Api<Node> = Api::all(syncer.tenant.clone());
     if tenant.get_opt(name).await.on(Side::Tenant)?.is_some() {
         return Ok(());

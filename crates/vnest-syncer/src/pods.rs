@@ -25,11 +25,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{ObjectRef, store::Writer};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde_json::json;
 use tracing::Instrument as _;
@@ -56,15 +58,27 @@ pub const TOKEN_FOR_POD: &str = "vnest.dev/token-for-pod";
 
 /// Runs the pod sync until shutdown; every item of `network_changes` (a
 /// tenant namespace or NetworkPolicy changed) re-syncs every pod's labels.
+/// The pods of both sides are kept in the stores of `host_pods` and
+/// `tenant_pods` ([`crate::context::Watched`]).
 pub async fn run(
     syncer: Arc<Syncer>,
     network_changes: impl futures::Stream<Item = ()> + Send + 'static,
+    host_pods: Writer<Pod>,
+    tenant_pods: Writer<Pod>,
 ) {
     let tenant: Api<Pod> = Api::all(syncer.tenant.clone());
     let host: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
-    Controller::new(tenant, watcher::Config::default())
-        .watches(host, ours, |pod: Pod| {
+    let host_changes = watcher(host, ours)
+        .default_backoff()
+        .reflect(host_pods)
+        .touched_objects();
+    let tenant_changes = watcher(tenant, watcher::Config::default())
+        .default_backoff()
+        .reflect(tenant_pods)
+        .applied_objects();
+    Controller::for_stream(tenant_changes, syncer.watched.tenant_pods.clone())
+        .watches_stream(host_changes, |pod: Pod| {
             let (namespace, name) = origin(pod.metadata.annotations.as_ref())?;
             Some(ObjectRef::new(&name).within(&namespace))
         })
@@ -74,6 +88,23 @@ pub async fn run(
         .run(reconcile, error_policy, syncer)
         .for_each(|_| async {})
         .await;
+}
+
+/// Host pod `name` as the host pod watch last showed it. A pod just made
+/// may not be in the store yet: where taking it for absent would do harm
+/// (`absence_matters`), the host is asked.
+async fn host_pod(syncer: &Syncer, name: &str, absence_matters: bool) -> Result<Option<Pod>> {
+    let store = &syncer.watched.host_pods;
+    store.wait_until_ready().await?;
+    let key = ObjectRef::new(name).within(&syncer.settings.host_namespace);
+    if let Some(pod) = store.get(&key) {
+        return Ok(Some(pod.as_ref().clone()));
+    }
+    if !absence_matters {
+        return Ok(None);
+    }
+    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    host_pods.get_opt(name).await.on(Side::Host)
 }
 
 async fn reconcile(pod: Arc<Pod>, syncer: Arc<Syncer>) -> Result<Action> {
@@ -130,8 +161,12 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     }
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let host_name = host_name(namespace, name);
-    let existing = host_pods.get_opt(&host_name).await.on(Side::Host)?;
     let refusals = policy::check(pod, &syncer.policy());
+    let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    // Absent, a pod that ran is deleted and one the policy refuses is
+    // refused: asked for. Otherwise the create says whether it exists.
+    let absence_matters = !refusals.is_empty() || (bound.is_some() && ran_on_host(pod));
+    let existing = host_pod(syncer, &host_name, absence_matters).await?;
     // A pod already on the host can only have become refusable through an
     // ephemeral container (the rest of what policy reads is immutable);
     // that container stays off the host, the pod runs on.
@@ -141,7 +176,6 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
         refuse(pod, syncer, &refusals, placed).await?;
         return Ok(Action::await_change());
     }
-    let bound = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let network = network_labels(pod, syncer).await?;
     let host_pod = match existing {
         Some(host_pod) if chooses_otherwise(pod, &host_pod, &syncer.placement()) => {
@@ -150,10 +184,20 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
                 name,
                 "the tenant's node labels changed where the pod may run; making its host pod again"
             );
-            host_pods
-                .delete(&host_name, &DeleteParams::default().grace_period(0))
-                .await
-                .on(Side::Host)?;
+            // Only the version seen (still unscheduled): a store behind
+            // the host gets a conflict, and the next sync sees it placed.
+            let seen = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: host_pod.metadata.resource_version.clone(),
+                    uid: host_pod.metadata.uid.clone(),
+                }),
+                ..DeleteParams::default().grace_period(0)
+            };
+            match host_pods.delete(&host_name, &seen).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
+                Err(e) => return Err(e).on(Side::Host),
+            }
             return Ok(Action::requeue(Duration::from_secs(1)));
         }
         Some(host_pod) => {
@@ -206,6 +250,11 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
                     };
                     refuse(pod, syncer, &[refusal], false).await?;
                     return Ok(Action::await_change());
+                }
+                // Made by an earlier sync; the host pod watch is about to
+                // show it (and starts the next sync).
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    return Ok(Action::requeue(Duration::from_secs(1)));
                 }
                 Err(e) => return Err(e).on(Side::Host),
             }
@@ -1156,7 +1205,7 @@ async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     let (namespace, name) = identity(pod);
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let host_name = host_name(namespace, name);
-    if let Some(host_pod) = host_pods.get_opt(&host_name).await.on(Side::Host)? {
+    if let Some(host_pod) = host_pod(syncer, &host_name, true).await? {
         if host_pod.metadata.deletion_timestamp.is_none() {
             let grace = pod
                 .metadata

@@ -22,7 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use vnest_pki::{CertAndKey, ControlPlanePki, ControlPlaneSpec};
-use vnest_syncer::context::{Settings, Syncer, TenantNetwork};
+use vnest_syncer::context::{Settings, Syncer, TenantNetwork, Watched};
 use vnest_syncer::kubelet_proxy;
 
 /// A syncer whose clients point nowhere (the listener's checks need none).
@@ -51,7 +51,11 @@ fn syncer() -> Arc<Syncer> {
             policies,
             services,
         },
-        reflector::store().0,
+        Watched {
+            host_quotas: reflector::store().0,
+            host_pods: reflector::store().0,
+            tenant_pods: reflector::store().0,
+        },
     ))
 }
 
