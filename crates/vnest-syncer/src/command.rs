@@ -213,11 +213,13 @@ pub async fn main() -> anyhow::Result<()> {
         let url = format!("https://{host}{}", service_addresses::WEBHOOK_PATH);
         // The tenant apiserver may not serve yet; a crash here would only
         // put the pod into back-off.
-        let mut delay = std::time::Duration::from_millis(500);
+        // Tried every second at most: the syncer is ready (and the cluster
+        // with it) within a second of the tenant apiserver serving.
+        let mut delay = std::time::Duration::from_millis(250);
         while let Err(error) = service_addresses::register(&syncer, &url, &ca).await {
             tracing::warn!(%error, "registering the Service-address webhook in the tenant cluster; retrying");
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            delay = (delay * 2).min(std::time::Duration::from_secs(1));
         }
     }
     nodes::refresh_pool(&syncer)

@@ -223,7 +223,7 @@ pub fn deployment(
     } else {
         vc.spec.control_plane.replicas
     };
-    let probe = |path, period, failures| pods::probe(path, SECURE_PORT, "HTTPS", period, failures);
+    let probe = |path, cadence| pods::probe(path, SECURE_PORT, "HTTPS", cadence);
     let mut mounts = vec![pods::config_mount()];
     let mut volumes = vec![pods::config_volume(
         APISERVER_FILES,
@@ -253,9 +253,9 @@ pub fn deployment(
         args: Some(args(vc)),
         env: Some(vec![pods::field_env("POD_IP", "status.podIP")]),
         ports: Some(vec![pods::container_port("https", SECURE_PORT)]),
-        startup_probe: Some(probe("/livez", 2, 90)),
-        readiness_probe: Some(probe("/readyz", 5, 3)),
-        liveness_probe: Some(probe("/livez", 10, 6)),
+        startup_probe: Some(probe("/livez", pods::STARTUP)),
+        readiness_probe: Some(probe("/readyz", pods::READINESS)),
+        liveness_probe: Some(probe("/livez", pods::LIVENESS)),
         resources: Some(resources::requirements(vc, Component::ApiServer)),
         volume_mounts: Some(mounts),
         security_context: Some(pods::container_security_context()),

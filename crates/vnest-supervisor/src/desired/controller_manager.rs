@@ -67,7 +67,7 @@ pub fn deployment(
     pki_data: &BTreeMap<String, Vec<u8>>,
 ) -> Deployment {
     let replicas = if vc.spec.paused { 0 } else { 1 };
-    let probe = |period, failures| pods::probe("/healthz", SECURE_PORT, "HTTPS", period, failures);
+    let probe = |cadence| pods::probe("/healthz", SECURE_PORT, "HTTPS", cadence);
     let hashed = [
         CONTROLLER_MANAGER_FILES,
         &["controller-manager.crt", "controller-manager.key"],
@@ -83,9 +83,9 @@ pub fn deployment(
         command: Some(vec!["kube-controller-manager".to_owned()]),
         args: Some(args(vc)),
         ports: Some(vec![pods::container_port("https", SECURE_PORT)]),
-        startup_probe: Some(probe(2, 90)),
-        readiness_probe: Some(probe(5, 3)),
-        liveness_probe: Some(probe(10, 6)),
+        startup_probe: Some(probe(pods::STARTUP)),
+        readiness_probe: Some(probe(pods::READINESS)),
+        liveness_probe: Some(probe(pods::LIVENESS)),
         volume_mounts: Some(vec![pods::config_mount()]),
         security_context: Some(pods::container_security_context()),
         resources: Some(resources::requirements(vc, Component::ControllerManager)),

@@ -182,7 +182,7 @@ pub fn stateful_set(
     pki_data: &BTreeMap<String, Vec<u8>>,
 ) -> StatefulSet {
     let replicas = if vc.spec.paused { 0 } else { etcd.replicas };
-    let probe = |path, period, failures| pods::probe(path, METRICS_PORT, "HTTP", period, failures);
+    let probe = |path, cadence| pods::probe(path, METRICS_PORT, "HTTP", cadence);
     let container = Container {
         name: COMPONENT.to_owned(),
         image: Some(pods::etcd_image(settings)),
@@ -194,10 +194,16 @@ pub fn stateful_set(
             pods::container_port("peer", PEER_PORT),
             pods::container_port("metrics", METRICS_PORT),
         ]),
-        readiness_probe: Some(probe("/readyz", 5, 3)),
+        readiness_probe: Some(probe("/readyz", pods::READINESS)),
         liveness_probe: Some(Probe {
             initial_delay_seconds: Some(15),
-            ..probe("/livez", 10, 8)
+            ..probe(
+                "/livez",
+                pods::Cadence {
+                    period: 10,
+                    failures: 8,
+                },
+            )
         }),
         volume_mounts: Some(vec![
             pods::config_mount(),

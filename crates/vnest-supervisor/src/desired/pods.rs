@@ -187,8 +187,33 @@ pub fn label_selector(component: &str) -> LabelSelector {
     }
 }
 
+/// How often a probe runs, and how many failures in a row count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cadence {
+    pub period: i32,
+    pub failures: i32,
+}
+
+/// Readiness, every second: a component is in service (and the cluster
+/// Ready) within a second of serving; 15 s of failures take it out.
+pub const READINESS: Cadence = Cadence {
+    period: 1,
+    failures: 15,
+};
+/// Startup, every second for up to three minutes.
+pub const STARTUP: Cadence = Cadence {
+    period: 1,
+    failures: 180,
+};
+/// Liveness: a minute of failures restarts the container.
+pub const LIVENESS: Cadence = Cadence {
+    period: 10,
+    failures: 6,
+};
+
 /// An HTTP(S) GET probe.
-pub fn probe(path: &str, port: i32, scheme: &str, period: i32, failures: i32) -> Probe {
+pub fn probe(path: &str, port: i32, scheme: &str, cadence: Cadence) -> Probe {
+    let Cadence { period, failures } = cadence;
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),

@@ -153,13 +153,17 @@ pub fn deployment(
             pods::container_port("health", i32::from(HEALTH_PORT)),
             pods::container_port("kubelet", i32::from(KUBELET_PROXY_PORT)),
         ]),
-        readiness_probe: Some(pods::probe("/readyz", i32::from(HEALTH_PORT), "HTTP", 5, 3)),
+        readiness_probe: Some(pods::probe(
+            "/readyz",
+            i32::from(HEALTH_PORT),
+            "HTTP",
+            pods::READINESS,
+        )),
         liveness_probe: Some(pods::probe(
             "/healthz",
             i32::from(HEALTH_PORT),
             "HTTP",
-            10,
-            6,
+            pods::LIVENESS,
         )),
         volume_mounts: Some(vec![
             VolumeMount {
