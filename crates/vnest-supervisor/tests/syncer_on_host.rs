@@ -54,7 +54,16 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     );
 
     // A Deployment with a ConfigMap runs on the pool, and its status is the tenant's.
-    apply(&tenant, work.path(), "web.yaml", WEB);
+    let path = work.path().join("web.yaml");
+    std::fs::write(&path, WEB).unwrap();
+    let (ok, out, err) = kubectl(&tenant, &["apply", "-f", &path.display().to_string()]);
+    if !ok {
+        let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
+        panic!(
+            "kubectl apply web.yaml: {out}{err}\nthe syncer's log:\n{}",
+            syncer_log(&client, &cp).await
+        );
+    }
     apply(&tenant, work.path(), "podinfo.yaml", PODINFO);
     let running = wait_until("both web pods Run", Duration::from_secs(180), || async {
         let (_, out, _) = kubectl(
