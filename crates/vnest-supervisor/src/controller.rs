@@ -119,7 +119,7 @@ fn retry_after(error: &Error) -> Duration {
         _ => error,
     };
     match inner {
-        Error::StillDeleting(_) | Error::Wiping(_) => Duration::from_secs(2),
+        Error::StillDeleting(_) | Error::Wiping(_) => Duration::from_secs(1),
         _ => Duration::from_secs(10),
     }
 }
@@ -148,11 +148,11 @@ mod retry_tests {
         let wrapped = |e| Error::Finalizer(Box::new(Finalizer::CleanupFailed(e)));
         assert_eq!(
             retry_after(&wrapped(Error::Wiping("cp".into()))),
-            Duration::from_secs(2)
+            Duration::from_secs(1)
         );
         assert_eq!(
             retry_after(&wrapped(Error::StillDeleting("wl".into()))),
-            Duration::from_secs(2)
+            Duration::from_secs(1)
         );
         assert_eq!(
             retry_after(&wrapped(Error::Incomplete("name"))),

@@ -80,6 +80,18 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
         )
         .await?;
     if !etcd_pods.items.is_empty() {
+        // Its data is about to be emptied: no graceful shutdown to wait for
+        // (a pod already stopping gets its grace period shortened).
+        let stop = DeleteParams::default().grace_period(crate::reconcile::STOP_GRACE_SECONDS);
+        for pod in &etcd_pods.items {
+            if let Some(name) = pod.metadata.name.as_deref() {
+                match pods_api.delete(name, &stop).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         return Err(Error::Wiping(namespace));
     }
     let mut running = false;
