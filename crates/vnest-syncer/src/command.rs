@@ -128,12 +128,17 @@ pub async fn main() -> anyhow::Result<()> {
         .context("connecting to the host cluster")?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.tenant_kubeconfig)
         .with_context(|| format!("reading {}", args.tenant_kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(
+    let mut config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
     )
     .await
     .context("loading the tenant kubeconfig")?;
+    // The tenant apiserver is a pod a few hops away: a connection not
+    // answered in 3 s will not be (a pod just started, its traffic not yet
+    // admitted by the NetworkPolicy enforcer), and the next try opens a new
+    // one. The client's default waits 30 s.
+    config.connect_timeout = Some(std::time::Duration::from_secs(3));
     let tenant_client =
         kube::Client::try_from(config).context("connecting to the tenant cluster")?;
     let recorder = Recorder::new(

@@ -26,7 +26,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Api;
+use kube::runtime::reflector::ObjectRef;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
@@ -210,16 +210,12 @@ async fn allocate(syncer: &Syncer, service: &Service) -> Result<Option<Value>, S
     let namespace = service.metadata.namespace.clone().unwrap_or_default();
     let name = service.metadata.name.clone().unwrap_or_default();
     // A create of a name the tenant already has fails in the apiserver after
-    // this webhook; its host copy belongs to the existing Service.
-    let tenant: Api<Service> = Api::namespaced(syncer.tenant.clone(), &namespace);
-    match tenant.get_opt(&name).await {
-        Ok(Some(_)) => return Ok(None),
-        Ok(None) => {}
-        Err(e) => {
-            return Err(format!(
-                "vnest's syncer could not read the tenant cluster: {e}; try again"
-            ));
-        }
+    // this webhook; its host copy belongs to the existing Service. Read
+    // from the watch of the tenant's Services: the webhook asks the tenant
+    // apiserver nothing while that apiserver waits for its answer.
+    let key = ObjectRef::new(&name).within(&namespace);
+    if syncer.network.services.get(&key).is_some() {
+        return Ok(None);
     }
     take_from_host(syncer, service).await
 }
