@@ -304,6 +304,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         apiserver::COMPONENT,
         "kube-apiserver",
     );
+    let apiserver_rollout_ok = apiserver_rollout.ok;
     let dns_stage = if apiserver_rollout.ok && !vc.spec.paused {
         tenant_dns(vc, ctx, &made.pki, Some(&made.apiserver_ip)).await
     } else {
@@ -332,6 +333,14 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         controller_manager::COMPONENT,
         "kube-controller-manager",
     );
+    let mut kcm_stage = kcm_stage;
+    if kcm_stage.ok
+        && apiserver_rollout_ok
+        && !vc.spec.paused
+        && let Err(waiting) = controllers_started(vc, &made.pki).await
+    {
+        kcm_stage = Stage::waiting(status::CONTROLLER_MANAGER, "StartingControllers", waiting);
+    }
     stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
     stages.push(dns_stage);
     let syncer_stage = deployment_stage(
@@ -418,10 +427,13 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
                 ]
                 .contains(&c.type_.as_str())
         });
+    // Not settled (starting, rolling out): some of what is waited for
+    // starts no watch event (the tenant's controllers making its default
+    // ServiceAccount), so it is looked at again soon.
     let recheck = if settled {
         Duration::from_secs(300)
     } else {
-        Duration::from_secs(10)
+        Duration::from_secs(2)
     };
     let until_expiry = expires_at
         .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
@@ -583,6 +595,26 @@ async fn tenant_dns(
             ),
         ),
         Err(e) => failed(format!("installing CoreDNS in the tenant cluster: {e}")),
+    }
+}
+
+/// Whether the tenant's controllers run as a user relies on once the
+/// cluster is Ready: the `default` ServiceAccount of namespace `default`
+/// exists (without it no pod can be created there).
+async fn controllers_started(
+    vc: &VirtualCluster,
+    pki: &vnest_pki::ControlPlanePki,
+) -> std::result::Result<(), String> {
+    let client = tenant_client(vc, pki).await?;
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client, "default");
+    match accounts.get_opt("default").await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(
+            "kube-controller-manager runs; its controllers have not made the default ServiceAccount yet"
+                .to_owned(),
+        ),
+        Err(e) => Err(format!("reading the tenant's default ServiceAccount: {e}")),
     }
 }
 
