@@ -51,7 +51,7 @@ for round in $(seq 1 "$rounds"); do
   name="lc-$round"
   tenant="$work/$name.kubeconfig"
   start="$(now)"
-  "$vnest" create "$name" -n "$namespace" --pool "$pool" --pod-security baseline \
+  "$vnest" create "$name" -n "$namespace" --pool "$pool" --pod-security baseline --expose node-port \
     --wait --kubeconfig-out "$tenant" >"$work/create.log" 2>&1 || {
     cat "$work/create.log" >&2
     exit 1
@@ -76,7 +76,7 @@ for round in $(seq 1 "$rounds"); do
   record delete "$(since "$start")"
 
   start="$(now)"
-  "$vnest" run -n "$namespace" --pool "$pool" --name "run-$round" -- true >"$work/run.log" 2>&1 || {
+  "$vnest" run -n "$namespace" --pool "$pool" --expose node-port --name "run-$round" -- true >"$work/run.log" 2>&1 || {
     cat "$work/run.log" >&2
     exit 1
   }
