@@ -72,26 +72,12 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
         sets.delete(ETCD_SERVICE, &DeleteParams::default()).await?;
     }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let etcd_pods = pods_api
-        .list(
-            &ListParams::default().labels(&label_pairs::selector(&pods::selector(
-                datastore::COMPONENT,
-            ))),
-        )
-        .await?;
-    if !etcd_pods.items.is_empty() {
-        // Its data is about to be emptied: no graceful shutdown to wait for
-        // (a pod already stopping gets its grace period shortened).
-        let stop = DeleteParams::default().grace_period(crate::reconcile::STOP_GRACE_SECONDS);
-        for pod in &etcd_pods.items {
-            if let Some(name) = pod.metadata.name.as_deref() {
-                match pods_api.delete(name, &stop).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
+    let etcd = ListParams::default().labels(&label_pairs::selector(&pods::selector(
+        datastore::COMPONENT,
+    )));
+    if !pods_api.list(&etcd).await?.items.is_empty() {
+        // Its data is about to be emptied: no graceful shutdown to wait for.
+        crate::reconcile::stop_pods(ctx, &namespace, &etcd).await?;
         return Err(Error::Wiping(namespace));
     }
     let mut running = false;

@@ -304,15 +304,20 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         apiserver::COMPONENT,
         "kube-apiserver",
     );
-    let apiserver_rollout_ok = apiserver_rollout.ok;
-    let dns_stage = if apiserver_rollout.ok && !vc.spec.paused {
-        tenant_dns(vc, ctx, &made.pki, Some(&made.apiserver_ip)).await
+    // One client of the tenant, once its apiserver serves: CoreDNS goes in
+    // through it, and the controllers' work is read through it.
+    let tenant = if apiserver_rollout.ok && !vc.spec.paused {
+        Some(tenant_client(vc, &made.pki).await)
     } else {
-        Stage::waiting(
+        None
+    };
+    let dns_stage = match &tenant {
+        Some(client) => tenant_dns(client.as_ref(), ctx, Some(&made.apiserver_ip)).await,
+        None => Stage::waiting(
             status::CLUSTER_DNS,
             "WaitingForAPIServer",
             "installed once the tenant apiserver serves",
-        )
+        ),
     };
 
     // Phase 5, status: what was applied, as the user reads it.
@@ -326,18 +331,16 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         apiserver_stage = Stage::waiting(status::APISERVER, "WaitingForEndpoint", waiting);
     }
     stages.push(explain(vc, ctx, apiserver_stage, apiserver::COMPONENT).await);
-    let kcm_stage = deployment_stage(
+    let mut kcm_stage = deployment_stage(
         vc,
         &applied,
         status::CONTROLLER_MANAGER,
         controller_manager::COMPONENT,
         "kube-controller-manager",
     );
-    let mut kcm_stage = kcm_stage;
     if kcm_stage.ok
-        && apiserver_rollout_ok
-        && !vc.spec.paused
-        && let Err(waiting) = controllers_started(vc, &made.pki).await
+        && let Some(client) = &tenant
+        && let Err(waiting) = controllers_started(client.as_ref()).await
     {
         kcm_stage = Stage::waiting(status::CONTROLLER_MANAGER, "StartingControllers", waiting);
     }
@@ -564,15 +567,14 @@ fn datastore_stage(
 /// Service with the tenant admin's certificate. Its pods run on the host
 /// once the syncer runs tenant pods.
 async fn tenant_dns(
-    vc: &VirtualCluster,
+    client: Result<&kube::Client, &String>,
     ctx: &Context,
-    pki: &vnest_pki::ControlPlanePki,
     apiserver_ip: Option<&str>,
 ) -> Stage {
     let failed = |e: String| Stage::waiting(status::CLUSTER_DNS, "TenantAPIUnreachable", e);
-    let client = match tenant_client(vc, pki).await {
+    let client = match client {
         Ok(client) => client,
-        Err(e) => return failed(e),
+        Err(e) => return failed(e.clone()),
     };
     let image = pods::coredns_image(&ctx.settings);
     let dns = match ClusterDns::new(&ClusterDnsSpec {
@@ -585,7 +587,7 @@ async fn tenant_dns(
         Ok(dns) => dns,
         Err(e) => return failed(e.to_string()),
     };
-    match apply::apply_cluster_dns(&client, FIELD_MANAGER, &dns).await {
+    match apply::apply_cluster_dns(client, FIELD_MANAGER, &dns).await {
         Ok(()) => Stage::ok(
             status::CLUSTER_DNS,
             "Installed",
@@ -602,12 +604,10 @@ async fn tenant_dns(
 /// cluster is Ready: the `default` ServiceAccount of namespace `default`
 /// exists (without it no pod can be created there).
 async fn controllers_started(
-    vc: &VirtualCluster,
-    pki: &vnest_pki::ControlPlanePki,
+    client: Result<&kube::Client, &String>,
 ) -> std::result::Result<(), String> {
-    let client = tenant_client(vc, pki).await?;
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-        Api::namespaced(client, "default");
+        Api::namespaced(client.map_err(String::clone)?.clone(), "default");
     match accounts.get_opt("default").await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(
@@ -795,7 +795,7 @@ async fn cleanup(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             continue;
         }
         if namespace.metadata.deletion_timestamp.is_none() {
-            stop_pods(ctx, &name).await?;
+            stop_pods(ctx, &name, &ListParams::default()).await?;
             api.delete(&name, &DeleteParams::default()).await?;
             tracing::info!(namespace = name, vc = vc_name, "deleting host namespace");
         }
@@ -832,15 +832,16 @@ async fn cleanup(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
 /// (etcd already stopped and emptied), so no process of it needs a graceful
 /// shutdown, and its namespaces' deletion would otherwise wait for each
 /// pod's own grace period (30 s by default).
-pub const STOP_GRACE_SECONDS: u32 = 1;
+const STOP_GRACE_SECONDS: u32 = 1;
 
-/// Stops every pod in host namespace `namespace` within
-/// [`STOP_GRACE_SECONDS`].
-async fn stop_pods(ctx: &Context, namespace: &str) -> Result<()> {
+/// Stops the pods `which` selects in host namespace `namespace` within
+/// [`STOP_GRACE_SECONDS`] (a pod already stopping gets its grace period
+/// shortened).
+pub(crate) async fn stop_pods(ctx: &Context, namespace: &str, which: &ListParams) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     pods.delete_collection(
         &DeleteParams::default().grace_period(STOP_GRACE_SECONDS),
-        &ListParams::default(),
+        which,
     )
     .await?;
     Ok(())

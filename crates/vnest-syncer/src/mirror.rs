@@ -535,8 +535,8 @@ fn resync(name: &str) -> Duration {
 
 /// Applies the host copy of `object`, keeping what the host assigned and
 /// falling back (with a Warning event on the tenant object) when the host
-/// refuses what was asked for.
-/// The host's copy, and whether it is a lesser one.
+/// refuses what was asked for: the host's copy, and whether it is a lesser
+/// one.
 async fn apply_host_copy<K: Mirrored>(
     syncer: &Syncer,
     object: &K,
