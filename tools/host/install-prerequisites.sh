@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the development host cluster (vnest-devhost)
-# runs on: containerd and runc, the CNI plugins, iptables and conntrack for
+# runs on: runc (containerd itself is built from its pinned Go module by
+# tools/upstream/build.sh), the CNI plugins, iptables and conntrack for
 # kube-proxy, ipset for kube-router's NetworkPolicy firewall, busybox-static
 # for the test images, iproute2 and util-linux for network namespaces, and
 # the tools the e2e suite's agnhost stand-in carries (curl, OpenBSD netcat,
@@ -8,7 +9,7 @@
 # read too. --conformance is still accepted and adds nothing more.
 # Installs only what is missing; needs root to install.
 set -euo pipefail
-packages=(containerd runc containernetworking-plugins iptables ipset conntrack busybox-static iproute2 util-linux
+packages=(runc containernetworking-plugins iptables ipset conntrack busybox-static iproute2 util-linux
   curl netcat-openbsd bind9-dnsutils)
 case "${1:-}" in
   "" | --conformance) ;;

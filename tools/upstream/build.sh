@@ -3,8 +3,9 @@
 # prints the directory that holds them.
 #
 # The pins live in go.mod next to this script (Kubernetes, etcd) and in
-# coredns/go.mod, kwok/go.mod and kube-router/go.mod (CoreDNS, kwok and
-# kube-router's NetworkPolicy firewall: modules of their own so that their
+# coredns/go.mod, kwok/go.mod, kube-router/go.mod and containerd/go.mod
+# (CoreDNS, kwok, kube-router's NetworkPolicy firewall, and the container
+# runtime the dev host's nodes run: modules of their own so that their
 # dependencies never move the ones Kubernetes is built with). The output directory is keyed by
 # the pinned versions and a hash of go.mod/go.sum, so changing a pin builds into
 # a new directory and an unchanged pin reuses what is already there. Binaries
@@ -29,7 +30,10 @@ etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3" && $2 ~ /^v/ {print $2; exi
 [ -n "$k8s_version" ] && [ -n "$etcd_version" ] || { echo "build.sh: cannot read the pins from go.mod" >&2; exit 1; }
 coredns_version="$(awk '$1=="github.com/coredns/coredns" && $2 ~ /^v/ {print $2; exit}' coredns/go.mod)"
 [ -n "$coredns_version" ] || { echo "build.sh: cannot read the CoreDNS pin from coredns/go.mod" >&2; exit 1; }
-pin_hash="$(cat go.mod go.sum coredns/go.mod coredns/go.sum kwok/go.mod kwok/go.sum kube-router/go.mod kube-router/go.sum build.sh | sha256sum | cut -c1-12)"
+containerd_version="$(awk '$1=="github.com/containerd/containerd/v2" && $2 ~ /^v/ {print $2; exit}' containerd/go.mod)"
+[ -n "$containerd_version" ] || { echo "build.sh: cannot read the containerd pin from containerd/go.mod" >&2; exit 1; }
+pin_hash="$(cat go.mod go.sum coredns/go.mod coredns/go.sum kwok/go.mod kwok/go.sum kube-router/go.mod kube-router/go.sum \
+  containerd/go.mod containerd/go.sum build.sh | sha256sum | cut -c1-12)"
 cache_root="${VNEST_CACHE_DIR:-$HOME/.cache/vnest}"
 out="$cache_root/upstream/k8s-${k8s_version}_etcd-${etcd_version}_${pin_hash}/bin"
 
@@ -53,6 +57,9 @@ targets=(
   "coredns:coredns:github.com/coredns/coredns"
   "kwok:kwok:sigs.k8s.io/kwok/cmd/kwok"
   "kube-router:kube-router:github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"
+  "containerd:containerd:github.com/containerd/containerd/v2/cmd/containerd"
+  "containerd:containerd-shim-runc-v2:github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"
+  "containerd:ctr:github.com/containerd/containerd/v2/cmd/ctr"
 )
 
 # Kubernetes reports its version from these variables (hack/lib/version.sh sets
@@ -79,6 +86,8 @@ for t in "${targets[@]}"; do
   tmp="$(mktemp "$out/.$name.XXXXXX")"
   flags="-s -w"
   [ "$module" = "." ] && flags="$ldflags"
+  # containerd reports its version to the kubelet (CRI Version) from here.
+  [ "$module" = "containerd" ] && flags+=" -X github.com/containerd/containerd/v2/version.Version=$containerd_version"
   if ! (cd "$module" && go build -ldflags "$flags" -o "$tmp" "$pkg") >&2; then
     rm -f "$tmp"
     echo "build.sh: building $name failed" >&2

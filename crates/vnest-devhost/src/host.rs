@@ -359,14 +359,19 @@ where
 }
 
 /// Imports `archives` into the containerd of every node of the host
-/// running in `base_dir` (each node's directory holds its socket); returns
-/// how many nodes took them.
-pub fn import_images(base_dir: &Path, archives: &[PathBuf]) -> anyhow::Result<usize> {
+/// running in `base_dir` (each node's directory holds its socket), with the
+/// `ctr` of `binaries`; returns how many nodes took them.
+pub fn import_images(
+    base_dir: &Path,
+    archives: &[PathBuf],
+    binaries: &UpstreamBinaries,
+) -> anyhow::Result<usize> {
+    let ctr = binaries.locate_binary("ctr")?;
     let nodes = running_nodes(base_dir)?;
     for node in &nodes {
         for archive in archives {
             let archive = archive.display().to_string();
-            crate::node::ctr_at(node, &["images", "import", &archive])
+            crate::node::ctr_at(&ctr, node, &["images", "import", &archive])
                 .with_context(|| format!("importing {archive} into {}", node.dir.display()))?;
         }
     }

@@ -225,7 +225,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import { dir, archives } => {
-            let nodes = vnest_devhost::import_images(&dir, &archives)?;
+            let nodes =
+                vnest_devhost::import_images(&dir, &archives, &UpstreamBinaries::from_env())?;
             eprintln!("imported {} archives into {nodes} nodes", archives.len());
             Ok(())
         }

@@ -25,6 +25,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct RunningNode {
     pub spec: NodeSpec,
     pub paths: NodePaths,
+    /// The `ctr` built with the node's containerd.
+    ctr: PathBuf,
     // Stopped in reverse: enforcer, kube-proxy, kubelet, containerd.
     processes: Vec<ManagedProcess>,
 }
@@ -46,16 +48,19 @@ impl RunningNode {
             std::fs::create_dir_all(paths.file(sub))?;
         }
         crate::cgroups::create(&spec.cgroup_root())?;
-        write_node_files(&spec, &paths, cp, sandbox_image)?;
+        let containerd = binaries.locate_binary("containerd")?;
+        let runc_shim = binaries.locate_binary("containerd-shim-runc-v2")?;
+        write_node_files(&spec, &paths, cp, sandbox_image, &runc_shim)?;
         let mut node = Self {
             spec,
             paths,
+            ctr: binaries.locate_binary("ctr")?,
             processes: Vec::new(),
         };
 
         node.spawn(
             "containerd",
-            Path::new("containerd"),
+            &containerd,
             &[
                 "--config".into(),
                 node.paths.file("containerd.toml").display().to_string(),
@@ -167,7 +172,7 @@ impl RunningNode {
     /// `ctr` against this node's containerd, in the `k8s.io` namespace the
     /// CRI plugin uses.
     pub fn ctr(&self, args: &[&str]) -> anyhow::Result<String> {
-        ctr_at(&self.paths, args)
+        ctr_at(&self.ctr, &self.paths, args)
     }
 
     /// Stops kube-proxy and the kubelet, kills every container, stops
@@ -268,6 +273,7 @@ fn write_node_files(
     paths: &NodePaths,
     cp: &LocalControlPlane,
     sandbox_image: &str,
+    runc_shim: &Path,
 ) -> anyhow::Result<()> {
     use vnest_local::layout::write_file;
     let name = spec.name();
@@ -322,7 +328,7 @@ fn write_node_files(
 
     write_file(
         &paths.file("containerd.toml"),
-        &node_config::containerd(paths, sandbox_image),
+        &node_config::containerd(paths, sandbox_image, runc_shim),
         false,
     )?;
     write_file(
@@ -358,11 +364,11 @@ fn kill_shims(socket: &Path) {
     }
 }
 
-/// `ctr` against the containerd of the node whose files are at `paths`, in
-/// the `k8s.io` namespace the CRI plugin uses.
-pub(crate) fn ctr_at(paths: &NodePaths, args: &[&str]) -> anyhow::Result<String> {
+/// `ctr` (the binary at `ctr`) against the containerd of the node whose
+/// files are at `paths`, in the `k8s.io` namespace the CRI plugin uses.
+pub(crate) fn ctr_at(ctr: &Path, paths: &NodePaths, args: &[&str]) -> anyhow::Result<String> {
     let socket = paths.containerd_socket().display().to_string();
     let mut full = vec!["--address", socket.as_str(), "--namespace", "k8s.io"];
     full.extend_from_slice(args);
-    run("ctr", &full)
+    run(&ctr.display().to_string(), &full)
 }

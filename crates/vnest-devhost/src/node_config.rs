@@ -34,34 +34,52 @@ impl NodePaths {
     }
 }
 
-/// containerd 1.6 (Debian's), configuration version 2.
+/// containerd 2 (the pinned build of `tools/upstream/containerd`),
+/// configuration version 4, every path and socket inside the node's
+/// directory so that several nodes share one machine.
 ///
-/// `restrict_oom_score_adj`: sandboxes here lack CAP_SYS_RESOURCE, and runc
-/// fails to start a pod sandbox whose `oom_score_adj` (-998 for the pause
-/// container) lies below containerd's own; restricting keeps it at or above.
-pub fn containerd(paths: &NodePaths, sandbox_image: &str) -> String {
+/// - `imports = []`: nothing of the machine's `/etc/containerd` is read.
+/// - The ttrpc socket is named: its default is one machine-wide path.
+/// - NRI is off: its default socket is one machine-wide path too, and no
+///   NRI plugin runs here.
+/// - `runtime_path`: the runc shim built with this containerd, never one
+///   found on the machine's PATH.
+/// - `restrict_oom_score_adj`: sandboxes here lack CAP_SYS_RESOURCE, and
+///   runc fails to start a pod sandbox whose `oom_score_adj` (-998 for the
+///   pause container) lies below containerd's own; restricting keeps it at
+///   or above.
+pub fn containerd(paths: &NodePaths, sandbox_image: &str, runc_shim: &Path) -> String {
     let d = |name: &str| paths.file(name).display().to_string();
     format!(
-        r#"version = 2
+        r#"version = 4
 root = "{root}"
 state = "{state}"
+imports = []
 
-[grpc]
+[plugins.'io.containerd.server.v1.grpc']
   address = "{socket}"
+[plugins.'io.containerd.server.v1.ttrpc']
+  address = "{socket}.ttrpc"
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
 
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{sandbox_image}"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{cni}"
-  [plugins."io.containerd.grpc.v1.cri".registry]
+[plugins.'io.containerd.cri.v1.images']
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{sandbox_image}"
+  [plugins.'io.containerd.cri.v1.images'.registry]
     config_path = "{registry_hosts}"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
+
+[plugins.'io.containerd.cri.v1.runtime']
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "{cni}"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      runtime_path = "{runc_shim}"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "{runc_root}"
 "#,
@@ -70,6 +88,7 @@ state = "{state}"
         socket = paths.containerd_socket().display(),
         cni = d("cni"),
         registry_hosts = paths.registry_hosts().display(),
+        runc_shim = runc_shim.display(),
         runc_root = d("runc"),
     )
 }
@@ -206,22 +225,34 @@ mod tests {
         let base = Path::new("/d");
         let (a, b) = (NodeSpec::new(1), NodeSpec::new(2));
         let (pa, pb) = (NodePaths::new(base, &a), NodePaths::new(base, &b));
-        let (ca, cb) = (containerd(&pa, "p:1"), containerd(&pb, "p:1"));
-        for key in [
-            "root = ",
-            "state = ",
-            "address = ",
-            "Root = ",
-            "conf_dir = ",
-        ] {
-            let line = |c: &str| {
-                c.lines()
-                    .find(|l| l.trim_start().starts_with(key))
-                    .map(str::to_owned)
-            };
-            assert!(line(&ca).is_some(), "{key}");
-            assert_ne!(line(&ca), line(&cb), "{key} is shared");
+        let shim = Path::new("/bin/containerd-shim-runc-v2");
+        let (ca, cb) = (containerd(&pa, "p:1", shim), containerd(&pb, "p:1", shim));
+        for (config, own) in [(&ca, &pa.dir), (&cb, &pb.dir)] {
+            let own = own.display().to_string();
+            for key in [
+                "root = ",
+                "state = ",
+                "address = ",
+                "Root = ",
+                "conf_dir = ",
+            ] {
+                let lines: Vec<&str> = config
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with(key))
+                    .collect();
+                assert!(!lines.is_empty(), "{key}");
+                for line in lines {
+                    assert!(line.contains(&own), "{line} is not in {own}");
+                }
+            }
         }
+        assert_eq!(ca.matches("address = ").count(), 2, "grpc and ttrpc");
+        assert!(ca.contains("imports = []"));
+        assert!(
+            ca.contains("disable = true"),
+            "NRI's socket is machine-wide"
+        );
+        assert!(ca.contains(r#"runtime_path = "/bin/containerd-shim-runc-v2""#));
         assert!(ca.contains("restrict_oom_score_adj = true"));
         let ipam = Path::new("/h/node1/ipam");
         assert!(cni(&a, ipam).contains(r#""subnet": "10.244.1.0/24""#));
