@@ -597,6 +597,18 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
         "the command's output streams through: {out}"
     );
     assert!(err.contains("TTL 1h"), "a TTL is always set: {err}");
+    // The same name at once, as CI reruns a job: the deletion returned
+    // before the host finished with the old namespaces, and the new
+    // cluster waits for them instead of failing.
+    let (code, _, err) = cli.run(&[
+        "run", "--name", "ci-exit", "-n", TENANTS, "--pool", POOL, "--", "kubectl", "get", "ns",
+        "x",
+    ]);
+    assert_eq!(
+        code, 1,
+        "a new cluster, without the old one's namespace: {err}"
+    );
+    assert!(err.contains("not found"), "{err}");
     nothing_left_of(&client, "ci-exit").await;
     interrupted_run_leaves_nothing(&cli, &client, "ci-int", Signal::SIGINT).await;
     interrupted_run_leaves_nothing(&cli, &client, "ci-term", Signal::SIGTERM).await;

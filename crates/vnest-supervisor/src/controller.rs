@@ -119,7 +119,7 @@ fn retry_after(error: &Error) -> Duration {
         _ => error,
     };
     match inner {
-        Error::StillDeleting(_) | Error::Wiping(_) => Duration::from_secs(1),
+        Error::Stopping(_) | Error::Wiping(_) => Duration::from_secs(1),
         _ => Duration::from_secs(10),
     }
 }
@@ -151,7 +151,7 @@ mod retry_tests {
             Duration::from_secs(1)
         );
         assert_eq!(
-            retry_after(&wrapped(Error::StillDeleting("wl".into()))),
+            retry_after(&wrapped(Error::Stopping("wl".into()))),
             Duration::from_secs(1)
         );
         assert_eq!(

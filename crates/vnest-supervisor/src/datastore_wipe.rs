@@ -77,7 +77,7 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
     )));
     if !pods_api.list(&etcd).await?.items.is_empty() {
         // Its data is about to be emptied: no graceful shutdown to wait for.
-        crate::reconcile::stop_pods(ctx, &namespace, &etcd).await?;
+        crate::teardown::stop_pods(ctx, &namespace, &etcd).await?;
         return Err(Error::Wiping(namespace));
     }
     let mut running = false;

@@ -14,9 +14,10 @@ pub enum Error {
     Pki(#[from] vnest_pki::Error),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// Cleanup waits for the host to finish deleting these namespaces.
-    #[error("waiting for host namespace {0} to be deleted")]
-    StillDeleting(String),
+    /// The teardown waits for the tenant's pods in this host namespace to
+    /// stop.
+    #[error("waiting for the pods in host namespace {0} to stop")]
+    Stopping(String),
     /// Cleanup waits for etcd's volumes in this namespace to be emptied.
     #[error("emptying the etcd volumes in {0}")]
     Wiping(String),
@@ -40,7 +41,7 @@ impl Error {
                 Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => inner.kind(),
                 _ => "finalizer",
             },
-            Error::StillDeleting(_) => "still_deleting",
+            Error::Stopping(_) => "stopping",
             Error::Wiping(_) => "wiping",
             Error::Incomplete(_) => "incomplete",
             Error::EncryptionKey(_) => "encryption_key",

@@ -21,3 +21,4 @@ pub mod pool_nodes;
 pub mod prune;
 pub mod reconcile;
 pub mod status;
+pub mod teardown;

@@ -3,7 +3,7 @@
 //!
 //! - `vnest_supervisor_reconciles_total{outcome}`: reconciles that succeeded
 //!   (`ok`) or failed and are retried, by what failed
-//!   ([`crate::error::Error::kind`]: `host_api`, `apply`, `still_deleting`, …);
+//!   ([`crate::error::Error::kind`]: `host_api`, `apply`, `stopping`, …);
 //! - `vnest_supervisor_reconcile_duration_seconds`: how long one took;
 //! - `vnest_supervisor_virtual_clusters{phase}`: VirtualClusters by the
 //!   phase the supervisor last saw on them (deleted ones leave).

@@ -2,15 +2,17 @@
 //! for it (server-side apply, one field manager), read back how far each
 //! stage got, and say so in the status. Idempotent: a second run with
 //! nothing changed writes nothing. Deletion goes through a finalizer that
-//! removes the host namespaces (and so everything in them) first.
+//! stops and removes everything of the tenant on the host first
+//! ([`crate::teardown`]).
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -20,15 +22,15 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
-use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity};
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
 use crate::context::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::host_state::{self, HostObject, HostState, Observed};
 use crate::desired::{
-    apiserver, controller_manager, datastore, flow_control, kubeconfig, namespaces, pods,
-    syncer as desired_syncer, syncer_rbac,
+    apiserver, controller_manager, datastore, kubeconfig, namespaces, pods,
+    syncer as desired_syncer,
 };
 use crate::error::{Error, Result};
 use crate::ingress_grants;
@@ -44,7 +46,7 @@ pub async fn reconcile(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Act
     finalizer(&api, FINALIZER, vc, |event| async {
         match event {
             FinalizerEvent::Apply(vc) => apply(&vc, &ctx).await,
-            FinalizerEvent::Cleanup(vc) => cleanup(&vc, &ctx).await,
+            FinalizerEvent::Cleanup(vc) => crate::teardown::teardown(&vc, &ctx).await,
         }
     })
     .await
@@ -150,16 +152,37 @@ struct Prerequisites {
     stage: Stage,
 }
 
-async fn prerequisites(vc: &VirtualCluster, ctx: &Context) -> Result<Option<Prerequisites>> {
+/// The prerequisites, or (`Break`) when to look again: the status already
+/// says what is waited for.
+async fn prerequisites(
+    vc: &VirtualCluster,
+    ctx: &Context,
+) -> Result<ControlFlow<Action, Prerequisites>> {
     for namespace in namespaces::host_namespaces(vc) {
-        apply::apply_cluster(&ctx.client, FIELD_MANAGER, &namespace).await?;
+        let applied = apply::apply_cluster(&ctx.client, FIELD_MANAGER, &namespace).await?;
+        // An earlier VirtualCluster of this name is still going away: its
+        // namespace takes no new object until the host has removed it.
+        if applied.metadata.deletion_timestamp.is_some() {
+            let message = format!(
+                "host namespace {} of an earlier VirtualCluster of this name is still being deleted; starting once it is gone",
+                applied.name_any()
+            );
+            let stages = vec![Stage::waiting(
+                status::READY,
+                "PreviousHostNamespaceTerminating",
+                &message,
+            )];
+            write_stages(vc, ctx, stages, Phase::Provisioning, message).await?;
+            return Ok(ControlFlow::Break(Action::requeue(Duration::from_secs(2))));
+        }
     }
     let service = apply_object(ctx, &apiserver::service(vc)).await?;
     let Some(apiserver_ip) = service.spec.as_ref().and_then(|s| s.cluster_ip.clone()) else {
         return Err(Error::Incomplete("apiserver Service ClusterIP"));
     };
+    // Unusable stored certificates: only the admin can fix them.
     let Some((pki, stage)) = certificates(vc, ctx, Some(&apiserver_ip)).await? else {
-        return Ok(None);
+        return Ok(ControlFlow::Break(Action::requeue(Duration::from_secs(60))));
     };
     ensure_encryption_key(vc, ctx).await?;
     let pki_data = pki
@@ -167,7 +190,7 @@ async fn prerequisites(vc: &VirtualCluster, ctx: &Context) -> Result<Option<Prer
         .into_iter()
         .map(|f| (pods::secret_key(f.path), f.contents.as_bytes().to_vec()))
         .collect();
-    Ok(Some(Prerequisites {
+    Ok(ControlFlow::Continue(Prerequisites {
         service,
         apiserver_ip,
         pki,
@@ -251,8 +274,9 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             return refuse(vc, ctx, reason, message).await;
         }
     };
-    let Some(made) = prerequisites(vc, ctx).await? else {
-        return Ok(Action::requeue(Duration::from_secs(60)));
+    let made = match prerequisites(vc, ctx).await? {
+        ControlFlow::Continue(made) => made,
+        ControlFlow::Break(again) => return Ok(again),
     };
     let view = observe(vc, ctx).await?;
 
@@ -500,7 +524,7 @@ async fn certificates(
                 "StoredCertificatesUnusable",
                 &message,
             )];
-            refuse_with(vc, ctx, stages, message).await?;
+            write_stages(vc, ctx, stages, Phase::Failed, message).await?;
             Ok(None)
         }
     }
@@ -714,14 +738,18 @@ async fn refuse(
     message: String,
 ) -> Result<Action> {
     let stages = vec![Stage::waiting(status::READY, reason, &message)];
-    refuse_with(vc, ctx, stages, message).await?;
+    write_stages(vc, ctx, stages, Phase::Failed, message).await?;
     Ok(Action::await_change())
 }
 
-async fn refuse_with(
+/// Writes a status of `stages` alone (a Ready condition added from the
+/// first when missing) in `phase`, and an event of `message` (a warning
+/// when the phase is Failed).
+async fn write_stages(
     vc: &VirtualCluster,
     ctx: &Context,
     mut stages: Vec<Stage>,
+    phase: Phase,
     message: String,
 ) -> Result<()> {
     if !stages.iter().any(|s| s.type_ == status::READY) {
@@ -735,7 +763,7 @@ async fn refuse_with(
     let reason = stages[0].reason.clone();
     let previous = vc.status.clone().unwrap_or_default();
     let new_status = VirtualClusterStatus {
-        phase: Some(Phase::Failed),
+        phase: Some(phase),
         observed_generation: vc.metadata.generation,
         conditions: status::conditions(
             &previous.conditions,
@@ -746,7 +774,12 @@ async fn refuse_with(
         ..previous
     };
     write_status(vc, ctx, &new_status).await?;
-    publish(vc, ctx, EventType::Warning, &reason, message).await;
+    let type_ = if phase == Phase::Failed {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    publish(vc, ctx, type_, &reason, message).await;
     Ok(())
 }
 
@@ -766,107 +799,14 @@ async fn expire(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// Deletes both host namespaces (everything in them goes with them) and
-/// keeps the finalizer until the host has finished.
-async fn cleanup(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
-    crate::datastore_wipe::wipe(vc, ctx).await?;
-    let (vc_namespace, vc_name) = identity(vc);
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let mut remaining = Vec::new();
-    for role in [
-        HostNamespaceRole::Workloads,
-        HostNamespaceRole::ControlPlane,
-    ] {
-        let name = host_namespace_of(vc, role);
-        let Some(namespace) = api.get_opt(&name).await? else {
-            continue;
-        };
-        let labels = namespace.labels();
-        let ours = labels.get(labels::VIRTUAL_CLUSTER).map(String::as_str) == Some(vc_name)
-            && labels
-                .get(labels::VIRTUAL_CLUSTER_NAMESPACE)
-                .map(String::as_str)
-                == Some(vc_namespace);
-        if !ours {
-            tracing::warn!(
-                namespace = name,
-                "not labelled as this VirtualCluster's; left alone"
-            );
-            continue;
-        }
-        if namespace.metadata.deletion_timestamp.is_none() {
-            stop_pods(ctx, &name, &ListParams::default()).await?;
-            api.delete(&name, &DeleteParams::default()).await?;
-            tracing::info!(namespace = name, vc = vc_name, "deleting host namespace");
-        }
-        remaining.push(name);
-    }
-    // The tenant's cluster-scoped objects do not go with its namespaces.
-    delete_cluster_scoped::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(
-        ctx,
-        &syncer_rbac::node_reader_binding_name(vc),
-    )
-    .await?;
-    delete_cluster_scoped::<k8s_openapi::api::flowcontrol::v1::FlowSchema>(
-        ctx,
-        &flow_control::flow_schema_name(vc),
-    )
-    .await?;
-    match remaining.into_iter().next() {
-        Some(name) => Err(Error::StillDeleting(name)),
-        None => {
-            publish(
-                vc,
-                ctx,
-                EventType::Normal,
-                "Deleted",
-                "every host object of the tenant is gone".into(),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-    }
-}
-
-/// How long a deleted tenant's pods get to stop: its cluster is going
-/// (etcd already stopped and emptied), so no process of it needs a graceful
-/// shutdown, and its namespaces' deletion would otherwise wait for each
-/// pod's own grace period (30 s by default).
-const STOP_GRACE_SECONDS: u32 = 1;
-
-/// Stops the pods `which` selects in host namespace `namespace` within
-/// [`STOP_GRACE_SECONDS`] (a pod already stopping gets its grace period
-/// shortened).
-pub(crate) async fn stop_pods(ctx: &Context, namespace: &str, which: &ListParams) -> Result<()> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    pods.delete_collection(
-        &DeleteParams::default().grace_period(STOP_GRACE_SECONDS),
-        which,
-    )
-    .await?;
-    Ok(())
-}
-
-/// Deletes cluster-scoped object `name`, if it is there.
-async fn delete_cluster_scoped<K>(ctx: &Context, name: &str) -> Result<()>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned,
-{
-    match Api::<K>::all(ctx.client.clone())
-        .delete(name, &DeleteParams::default())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Events are for people; failing to record one never fails a reconcile.
-async fn publish(vc: &VirtualCluster, ctx: &Context, type_: EventType, reason: &str, note: String) {
+pub(crate) async fn publish(
+    vc: &VirtualCluster,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
