@@ -540,21 +540,7 @@ pub fn e2e_images(
                 spec.entries.retain(|entry| entry.path() != "/bin/sh");
                 spec.contents("/bin/sh", BUSYBOX_SHELL, 0o755)
             }
-            Some(E2eStandIn::WebServer) => {
-                let mut spec = busybox_base(reference)?
-                    .contents(
-                        "/www/index.html",
-                        "<html><body><h1>It works!</h1></body></html>\n",
-                        0o644,
-                    )
-                    .entrypoint(&["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
-                // The update demo's images answer which picture they show.
-                if let Some(name @ ("kitten" | "nautilus")) = repository_name(reference) {
-                    let data = format!("{{\n  \"image\": \"{name}.jpg\"\n}}\n");
-                    spec = spec.contents("/www/data.json", data, 0o644);
-                }
-                spec
-            }
+            Some(E2eStandIn::WebServer) => web_server(reference)?,
             Some(E2eStandIn::DnsTools) => {
                 with_host_programs(busybox_as(reference)?, &AGNHOST_TOOLS)?
             }
@@ -567,6 +553,34 @@ pub fn e2e_images(
         images.push((archive_name(reference), spec));
     }
     Ok((write_all(out, images)?, missing))
+}
+
+/// The web servers' stand-in ([`E2eStandIn::WebServer`]). kitten and
+/// nautilus, the update demo's pictures, also carry upstream's `data.json`
+/// (which picture they show) where upstream has it, at the image's root
+/// as well as on the page: the ImageVolume spec mounts kitten as a volume
+/// and reads `data.json` and `etc/os-release` (upstream's base is Alpine
+/// Linux; the stand-in's release file says what it is instead, naming
+/// that base).
+fn web_server(reference: &str) -> anyhow::Result<ImageSpec> {
+    let mut spec = busybox_base(reference)?
+        .contents(
+            "/www/index.html",
+            "<html><body><h1>It works!</h1></body></html>\n",
+            0o644,
+        )
+        .entrypoint(&["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
+    if let Some(name @ ("kitten" | "nautilus")) = repository_name(reference) {
+        let data = format!("{{\n  \"image\": \"{name}.jpg\"\n}}\n");
+        let release = format!(
+            "NAME=\"vnest stand-in for {reference}\"\nID=vnest-stand-in\nPRETTY_NAME=\"busybox, standing in for upstream's image on Alpine Linux\"\n"
+        );
+        spec = spec
+            .contents("/www/data.json", data.clone(), 0o644)
+            .contents("/data.json", data, 0o644)
+            .contents("/etc/os-release", release, 0o644);
+    }
+    Ok(spec)
 }
 
 /// A file name for `reference`'s archive (`registry.k8s.io/e2e-test-images/agnhost:2.57`
@@ -688,6 +702,28 @@ mod tests {
             source: Some(source.path().join("nothing")),
         };
         assert!(agnhost_image("agnhost", &without).is_err());
+    }
+
+    #[test]
+    fn the_kitten_stand_in_has_what_the_image_volume_spec_reads() {
+        let kitten = web_server("registry.k8s.io/e2e-test-images/kitten:1.8").unwrap();
+        let file = |path: &str| {
+            kitten
+                .entries
+                .iter()
+                .find_map(|e| match e {
+                    vnest_images::Entry::Contents { path: p, contents, .. } if p == path => {
+                        Some(String::from_utf8_lossy(contents).into_owned())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        assert!(file("/data.json").contains("kitten.jpg"));
+        assert!(file("/www/data.json").contains("kitten.jpg"));
+        assert!(file("/etc/os-release").contains("Alpine Linux"));
+        let nginx = web_server("registry.k8s.io/e2e-test-images/nginx:1.27.0-2").unwrap();
+        assert!(nginx.entries.iter().all(|e| e.path() != "/data.json"));
     }
 
     #[test]
