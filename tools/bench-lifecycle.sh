@@ -9,7 +9,9 @@
 #                     plane, syncer, the tenant's kubeconfig)
 #   first pod Running `kubectl run` in the new cluster until its phase is
 #                     Running as the tenant reads it
-#   delete→gone       `vnest delete NAME --wait`
+#   delete→gone       `vnest delete NAME --wait` (the tenant's data gone,
+#                     every pod of it stopping), and until the host has
+#                     removed its namespaces
 #   run round trip    `vnest run -- true`: create, wait, run, delete
 # Prints a Markdown table (median, min, max) and the ratios to the floor;
 # docs/benchmarks.md records them.
@@ -74,6 +76,11 @@ for round in $(seq 1 "$rounds"); do
   start="$(now)"
   "$vnest" delete "$name" -n "$namespace" --wait >/dev/null
   record delete "$(since "$start")"
+  # The host finishes deleting the (stopped) namespaces after that.
+  until [ -z "$("$kubectl" get namespaces -l "vnest.dev/virtualcluster=$name,vnest.dev/virtualcluster-namespace=$namespace" -o name)" ]; do
+    sleep 0.2
+  done
+  record namespaces "$(since "$start")"
 
   start="$(now)"
   "$vnest" run -n "$namespace" --pool "$pool" --expose node-port --name "run-$round" -- true >"$work/run.log" 2>&1 || {
@@ -104,6 +111,7 @@ echo "| floor: + kube-controller-manager running controllers | $floor_plane | | 
 echo "| vnest create --wait (to Ready) | $(stats create) |"
 echo "| first pod Running in the tenant | $(stats pod) |"
 echo "| vnest delete --wait (to gone) | $(stats delete) |"
+echo "| delete until the host namespaces are gone | $(stats namespaces) |"
 echo "| vnest run -- true (round trip) | $(stats run) |"
 echo
 echo "| ratio of medians | |"

@@ -14,9 +14,9 @@ pub enum Error {
     Pki(#[from] vnest_pki::Error),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// The teardown waits for the tenant's pods in this host namespace to
-    /// stop.
-    #[error("waiting for the pods in host namespace {0} to stop")]
+    /// The teardown waits for every pod of the tenant in this host
+    /// namespace to be stopping.
+    #[error("waiting for every pod in host namespace {0} to be stopping")]
     Stopping(String),
     /// Cleanup waits for etcd's volumes in this namespace to be emptied.
     #[error("emptying the etcd volumes in {0}")]

@@ -6,9 +6,11 @@
 //! [`STOP_GRACE_SECONDS`]. Only the etcd volumes' wipe
 //! ([`crate::datastore_wipe`]) holds the control plane's namespace back,
 //! since the wipe runs a pod there. The teardown is done once the wipe is
-//! done, both namespaces are being deleted and no pod of the tenant is
-//! left on the host: the host's namespace controller finishes removing
-//! the (stopped) objects on its own, and is not waited for. A VirtualCluster
+//! done, both namespaces are being deleted and every pod of the tenant is
+//! stopping: nothing can bring one back, the kubelets finish stopping them
+//! and the host's namespace controller removes what is left, neither
+//! waited for (a pod a tenant had already deleted keeps the grace period
+//! it was given, 30 s by default, whatever a later deletion asks). A VirtualCluster
 //! made again under the same name meanwhile waits for it
 //! (`PreviousHostNamespaceTerminating`).
 
@@ -34,9 +36,9 @@ use crate::reconcile::publish;
 /// period (30 s by default).
 const STOP_GRACE_SECONDS: u32 = 1;
 
-/// One pass of the teardown: `Ok` once nothing of the tenant runs or holds
-/// data, [`Error::Wiping`] or [`Error::Stopping`] (looked at again within a
-/// second) until then.
+/// One pass of the teardown: `Ok` once nothing of the tenant holds data or
+/// can run again, [`Error::Wiping`] or [`Error::Stopping`] (looked at again
+/// within a second) until then.
 pub async fn teardown(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let namespaces = owned_namespaces(vc, ctx).await?;
     let api: Api<Namespace> = Api::all(ctx.client.clone());
@@ -86,10 +88,14 @@ pub async fn teardown(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     .await?;
     for (_, namespace) in &namespaces {
         let name = namespace.name_any();
-        let left = Api::<Pod>::namespaced(ctx.client.clone(), &name)
-            .list_metadata(&ListParams::default().limit(1))
+        let pods = Api::<Pod>::namespaced(ctx.client.clone(), &name)
+            .list_metadata(&ListParams::default())
             .await?;
-        if !left.items.is_empty() {
+        if pods
+            .items
+            .iter()
+            .any(|pod| pod.metadata.deletion_timestamp.is_none())
+        {
             return Err(Error::Stopping(name));
         }
     }
@@ -98,7 +104,7 @@ pub async fn teardown(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         ctx,
         EventType::Normal,
         "Deleted",
-        "nothing of the tenant runs or holds data on the host; the host finishes deleting its namespaces".into(),
+        "the tenant's data is gone and every pod of it is stopping; the host finishes deleting its namespaces".into(),
     )
     .await;
     Ok(Action::await_change())
