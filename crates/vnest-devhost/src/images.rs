@@ -712,9 +712,9 @@ mod tests {
                 .entries
                 .iter()
                 .find_map(|e| match e {
-                    vnest_images::Entry::Contents { path: p, contents, .. } if p == path => {
-                        Some(String::from_utf8_lossy(contents).into_owned())
-                    }
+                    vnest_images::Entry::Contents {
+                        path: p, contents, ..
+                    } if p == path => Some(String::from_utf8_lossy(contents).into_owned()),
                     _ => None,
                 })
                 .unwrap_or_default()
