@@ -171,6 +171,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
     downward_api_files_show_the_tenant_pod(&tenant).await;
     a_pod_created_on_a_pool_node_runs_there(&tenant, work.path()).await;
+    a_pod_held_by_a_finalizer_goes_once_it_is_removed(&tenant, work.path()).await;
     a_pod_with_a_subdomain_finds_its_tenant_name_in_etc_hosts(&tenant, work.path()).await;
     pods_choose_nodes_by_the_tenants_node_labels(&client, &tenant, work.path()).await;
 
@@ -1210,6 +1211,65 @@ async fn a_pod_created_on_a_pool_node_runs_there(tenant: &Path, dir: &Path) {
         "{.status.phase} {.spec.nodeName}",
         "Running vnest-node1",
         Duration::from_secs(120),
+    )
+    .await;
+}
+
+/// A deleted pod that a finalizer of the tenant's holds after its host pod
+/// is gone leaves once the finalizer is removed, as a kubelet lets it go
+/// (the conformance spec "namespace deletion should delete pod first").
+async fn a_pod_held_by_a_finalizer_goes_once_it_is_removed(tenant: &Path, dir: &Path) {
+    apply_sleeper(tenant, dir, "held", "nodeName: vnest-node1");
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "patch",
+            "pod",
+            "held",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    wait_for_pod(
+        tenant,
+        "held",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(120),
+    )
+    .await;
+    let (ok, out, err) = kubectl(tenant, &["delete", "pod", "held", "--wait=false"]);
+    assert!(ok, "{out}{err}");
+    // The syncer's cleanup is done when only the tenant's finalizer is left.
+    wait_for_pod(
+        tenant,
+        "held",
+        "{.metadata.finalizers}",
+        r#"["example.com/hold"]"#,
+        Duration::from_secs(60),
+    )
+    .await;
+    let (ok, out, err) = kubectl(
+        tenant,
+        &[
+            "patch",
+            "pod",
+            "held",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    wait_until(
+        "the released pod is gone",
+        Duration::from_secs(30),
+        || async {
+            let (_, _, err) = kubectl(tenant, &["get", "pod", "held"]);
+            err.contains("NotFound").then_some(())
+        },
     )
     .await;
 }

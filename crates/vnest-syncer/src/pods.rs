@@ -126,6 +126,22 @@ async fn reconcile(pod: Arc<Pod>, syncer: Arc<Syncer>) -> Result<Action> {
 async fn sync_one(pod: Arc<Pod>, syncer: &Syncer) -> Result<Action> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), &namespace);
+    if awaits_final_delete(&pod) {
+        // Its cleanup is done (the host pod is gone) and the last
+        // finalizer left only now: the delete that ends it, repeated as a
+        // kubelet repeats it until the pod is gone. (The one the cleanup
+        // sent found other finalizers and left the grace period as it was.)
+        let (_, name) = identity(&pod);
+        match api
+            .delete(name, &DeleteParams::default().grace_period(0))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e).on(Side::Tenant),
+        }
+        return Ok(Action::await_change());
+    }
     finalizer(&api, FINALIZER, pod, |event| async {
         match event {
             FinalizerEvent::Apply(pod) => apply(&pod, syncer).await,
@@ -134,6 +150,16 @@ async fn sync_one(pod: Arc<Pod>, syncer: &Syncer) -> Result<Action> {
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// A bound pod being deleted that holds no finalizer (the syncer's
+/// cleanup has run) but a grace period: only a delete with none ends it.
+fn awaits_final_delete(pod: &Pod) -> bool {
+    let meta = &pod.metadata;
+    meta.deletion_timestamp.is_some()
+        && meta.finalizers.as_ref().is_none_or(Vec::is_empty)
+        && meta.deletion_grace_period_seconds != Some(0)
+        && pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
 }
 
 fn identity(pod: &Pod) -> (&str, &str) {
@@ -1275,6 +1301,39 @@ fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_bound_pod_left_with_a_grace_period_and_no_finalizer_gets_the_final_delete() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let pod = |finalizers: &[&str], grace: i64, node: Option<&str>| Pod {
+            metadata: ObjectMeta {
+                deletion_timestamp: Some(Time(Timestamp::now())),
+                deletion_grace_period_seconds: Some(grace),
+                finalizers: Some(finalizers.iter().map(|f| (*f).to_owned()).collect()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: node.map(str::to_owned),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        };
+        assert!(awaits_final_delete(&pod(&[], 30, Some("n1"))));
+        assert!(!awaits_final_delete(&pod(
+            &["example.com/hold"],
+            30,
+            Some("n1")
+        )));
+        assert!(!awaits_final_delete(&pod(&[FINALIZER], 30, Some("n1"))));
+        assert!(
+            !awaits_final_delete(&pod(&[], 0, Some("n1"))),
+            "already final"
+        );
+        assert!(!awaits_final_delete(&pod(&[], 30, None)), "never ran");
+        let mut running = pod(&[], 30, Some("n1"));
+        running.metadata.deletion_timestamp = None;
+        assert!(!awaits_final_delete(&running));
+    }
 
     #[test]
     fn conditions_only_the_tenant_sets_survive_a_status_copied_up() {
