@@ -31,26 +31,16 @@ namespace=bench-density
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-VNEST_CARGO_PROFILE=release tools/try.sh density-warm >"$work/try.log" 2>&1 || {
-  tail -30 "$work/try.log" >&2
-  exit 1
-}
-VNEST_UPSTREAM_BIN_DIR="$(tools/upstream/build.sh)"
-kubectl="$VNEST_UPSTREAM_BIN_DIR/kubectl"
-target="${CARGO_TARGET_DIR:-target}"
-case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
-vnest="$target/release/vnest"
-if [ -s /var/lib/vnest-devhost.kubeconfig-path ] && [ -z "${KUBECONFIG:-}" ]; then
-  KUBECONFIG="$(cat /var/lib/vnest-devhost.kubeconfig-path)"
-  export KUBECONFIG
-fi
-pool="${VNEST_POOL:-vnest.dev/pool=demo}"
-"$vnest" delete density-warm -n tenants --wait >/dev/null
-rm -f density-warm.kubeconfig
-"$kubectl" create namespace "$namespace" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
+warm=density-warm
+# shellcheck source=tools/bench-host.sh
+. tools/bench-host.sh
 
 now() { date +%s.%N; }
 since() { awk -v now="$(now)" -v start="$1" 'BEGIN { printf "%.3f", now - start }'; }
+# The median of the numbers on stdin, rounded.
+median() { sort -n | awk '{ v[NR] = $1 } END {
+  if (!NR) exit
+  printf "%.0f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # Every pod's working set (bytes) and CPU (nanocores), one line each:
 # NAMESPACE POD COMPONENT BYTES NANOCORES, from every node's summary API.
@@ -143,11 +133,9 @@ for n in $steps; do
     fi
     slowest="$(awk -v a="$slowest" -v b="$took" 'BEGIN { if (b == "inf" || b + 0 > a + 0) print b; else print a }')"
   done
-  read -r median_mib max_mib median_mcores < <(awk '{ m[NR] = $1 / 1048576; c[NR] = $2 / 1e6 } END {
-    n = asort(m); asort(c)
-    mid = (n % 2) ? m[(n + 1) / 2] : (m[n / 2] + m[n / 2 + 1]) / 2
-    cmid = (n % 2) ? c[(n + 1) / 2] : (c[n / 2] + c[n / 2 + 1]) / 2
-    printf "%.0f %.0f %.0f\n", mid, m[n], cmid }' "$work/per-tenant")
+  median_mib="$(awk '{ print $1 / 1048576 }' "$work/per-tenant" | median)"
+  max_mib="$(awk '{ print $1 / 1048576 }' "$work/per-tenant" | sort -n | tail -1 | xargs printf '%.0f')"
+  median_mcores="$(awk '{ print $2 / 1e6 }' "$work/per-tenant" | median)"
   echo "| $n | $all_ready | $median_mib | $max_mib | $median_mcores | $answering of $n | $slowest |"
   for name in "${names[@]}"; do
     "$vnest" delete "$name" -n "$namespace" --wait >/dev/null 2>&1 &
@@ -160,10 +148,9 @@ echo
 echo "| component (every tenant of every step) | MiB, median | max |"
 echo "|---|---|---|"
 for component in apiserver controller-manager etcd syncer workloads; do
-  awk -v c="$component" '$1 == c { v[++n] = $2 / 1048576 } END {
-    if (!n) exit
-    asort(v); mid = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-    printf "| %s | %.0f | %.0f |\n", c, mid, v[n] }' "$work/components"
+  awk -v c="$component" '$1 == c { print $2 / 1048576 }' "$work/components" >"$work/one"
+  [ -s "$work/one" ] || continue
+  echo "| $component | $(median <"$work/one") | $(sort -n "$work/one" | tail -1 | xargs printf '%.0f') |"
 done
 
 # The supervisor's memory per VirtualCluster, paused ones included.

@@ -24,25 +24,9 @@ namespace=bench-lifecycle
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# The host, vnest installed, and one cluster made and deleted first so that
-# images are present and nothing is measured cold.
-VNEST_CARGO_PROFILE=release tools/try.sh lifecycle-warm >"$work/try.log" 2>&1 || {
-  tail -30 "$work/try.log" >&2
-  exit 1
-}
-VNEST_UPSTREAM_BIN_DIR="$(tools/upstream/build.sh)"
-kubectl="$VNEST_UPSTREAM_BIN_DIR/kubectl"
-target="${CARGO_TARGET_DIR:-target}"
-case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
-vnest="$target/release/vnest"
-if [ -s /var/lib/vnest-devhost.kubeconfig-path ] && [ -z "${KUBECONFIG:-}" ]; then
-  KUBECONFIG="$(cat /var/lib/vnest-devhost.kubeconfig-path)"
-  export KUBECONFIG
-fi
-pool="${VNEST_POOL:-vnest.dev/pool=demo}"
-"$vnest" delete lifecycle-warm -n tenants --wait >/dev/null
-rm -f lifecycle-warm.kubeconfig
-"$kubectl" create namespace "$namespace" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
+warm=lifecycle-warm
+# shellcheck source=tools/bench-host.sh
+. tools/bench-host.sh
 
 now() { date +%s.%N; }
 since() { awk -v now="$(now)" -v start="$1" 'BEGIN { printf "%.3f", now - start }'; }

@@ -131,15 +131,7 @@ async fn sync_one(pod: Arc<Pod>, syncer: &Syncer) -> Result<Action> {
         // finalizer left only now: the delete that ends it, repeated as a
         // kubelet repeats it until the pod is gone. (The one the cleanup
         // sent found other finalizers and left the grace period as it was.)
-        let (_, name) = identity(&pod);
-        match api
-            .delete(name, &DeleteParams::default().grace_period(0))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(e).on(Side::Tenant),
-        }
+        end_deletion(&api, identity(&pod).1).await?;
         return Ok(Action::await_change());
     }
     finalizer(&api, FINALIZER, pod, |event| async {
@@ -1275,16 +1267,23 @@ async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
         // No kubelet in the tenant finishes a bound pod's deletion; the
         // syncer does, now that the host pod has terminated.
         let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
-        match api
-            .delete(name, &DeleteParams::default().grace_period(0))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(e).on(Side::Tenant),
-        }
+        end_deletion(&api, name).await?;
     }
     Ok(Action::await_change())
+}
+
+/// The delete with no grace period that ends tenant pod `name`'s deletion
+/// once its host pod is gone, as a kubelet's ends it (gone already is
+/// fine).
+async fn end_deletion(api: &Api<Pod>, name: &str) -> Result<()> {
+    match api
+        .delete(name, &DeleteParams::default().grace_period(0))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e).on(Side::Tenant),
+    }
 }
 
 fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
