@@ -2,8 +2,8 @@
 //! `local` with no provisioner and, on every real node, a few pre-made
 //! `local` PersistentVolumes (directories under the host's directory) that
 //! the scheduler binds when a pod using a claim lands on that node. Enough
-//! for tenant etcd members; released volumes are not reused (they go with
-//! the host).
+//! for the tenant etcd members of a benchmark's dozens of clusters;
+//! released volumes are not reused (they go with the host).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -22,8 +22,10 @@ use kube::{Api, Client};
 use crate::node::RunningNode;
 
 pub const STORAGE_CLASS: &str = "local";
-/// Volumes made on each node.
-pub const VOLUMES_PER_NODE: usize = 8;
+/// Volumes made on each node: an etcd member takes one for good (released
+/// ones are not reused), and `tools/bench-lifecycle.sh` then
+/// `tools/bench-density.sh` make 30 clusters on one host.
+pub const VOLUMES_PER_NODE: usize = 40;
 
 pub(crate) async fn install(
     client: &Client,
