@@ -49,17 +49,13 @@ pub async fn run(
         Api::<VirtualCluster>::all(client.clone()),
         watcher::Config::default(),
     )
-    .watches(
-        Api::<Deployment>::all(client.clone()),
-        ours.clone(),
-        owner_of,
-    )
-    .watches(
-        Api::<StatefulSet>::all(client.clone()),
-        ours.clone(),
-        owner_of,
-    )
-    .watches(Api::<Service>::all(client), ours, owner_of)
+    .watches(Api::<Deployment>::all(client.clone()), ours.clone(), |o| {
+        owner_of(&o)
+    })
+    .watches(Api::<StatefulSet>::all(client.clone()), ours.clone(), |o| {
+        owner_of(&o)
+    })
+    .watches(Api::<Service>::all(client), ours, |o| owner_of(&o))
     .with_config(controller::Config::default().concurrency(CONCURRENCY))
     .shutdown_on_signal()
     .run(measured, error_policy, context)
@@ -105,7 +101,7 @@ async fn measured(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 /// The VirtualCluster a host object of vnest's belongs to, by its labels.
-fn owner_of<K: Resource>(object: K) -> Option<ObjectRef<VirtualCluster>> {
+pub(crate) fn owner_of<K: Resource>(object: &K) -> Option<ObjectRef<VirtualCluster>> {
     let labels = object.meta().labels.as_ref()?;
     let name = labels.get(labels::VIRTUAL_CLUSTER)?;
     let namespace = labels.get(labels::VIRTUAL_CLUSTER_NAMESPACE)?;

@@ -1,22 +1,21 @@
 //! What a deleted VirtualCluster's etcd leaves on the host: nothing. Before
-//! its namespaces go, the etcd StatefulSet is deleted and each of its
-//! volumes emptied by a pod ([`crate::desired::datastore::wipe_pod`]), so a
+//! its namespace goes, once etcd has stopped ([`crate::teardown`] deletes
+//! its StatefulSet and pods), each of its volumes is emptied by a pod
+//! ([`crate::desired::datastore::wipe_pod`]), so a
 //! volume the host keeps (a `Retain` StorageClass) is left `Released` with
 //! no tenant data on it. A wipe that cannot finish (a volume whose node is
 //! gone) does not hold the deletion up for longer than [`GIVE_UP_AFTER`].
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 use vnest_api::{VirtualCluster, label_pairs};
 
 use crate::context::Context;
-use crate::desired::addresses::etcd::SERVICE as ETCD_SERVICE;
 use crate::desired::datastore;
 use crate::desired::pods;
 use crate::error::{Error, Result};
@@ -66,18 +65,13 @@ pub async fn wipe(vc: &VirtualCluster, ctx: &Context) -> Result<()> {
     if claims.is_empty() {
         return Ok(());
     }
-    // etcd stops first: nothing writes while the volume is emptied.
-    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    if sets.get_opt(ETCD_SERVICE).await?.is_some() {
-        sets.delete(ETCD_SERVICE, &DeleteParams::default()).await?;
-    }
+    // etcd has stopped first (the teardown stops it with the rest of the
+    // control plane): nothing writes while the volume is emptied.
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let etcd = ListParams::default().labels(&label_pairs::selector(&pods::selector(
         datastore::COMPONENT,
     )));
     if !pods_api.list(&etcd).await?.items.is_empty() {
-        // Its data is about to be emptied: no graceful shutdown to wait for.
-        crate::teardown::stop_pods(ctx, &namespace, &etcd).await?;
         return Err(Error::Wiping(namespace));
     }
     let mut running = false;

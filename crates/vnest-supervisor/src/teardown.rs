@@ -2,7 +2,7 @@
 //!
 //! Everything of the tenant stops at once, all in parallel: its workloads'
 //! namespace is deleted straight away, its control plane's Deployments
-//! are deleted and every pod of both namespaces is stopped within
+//! and StatefulSet are deleted and every pod of both namespaces is stopped within
 //! [`STOP_GRACE_SECONDS`]. Only the etcd volumes' wipe
 //! ([`crate::datastore_wipe`]) holds the control plane's namespace back,
 //! since the wipe runs a pod there. The teardown is done once the wipe is
@@ -14,18 +14,20 @@
 //! made again under the same name meanwhile waits for it
 //! (`PreviousHostNamespaceTerminating`).
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, ListParams};
 use kube::core::ClusterResourceScope;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use vnest_api::VirtualCluster;
-use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity, labels};
+use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 
 use crate::context::Context;
+use crate::controller::owner_of;
 use crate::desired::{datastore, flow_control, pods, syncer_rbac};
 use crate::error::{Error, Result};
 use crate::reconcile::publish;
@@ -53,11 +55,16 @@ pub async fn teardown(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
                 api.delete(&name, &DeleteParams::default()).await?;
                 tracing::info!(namespace = name, "deleting host namespace");
             }
-            // Until its wipe is done: no Deployment brings a pod back, and
-            // every pod but the wipe's stops.
+            // Until its wipe is done: no Deployment or StatefulSet brings
+            // a pod back, and every pod but the wipe's stops (etcd's first
+            // of all: nothing writes while its volume is emptied).
             HostNamespaceRole::ControlPlane => {
+                let all = ListParams::default();
                 Api::<Deployment>::namespaced(ctx.client.clone(), &name)
-                    .delete_collection(&DeleteParams::background(), &ListParams::default())
+                    .delete_collection(&DeleteParams::background(), &all)
+                    .await?;
+                Api::<StatefulSet>::namespaced(ctx.client.clone(), &name)
+                    .delete_collection(&DeleteParams::background(), &all)
                     .await?;
                 let not_the_wipe = format!("{}!={}", pods::COMPONENT, datastore::WIPE_COMPONENT);
                 stop_pods(ctx, &name, &ListParams::default().labels(&not_the_wipe)).await?;
@@ -116,7 +123,6 @@ async fn owned_namespaces(
     vc: &VirtualCluster,
     ctx: &Context,
 ) -> Result<Vec<(HostNamespaceRole, Namespace)>> {
-    let (vc_namespace, vc_name) = identity(vc);
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     let mut owned = Vec::new();
     for role in [
@@ -127,13 +133,7 @@ async fn owned_namespaces(
         let Some(namespace) = api.get_opt(&name).await? else {
             continue;
         };
-        let labels = namespace.labels();
-        let ours = labels.get(labels::VIRTUAL_CLUSTER).map(String::as_str) == Some(vc_name)
-            && labels
-                .get(labels::VIRTUAL_CLUSTER_NAMESPACE)
-                .map(String::as_str)
-                == Some(vc_namespace);
-        if ours {
+        if owner_of(&namespace) == Some(ObjectRef::from_obj(vc)) {
             owned.push((role, namespace));
         } else {
             tracing::warn!(
@@ -148,7 +148,7 @@ async fn owned_namespaces(
 /// Stops the pods `which` selects in host namespace `namespace` within
 /// [`STOP_GRACE_SECONDS`] (a pod already stopping gets its grace period
 /// shortened).
-pub(crate) async fn stop_pods(ctx: &Context, namespace: &str, which: &ListParams) -> Result<()> {
+async fn stop_pods(ctx: &Context, namespace: &str, which: &ListParams) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     pods.delete_collection(
         &DeleteParams::default().grace_period(STOP_GRACE_SECONDS),
