@@ -171,9 +171,9 @@ run() {
     [ -x "$vnest" ] || { echo "conformance.sh: --name needs the vnest CLI (set VNEST, put it on the PATH, or cargo build -p vnest-cli)" >&2; exit 2; }
     [ -n "$pool" ] || { echo "conformance.sh: --name needs --pool KEY=VALUE, the label of the nodes the tenant's pods run on" >&2; exit 2; }
     kubeconfig="$out/$name.kubeconfig"
-    local manifest="$out/$name.yaml" level=baseline quota="{}"
+    local manifest="$out/$name.yaml" level=baseline quota="{}" scheduler=Host
     if "$permissive"; then
-      level=privileged quota='{ services.nodeports: "50" }'
+      level=privileged quota='{ services.nodeports: "50" }' scheduler=Tenant
     fi
     cat > "$manifest" <<MANIFEST
 apiVersion: vnest.dev/v1alpha1
@@ -181,12 +181,12 @@ kind: VirtualCluster
 metadata: { name: $name, namespace: $namespace }
 spec:
   controlPlane: { expose: { type: NodePort } }
-  nodePool: { mode: Dedicated }
+  nodePool: { mode: Dedicated, scheduler: $scheduler }
   isolation:
     podSecurity: $level
     resourceQuota: $quota
 MANIFEST
-    echo "conformance.sh: creating VirtualCluster $namespace/$name (Pod Security $level; $manifest)" >&2
+    echo "conformance.sh: creating VirtualCluster $namespace/$name (Pod Security $level, scheduler $scheduler; $manifest)" >&2
     "$vnest" create -f "$manifest" --pool "$pool" --wait --kubeconfig-out "$kubeconfig" >&2
   fi
   local status=0

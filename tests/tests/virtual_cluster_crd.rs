@@ -68,6 +68,7 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
     );
     assert!(!spec.paused);
     assert_eq!(spec.isolation.pod_labels, vnest_api::PodLabels::Prefixed);
+    assert_eq!(spec.node_pool.scheduler, vnest_api::PodScheduler::Host);
     assert!(
         spec.isolation.ingress.hosts.is_empty(),
         "no ingress host by default"
@@ -82,6 +83,10 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
         (
             "shared-accepted",
             json!({ "nodePool": { "mode": "Shared", "acceptSharedKernel": true } }),
+        ),
+        (
+            "tenant-scheduled",
+            json!({ "nodePool": { "nodeSelector": { "pool": "a" }, "scheduler": "Tenant" } }),
         ),
         (
             "ingress-granted",
@@ -151,6 +156,11 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
             "shared-kernel-unsaid",
             json!({ "nodePool": { "mode": "Shared" } }),
             "a Shared node pool needs isolation.runtimeClassName",
+        ),
+        (
+            "shared-tenant-scheduler",
+            json!({ "nodePool": { "mode": "Shared", "acceptSharedKernel": true, "scheduler": "Tenant" } }),
+            "scheduler: Tenant needs a Dedicated node pool",
         ),
         (
             "tiny-pid-limit",

@@ -6,6 +6,9 @@ pub const CERTIFICATES: &str = "Certificates";
 pub const DATASTORE: &str = "Datastore";
 pub const APISERVER: &str = "APIServer";
 pub const CONTROLLER_MANAGER: &str = "ControllerManager";
+/// The tenant's own kube-scheduler; shown only with `nodePool.scheduler:
+/// Tenant`.
+pub const SCHEDULER: &str = "Scheduler";
 pub const CLUSTER_DNS: &str = "ClusterDNS";
 pub const SYNCER: &str = "Syncer";
 pub const READY: &str = "Ready";
@@ -27,11 +30,12 @@ pub const CONTROL_PLANE_PLACEMENT: &str = "ControlPlanePlacement";
 pub const INGRESS_HOSTS: &str = "IngressHosts";
 
 /// The stages in the order they come.
-pub const STAGES: [&str; 6] = [
+pub const STAGES: [&str; 7] = [
     CERTIFICATES,
     DATASTORE,
     APISERVER,
     CONTROLLER_MANAGER,
+    SCHEDULER,
     CLUSTER_DNS,
     SYNCER,
 ];

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::cidr::Cidr;
-use crate::{CLUSTER_DOMAIN, LogFormat, POOL_TAINT_KEY, PodLabels, PodSecurityLevel};
+use crate::{CLUSTER_DOMAIN, LogFormat, POOL_TAINT_KEY, PodLabels, PodScheduler, PodSecurityLevel};
 
 /// `HOST:PORT`, a host name or an address (IPv6 in brackets).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +166,12 @@ pub struct SyncerArgs {
     /// vnest's domain) or `verbatim`.
     #[arg(long, default_value = "prefixed")]
     pub pod_labels: PodLabels,
+    /// Who binds tenant pods to nodes: `host` (the host's scheduler; the
+    /// syncer binds the tenant pod where the host pod landed) or `tenant`
+    /// (the tenant's own scheduler; the syncer makes a host pod only once
+    /// the tenant pod is bound, and on that node).
+    #[arg(long, default_value = "host")]
+    pub scheduler: PodScheduler,
     /// A host name pattern the tenant's Ingresses may claim (see
     /// `vnest_api::ingress_hosts`); repeat for each.
     #[arg(long = "ingress-host", value_name = "PATTERN")]
@@ -200,6 +206,7 @@ impl SyncerArgs {
             flag("log-format", &self.log_format.as_str()),
             flag("control-plane-namespace", &self.control_plane_namespace),
             flag("pod-labels", &self.pod_labels.as_str()),
+            flag("scheduler", &self.scheduler.as_str()),
             flag("health-address", &self.health_address),
         ];
         args.extend(self.pool_selector.iter().map(|l| flag("pool-selector", l)));
@@ -282,6 +289,7 @@ mod tests {
             ],
             pod_range: vec!["10.244.1.0/24".parse().unwrap()],
             pod_labels: PodLabels::Verbatim,
+            scheduler: PodScheduler::Tenant,
             ingress_host: vec!["*.shop.example.com".to_owned()],
             ingress_class: vec!["public".to_owned()],
             health_address: "127.0.0.1:9090".parse().unwrap(),

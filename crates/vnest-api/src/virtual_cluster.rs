@@ -147,6 +147,9 @@ pub struct ComponentResources {
     pub etcd: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syncer: Option<ResourceRequirements>,
+    /// The tenant's kube-scheduler, run with `nodePool.scheduler: Tenant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<ResourceRequirements>,
 }
 
 impl ComponentResources {
@@ -241,6 +244,7 @@ pub struct ExternalEtcd {
 /// Which host nodes the tenant's workloads may run on.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new("self.mode == 'Shared' || size(self.nodeSelector) > 0").message("a Dedicated node pool needs a nodeSelector that names its nodes"))]
+#[x_kube(validation = Rule::new("self.mode != 'Shared' || self.scheduler != 'Tenant'").message("scheduler: Tenant needs a Dedicated node pool: on a Shared pool the tenant's scheduler cannot see other tenants' pods"))]
 #[serde(rename_all = "camelCase")]
 pub struct NodePool {
     #[serde(default)]
@@ -252,6 +256,48 @@ pub struct NodePool {
     /// that this tenant's pods share the nodes' kernel with other tenants.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub accept_shared_kernel: bool,
+    /// Who picks a node of the pool for each of the tenant's pods.
+    #[serde(default)]
+    pub scheduler: PodScheduler,
+}
+
+/// Who picks the node each tenant pod runs on.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PodScheduler {
+    /// The host's scheduler, among the pool's nodes, by the host's view of
+    /// them (the default): what every other pod there uses is counted,
+    /// and the tenant's PriorityClasses are not honoured (a tenant may not
+    /// rank its pods above the host's or other tenants').
+    #[default]
+    Host,
+    /// A kube-scheduler of the tenant's own, in its control plane, by the
+    /// tenant's Node copies: the tenant's PriorityClasses and preemption,
+    /// extended resources the tenant declares in its Nodes' status; the
+    /// host runs each pod on the node it was bound to. Only for a
+    /// Dedicated pool, whose nodes run nothing of other tenants' that this
+    /// scheduler cannot see.
+    Tenant,
+}
+
+impl PodScheduler {
+    /// The choice as the syncer's `--scheduler` flag spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodScheduler::Host => "host",
+            PodScheduler::Tenant => "tenant",
+        }
+    }
+}
+
+impl std::str::FromStr for PodScheduler {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [PodScheduler::Host, PodScheduler::Tenant]
+            .into_iter()
+            .find(|choice| choice.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not host or tenant"))
+    }
 }
 
 /// Whether other tenants' workloads may share the pool's nodes.

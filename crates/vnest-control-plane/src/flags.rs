@@ -187,14 +187,23 @@ pub fn controller_manager_security(layout: &Layout, cluster: &str) -> Vec<String
 }
 
 pub fn scheduler(layout: &Layout, ports: &Ports) -> Vec<String> {
+    let mut flags = scheduler_security(layout);
+    flags.extend([
+        flag("bind-address", "127.0.0.1"),
+        flag("secure-port", ports.scheduler.to_string()),
+        flag("leader-elect", "false"),
+    ]);
+    flags
+}
+
+/// The flags of the scheduler that do not depend on where it listens: its
+/// kubeconfig, which also authenticates and authorizes its own endpoints.
+pub fn scheduler_security(layout: &Layout) -> Vec<String> {
     let kubeconfig = layout.kubeconfig("scheduler");
     vec![
         flag("kubeconfig", &kubeconfig),
         flag("authentication-kubeconfig", &kubeconfig),
         flag("authorization-kubeconfig", &kubeconfig),
-        flag("bind-address", "127.0.0.1"),
-        flag("secure-port", ports.scheduler.to_string()),
-        flag("leader-elect", "false"),
         flag("profiling", "false"),
     ]
 }

@@ -29,7 +29,7 @@ use crate::context::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::host_state::{self, HostObject, HostState, Observed};
 use crate::desired::{
-    apiserver, controller_manager, datastore, kubeconfig, namespaces, pods,
+    apiserver, controller_manager, datastore, kubeconfig, namespaces, pods, scheduler,
     syncer as desired_syncer,
 };
 use crate::error::{Error, Result};
@@ -369,6 +369,16 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         kcm_stage = Stage::waiting(status::CONTROLLER_MANAGER, "StartingControllers", waiting);
     }
     stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
+    if scheduler::runs(vc) {
+        let scheduler_stage = deployment_stage(
+            vc,
+            &applied,
+            status::SCHEDULER,
+            scheduler::COMPONENT,
+            "kube-scheduler",
+        );
+        stages.push(explain(vc, ctx, scheduler_stage, scheduler::COMPONENT).await);
+    }
     stages.push(dns_stage);
     let syncer_stage = deployment_stage(
         vc,

@@ -9,7 +9,7 @@ use vnest_api::{Phase, VirtualCluster};
 use vnest_api::NodePoolMode;
 pub use vnest_api::conditions::{
     APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROL_PLANE_PLACEMENT, CONTROLLER_MANAGER, DATASTORE,
-    INGRESS_HOSTS, NODE_POOL, PID_LIMIT, READY, SYNCER,
+    INGRESS_HOSTS, NODE_POOL, PID_LIMIT, READY, SCHEDULER, SYNCER,
 };
 
 use crate::ingress_grants::Held;
@@ -42,12 +42,14 @@ impl Stage {
 }
 
 /// The stages the Ready condition needs (the tenant's DNS is not one: its
-/// pods run through the syncer, after Ready).
-const READY_NEEDS: [&str; 5] = [
+/// pods run through the syncer, after Ready). The scheduler's stage is
+/// there only when the tenant has one.
+const READY_NEEDS: [&str; 6] = [
     CERTIFICATES,
     DATASTORE,
     APISERVER,
     CONTROLLER_MANAGER,
+    SCHEDULER,
     SYNCER,
 ];
 

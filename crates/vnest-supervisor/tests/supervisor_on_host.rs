@@ -20,8 +20,9 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
+use vnest_api::host_copies::host_name;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
-use vnest_api::{Phase, VirtualCluster};
+use vnest_api::{Phase, PodScheduler, VirtualCluster};
 use vnest_tests::{HostSlot, TestHost, kubectl, upstream_binaries};
 
 mod common;
@@ -53,12 +54,25 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     .unwrap();
     let (ok, _, err) = kubectl(&admin, &["apply", "-f", &bad.display().to_string()]);
     assert!(!ok && err.contains("must be 1, 3 or 5"), "{err}");
+    std::fs::write(
+        &bad,
+        "apiVersion: vnest.dev/v1alpha1\nkind: VirtualCluster\nmetadata: {name: bad, namespace: tenants}\n\
+         spec: {nodePool: {mode: Shared, acceptSharedKernel: true, scheduler: Tenant, nodeSelector: {vnest.dev/pool: a}}}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl(&admin, &["apply", "-f", &bad.display().to_string()]);
+    assert!(!ok && err.contains("needs a Dedicated node pool"), "{err}");
 
     let vcs: Api<VirtualCluster> = Api::namespaced(client.clone(), TENANTS);
     // Both ask for a PID limit: a's pool holds it, b's does not.
-    for (name, pool, pid_limit) in [("team-a", "a", PIDS), ("team-b", "b", 100)] {
+    // b's pods are bound by a scheduler of its own.
+    for (name, pool, pid_limit, scheduler) in [
+        ("team-a", "a", PIDS, PodScheduler::Host),
+        ("team-b", "b", 100, PodScheduler::Tenant),
+    ] {
         let mut vc = virtual_cluster(name, pool);
         vc.spec.isolation.pid_limit = Some(i64::from(pid_limit));
+        vc.spec.node_pool.scheduler = scheduler;
         vcs.create(&PostParams::default(), &vc).await.unwrap();
     }
     // A spec the supervisor refuses: reported, nothing created.
@@ -138,6 +152,11 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
             );
         }
         assert_eq!(condition(vc, "Syncer").reason, "Running");
+        let has_scheduler = status.conditions.iter().any(|c| c.type_ == "Scheduler");
+        assert_eq!(
+            has_scheduler,
+            vc.spec.node_pool.scheduler == PodScheduler::Tenant
+        );
         assert_eq!(status.observed_generation, vc.metadata.generation);
         assert_eq!(
             status.version.as_deref(),
@@ -200,6 +219,8 @@ async fn virtual_clusters_become_isolated_tenant_control_planes_and_leave_nothin
     etcd_accepts_only_its_own_clients(&client, &kubeconfig_a, work.path()).await;
     network_policies_hold(&client, &admin, [&kubeconfig_a, &kubeconfig_b], work.path()).await;
     tenant_policies_narrow_and_never_widen(&client, [&kubeconfig_a, &kubeconfig_b], work.path())
+        .await;
+    a_tenant_scheduler_preempts_by_the_tenants_priorities(&client, &kubeconfig_b, work.path())
         .await;
     a_fork_bomb_stops_at_the_pid_limit(&client, &kubeconfig_a, work.path()).await;
 
@@ -811,6 +832,158 @@ async fn tenant_server(
         },
     )
     .await
+}
+
+/// team-b's pods are bound by a scheduler of its own, as in a cluster of
+/// its own: when an extended resource team-b declared on its Node runs
+/// out, its PriorityClasses decide which pod runs (a lower one is
+/// preempted); a pod that fits nowhere never reaches the host; and host
+/// pods ask the host's node for nothing it lacks.
+async fn a_tenant_scheduler_preempts_by_the_tenants_priorities(
+    client: &Client,
+    kubeconfig: &Path,
+    dir: &Path,
+) {
+    const NODE: &str = "vnest-node2";
+    const SLOTS: &str = "example.com/slots";
+    let declared =
+        json!({ "status": { "capacity": { SLOTS: "1" }, "allocatable": { SLOTS: "1" } } });
+    let (ok, out, err) = kubectl(
+        kubeconfig,
+        &[
+            "patch",
+            "node",
+            NODE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &declared.to_string(),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    for (name, value) in [("low", 1), ("high", 1000)] {
+        let class = json!({ "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": { "name": name }, "value": value });
+        tenant_apply(kubeconfig, dir, &format!("class-{name}.json"), class).await;
+    }
+    let pod = |name: &str, priority: &str, slots: u32| {
+        let wants = json!({ SLOTS: slots.to_string() });
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": { "name": name, "namespace": "default" },
+            "spec": {
+                "priorityClassName": priority,
+                "terminationGracePeriodSeconds": 1,
+                "securityContext": { "runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": { "type": "RuntimeDefault" } },
+                "containers": [{
+                    "name": "c",
+                    "image": vnest_devhost::images::BUSYBOX_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["sleep", "3600"],
+                    "resources": { "requests": wants, "limits": wants },
+                    "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } },
+                }],
+            },
+        })
+    };
+    let phase = |name: &str| {
+        let (ok, out, err) = kubectl(
+            kubeconfig,
+            &[
+                "get",
+                "pod",
+                name,
+                "--ignore-not-found",
+                "-o",
+                "jsonpath={.status.phase}/{.spec.nodeName}",
+            ],
+        );
+        assert!(ok, "{err}");
+        out
+    };
+    tenant_apply(kubeconfig, dir, "low.json", pod("low", "low", 1)).await;
+    wait_until("the low-priority pod runs", READY_TIMEOUT, || async {
+        (phase("low") == format!("Running/{NODE}")).then_some(())
+    })
+    .await;
+    tenant_apply(kubeconfig, dir, "high.json", pod("high", "high", 1)).await;
+    tenant_apply(kubeconfig, dir, "greedy.json", pod("greedy", "high", 2)).await;
+    wait_until(
+        "the high-priority pod runs in the low one's place",
+        READY_TIMEOUT,
+        || async {
+            (phase("low").is_empty() && phase("high") == format!("Running/{NODE}")).then_some(())
+        },
+    )
+    .await;
+
+    let host_pods: Api<Pod> = Api::namespaced(
+        client.clone(),
+        &host_namespace(TENANTS, "team-b", HostNamespaceRole::Workloads),
+    );
+    let high = host_pods.get(&host_name("default", "high")).await.unwrap();
+    let spec = high.spec.unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some(NODE));
+    let resources = spec.containers[0].resources.clone().unwrap_or_default();
+    let asked = resources
+        .requests
+        .iter()
+        .chain(resources.limits.iter())
+        .flatten();
+    assert!(
+        asked.clone().all(|(name, _)| name != SLOTS),
+        "the host node is asked only for what it has: {resources:?}"
+    );
+    // Two slots are nowhere: the tenant's scheduler says so, and the pod
+    // never reaches the host.
+    let why = wait_until("greedy is found unschedulable", READY_TIMEOUT, || async {
+        let (_, messages, _) = kubectl(
+            kubeconfig,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=greedy,reason=FailedScheduling",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ],
+        );
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
+    assert!(why.contains(&format!("Insufficient {SLOTS}")), "{why}");
+    assert_eq!(phase("greedy"), "Pending/");
+    assert!(
+        host_pods
+            .get_opt(&host_name("default", "greedy"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let (ok, out, err) = kubectl(
+        kubeconfig,
+        &["delete", "pod", "high", "greedy", "--wait=false"],
+    );
+    assert!(ok, "{out}{err}");
+    let removed = json!([
+        { "op": "remove", "path": "/status/capacity/example.com~1slots" },
+        { "op": "remove", "path": "/status/allocatable/example.com~1slots" },
+    ]);
+    let (ok, out, err) = kubectl(
+        kubeconfig,
+        &[
+            "patch",
+            "node",
+            NODE,
+            "--subresource=status",
+            "--type=json",
+            "-p",
+            &removed.to_string(),
+        ],
+    );
+    assert!(ok, "{out}{err}");
 }
 
 /// The first address and TCP port behind Service `namespace/name`.

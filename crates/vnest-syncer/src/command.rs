@@ -116,6 +116,7 @@ pub async fn main() -> anyhow::Result<()> {
             apiserver_address: apiserver.host.parse().ok(),
         },
         pod_labels: args.pod_labels,
+        scheduler: args.scheduler,
         ingress: IngressGrant {
             hosts: args.ingress_host.clone(),
             class_names: args.ingress_class.clone(),

@@ -12,7 +12,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
-use vnest_api::{IngressGrant, PodLabels, PodSecurityLevel};
+use vnest_api::{IngressGrant, PodLabels, PodScheduler, PodSecurityLevel};
 
 use crate::host_copies::ByKind;
 use crate::metrics::Metrics;
@@ -74,6 +74,8 @@ pub struct Settings {
     pub network: NetworkScope,
     /// How tenant pod labels appear on host pods.
     pub pod_labels: PodLabels,
+    /// Who binds tenant pods to nodes.
+    pub scheduler: PodScheduler,
     /// What the tenant's Ingresses may claim on the host.
     pub ingress: IngressGrant,
     /// vnest's image, for pods' `/etc/hosts` ([`crate::etc_hosts`]).
@@ -107,6 +109,8 @@ pub struct Watched {
 #[derive(Clone, Debug, Default)]
 struct Learned {
     pool_nodes: BTreeSet<String>,
+    /// The resources each pool node offers (its allocatable's names).
+    node_resources: BTreeMap<String, BTreeSet<String>>,
     pool_labels: PoolLabels,
     dns_ip: Option<String>,
     node_addresses: BTreeSet<IpAddr>,
@@ -167,9 +171,11 @@ impl Syncer {
         self.learned.read().map(|l| l.clone()).unwrap_or_default()
     }
 
-    pub fn set_pool_nodes(&self, nodes: BTreeSet<String>) {
+    /// The pool's nodes, each with the names of the resources it offers.
+    pub fn set_pool_nodes(&self, nodes: BTreeMap<String, BTreeSet<String>>) {
         if let Ok(mut learned) = self.learned.write() {
-            learned.pool_nodes = nodes;
+            learned.pool_nodes = nodes.keys().cloned().collect();
+            learned.node_resources = nodes;
         }
     }
 
@@ -178,6 +184,14 @@ impl Syncer {
         if let Ok(mut learned) = self.learned.write() {
             learned.pool_labels.host = labels;
         }
+    }
+
+    /// The names of the resources pool node `name` offers, if it is one.
+    pub fn node_resources(&self, name: &str) -> Option<BTreeSet<String>> {
+        self.learned
+            .read()
+            .ok()
+            .and_then(|l| l.node_resources.get(name).cloned())
     }
 
     /// The tenant's labels of its copy of node `name` (`None`: deleted);
@@ -253,6 +267,7 @@ impl Syncer {
             pod_labels: s.pod_labels,
             etc_hosts_image: s.etc_hosts_image.clone(),
             pool_labels: self.learned().pool_labels,
+            node_resources: self.learned().node_resources,
         }
     }
 

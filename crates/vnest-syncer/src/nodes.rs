@@ -57,11 +57,20 @@ pub async fn refresh_pool(syncer: &Syncer) -> Result<Vec<Node>> {
                 .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
         })
         .collect();
-    let names: BTreeSet<String> = nodes
+    let resources = nodes
         .iter()
-        .filter_map(|n| n.metadata.name.clone())
+        .filter_map(|n| {
+            let allocatable = n.status.as_ref()?.allocatable.as_ref();
+            Some((
+                n.metadata.name.clone()?,
+                allocatable
+                    .into_iter()
+                    .flat_map(|a| a.keys().cloned())
+                    .collect(),
+            ))
+        })
         .collect();
-    syncer.set_pool_nodes(names);
+    syncer.set_pool_nodes(resources);
     Ok(nodes)
 }
 

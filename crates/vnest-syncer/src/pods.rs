@@ -5,7 +5,7 @@
 //! the pod and that node, and kept up to date with the host pod's status. Deleting the tenant pod deletes
 //! the host pod first (a finalizer), with the same grace period.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ use crate::pod_certificates::{self, Outcome};
 use crate::policy::{self, Refusal, Rule};
 use crate::translate::{self, pod_secret_name};
 use crate::{downward, etc_hosts, network_policy, node_selection, nodes, trust_bundles};
+use vnest_api::PodScheduler;
 use vnest_api::host_copies::{
     MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels,
 };
@@ -161,14 +162,32 @@ fn identity(pod: &Pod) -> (&str, &str) {
     )
 }
 
+/// The pod conditions only a kubelet writes.
+const KUBELET_CONDITIONS: [&str; 4] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+];
+
 /// Whether the host has run `pod` already: its status came from a host
-/// pod (only the syncer writes a tenant pod's status; a pod created with a
-/// `nodeName` is bound from the start but has none).
+/// pod's kubelet. A pod created with a `nodeName` is bound from the start
+/// with no status; one bound by the tenant's own scheduler has only the
+/// `PodScheduled` condition that binding writes (and a preempted one the
+/// `DisruptionTarget` its preemption wrote), neither from a host.
 fn ran_on_host(pod: &Pod) -> bool {
     pod.status.as_ref().is_some_and(|status| {
         status.start_time.is_some()
             || status.host_ip.is_some()
-            || status.conditions.as_ref().is_some_and(|c| !c.is_empty())
+            || matches!(
+                status.phase.as_deref(),
+                Some("Running" | "Succeeded" | "Failed")
+            )
+            || status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| KUBELET_CONDITIONS.contains(&c.type_.as_str()))
     })
 }
 
@@ -235,6 +254,11 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
             api.delete(name, &DeleteParams::default().grace_period(0))
                 .await
                 .on(Side::Tenant)?;
+            return Ok(Action::await_change());
+        }
+        None if bound.is_none() && syncer.settings.scheduler == PodScheduler::Tenant => {
+            // The tenant's own scheduler binds it; its binding is the
+            // change that brings it here again.
             return Ok(Action::await_change());
         }
         None => {
@@ -375,7 +399,12 @@ async fn refresh(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let spec = spec_updates(pod, &host_pod);
-    let resize = resize_updates(pod, &host_pod);
+    let offered = host_pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .and_then(|node| syncer.node_resources(node));
+    let resize = resize_updates(pod, &host_pod, offered.as_ref());
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     let name = host_pod.metadata.name.clone().unwrap_or_default();
     let host_pod = if resize.is_empty() {
@@ -496,9 +525,14 @@ async fn add_ephemeral_containers(
 /// The containers of a `resize` patch bringing the host pod's container
 /// resources to the tenant pod's (a tenant's in-place resize): each
 /// request and limit the tenant sets, over what the host pod has (the
-/// host's LimitRange defaults stay where the tenant sets nothing). Empty
-/// when they already agree.
-fn resize_updates(pod: &Pod, host_pod: &Pod) -> Vec<serde_json::Value> {
+/// host's LimitRange defaults stay where the tenant sets nothing; on a
+/// node offering the resources `offered`, none of the extended resources
+/// it lacks, [`translate::keep_offered`]). Empty when they already agree.
+fn resize_updates(
+    pod: &Pod,
+    host_pod: &Pod,
+    offered: Option<&BTreeSet<String>>,
+) -> Vec<serde_json::Value> {
     let (Some(tenant), Some(host)) = (pod.spec.as_ref(), host_pod.spec.as_ref()) else {
         return Vec::new();
     };
@@ -508,7 +542,10 @@ fn resize_updates(pod: &Pod, host_pod: &Pod) -> Vec<serde_json::Value> {
             continue;
         };
         let current = running.resources.clone().unwrap_or_default();
-        let asked = wanted.resources.clone().unwrap_or_default();
+        let mut asked = wanted.resources.clone().unwrap_or_default();
+        if let Some(offered) = offered {
+            translate::keep_offered(&mut asked, offered);
+        }
         let overlay = |current: Option<BTreeMap<String, Quantity>>,
                        asked: Option<BTreeMap<String, Quantity>>| {
             let mut merged = current.unwrap_or_default();
@@ -1415,6 +1452,14 @@ mod tests {
         assert!(!ran_on_host(&pod));
         pod.status = Some(Default::default());
         assert!(!ran_on_host(&pod));
+        // Bound by the tenant's own scheduler, then preempted there.
+        pod.status = serde_json::from_value(serde_json::json!({
+            "phase": "Pending",
+            "conditions": [{ "type": "PodScheduled", "status": "True" },
+                           { "type": "DisruptionTarget", "status": "True" }],
+        }))
+        .unwrap();
+        assert!(!ran_on_host(&pod));
         pod.status = serde_json::from_value(serde_json::json!({
             "phase": "Running", "hostIP": "172.30.0.11",
             "conditions": [{ "type": "PodScheduled", "status": "True" }],
@@ -1488,7 +1533,7 @@ mod tests {
             { "name": "b", "resources": { "requests": { "cpu": "50m" } } },
         ] }));
         assert_eq!(
-            resize_updates(&tenant, &host),
+            resize_updates(&tenant, &host, None),
             [json!({ "name": "a", "resources": {
                 "requests": { "cpu": "1m", "memory": "64Mi" },
                 "limits": { "cpu": "5m", "memory": "512Mi" },
@@ -1498,7 +1543,24 @@ mod tests {
             { "name": "a", "resources": { "requests": { "cpu": "2m" }, "limits": { "cpu": "10m" } } },
             { "name": "b" },
         ] }));
-        assert!(resize_updates(&unchanged, &host).is_empty());
+        assert!(resize_updates(&unchanged, &host, None).is_empty());
+    }
+
+    /// An extended resource the host node lacks (the tenant's own, which
+    /// the host pod was made without) is never asked of the host again.
+    #[test]
+    fn a_resize_asks_nothing_the_node_does_not_offer() {
+        let host = pod_spec(json!({ "containers": [
+            { "name": "a", "resources": { "requests": { "cpu": "10m", "example.com/gpu": "1" }, "limits": { "example.com/gpu": "1" } } },
+        ] }));
+        let tenant = pod_spec(json!({ "containers": [
+            { "name": "a", "resources": {
+                "requests": { "cpu": "10m", "example.com/gpu": "1", "scheduling.k8s.io/foo": "2" },
+                "limits": { "example.com/gpu": "1", "scheduling.k8s.io/foo": "2" } } },
+        ] }));
+        let offered = BTreeSet::from(["cpu".to_owned(), "example.com/gpu".to_owned()]);
+        assert!(resize_updates(&tenant, &host, Some(&offered)).is_empty());
+        assert_eq!(resize_updates(&tenant, &host, None).len(), 1);
     }
 
     /// Container statuses show the resources the tenant named, not the

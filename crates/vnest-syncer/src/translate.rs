@@ -4,13 +4,13 @@
 //! tenant's node pool, given the forced RuntimeClass, the tenant's DNS and
 //! apiserver, and a tenant ServiceAccount token instead of any host token.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
     ClusterTrustBundleProjection, ConfigMap, Container, EnvVar, EphemeralContainer, KeyToPath,
     LocalObjectReference, PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, PodAffinityTerm,
-    PodDNSConfig, PodDNSConfigOption, PodSpec, Secret, SecretProjection, Service,
-    ServiceAccountTokenProjection, ServiceSpec, Toleration, Volume, VolumeProjection,
+    PodDNSConfig, PodDNSConfigOption, PodSpec, ResourceRequirements, Secret, SecretProjection,
+    Service, ServiceAccountTokenProjection, ServiceSpec, Toleration, Volume, VolumeProjection,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressSpec};
@@ -51,6 +51,8 @@ pub struct Placement {
     /// The pool's node labels, the tenant's and the host's
     /// ([`crate::node_selection`]).
     pub pool_labels: PoolLabels,
+    /// The names of the resources each pool node offers (its allocatable).
+    pub node_resources: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The Secret, per pod, holding what the tenant gives the pod's projected
@@ -538,6 +540,18 @@ pub fn pod(
     };
     spec.containers.iter_mut().for_each(fix);
     spec.init_containers.iter_mut().flatten().for_each(fix);
+    if let Some(offered) = spec
+        .node_name
+        .as_ref()
+        .and_then(|node| placement.node_resources.get(node))
+    {
+        let containers = spec.containers.iter_mut();
+        for container in containers.chain(spec.init_containers.iter_mut().flatten()) {
+            if let Some(resources) = container.resources.as_mut() {
+                keep_offered(resources, offered);
+            }
+        }
+    }
     // Ephemeral containers reach a running host pod through its
     // subresource (a pod is never created with them), translated as the
     // others are.
@@ -578,6 +592,32 @@ pub fn pod(
         spec: Some(spec),
         status: None,
     })
+}
+
+/// Whether resource `name` is an extended one (outside Kubernetes' own
+/// `kubernetes.io/` domain): what a device plugin or an admin declares in a
+/// node's status, and a pod asks for by that name.
+fn is_extended(name: &str) -> bool {
+    name.contains('/') && !name.starts_with("kubernetes.io/")
+}
+
+/// `resources` of a container bound to a node offering the resources
+/// named `offered`, without the extended resources that node lacks. Those
+/// are the tenant's own accounting: it declared them in its copy of the
+/// node's status (`kubectl patch node --subresource=status`), and whoever
+/// bound the pod (the tenant's scheduler, or the tenant itself) counted
+/// them there. The host node's kubelet would refuse the pod for them
+/// (`OutOf<resource>`), though they take nothing of the host's. What the
+/// host node does offer (its devices) stays asked for.
+pub fn keep_offered(resources: &mut ResourceRequirements, offered: &BTreeSet<String>) {
+    for list in [&mut resources.requests, &mut resources.limits] {
+        if let Some(quantities) = list.as_mut() {
+            quantities.retain(|name, _| !is_extended(name) || offered.contains(name));
+            if quantities.is_empty() {
+                *list = None;
+            }
+        }
+    }
 }
 
 /// The host pod's choice of nodes: the tenant's (by its own node labels,
@@ -1005,7 +1045,38 @@ mod tests {
             pod_labels: PodLabels::Prefixed,
             etc_hosts_image: Some("vnest.local/vnest:1".into()),
             pool_labels: PoolLabels::default(),
+            node_resources: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_bound_pod_asks_its_node_only_for_what_the_node_offers() {
+        let mut tenant = tenant_pod();
+        let spec = tenant.spec.as_mut().unwrap();
+        spec.node_name = Some("n1".into());
+        let fake = json!({ "cpu": "10m", "scheduling.k8s.io/foo": "2", "example.com/gpu": "1" });
+        spec.containers[0].resources = Some(
+            serde_json::from_value(
+                json!({ "requests": fake, "limits": { "scheduling.k8s.io/foo": "2" } }),
+            )
+            .unwrap(),
+        );
+        let mut placement = placement();
+        let resources = |placement: &Placement| {
+            let host = pod(&tenant, placement, &BTreeMap::new(), &[]).unwrap();
+            serde_json::to_value(&host.spec.unwrap().containers[0].resources).unwrap()
+        };
+        // A node it does not know (not the pool's: the policy refuses it)
+        // changes nothing.
+        assert_eq!(resources(&placement)["requests"], fake);
+        placement.node_resources.insert(
+            "n1".into(),
+            BTreeSet::from(["cpu".into(), "memory".into(), "example.com/gpu".into()]),
+        );
+        assert_eq!(
+            resources(&placement),
+            json!({ "requests": { "cpu": "10m", "example.com/gpu": "1" } })
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use kube::api::PostParams;
-use vnest_api::{ExposeType, PodSecurityLevel, VirtualCluster};
+use vnest_api::{ExposeType, PodScheduler, PodSecurityLevel, VirtualCluster};
 
 use super::kubeconfig::{fetch, write_private};
 use super::wait::{self, Outcome};
@@ -39,6 +39,11 @@ pub(crate) struct SpecArgs {
     /// A RuntimeClass forced on every tenant pod (a sandbox, e.g. gVisor).
     #[arg(long)]
     runtime_class: Option<String>,
+    /// Who picks each tenant pod's node: host (the host's scheduler) or
+    /// tenant (a scheduler of the tenant's own, honouring its
+    /// PriorityClasses; needs a Dedicated pool).
+    #[arg(long)]
+    scheduler: Option<PodScheduler>,
     /// Delete the cluster this long after creation (30m, 2h, 1h30m).
     #[arg(long)]
     ttl: Option<String>,
@@ -135,6 +140,9 @@ impl SpecArgs {
         }
         if let Some(class) = &self.runtime_class {
             spec.isolation.runtime_class_name = Some(class.clone());
+        }
+        if let Some(scheduler) = self.scheduler {
+            spec.node_pool.scheduler = scheduler;
         }
         if let Some(ttl) = &self.ttl {
             vnest_api::ttl::parse(ttl).with_context(|| format!("--ttl {ttl:?}"))?;
@@ -245,6 +253,8 @@ mod tests {
             "node-port",
             "--pod-security",
             "baseline",
+            "--scheduler",
+            "tenant",
         ])
         .unwrap();
         assert_eq!(vc.metadata.namespace.as_deref(), Some("tenants"));
@@ -252,6 +262,7 @@ mod tests {
         assert_eq!(vc.spec.ttl.as_deref(), Some("2h"));
         assert_eq!(vc.spec.control_plane.expose.type_, ExposeType::NodePort);
         assert_eq!(vc.spec.isolation.pod_security, PodSecurityLevel::Baseline);
+        assert_eq!(vc.spec.node_pool.scheduler, PodScheduler::Tenant);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{Container, Secret};
 use vnest_api::VirtualCluster;
@@ -12,7 +11,7 @@ use vnest_api::host_names::identity;
 use vnest_control_plane::flags;
 use vnest_pki::ControlPlanePki;
 
-use super::kubeconfig::in_cluster;
+use super::kubeconfig::{component_secret, in_cluster};
 use super::pods::{self, Settings};
 use super::resources::{self, Component};
 
@@ -35,15 +34,13 @@ pub fn kubeconfig_secret(
         vnest_pki::identity::CONTROLLER_MANAGER_USER,
         &pki.controller_manager,
     )?;
-    Ok(Secret {
-        metadata: pods::control_plane_meta(vc, KUBECONFIG_SECRET, COMPONENT),
-        type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([(
-            KUBECONFIG_FILE.to_owned(),
-            ByteString(kubeconfig.into_bytes()),
-        )])),
-        ..Secret::default()
-    })
+    Ok(component_secret(
+        vc,
+        COMPONENT,
+        KUBECONFIG_SECRET,
+        KUBECONFIG_FILE,
+        kubeconfig,
+    ))
 }
 
 pub fn args(vc: &VirtualCluster) -> Vec<String> {

@@ -25,7 +25,7 @@ use super::network_policy::HostAddresses;
 use super::pods::Settings;
 use super::{
     apiserver, controller_manager, datastore, flow_control, kubeconfig, network_policy, pods,
-    quota, syncer, syncer_rbac,
+    quota, scheduler, syncer, syncer_rbac,
 };
 
 /// What the reconcile observed that the desired state depends on.
@@ -237,6 +237,15 @@ pub fn host_state(
         settings,
         observed.pki_data,
     )));
+    objects.push(HostObject::Secret(scheduler::kubeconfig_secret(
+        vc,
+        observed.pki,
+    )?));
+    objects.push(HostObject::Deployment(scheduler::deployment(
+        vc,
+        settings,
+        observed.pki_data,
+    )));
 
     objects.push(HostObject::Secret(syncer::kubeconfig_secret(
         vc,
@@ -368,6 +377,7 @@ mod tests {
             [
                 apiserver::COMPONENT,
                 controller_manager::COMPONENT,
+                scheduler::COMPONENT,
                 syncer::COMPONENT
             ]
         );

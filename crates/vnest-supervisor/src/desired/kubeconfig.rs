@@ -40,6 +40,26 @@ pub fn in_cluster(
     )
 }
 
+/// The Secret of control-plane component `component` in the tenant's
+/// control-plane namespace holding `kubeconfig` under `key`.
+pub fn component_secret(
+    vc: &VirtualCluster,
+    component: &str,
+    name: &str,
+    key: &str,
+    kubeconfig: String,
+) -> Secret {
+    Secret {
+        metadata: pods::control_plane_meta(vc, name, component),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            key.to_owned(),
+            ByteString(kubeconfig.into_bytes()),
+        )])),
+        ..Secret::default()
+    }
+}
+
 /// [`in_cluster`] as the tenant's admin.
 pub fn in_cluster_admin(
     vc: &VirtualCluster,

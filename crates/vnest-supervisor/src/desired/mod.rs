@@ -13,6 +13,7 @@ pub mod network_policy;
 pub mod pods;
 pub mod quota;
 pub mod resources;
+pub mod scheduler;
 pub mod syncer;
 pub mod syncer_rbac;
 

@@ -19,6 +19,7 @@ pub enum Component {
     ControllerManager,
     Etcd,
     Syncer,
+    Scheduler,
 }
 
 impl Component {
@@ -29,6 +30,7 @@ impl Component {
             Component::ControllerManager => ("10m", "96Mi"),
             Component::Etcd => ("20m", "64Mi"),
             Component::Syncer => ("10m", "32Mi"),
+            Component::Scheduler => ("10m", "48Mi"),
         }
     }
 }
@@ -41,6 +43,7 @@ pub fn requirements(vc: &VirtualCluster, component: Component) -> ResourceRequir
         Component::ControllerManager => plane.component_resources.controller_manager.as_ref(),
         Component::Etcd => plane.component_resources.etcd.as_ref(),
         Component::Syncer => plane.component_resources.syncer.as_ref(),
+        Component::Scheduler => plane.component_resources.scheduler.as_ref(),
     };
     given.cloned().unwrap_or_else(|| {
         let (cpu, memory) = component.default_requests();
@@ -68,6 +71,7 @@ mod tests {
             Component::ControllerManager,
             Component::Etcd,
             Component::Syncer,
+            Component::Scheduler,
         ] {
             let r = requirements(&vc, component);
             let requests = r.requests.unwrap();

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Container, PodSpec, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
@@ -24,7 +23,7 @@ use vnest_api::{LogFormat, VirtualCluster};
 use vnest_pki::ControlPlanePki;
 
 use super::apiserver;
-use super::kubeconfig::in_cluster_admin;
+use super::kubeconfig::{component_secret, in_cluster_admin};
 use super::network_policy::HostAddresses;
 use super::pods::{self, Settings};
 use super::resources::{self, Component};
@@ -71,15 +70,13 @@ pub fn kubeconfig_secret(
     pki: &ControlPlanePki,
 ) -> Result<Secret, vnest_pki::Error> {
     let kubeconfig = in_cluster_admin(vc, pki)?;
-    Ok(Secret {
-        metadata: pods::control_plane_meta(vc, KUBECONFIG_SECRET, COMPONENT),
-        type_: Some("Opaque".to_owned()),
-        data: Some(BTreeMap::from([(
-            "kubeconfig".to_owned(),
-            ByteString(kubeconfig.into_bytes()),
-        )])),
-        ..Secret::default()
-    })
+    Ok(component_secret(
+        vc,
+        COMPONENT,
+        KUBECONFIG_SECRET,
+        "kubeconfig",
+        kubeconfig,
+    ))
 }
 
 /// The syncer's settings; `apiserver` is the tenant apiserver Service's
@@ -127,6 +124,7 @@ pub fn args(
         host_range: host.ranges(),
         pod_range: host.pod_ranges(),
         pod_labels: vc.spec.isolation.pod_labels,
+        scheduler: vc.spec.node_pool.scheduler,
         ingress_host: ingress_hosts.to_vec(),
         ingress_class: vc.spec.isolation.ingress.class_names.clone(),
         health_address: SocketAddr::from(([0, 0, 0, 0], HEALTH_PORT)),
