@@ -197,13 +197,22 @@ pub fn scheduler(layout: &Layout, ports: &Ports) -> Vec<String> {
 }
 
 /// The flags of the scheduler that do not depend on where it listens: its
-/// kubeconfig, which also authenticates and authorizes its own endpoints.
+/// kubeconfig, which also authorizes requests to its own endpoints, and the
+/// CAs that authenticate them. Given both CAs, it does not read them from
+/// the apiserver's `extension-apiserver-authentication` ConfigMap at
+/// start: started beside its apiserver, that read waits 30 s and then
+/// goes on without authentication.
 pub fn scheduler_security(layout: &Layout) -> Vec<String> {
     let kubeconfig = layout.kubeconfig("scheduler");
     vec![
         flag("kubeconfig", &kubeconfig),
         flag("authentication-kubeconfig", &kubeconfig),
         flag("authorization-kubeconfig", &kubeconfig),
+        flag("client-ca-file", layout.pki("ca.crt")),
+        flag(
+            "requestheader-client-ca-file",
+            layout.pki("front-proxy-ca.crt"),
+        ),
         flag("profiling", "false"),
     ]
 }

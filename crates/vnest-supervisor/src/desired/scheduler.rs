@@ -23,9 +23,9 @@ pub const SECURE_PORT: i32 = 10259;
 /// The Secret holding the scheduler's kubeconfig.
 pub const KUBECONFIG_SECRET: &str = "scheduler-kubeconfig";
 const KUBECONFIG_FILE: &str = "scheduler.kubeconfig";
-/// Only the tenant CA: the scheduler's client certificate is in its
-/// kubeconfig.
-const SCHEDULER_FILES: &[&str] = &["ca.crt"];
+/// The CAs its clients' certificates are checked against (its own client
+/// certificate is in its kubeconfig).
+const SCHEDULER_FILES: &[&str] = &["ca.crt", "front-proxy-ca.crt"];
 
 /// Whether `vc` wants a scheduler of its own running.
 pub fn runs(vc: &VirtualCluster) -> bool {
@@ -130,5 +130,8 @@ mod tests {
             pods::CONFIG_DIR
         )));
         assert!(args.contains(&"--leader-elect=true".to_owned()));
+        // Both CAs given: nothing is looked up in the tenant at start.
+        assert!(args.contains(&"--client-ca-file=/etc/kubernetes/pki/ca.crt".to_owned()));
+        assert!(args.iter().any(|a| a.starts_with("--requestheader-client-ca-file=")));
     }
 }
