@@ -48,10 +48,10 @@ pub fn args(vc: &VirtualCluster) -> Vec<String> {
     let mut args = vec![
         "--bind-address=0.0.0.0".to_owned(),
         format!("--secure-port={SECURE_PORT}"),
-        // Two instances overlap during a rolling update; the lease keeps
-        // one active.
-        "--leader-elect=true".to_owned(),
     ];
+    // Two instances overlap during a rolling update; the lease keeps one
+    // active.
+    args.extend(flags::leader_election());
     args.extend(flags::controller_manager_security(&pods::layout(), name));
     args
 }

@@ -51,10 +51,10 @@ pub fn args() -> Vec<String> {
     let mut args = vec![
         "--bind-address=0.0.0.0".to_owned(),
         format!("--secure-port={SECURE_PORT}"),
-        // Two instances overlap during a rolling update; the lease keeps
-        // one binding.
-        "--leader-elect=true".to_owned(),
     ];
+    // Two instances overlap during a rolling update; the lease keeps one
+    // binding.
+    args.extend(flags::leader_election());
     args.extend(flags::scheduler_security(&pods::layout()));
     args
 }
