@@ -64,18 +64,22 @@ const HASH_HEX: usize = 10;
 
 /// The host namespace of `role` for VirtualCluster `namespace/name`:
 /// `vnest-<namespace>-<name>-<hash>-<cp|wl>`, shortened to 63 characters.
+/// A name may have dots, which a namespace's may not: they become dashes
+/// in the readable part (the hash is over the exact name).
 pub fn host_namespace(namespace: &str, name: &str, role: HostNamespaceRole) -> String {
     hashed_label(
-        &format!("vnest-{namespace}-{name}"),
+        &format!("vnest-{namespace}-{name}").replace('.', "-"),
         &format!("{namespace}/{name}"),
         role.suffix(),
     )
 }
 
-/// A DNS label (at most 63 characters) that is unique for `key`:
-/// `<readable>-<hash of key>-<suffix>` (no `-<suffix>` when it is empty).
-/// Only `readable` is shortened, never the hash, so two keys never share a
-/// name however long they are; `readable` is a hint for people.
+/// A name of at most 63 characters that is unique for `key`:
+/// `<readable>-<hash of key>-<suffix>` (no `-<suffix>` when it is empty);
+/// a DNS label when `readable` is one, otherwise a DNS subdomain when it is
+/// one. Only `readable` is shortened, never the hash, so two keys never
+/// share a name however long they are; `readable` is a hint for people,
+/// cut where it may end (not at a `-` or `.`).
 pub fn hashed_label(readable: &str, key: &str, suffix: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
     let hash: String = digest
@@ -90,7 +94,7 @@ pub fn hashed_label(readable: &str, key: &str, suffix: &str) -> String {
     };
     let mut readable = readable.to_owned();
     readable.truncate(MAX_LABEL - tail.len());
-    let readable = readable.trim_end_matches('-');
+    let readable = readable.trim_end_matches(['-', '.']);
     format!("{readable}{tail}")
 }
 
