@@ -52,11 +52,14 @@ pub const APISERVER_FILES: &[&str] = &[
     "etcd/ca.crt",
 ];
 
-fn flag_name(arg: &str) -> &str {
+/// The flag `arg` sets, as the apiserver reads it: its flag parser takes
+/// `_` for `-` (`--authorization_mode` is `--authorization-mode`).
+fn flag_name(arg: &str) -> String {
     arg.trim_start_matches('-')
         .split('=')
         .next()
         .unwrap_or_default()
+        .replace('_', "-")
 }
 
 /// The apiserver's command line: where it listens, its etcd, the security
@@ -123,15 +126,14 @@ const ADMISSION_FLAGS: [&str; 3] = [
 pub fn protected_flags_in_extra_args(vc: &VirtualCluster) -> Vec<String> {
     let mut own = args(&VirtualCluster::new("probe", vc.spec.clone()));
     own.truncate(own.len() - vc.spec.control_plane.extra_api_server_args.len());
-    let mut protected: Vec<&str> = own.iter().map(|a| flag_name(a)).collect();
-    protected.extend(ADMISSION_FLAGS);
+    let mut protected: Vec<String> = own.iter().map(|a| flag_name(a)).collect();
+    protected.extend(ADMISSION_FLAGS.map(str::to_owned));
     vc.spec
         .control_plane
         .extra_api_server_args
         .iter()
         .map(|a| flag_name(a))
         .filter(|name| protected.contains(name))
-        .map(str::to_owned)
         .collect()
 }
 

@@ -132,6 +132,9 @@ mod tests {
         assert!(args.contains(&"--leader-elect=true".to_owned()));
         // Both CAs given: nothing is looked up in the tenant at start.
         assert!(args.contains(&"--client-ca-file=/etc/kubernetes/pki/ca.crt".to_owned()));
-        assert!(args.iter().any(|a| a.starts_with("--requestheader-client-ca-file=")));
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("--requestheader-client-ca-file="))
+        );
     }
 }
