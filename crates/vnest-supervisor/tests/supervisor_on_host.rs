@@ -846,21 +846,25 @@ async fn a_tenant_scheduler_preempts_by_the_tenants_priorities(
 ) {
     const NODE: &str = "vnest-node2";
     const SLOTS: &str = "example.com/slots";
-    let declared =
-        json!({ "status": { "capacity": { SLOTS: "1" }, "allocatable": { SLOTS: "1" } } });
-    let (ok, out, err) = kubectl(
-        kubeconfig,
-        &[
-            "patch",
-            "node",
-            NODE,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &declared.to_string(),
-        ],
+    let patch_node_status = |type_: &str, patch: serde_json::Value| {
+        let (ok, out, err) = kubectl(
+            kubeconfig,
+            &[
+                "patch",
+                "node",
+                NODE,
+                "--subresource=status",
+                &format!("--type={type_}"),
+                "-p",
+                &patch.to_string(),
+            ],
+        );
+        assert!(ok, "{out}{err}");
+    };
+    patch_node_status(
+        "merge",
+        json!({ "status": { "capacity": { SLOTS: "1" }, "allocatable": { SLOTS: "1" } } }),
     );
-    assert!(ok, "{out}{err}");
     for (name, value) in [("low", 1), ("high", 1000)] {
         let class = json!({ "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
             "metadata": { "name": name }, "value": value });
@@ -967,23 +971,13 @@ async fn a_tenant_scheduler_preempts_by_the_tenants_priorities(
         &["delete", "pod", "high", "greedy", "--wait=false"],
     );
     assert!(ok, "{out}{err}");
-    let removed = json!([
-        { "op": "remove", "path": "/status/capacity/example.com~1slots" },
-        { "op": "remove", "path": "/status/allocatable/example.com~1slots" },
-    ]);
-    let (ok, out, err) = kubectl(
-        kubeconfig,
-        &[
-            "patch",
-            "node",
-            NODE,
-            "--subresource=status",
-            "--type=json",
-            "-p",
-            &removed.to_string(),
-        ],
+    patch_node_status(
+        "json",
+        json!([
+            { "op": "remove", "path": "/status/capacity/example.com~1slots" },
+            { "op": "remove", "path": "/status/allocatable/example.com~1slots" },
+        ]),
     );
-    assert!(ok, "{out}{err}");
 }
 
 /// The first address and TCP port behind Service `namespace/name`.

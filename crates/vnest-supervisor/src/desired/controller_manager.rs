@@ -4,16 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use vnest_api::VirtualCluster;
 use vnest_api::host_names::identity;
 use vnest_control_plane::flags;
 use vnest_pki::ControlPlanePki;
 
-use super::kubeconfig::{component_secret, in_cluster};
+use super::kube_component::{self, KubeComponent};
 use super::pods::{self, Settings};
-use super::resources::{self, Component};
+use super::resources::Component;
 
 pub const COMPONENT: &str = "controller-manager";
 pub const SECURE_PORT: i32 = 10257;
@@ -28,19 +28,16 @@ pub fn kubeconfig_secret(
     vc: &VirtualCluster,
     pki: &ControlPlanePki,
 ) -> Result<Secret, vnest_pki::Error> {
-    let kubeconfig = in_cluster(
+    kube_component::kubeconfig_secret(
         vc,
         pki,
-        vnest_pki::identity::CONTROLLER_MANAGER_USER,
-        &pki.controller_manager,
-    )?;
-    Ok(component_secret(
-        vc,
         COMPONENT,
-        KUBECONFIG_SECRET,
-        KUBECONFIG_FILE,
-        kubeconfig,
-    ))
+        (KUBECONFIG_SECRET, KUBECONFIG_FILE),
+        (
+            vnest_pki::identity::CONTROLLER_MANAGER_USER,
+            &pki.controller_manager,
+        ),
+    )
 }
 
 pub fn args(vc: &VirtualCluster) -> Vec<String> {
@@ -56,57 +53,23 @@ pub fn args(vc: &VirtualCluster) -> Vec<String> {
     args
 }
 
-/// The pods roll when a mounted file or the client certificate in the
-/// kubeconfig changes.
 pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
     pki_data: &BTreeMap<String, Vec<u8>>,
 ) -> Deployment {
-    let replicas = if vc.spec.paused { 0 } else { 1 };
-    let probe = |cadence| pods::probe("/healthz", SECURE_PORT, "HTTPS", cadence);
-    let hashed = [
-        CONTROLLER_MANAGER_FILES,
-        &["controller-manager.crt", "controller-manager.key"],
-    ]
-    .concat();
-    let container = Container {
-        name: COMPONENT.to_owned(),
-        image: Some(pods::kubernetes_image(
-            settings,
-            "kube-controller-manager",
-            vc,
-        )),
-        command: Some(vec!["kube-controller-manager".to_owned()]),
-        args: Some(args(vc)),
-        ports: Some(vec![pods::container_port("https", SECURE_PORT)]),
-        startup_probe: Some(probe(pods::STARTUP)),
-        readiness_probe: Some(probe(pods::READINESS)),
-        liveness_probe: Some(probe(pods::LIVENESS)),
-        volume_mounts: Some(vec![pods::config_mount()]),
-        security_context: Some(pods::container_security_context()),
-        resources: Some(resources::requirements(vc, Component::ControllerManager)),
-        ..Container::default()
+    let component = KubeComponent {
+        name: COMPONENT,
+        binary: "kube-controller-manager",
+        secure_port: SECURE_PORT,
+        args: args(vc),
+        pki_files: CONTROLLER_MANAGER_FILES,
+        client_pair: ["controller-manager.crt", "controller-manager.key"],
+        kubeconfig: (KUBECONFIG_SECRET, KUBECONFIG_FILE),
+        resources: Component::ControllerManager,
+        replicas: if vc.spec.paused { 0 } else { 1 },
     };
-    Deployment {
-        metadata: pods::control_plane_meta(vc, COMPONENT, COMPONENT),
-        spec: DeploymentSpec {
-            replicas: Some(replicas),
-            selector: pods::label_selector(COMPONENT),
-            template: pods::pod_template(
-                vc,
-                COMPONENT,
-                pods::template_annotations(pki_data, &hashed),
-                container,
-                vec![pods::config_volume(
-                    CONTROLLER_MANAGER_FILES,
-                    &[(KUBECONFIG_SECRET, KUBECONFIG_FILE)],
-                )],
-            ),
-            ..DeploymentSpec::default()
-        },
-        ..Deployment::default()
-    }
+    kube_component::deployment(vc, settings, pki_data, component)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod controller_manager;
 pub mod datastore;
 pub mod flow_control;
 pub mod host_state;
+pub mod kube_component;
 pub mod kubeconfig;
 pub mod namespaces;
 pub mod network_policy;

@@ -8,15 +8,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use vnest_api::{PodScheduler, VirtualCluster};
 use vnest_control_plane::flags;
 use vnest_pki::ControlPlanePki;
 
-use super::kubeconfig::{component_secret, in_cluster};
+use super::kube_component::{self, KubeComponent};
 use super::pods::{self, Settings};
-use super::resources::{self, Component};
+use super::resources::Component;
 
 pub const COMPONENT: &str = "scheduler";
 pub const SECURE_PORT: i32 = 10259;
@@ -37,14 +37,13 @@ pub fn kubeconfig_secret(
     vc: &VirtualCluster,
     pki: &ControlPlanePki,
 ) -> Result<Secret, vnest_pki::Error> {
-    let kubeconfig = in_cluster(vc, pki, vnest_pki::identity::SCHEDULER_USER, &pki.scheduler)?;
-    Ok(component_secret(
+    kube_component::kubeconfig_secret(
         vc,
+        pki,
         COMPONENT,
-        KUBECONFIG_SECRET,
-        KUBECONFIG_FILE,
-        kubeconfig,
-    ))
+        (KUBECONFIG_SECRET, KUBECONFIG_FILE),
+        (vnest_pki::identity::SCHEDULER_USER, &pki.scheduler),
+    )
 }
 
 pub fn args() -> Vec<String> {
@@ -59,48 +58,23 @@ pub fn args() -> Vec<String> {
     args
 }
 
-/// The pods roll when the client certificate in the kubeconfig changes.
 pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
     pki_data: &BTreeMap<String, Vec<u8>>,
 ) -> Deployment {
-    let replicas = i32::from(runs(vc));
-    let probe = |cadence| pods::probe("/healthz", SECURE_PORT, "HTTPS", cadence);
-    let hashed = [SCHEDULER_FILES, &["scheduler.crt", "scheduler.key"]].concat();
-    let container = Container {
-        name: COMPONENT.to_owned(),
-        image: Some(pods::kubernetes_image(settings, "kube-scheduler", vc)),
-        command: Some(vec!["kube-scheduler".to_owned()]),
-        args: Some(args()),
-        ports: Some(vec![pods::container_port("https", SECURE_PORT)]),
-        startup_probe: Some(probe(pods::STARTUP)),
-        readiness_probe: Some(probe(pods::READINESS)),
-        liveness_probe: Some(probe(pods::LIVENESS)),
-        volume_mounts: Some(vec![pods::config_mount()]),
-        security_context: Some(pods::container_security_context()),
-        resources: Some(resources::requirements(vc, Component::Scheduler)),
-        ..Container::default()
+    let component = KubeComponent {
+        name: COMPONENT,
+        binary: "kube-scheduler",
+        secure_port: SECURE_PORT,
+        args: args(),
+        pki_files: SCHEDULER_FILES,
+        client_pair: ["scheduler.crt", "scheduler.key"],
+        kubeconfig: (KUBECONFIG_SECRET, KUBECONFIG_FILE),
+        resources: Component::Scheduler,
+        replicas: i32::from(runs(vc)),
     };
-    Deployment {
-        metadata: pods::control_plane_meta(vc, COMPONENT, COMPONENT),
-        spec: DeploymentSpec {
-            replicas: Some(replicas),
-            selector: pods::label_selector(COMPONENT),
-            template: pods::pod_template(
-                vc,
-                COMPONENT,
-                pods::template_annotations(pki_data, &hashed),
-                container,
-                vec![pods::config_volume(
-                    SCHEDULER_FILES,
-                    &[(KUBECONFIG_SECRET, KUBECONFIG_FILE)],
-                )],
-            ),
-            ..DeploymentSpec::default()
-        },
-        ..Deployment::default()
-    }
+    kube_component::deployment(vc, settings, pki_data, component)
 }
 
 #[cfg(test)]
