@@ -19,8 +19,10 @@
 #       in NS, default "tenants"; kept afterwards). A new cluster has Pod
 #       Security baseline and the default quota; --permissive allows what
 #       the suite needs beyond that (Pod Security privileged: host network,
-#       host ports, privileged containers; 50 NodePorts), as an admin would
-#       on a pool of the tenant's own (docs/conformance.md). Non-Serial tests run with N ginkgo
+#       host ports, privileged containers; 50 NodePorts; 300 Services, as
+#       the suite holds over 100 at once; a scheduler of the tenant's own,
+#       for the preemption specs), as an admin would on a pool of the
+#       tenant's own (docs/conformance.md). Non-Serial tests run with N ginkgo
 #       processes (default 4), skipping [Serial], [Disruptive], [Slow] and
 #       [Flaky] unless --skip says otherwise; with --serial the [Serial]
 #       conformance tests run afterwards, one at a time (--serial-only:
@@ -173,7 +175,7 @@ run() {
     kubeconfig="$out/$name.kubeconfig"
     local manifest="$out/$name.yaml" level=baseline quota="{}" scheduler=Host
     if "$permissive"; then
-      level=privileged quota='{ services.nodeports: "50" }' scheduler=Tenant
+      level=privileged quota='{ services: "300", services.nodeports: "50" }' scheduler=Tenant
     fi
     cat > "$manifest" <<MANIFEST
 apiVersion: vnest.dev/v1alpha1
