@@ -108,9 +108,9 @@ pub struct Watched {
 
 #[derive(Clone, Debug, Default)]
 struct Learned {
-    pool_nodes: BTreeSet<String>,
-    /// The resources each pool node offers (its allocatable's names).
-    node_resources: BTreeMap<String, BTreeSet<String>>,
+    /// The pool's nodes, each with the names of the resources it offers
+    /// (its allocatable's).
+    pool_nodes: BTreeMap<String, BTreeSet<String>>,
     pool_labels: PoolLabels,
     dns_ip: Option<String>,
     node_addresses: BTreeSet<IpAddr>,
@@ -174,8 +174,7 @@ impl Syncer {
     /// The pool's nodes, each with the names of the resources it offers.
     pub fn set_pool_nodes(&self, nodes: BTreeMap<String, BTreeSet<String>>) {
         if let Ok(mut learned) = self.learned.write() {
-            learned.pool_nodes = nodes.keys().cloned().collect();
-            learned.node_resources = nodes;
+            learned.pool_nodes = nodes;
         }
     }
 
@@ -191,7 +190,7 @@ impl Syncer {
         self.learned
             .read()
             .ok()
-            .and_then(|l| l.node_resources.get(name).cloned())
+            .and_then(|l| l.pool_nodes.get(name).cloned())
     }
 
     /// The tenant's labels of its copy of node `name` (`None`: deleted);
@@ -254,6 +253,7 @@ impl Syncer {
 
     pub fn placement(&self) -> Placement {
         let s = &self.settings;
+        let learned = self.learned();
         Placement {
             host_namespace: s.host_namespace.clone(),
             pool_selector: s.pool_selector.clone(),
@@ -261,13 +261,13 @@ impl Syncer {
             runtime_class: s.runtime_class.clone(),
             apiserver_host: s.apiserver_host.clone(),
             apiserver_port: s.apiserver_port,
-            dns_ip: self.learned().dns_ip,
+            dns_ip: learned.dns_ip,
             cluster_domain: s.cluster_domain.clone(),
             network: s.network.clone(),
             pod_labels: s.pod_labels,
             etc_hosts_image: s.etc_hosts_image.clone(),
-            pool_labels: self.learned().pool_labels,
-            node_resources: self.learned().node_resources,
+            pool_labels: learned.pool_labels,
+            node_resources: learned.pool_nodes,
         }
     }
 
@@ -276,7 +276,7 @@ impl Syncer {
         Policy {
             level: s.level,
             pool_selector: s.pool_selector.clone(),
-            pool_nodes: self.learned().pool_nodes,
+            pool_nodes: self.learned().pool_nodes.into_keys().collect(),
             pool_taint_key: s.pool_taint_key.clone(),
             runtime_class: s.runtime_class.clone(),
         }

@@ -60,7 +60,8 @@ pub async fn refresh_pool(syncer: &Syncer) -> Result<Vec<Node>> {
     let resources = nodes
         .iter()
         .filter_map(|n| {
-            let allocatable = n.status.as_ref()?.allocatable.as_ref();
+            // A node with no status yet is in the pool all the same.
+            let allocatable = n.status.as_ref().and_then(|s| s.allocatable.as_ref());
             Some((
                 n.metadata.name.clone()?,
                 allocatable
