@@ -3,9 +3,10 @@
 # prints the directory that holds them.
 #
 # The pins live in go.mod next to this script (Kubernetes, etcd) and in
-# coredns/go.mod, kwok/go.mod, kube-router/go.mod and containerd/go.mod
-# (CoreDNS, kwok, kube-router's NetworkPolicy firewall, and the container
-# runtime the dev host's nodes run: modules of their own so that their
+# coredns/go.mod, kwok/go.mod, kube-router/go.mod, containerd/go.mod and
+# etcdutl/go.mod (CoreDNS, kwok, kube-router's NetworkPolicy firewall, the
+# container runtime the dev host's nodes run, and etcd's offline restore
+# tool: modules of their own so that their
 # dependencies never move the ones Kubernetes is built with). The output directory is keyed by
 # the pinned versions and a hash of go.mod/go.sum, so changing a pin builds into
 # a new directory and an unchanged pin reuses what is already there. Binaries
@@ -33,7 +34,7 @@ coredns_version="$(awk '$1=="github.com/coredns/coredns" && $2 ~ /^v/ {print $2;
 containerd_version="$(awk '$1=="github.com/containerd/containerd/v2" && $2 ~ /^v/ {print $2; exit}' containerd/go.mod)"
 [ -n "$containerd_version" ] || { echo "build.sh: cannot read the containerd pin from containerd/go.mod" >&2; exit 1; }
 pin_hash="$(cat go.mod go.sum coredns/go.mod coredns/go.sum kwok/go.mod kwok/go.sum kube-router/go.mod kube-router/go.sum \
-  containerd/go.mod containerd/go.sum build.sh | sha256sum | cut -c1-12)"
+  containerd/go.mod containerd/go.sum etcdutl/go.mod etcdutl/go.sum build.sh | sha256sum | cut -c1-12)"
 cache_root="${VNEST_CACHE_DIR:-$HOME/.cache/vnest}"
 out="$cache_root/upstream/k8s-${k8s_version}_etcd-${etcd_version}_${pin_hash}/bin"
 
@@ -54,6 +55,7 @@ targets=(
   ".:kubectl:k8s.io/kubernetes/cmd/kubectl"
   ".:etcd:go.etcd.io/etcd/server/v3"
   ".:etcdctl:go.etcd.io/etcd/etcdctl/v3"
+  "etcdutl:etcdutl:go.etcd.io/etcd/etcdutl/v3"
   "coredns:coredns:github.com/coredns/coredns"
   "kwok:kwok:sigs.k8s.io/kwok/cmd/kwok"
   "kube-router:kube-router:github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"

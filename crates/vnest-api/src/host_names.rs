@@ -35,6 +35,27 @@ pub mod apiserver {
     pub const SECURE_PORT: u16 = 6443;
 }
 
+/// The tenant's own etcd on the host: its headless Service (members are
+/// `etcd-<i>.etcd.<cp namespace>.svc`, and `etcd.<cp namespace>.svc` is in
+/// their serving certificate), its pods' component label value, and the
+/// port members serve clients on.
+pub mod etcd {
+    pub const SERVICE: &str = "etcd";
+    pub const COMPONENT: &str = "etcd";
+    pub const CLIENT_PORT: u16 = 2379;
+}
+
+/// The tenant's syncer on the host: its Deployment, in the control-plane
+/// namespace, runs vnest's own image.
+pub mod syncer {
+    pub const DEPLOYMENT: &str = "syncer";
+    pub const COMPONENT: &str = "syncer";
+}
+
+/// The Secret in the control-plane namespace holding the tenant's whole
+/// PKI set (kubeadm's file names as keys: `etcd/ca.crt`, ...).
+pub const PKI_SECRET: &str = "vnest-pki";
+
 /// What a host namespace of a VirtualCluster holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostNamespaceRole {

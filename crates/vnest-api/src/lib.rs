@@ -2,8 +2,10 @@
 //! (group `vnest.dev`, version `v1alpha1`) and the names and labels its
 //! objects get on the host. Logic lives in the crates that use them.
 
+pub mod apiserver_encryption;
 pub mod cidr;
 pub mod conditions;
+pub mod etcd_volume;
 pub mod host_copies;
 pub mod host_names;
 pub mod ingress_hosts;

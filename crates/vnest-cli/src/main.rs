@@ -63,6 +63,11 @@ enum Command {
     Pause(clusters::lifecycle::NameArgs),
     /// Bring a paused virtual cluster back.
     Resume(clusters::lifecycle::NameArgs),
+    /// Take a consistent snapshot of a virtual cluster's etcd into a local file.
+    Snapshot(clusters::snapshot::SnapshotArgs),
+    /// Bring a virtual cluster's etcd back from a snapshot file (over a
+    /// paused cluster, or into a new one).
+    Restore(clusters::restore::RestoreArgs),
     /// Run a command against an ephemeral virtual cluster, deleted afterwards.
     Run(clusters::run::RunArgs),
     /// Prove a virtual cluster's isolation: its layers on the host, and a
@@ -118,6 +123,8 @@ fn main() -> ExitCode {
             Command::Pause(args) => clusters::lifecycle::run_pause(args, true).await,
             Command::Resume(args) => clusters::lifecycle::run_pause(args, false).await,
             Command::Run(args) => clusters::run::run(args).await,
+            Command::Snapshot(args) => clusters::snapshot::run(args).await,
+            Command::Restore(args) => clusters::restore::run(args).await,
             Command::Verify(args) => clusters::verify::run(args).await,
             Command::Map(args) => map::run(args).await,
             Command::Local(command) => local::run(command).await,

@@ -1,6 +1,7 @@
 //! The `vnest` binary end to end on a real development host: install,
 //! create with --wait, list/describe/kubeconfig/connect, pause/resume,
-//! delete, `vnest run` passing its command's exit code through and leaving
+//! delete, snapshot and restore (over the cluster, and into a new one),
+//! `vnest run` passing its command's exit code through and leaving
 //! nothing behind (also when interrupted with SIGINT and SIGTERM), every
 //! error case with its exit code, the kubectl plugin, and uninstall.
 //!
@@ -16,13 +17,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 use kube::api::ListParams;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vnest_api::VirtualCluster;
-use vnest_api::host_names::labels;
+use vnest_api::host_copies;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
 use vnest_devhost::topology::NodeSpec;
 use vnest_local::UpstreamBinaries;
 use vnest_tests::{HostSlot, TestHost, kubectl, upstream_binaries};
@@ -253,6 +255,228 @@ async fn verify_proves_isolation_and_names_what_breaks_it(
 }
 
 /// What the supervisor serves at `:8080/metrics`.
+/// Whether host ConfigMap copy of tenant `default/name` exists for
+/// VirtualCluster tenants/`cluster`.
+async fn host_copy_exists(client: &kube::Client, cluster: &str, name: &str) -> bool {
+    let workloads = host_namespace(TENANTS, cluster, HostNamespaceRole::Workloads);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &workloads);
+    maps.get_opt(&host_copies::host_name("default", name))
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// `vnest snapshot` of a running tenant, then `vnest restore` over it and
+/// into a new cluster: what was written after the snapshot is gone from
+/// the tenant and from the host, what was before is back, the old
+/// kubeconfig keeps working; bad files and a running cluster are refused.
+async fn snapshot_and_restore_bring_back_the_tenants_state(
+    cli: &Cli,
+    client: &kube::Client,
+    kubeconfig: &std::path::Path,
+    etcdutl: &std::path::Path,
+) {
+    let (ok, _, err) = kubectl(
+        kubeconfig,
+        &["create", "configmap", "before", "--from-literal=k=1"],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl(
+        kubeconfig,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "sealed",
+            "--from-literal=k=1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let snapshot = cli.work.join("a.db");
+    let (code, out, err) = cli.run(&[
+        "snapshot",
+        "a",
+        "-n",
+        TENANTS,
+        "--out",
+        snapshot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("sha256"), "{out}");
+    assert!(err.contains("taking a snapshot"), "{err}");
+    assert!(
+        cli.work.join("a.db.encryption").is_file(),
+        "the keys that sealed its Secrets are kept beside it"
+    );
+    // etcd's own tool reads it, checksum included.
+    let status = Command::new(etcdutl)
+        .args([
+            "snapshot",
+            "status",
+            snapshot.to_str().unwrap(),
+            "-w",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "etcdutl snapshot status: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let (code, _, err) = cli.run(&[
+        "snapshot",
+        "a",
+        "-n",
+        TENANTS,
+        "--out",
+        snapshot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "an existing file is never overwritten");
+    assert!(err.contains("exists"), "{err}");
+    assert!(
+        !cli.work.join("a.db.partial").exists(),
+        "no partial file is left"
+    );
+
+    // Written after the snapshot: gone once it is restored.
+    let (ok, _, err) = kubectl(
+        kubeconfig,
+        &["create", "configmap", "after", "--from-literal=k=2"],
+    );
+    assert!(ok, "{err}");
+    wait_for("the host copy of 'after'", Duration::from_secs(60), || {
+        futures_lite_block(host_copy_exists(client, "a", "after"))
+    });
+
+    // Bad files are refused before anything changes, with the reason.
+    let corrupt = cli.work.join("corrupt.db");
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&corrupt, bytes).unwrap();
+    let (code, _, err) = cli.run(&[
+        "restore",
+        "a",
+        "-n",
+        TENANTS,
+        "--from",
+        corrupt.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("corrupt"), "{err}");
+    let (code, _, err) = cli.run(&[
+        "restore",
+        "a",
+        "-n",
+        TENANTS,
+        "--from",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not an etcd snapshot"), "{err}");
+    let (code, _, err) = cli.run(&[
+        "restore",
+        "a",
+        "-n",
+        TENANTS,
+        "--from",
+        snapshot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "a running cluster is not restored over");
+    assert!(err.contains("vnest pause a"), "{err}");
+
+    // Over the paused cluster: resumed and Ready with the snapshot's state.
+    let (code, _, _) = cli.run(&["pause", "a", "-n", TENANTS]);
+    assert_eq!(code, 0);
+    let (code, _, err) = cli.run(&[
+        "restore",
+        "a",
+        "-n",
+        TENANTS,
+        "--from",
+        snapshot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("restored from") && err.contains("] ready"),
+        "{err}"
+    );
+    let (ok, out, err) = kubectl(
+        kubeconfig,
+        &["get", "configmap", "before", "-o", "jsonpath={.data.k}"],
+    );
+    assert!(
+        ok && out == "1",
+        "the snapshot's object is back, through the old kubeconfig: {out}{err}"
+    );
+    let (ok, _, err) = kubectl(kubeconfig, &["get", "configmap", "after"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    wait_for(
+        "the host copy of 'after' to go",
+        Duration::from_secs(90),
+        || !futures_lite_block(host_copy_exists(client, "a", "after")),
+    );
+    assert!(host_copy_exists(client, "a", "before").await);
+    let (ok, _, err) = kubectl(kubeconfig, &["create", "configmap", "after-restore"]);
+    assert!(ok, "the restored cluster takes writes: {err}");
+
+    // Into a new cluster, created from the flags.
+    let copy_kubeconfig = cli.work.join("copy.kubeconfig");
+    let (code, _, err) = cli.run(&[
+        "restore",
+        "a-copy",
+        "-n",
+        TENANTS,
+        "--from",
+        snapshot.to_str().unwrap(),
+        "--pool",
+        POOL,
+        "--expose",
+        "node-port",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("created, paused"), "{err}");
+    let (code, _, err) = cli.run(&[
+        "kubeconfig",
+        "a-copy",
+        "-n",
+        TENANTS,
+        "--out",
+        copy_kubeconfig.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (ok, out, err) = kubectl(
+        &copy_kubeconfig,
+        &["get", "configmap", "before", "-o", "jsonpath={.data.k}"],
+    );
+    assert!(
+        ok && out == "1",
+        "the copy has the snapshot's objects: {out}{err}"
+    );
+    let (ok, out, err) = kubectl(
+        &copy_kubeconfig,
+        &["get", "secret", "sealed", "-o", "jsonpath={.data.k}"],
+    );
+    assert!(
+        ok && out == "MQ==",
+        "the copy reads Secrets sealed with the original's key: {out}{err}"
+    );
+    wait_for(
+        "the copy's host copy of 'before'",
+        Duration::from_secs(90),
+        || futures_lite_block(host_copy_exists(client, "a-copy", "before")),
+    );
+    let (code, _, err) = cli.run(&["delete", "a-copy", "-n", TENANTS, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Runs `future` to completion from synchronous code inside the test's
+/// runtime (for [`wait_for`]'s checks).
+fn futures_lite_block<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
 async fn supervisor_metrics(client: &kube::Client) -> String {
     vnest_tests::get_from_pod(
         client,
@@ -464,6 +688,13 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
         "{metrics}"
     );
     verify_proves_isolation_and_names_what_breaks_it(&cli, &client, &mut host).await;
+    snapshot_and_restore_bring_back_the_tenants_state(
+        &cli,
+        &client,
+        &kubeconfig,
+        &bin_dir.join("etcdutl"),
+    )
+    .await;
     let (code, _, err) = cli.run(&["describe", "nope", "-n", TENANTS]);
     assert_eq!(code, 3, "not found");
     assert!(err.contains("vnest list -A"), "{err}");

@@ -60,11 +60,15 @@ pub fn control_plane_images(
         "etcd",
         &etcd,
     );
-    etcd_image = etcd_image.file(
-        "/usr/local/bin/etcdctl",
-        binaries.locate_binary("etcdctl")?,
-        0o755,
-    );
+    // As upstream's etcd image: etcdctl, and etcdutl, which `vnest
+    // restore` runs to write a member from a snapshot.
+    for tool in ["etcdctl", "etcdutl"] {
+        etcd_image = etcd_image.file(
+            &format!("/usr/local/bin/{tool}"),
+            binaries.locate_binary(tool)?,
+            0o755,
+        );
+    }
     images.push(("etcd", etcd_image));
     write_all(
         out,

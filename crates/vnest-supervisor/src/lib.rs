@@ -10,6 +10,7 @@
 
 pub mod context;
 pub mod controller;
+pub mod datastore_restore;
 pub mod datastore_wipe;
 pub mod desired;
 pub mod error;

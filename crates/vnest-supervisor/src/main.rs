@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use vnest_api::etcd_volume::RestoreStep;
 use vnest_kube::logging::LogFormat;
 use vnest_supervisor::controller;
 use vnest_supervisor::desired::pods::Settings;
@@ -37,6 +38,15 @@ enum Command {
     /// with zeros, then remove it. Run by the supervisor in a pod of its
     /// own; not for people.
     Wipe { dir: std::path::PathBuf },
+    /// One step of restoring an etcd member's volume DIR from a snapshot
+    /// (`receive` reads it from stdin; `install` puts etcdutl's restored
+    /// member in place). Run in a pod `vnest restore` makes; not for
+    /// people.
+    RestoreData {
+        #[arg(value_enum)]
+        step: RestoreStep,
+        dir: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -47,6 +57,20 @@ async fn main() -> anyhow::Result<()> {
         let bytes = vnest_supervisor::datastore_wipe::empty_directory(dir)
             .with_context(|| format!("emptying {}", dir.display()))?;
         tracing::info!(dir = %dir.display(), bytes, "emptied");
+        return Ok(());
+    }
+    if let Some(Command::RestoreData { step, dir }) = &args.command {
+        use vnest_supervisor::datastore_restore;
+        match step {
+            RestoreStep::Receive => {
+                let verified = datastore_restore::receive(dir, &mut std::io::stdin().lock())?;
+                tracing::info!(bytes = verified.database_bytes, sha256 = %verified.sha256, "snapshot received and checked");
+            }
+            RestoreStep::Install => {
+                datastore_restore::install(dir)?;
+                tracing::info!(dir = %dir.display(), "restored member in place");
+            }
+        }
         return Ok(());
     }
     let readiness = vnest_kube::health::Readiness::default();
@@ -78,4 +102,26 @@ async fn main() -> anyhow::Result<()> {
     health.abort();
     tracing::info!("supervisor stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What a restore pod runs (built by `vnest restore` from
+    /// `RestoreStep::command`) is what this binary parses.
+    #[test]
+    fn restore_steps_round_trip() {
+        for step in [RestoreStep::Receive, RestoreStep::Install] {
+            let args = Args::try_parse_from(step.command()).unwrap();
+            match args.command {
+                Some(Command::RestoreData { step: parsed, dir }) => {
+                    assert_eq!(parsed, step);
+                    assert_eq!(dir, std::path::Path::new(vnest_api::etcd_volume::MOUNT));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use kube::config::Kubeconfig;
 
-use super::forward::{self, Forward};
+use super::forward::{self, Forward, Target};
 use super::kubeconfig::{fetch, write_private};
 use crate::host::HostArgs;
 
@@ -138,7 +138,14 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             "{server} is not reachable from here; forwarding through the host apiserver instead"
         );
     }
-    let forward = Forward::start(client, &args.namespace, &args.name, args.local_port).await?;
+    let forward = Forward::start(
+        client,
+        &args.namespace,
+        &args.name,
+        Target::APISERVER,
+        args.local_port,
+    )
+    .await?;
     forward.point(&mut tenant, &args.namespace, &args.name);
     write_merged(&target, tenant, &name, args.switch)?;
     eprintln!(

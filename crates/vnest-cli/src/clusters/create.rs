@@ -84,6 +84,28 @@ pub(crate) struct CreateArgs {
 }
 
 impl SpecArgs {
+    /// Whether any spec flag (or a file) was given.
+    pub(crate) fn given(&self) -> bool {
+        let SpecArgs {
+            file,
+            pool,
+            kubernetes_version,
+            expose,
+            pod_security,
+            runtime_class,
+            scheduler,
+            ttl,
+        } = self;
+        file.is_some()
+            || !pool.is_empty()
+            || kubernetes_version.is_some()
+            || expose.is_some()
+            || pod_security.is_some()
+            || runtime_class.is_some()
+            || scheduler.is_some()
+            || ttl.is_some()
+    }
+
     /// The VirtualCluster these flags describe, named `name` (or as the
     /// file names it) in `namespace`.
     pub(crate) fn virtual_cluster(

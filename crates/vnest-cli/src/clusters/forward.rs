@@ -1,9 +1,10 @@
-//! Reaching a tenant apiserver from this machine when its endpoint is not
-//! reachable here (a ClusterIP endpoint names a Service only the host
+//! Reaching a tenant's control plane from this machine when its endpoint is
+//! not reachable here (a ClusterIP endpoint names a Service only the host
 //! resolves; a private network): a local port whose connections are each
-//! carried to a ready tenant apiserver pod through the host apiserver's
-//! `pods/portforward`. `vnest connect` keeps one until Ctrl-C; `vnest run`
-//! keeps one while its command runs.
+//! carried to a ready pod of one component (the apiserver; etcd, for
+//! `vnest snapshot`) through the host apiserver's `pods/portforward`.
+//! `vnest connect` keeps one until Ctrl-C; `vnest run` keeps one while its
+//! command runs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +17,24 @@ use kube::config::Kubeconfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use vnest_api::host_names::{self, HostNamespaceRole, host_namespace};
+
+/// Which component's pods a forward reaches, and on which port.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target {
+    component: &'static str,
+    port: u16,
+}
+
+impl Target {
+    pub(crate) const APISERVER: Target = Target {
+        component: host_names::apiserver::COMPONENT,
+        port: host_names::apiserver::SECURE_PORT,
+    };
+    pub(crate) const ETCD: Target = Target {
+        component: host_names::etcd::COMPONENT,
+        port: host_names::etcd::CLIENT_PORT,
+    };
+}
 
 /// How long an endpoint gets to accept a connection before vnest forwards.
 const REACH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -71,7 +90,7 @@ pub(crate) async fn tenant_kubeconfig(
     if reachable(&server).await {
         return Ok((kubeconfig, None));
     }
-    let started = Forward::start(client.clone(), namespace, name, 0).await?;
+    let started = Forward::start(client.clone(), namespace, name, Target::APISERVER, 0).await?;
     started.point(&mut kubeconfig, namespace, name);
     eprintln!(
         "{server} is not reachable from here; reaching the cluster through {} (forwarded by the host apiserver)",
@@ -94,17 +113,18 @@ impl Drop for Forward {
 
 impl Forward {
     /// Listens on 127.0.0.1:`port` (0: any free port) and forwards to the
-    /// apiserver pods of VirtualCluster `namespace/name`; fails when none is
+    /// `target` pods of VirtualCluster `namespace/name`; fails when none is
     /// ready.
     pub(crate) async fn start(
         client: kube::Client,
         namespace: &str,
         name: &str,
+        target: Target,
         port: u16,
     ) -> anyhow::Result<Self> {
         let control_plane = host_namespace(namespace, name, HostNamespaceRole::ControlPlane);
         let pods: Api<Pod> = Api::namespaced(client, &control_plane);
-        ready_apiserver(&pods).await?;
+        ready_pod(&pods, target).await?;
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("listening on 127.0.0.1:{port}"))?;
@@ -122,7 +142,7 @@ impl Forward {
                 };
                 let pods = pods.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = carry(&pods, connection).await {
+                    if let Err(error) = carry(&pods, target, connection).await {
                         eprintln!("warning: forwarding a connection from {peer}: {error:#}");
                     }
                 });
@@ -149,17 +169,13 @@ impl Forward {
     }
 }
 
-/// A running, ready apiserver pod of the tenant.
-async fn ready_apiserver(pods: &Api<Pod>) -> anyhow::Result<String> {
-    let selector = format!(
-        "{}={}",
-        host_names::labels::COMPONENT,
-        host_names::apiserver::COMPONENT
-    );
+/// A running, ready `target` pod of the tenant.
+async fn ready_pod(pods: &Api<Pod>, target: Target) -> anyhow::Result<String> {
+    let selector = format!("{}={}", host_names::labels::COMPONENT, target.component);
     let list = pods
         .list(&ListParams::default().labels(&selector))
         .await
-        .context("listing the tenant's apiserver pods on the host (port-forwarding needs get/list pods and create pods/portforward in its control-plane namespace)")?;
+        .with_context(|| format!("listing the tenant's {} pods on the host (port-forwarding needs get/list pods and create pods/portforward in its control-plane namespace)", target.component))?;
     list.items
         .into_iter()
         .find(|pod| {
@@ -169,13 +185,18 @@ async fn ready_apiserver(pods: &Api<Pod>) -> anyhow::Result<String> {
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
         .and_then(|pod| pod.metadata.name)
-        .context("no tenant apiserver pod is ready (is the cluster paused? `vnest describe` tells)")
+        .with_context(|| {
+            format!(
+                "no tenant {} pod is ready (is the cluster paused? `vnest describe` tells)",
+                target.component
+            )
+        })
 }
 
-/// One local connection, carried to a ready apiserver pod.
-async fn carry(pods: &Api<Pod>, mut connection: TcpStream) -> anyhow::Result<()> {
-    let pod = ready_apiserver(pods).await?;
-    let port = host_names::apiserver::SECURE_PORT;
+/// One local connection, carried to a ready `target` pod.
+async fn carry(pods: &Api<Pod>, target: Target, mut connection: TcpStream) -> anyhow::Result<()> {
+    let pod = ready_pod(pods, target).await?;
+    let port = target.port;
     let mut forwarder = pods
         .portforward(&pod, &[port])
         .await

@@ -92,21 +92,7 @@ pub(crate) async fn run_delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
 /// keeping its data, or comes back.
 pub(crate) async fn run_pause(args: NameArgs, paused: bool) -> anyhow::Result<ExitCode> {
     let client = args.connection.client().await?;
-    let what = if paused { "pausing" } else { "resuming" };
-    api(&client, &args.namespace)
-        .patch(
-            &args.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "paused": paused } })),
-        )
-        .await
-        .map_err(|e| {
-            explain(
-                e,
-                &format!("{what} VirtualCluster {}/{}", args.namespace, args.name),
-                &args.namespace,
-            )
-        })?;
+    set_paused(&client, &args.namespace, &args.name, paused).await?;
     eprintln!(
         "VirtualCluster {}/{} {}",
         args.namespace,
@@ -118,4 +104,29 @@ pub(crate) async fn run_pause(args: NameArgs, paused: bool) -> anyhow::Result<Ex
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sets `spec.paused` of VirtualCluster `namespace/name`.
+pub(crate) async fn set_paused(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    paused: bool,
+) -> anyhow::Result<()> {
+    let what = if paused { "pausing" } else { "resuming" };
+    api(client, namespace)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "paused": paused } })),
+        )
+        .await
+        .map_err(|e| {
+            explain(
+                e,
+                &format!("{what} VirtualCluster {namespace}/{name}"),
+                namespace,
+            )
+        })?;
+    Ok(())
 }

@@ -10,7 +10,9 @@ mod forward;
 pub(crate) mod kubeconfig;
 pub(crate) mod lifecycle;
 pub(crate) mod list;
+pub(crate) mod restore;
 pub(crate) mod run;
+pub(crate) mod snapshot;
 pub(crate) mod verify;
 mod wait;
 

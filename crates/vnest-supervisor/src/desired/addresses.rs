@@ -6,7 +6,7 @@ use vnest_api::VirtualCluster;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
 
 /// The Secret in the control-plane namespace holding the whole PKI set.
-pub const PKI_SECRET: &str = "vnest-pki";
+pub const PKI_SECRET: &str = vnest_api::host_names::PKI_SECRET;
 
 pub mod apiserver {
     use super::*;
@@ -30,10 +30,10 @@ pub mod apiserver {
 }
 
 pub mod etcd {
-    pub const COMPONENT: &str = "etcd";
+    pub const COMPONENT: &str = vnest_api::host_names::etcd::COMPONENT;
     /// The headless Service etcd's members are reached through.
-    pub const SERVICE: &str = "etcd";
-    pub const CLIENT_PORT: i32 = 2379;
+    pub const SERVICE: &str = vnest_api::host_names::etcd::SERVICE;
+    pub const CLIENT_PORT: i32 = vnest_api::host_names::etcd::CLIENT_PORT as i32;
     pub const PEER_PORT: i32 = 2380;
     /// The copy, in the control-plane namespace, of the external etcd's
     /// client certificate Secret (pods can only mount Secrets of their own
@@ -44,7 +44,7 @@ pub mod etcd {
 pub mod syncer {
     use super::*;
 
-    pub const COMPONENT: &str = "syncer";
+    pub const COMPONENT: &str = vnest_api::host_names::syncer::COMPONENT;
     /// The Service the tenant apiserver reaches the kubelet proxy through.
     pub const KUBELET_PROXY_SERVICE: &str = "kubelet-proxy";
     /// The kubelet's port, served by the syncer's kubelet proxy.

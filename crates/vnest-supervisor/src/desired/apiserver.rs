@@ -28,8 +28,8 @@ const ADMISSION_FILE: &str = "admission.yaml";
 /// The Secret with the key the apiserver encrypts the tenant's Secrets
 /// with in etcd; made once and never replaced (what it encrypted would be
 /// lost).
-pub const ENCRYPTION_SECRET: &str = "apiserver-encryption";
-const ENCRYPTION_FILE: &str = "encryption.yaml";
+pub const ENCRYPTION_SECRET: &str = vnest_api::apiserver_encryption::SECRET;
+const ENCRYPTION_FILE: &str = vnest_api::apiserver_encryption::FILE;
 const WEBHOOK_KUBECONFIG_FILE: &str = "webhook.kubeconfig";
 
 /// The files of the PKI Secret the apiserver mounts (not the CA keys: only
@@ -191,19 +191,10 @@ pub fn admission_secret(vc: &VirtualCluster) -> Secret {
 /// Secrets written before are still read as they are.
 pub fn encryption_secret(vc: &VirtualCluster, key: &[u8; 32]) -> Secret {
     use base64::Engine as _;
-    let key = base64::engine::general_purpose::STANDARD.encode(key);
-    let config = format!(
-        "apiVersion: apiserver.config.k8s.io/v1\n\
-         kind: EncryptionConfiguration\n\
-         resources:\n\
-         - resources: [secrets]\n  \
-           providers:\n  \
-           - secretbox:\n      \
-               keys:\n      \
-               - name: key1\n        \
-                 secret: {key}\n  \
-           - identity: {{}}\n"
-    );
+    let config = vnest_api::apiserver_encryption::render(&[vnest_api::apiserver_encryption::Key {
+        name: "key1".to_owned(),
+        secret: base64::engine::general_purpose::STANDARD.encode(key),
+    }]);
     Secret {
         metadata: pods::control_plane_meta(vc, ENCRYPTION_SECRET, COMPONENT),
         type_: Some("Opaque".to_owned()),

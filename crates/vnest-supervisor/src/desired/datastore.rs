@@ -23,7 +23,7 @@ use super::addresses::etcd::SERVICE as ETCD_SERVICE;
 pub use super::addresses::etcd::{CLIENT_PORT, COMPONENT, EXTERNAL_CLIENT_SECRET, PEER_PORT};
 /// Plain-HTTP health and metrics, for the kubelet's probes.
 pub const METRICS_PORT: i32 = 2381;
-const DATA_DIR: &str = "/var/lib/etcd";
+use vnest_api::etcd_volume;
 
 /// The files of the PKI Secret an etcd member mounts.
 pub const ETCD_FILES: &[&str] = &[
@@ -105,7 +105,7 @@ pub fn args(vc: &VirtualCluster, etcd: &OwnedEtcd) -> Vec<String> {
         .join(",");
     let mut args = vec![
         "--name=$(POD_NAME)".to_owned(),
-        format!("--data-dir={DATA_DIR}/data"),
+        format!("--data-dir={}", etcd_volume::under_mount(etcd_volume::DATA)),
         format!("--listen-client-urls=https://0.0.0.0:{CLIENT_PORT}"),
         format!("--advertise-client-urls=https://{own}:{CLIENT_PORT}"),
         format!("--listen-peer-urls=https://0.0.0.0:{PEER_PORT}"),
@@ -209,7 +209,7 @@ pub fn stateful_set(
             pods::config_mount(),
             VolumeMount {
                 name: "data".to_owned(),
-                mount_path: DATA_DIR.to_owned(),
+                mount_path: etcd_volume::MOUNT.to_owned(),
                 ..VolumeMount::default()
             },
         ]),

@@ -196,7 +196,11 @@ pub fn deployment(
         };
     }
     Deployment {
-        metadata: pods::control_plane_meta(vc, COMPONENT, COMPONENT),
+        metadata: pods::control_plane_meta(
+            vc,
+            vnest_api::host_names::syncer::DEPLOYMENT,
+            COMPONENT,
+        ),
         spec: DeploymentSpec {
             replicas: Some(replicas),
             // Two syncers of one tenant must never run at once.

@@ -1,0 +1,259 @@
+//! `vnest snapshot NAME`: a consistent snapshot of a tenant's etcd, taken
+//! through etcd's own snapshot call while the tenant keeps serving, and
+//! written to a local file in the format `etcdutl snapshot restore` reads
+//! (the database followed by its SHA-256).
+//!
+//! The CLI reaches a ready etcd member through the host apiserver's
+//! `pods/portforward` and authenticates with a client certificate it issues
+//! itself from the tenant's etcd CA, valid for an hour (etcd's logs then
+//! name `vnest-snapshot`, not the apiserver). The file appears under its
+//! name only once complete and verified; a failed or interrupted snapshot
+//! leaves no file behind.
+//!
+//! Beside it goes `FILE.encryption` (mode 0600): the tenant apiserver's
+//! encryption configuration, whose keys sealed the Secrets in the
+//! snapshot; `vnest restore` reads it from there.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use vnest_api::host_names::{self, HostNamespaceRole, host_namespace};
+use vnest_pki::{CertificateAuthority, LeafSpec, Validity};
+
+use super::forward::{Forward, Target};
+use super::{explain, get};
+use crate::host::HostArgs;
+
+/// The identity etcd sees for the snapshot's connection.
+const SNAPSHOT_USER: &str = "vnest-snapshot";
+/// How often progress is reported on a long snapshot.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    vnest snapshot team-a -n tenants\n  \
+    vnest snapshot team-a -n tenants --out /backups/team-a.db")]
+pub(crate) struct SnapshotArgs {
+    name: String,
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// Where to write the snapshot (default: NAME-<UTC time>.db here).
+    /// An existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    connection: HostArgs,
+}
+
+pub(crate) async fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
+    let client = args.connection.client().await?;
+    let (namespace, name) = (args.namespace.as_str(), args.name.as_str());
+    let vc = get(&client, namespace, name).await?;
+    if vc.spec.datastore.external.is_some() {
+        bail!(
+            "VirtualCluster {namespace}/{name} keeps its data in an external etcd, which vnest does not run: back it up with that etcd's own tools (`etcdctl snapshot save`)"
+        );
+    }
+    if vc.spec.paused {
+        bail!(
+            "VirtualCluster {namespace}/{name} is paused, so its etcd is not running; its data is safe on its volumes. `vnest resume {name} -n {namespace}` first to snapshot it"
+        );
+    }
+    let out = args.out.clone().unwrap_or_else(|| default_file(name));
+    let keys_file = encryption_path(&out);
+    for file in [&out, &keys_file] {
+        if file.exists() {
+            bail!(
+                "{} exists; choose another --out or move it away (a snapshot never overwrites a file)",
+                file.display()
+            );
+        }
+    }
+
+    let control_plane = host_namespace(namespace, name, HostNamespaceRole::ControlPlane);
+    let encryption = encryption_config(&client, &control_plane).await?;
+    let tls = client_tls(&client, &control_plane).await?;
+    let forward = Forward::start(client, namespace, name, Target::ETCD, 0).await?;
+    let member = vnest_etcd::Member::connect(&format!("https://{}", forward.local), &tls)
+        .await
+        .context("connecting to the tenant's etcd through the host")?;
+    let status = member
+        .status()
+        .await
+        .context("asking the tenant's etcd for its status")?;
+    eprintln!(
+        "taking a snapshot of {namespace}/{name}: etcd {}, database {}, revision {}",
+        status.version,
+        mebibytes(u64::try_from(status.db_size).unwrap_or(0)),
+        status.header.as_ref().map_or(0, |h| h.revision)
+    );
+
+    let partial = partial_path(&out);
+    let outcome = save(&member, &partial, &out).await;
+    if outcome.is_err() {
+        std::fs::remove_file(&partial).ok();
+    }
+    let (snapshot, verified) = outcome?;
+    super::kubeconfig::write_private(&keys_file, &encryption)?;
+    println!(
+        "{}: {} (sha256 {}, storage version {})",
+        out.display(),
+        mebibytes(snapshot.bytes),
+        verified.sha256,
+        if snapshot.storage_version.is_empty() {
+            "unknown"
+        } else {
+            &snapshot.storage_version
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Streams the snapshot into `partial`, makes it durable, checks it and
+/// gives it its name.
+async fn save(
+    member: &vnest_etcd::Member,
+    partial: &Path,
+    out: &Path,
+) -> anyhow::Result<(vnest_etcd::Snapshot, vnest_etcd::VerifiedSnapshot)> {
+    let mut file = tokio::fs::File::create(partial)
+        .await
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut last_report = Instant::now();
+    let snapshot = member
+        .snapshot(&mut file, |progress| {
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = Instant::now();
+                eprintln!(
+                    "  {} received, {} to go",
+                    mebibytes(progress.received),
+                    mebibytes(progress.remaining)
+                );
+            }
+        })
+        .await
+        .context("streaming the snapshot")?;
+    file.sync_all()
+        .await
+        .with_context(|| format!("flushing {} to disk", partial.display()))?;
+    drop(file);
+    let verified = vnest_etcd::verify(partial).context("checking the snapshot just taken")?;
+    std::fs::rename(partial, out)
+        .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
+    Ok((snapshot, verified))
+}
+
+/// A client certificate for the tenant's etcd, issued from its etcd CA
+/// (read from the PKI Secret of the control-plane namespace).
+async fn client_tls(client: &kube::Client, control_plane: &str) -> anyhow::Result<vnest_etcd::Tls> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), control_plane);
+    let secret = secrets.get(host_names::PKI_SECRET).await.map_err(|e| {
+        explain(
+            e,
+            &format!(
+                "reading the tenant's certificates (Secret {control_plane}/{})",
+                host_names::PKI_SECRET
+            ),
+            control_plane,
+        )
+    })?;
+    let data = secret.data.unwrap_or_default();
+    let file = |key: &str| -> anyhow::Result<String> {
+        let bytes = data.get(key).with_context(|| {
+            format!(
+                "Secret {control_plane}/{} has no {key}",
+                host_names::PKI_SECRET
+            )
+        })?;
+        String::from_utf8(bytes.0.clone()).with_context(|| format!("{key} is not PEM text"))
+    };
+    let ca_pem = file("etcd/ca.crt")?;
+    let authority = CertificateAuthority::from_pem(&ca_pem, &file("etcd/ca.key")?)
+        .context("loading the tenant's etcd CA")?;
+    let leaf = authority
+        .issue(&LeafSpec {
+            validity: Validity::starting_now(time::Duration::hours(1)),
+            ..LeafSpec::client(SNAPSHOT_USER, None)
+        })
+        .context("issuing a client certificate for the tenant's etcd")?;
+    Ok(vnest_etcd::Tls {
+        ca_pem,
+        client_cert_pem: leaf.cert_pem,
+        client_key_pem: leaf.key_pem,
+        server_name: format!("{}.{control_plane}.svc", host_names::etcd::SERVICE),
+    })
+}
+
+/// The tenant apiserver's encryption configuration (its keys sealed the
+/// Secrets the snapshot holds).
+async fn encryption_config(client: &kube::Client, control_plane: &str) -> anyhow::Result<String> {
+    use vnest_api::apiserver_encryption::{FILE, SECRET};
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), control_plane);
+    let secret = secrets.get(SECRET).await.map_err(|e| {
+        explain(
+            e,
+            &format!("reading the tenant's encryption keys (Secret {control_plane}/{SECRET})"),
+            control_plane,
+        )
+    })?;
+    let bytes = secret
+        .data
+        .and_then(|mut d| d.remove(FILE))
+        .with_context(|| format!("Secret {control_plane}/{SECRET} has no {FILE}"))?;
+    String::from_utf8(bytes.0).context("the encryption configuration is not text")
+}
+
+/// Where the encryption configuration of snapshot `out` is kept.
+pub(crate) fn encryption_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".encryption");
+    out.with_file_name(name)
+}
+
+/// `NAME-20261205T120000Z.db`.
+fn default_file(name: &str) -> PathBuf {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
+    PathBuf::from(format!("{name}-{compact}.db"))
+}
+
+/// Where the snapshot is written until it is complete and verified.
+fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_files_are_named_by_cluster_and_utc_time() {
+        let file = default_file("team-a").display().to_string();
+        assert!(file.starts_with("team-a-2"), "{file}");
+        assert!(file.ends_with("Z.db"), "{file}");
+        assert!(!file.contains(':'), "{file}");
+    }
+
+    #[test]
+    fn the_partial_file_sits_beside_the_snapshot() {
+        assert_eq!(
+            partial_path(Path::new("/b/team-a.db")),
+            PathBuf::from("/b/team-a.db.partial")
+        );
+        assert_eq!(
+            partial_path(Path::new("a.db")),
+            PathBuf::from("a.db.partial")
+        );
+    }
+}
