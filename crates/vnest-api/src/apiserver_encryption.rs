@@ -5,7 +5,7 @@
 //! Secrets cannot be read without it); `vnest restore` adds the saved keys
 //! to the configuration of the cluster it restores into, after the
 //! cluster's own, so restored Secrets can be read and new ones are sealed
-//! with the cluster's own key.
+//! with the cluster's own key ([`after_restore`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -99,34 +99,41 @@ pub fn keys(config: &str) -> Result<Vec<Key>, EncryptionConfigError> {
     Ok(keys)
 }
 
-/// `current` with the keys of `restored` it lacks added after its own
-/// (renamed `restored-N` where a name is taken); `None` when it has them
-/// all already.
-pub fn with_restored_keys(
+/// The configuration of a cluster whose etcd was just restored from a
+/// snapshot sealed with `restored`'s keys: the cluster's own key
+/// (`current`'s first) seals new Secrets, then the restored keys read the
+/// snapshot's. A sealed value carries the name of its key, so the restored
+/// keys keep their names and the cluster's own key takes another where a
+/// restored key has its name (nothing in etcd is sealed with it any more:
+/// the restore replaced all of it). `None` when `current` is that already.
+pub fn after_restore(
     current: &str,
     restored: &str,
 ) -> Result<Option<String>, EncryptionConfigError> {
-    let mut keys = self::keys(current)?;
-    let mut added = false;
-    for key in self::keys(restored)? {
-        if keys.iter().any(|k| k.secret == key.secret) {
-            continue;
-        }
-        let name = if keys.iter().any(|k| k.name == key.name) {
-            (1..)
-                .map(|n| format!("restored-{n}"))
-                .find(|name| keys.iter().all(|k| &k.name != name))
-                .unwrap_or_default()
-        } else {
-            key.name
-        };
-        keys.push(Key {
-            name,
-            secret: key.secret,
-        });
-        added = true;
+    let current_keys = keys(current)?;
+    let restored = keys(restored)?;
+    let mut own = current_keys[0].clone();
+    if let Some(same) = restored.iter().find(|k| k.secret == own.secret) {
+        own.name = same.name.clone();
+    } else if restored.iter().any(|k| k.name == own.name) {
+        own.name = own_key_name(&own.secret, &restored);
     }
-    Ok(added.then(|| render(&keys)))
+    let mut wanted = vec![own.clone()];
+    wanted.extend(restored.into_iter().filter(|k| k.secret != own.secret));
+    Ok((wanted != current_keys).then(|| render(&wanted)))
+}
+
+/// A name for key `secret` that none of `taken` has: `own-` and a hash of
+/// the key (not the key).
+fn own_key_name(secret: &str, taken: &[Key]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::digest(secret.as_bytes());
+    let hash: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let mut name = format!("own-{hash}");
+    while taken.iter().any(|k| k.name == name) {
+        name.push('x');
+    }
+    name
 }
 
 #[cfg(test)]
@@ -154,21 +161,39 @@ mod tests {
     }
 
     #[test]
-    fn restored_keys_come_after_the_clusters_own() {
+    fn restored_keys_keep_their_names_after_the_clusters_own() {
         let current = render(&[key("key1", "NEW")]);
-        let restored = render(&[key("key1", "OLD")]);
-        let merged = with_restored_keys(&current, &restored).unwrap().unwrap();
+        let restored = render(&[key("key1", "OLD"), key("key0", "OLDER")]);
+        let merged = after_restore(&current, &restored).unwrap().unwrap();
+        let merged_keys = keys(&merged).unwrap();
         assert_eq!(
-            keys(&merged).unwrap(),
-            [key("key1", "NEW"), key("restored-1", "OLD")],
+            merged_keys[0].secret, "NEW",
             "new Secrets are sealed with the cluster's own key"
         );
-        assert_eq!(
-            with_restored_keys(&merged, &restored).unwrap(),
-            None,
-            "nothing to add twice"
+        assert_ne!(
+            merged_keys[0].name, "key1",
+            "the restored key1 keeps its name"
         );
-        assert_eq!(with_restored_keys(&current, &current).unwrap(), None);
+        assert_eq!(
+            &merged_keys[1..],
+            [key("key1", "OLD"), key("key0", "OLDER")]
+        );
+        assert_eq!(
+            after_restore(&merged, &restored).unwrap(),
+            None,
+            "nothing to do twice"
+        );
+    }
+
+    #[test]
+    fn the_same_clusters_snapshot_changes_nothing() {
+        let current = render(&[key("key1", "K")]);
+        assert_eq!(after_restore(&current, &current).unwrap(), None);
+        // The cluster's key among the restored ones: it takes that name.
+        let restored = render(&[key("old", "K"), key("key1", "OTHER")]);
+        let merged = keys(&after_restore(&current, &restored).unwrap().unwrap()).unwrap();
+        assert_eq!(merged[0], key("old", "K"));
+        assert_eq!(merged[1], key("key1", "OTHER"));
     }
 
     #[test]

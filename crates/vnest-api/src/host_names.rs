@@ -53,8 +53,15 @@ pub mod syncer {
 }
 
 /// The Secret in the control-plane namespace holding the tenant's whole
-/// PKI set (kubeadm's file names as keys: `etcd/ca.crt`, ...).
+/// PKI set (kubeadm's file names as keys, see [`pki_secret_key`]).
 pub const PKI_SECRET: &str = "vnest-pki";
+
+/// The key of PKI file `path` (kubeadm's name, `etcd/ca.crt`) in
+/// [`PKI_SECRET`]: Secret data keys may not contain `/`, so it is stored
+/// as `etcd-ca.crt`.
+pub fn pki_secret_key(path: &str) -> String {
+    path.replace('/', "-")
+}
 
 /// What a host namespace of a VirtualCluster holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -421,6 +421,31 @@ async fn snapshot_and_restore_bring_back_the_tenants_state(
     let (ok, _, err) = kubectl(kubeconfig, &["create", "configmap", "after-restore"]);
     assert!(ok, "the restored cluster takes writes: {err}");
 
+    // Into a new cluster without the keys that sealed the snapshot's
+    // Secrets: refused before anything is made.
+    let keyless = cli.work.join("keyless.db");
+    std::fs::copy(&snapshot, &keyless).unwrap();
+    let (code, _, err) = cli.run(&[
+        "restore",
+        "keyless",
+        "-n",
+        TENANTS,
+        "--from",
+        keyless.to_str().unwrap(),
+        "--pool",
+        POOL,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("keyless.db.encryption"), "{err}");
+    assert!(
+        clusters_api(client)
+            .get_opt("keyless")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing was made"
+    );
+
     // Into a new cluster, created from the flags.
     let copy_kubeconfig = cli.work.join("copy.kubeconfig");
     let (code, _, err) = cli.run(&[
@@ -469,6 +494,10 @@ async fn snapshot_and_restore_bring_back_the_tenants_state(
     );
     let (code, _, err) = cli.run(&["delete", "a-copy", "-n", TENANTS, "--wait"]);
     assert_eq!(code, 0, "{err}");
+}
+
+fn clusters_api(client: &kube::Client) -> Api<VirtualCluster> {
+    Api::namespaced(client.clone(), TENANTS)
 }
 
 /// Runs `future` to completion from synchronous code inside the test's

@@ -59,6 +59,7 @@ where
     let api: kube::Api<K> = kube::Api::all(tenant.clone());
     watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(crate::context::lighten)
         .reflect(writer)
         .touched_objects()
         .filter_map(|change| async move { change.ok().map(|_| ()) })

@@ -28,6 +28,18 @@ pub const FINALIZER: &str = "vnest.dev/syncer";
 /// At most this many objects of one kind are synced at once (each is a
 /// few requests to either apiserver).
 pub const CONCURRENCY: u16 = 16;
+/// Pods are synced this many at once: a pod takes several reconciles with
+/// a write each (finalizer, host create, binding, status), each waiting on
+/// an apiserver, so the pod sync is bound by how many wait at once.
+pub const POD_CONCURRENCY: u16 = 64;
+/// What the syncer keeps of a watched object: all but its managed fields,
+/// which it never reads and which are often the largest part of an
+/// object (one entry per writer). Set to none, not to an empty list: an
+/// empty list written back would clear them on the server.
+pub fn lighten<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// Every synced object is looked at again this often, repairing drift the
 /// watches did not report.
 pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(300);

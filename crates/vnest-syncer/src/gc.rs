@@ -1,8 +1,10 @@
 //! Garbage collection: host objects whose tenant origin is gone. Deletions
 //! the watches report are followed at once; this catches the rest (a tenant
 //! object deleted while the syncer was away, a host object made by a
-//! syncer that crashed between two writes): a sweep at start and every
-//! [`RESYNC`].
+//! syncer that crashed between two writes, host copies of objects a
+//! restored snapshot no longer has): a sweep at start and every
+//! [`RESYNC`], or [`GRACE_SECONDS`] after a sweep that left an orphan
+//! alone for its youth.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -26,36 +28,65 @@ const GRACE_SECONDS: i64 = 60;
 
 pub async fn run(syncer: Arc<Syncer>) {
     loop {
-        match sweep(&syncer).await {
-            Ok(0) => {}
-            Ok(removed) => {
-                tracing::info!(removed, "removed host objects whose tenant origin is gone")
+        let next = match sweep(&syncer).await {
+            Ok(swept) => {
+                if swept.removed > 0 {
+                    tracing::info!(
+                        removed = swept.removed,
+                        "removed host objects whose tenant origin is gone"
+                    );
+                }
+                if swept.too_young > 0 {
+                    std::time::Duration::from_secs(GRACE_SECONDS.unsigned_abs())
+                } else {
+                    RESYNC
+                }
             }
-            Err(error) => tracing::warn!(%error, "garbage collection failed"),
-        }
-        tokio::time::sleep(RESYNC).await;
+            Err(error) => {
+                tracing::warn!(%error, "garbage collection failed");
+                RESYNC
+            }
+        };
+        tokio::time::sleep(next).await;
     }
 }
 
-/// Deletes orphaned host copies; returns how many.
-pub async fn sweep(syncer: &Syncer) -> Result<usize> {
-    let mut removed = 0;
-    removed += sweep_kind::<Pod, Pod>(syncer, false).await?;
-    removed += sweep_kind::<ConfigMap, ConfigMap>(syncer, false).await?;
-    removed += sweep_kind::<Service, Service>(syncer, false).await?;
-    removed += sweep_kind::<PersistentVolumeClaim, PersistentVolumeClaim>(syncer, false).await?;
-    removed += sweep_kind::<Ingress, Ingress>(syncer, false).await?;
-    removed += sweep_kind::<EndpointSlice, EndpointSlice>(syncer, false).await?;
-    removed += sweep_kind::<NetworkPolicy, NetworkPolicy>(syncer, false).await?;
+/// What a sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Orphans deleted.
+    pub removed: usize,
+    /// Orphans left alone because they are younger than [`GRACE_SECONDS`]
+    /// (looked at again once they are not).
+    pub too_young: usize,
+}
+
+impl std::ops::AddAssign for Swept {
+    fn add_assign(&mut self, other: Self) {
+        self.removed += other.removed;
+        self.too_young += other.too_young;
+    }
+}
+
+/// Deletes orphaned host copies.
+pub async fn sweep(syncer: &Syncer) -> Result<Swept> {
+    let mut swept = Swept::default();
+    swept += sweep_kind::<Pod, Pod>(syncer, false).await?;
+    swept += sweep_kind::<ConfigMap, ConfigMap>(syncer, false).await?;
+    swept += sweep_kind::<Service, Service>(syncer, false).await?;
+    swept += sweep_kind::<PersistentVolumeClaim, PersistentVolumeClaim>(syncer, false).await?;
+    swept += sweep_kind::<Ingress, Ingress>(syncer, false).await?;
+    swept += sweep_kind::<EndpointSlice, EndpointSlice>(syncer, false).await?;
+    swept += sweep_kind::<NetworkPolicy, NetworkPolicy>(syncer, false).await?;
     // Token Secrets belong to pods; the other Secrets to tenant Secrets.
-    removed += sweep_kind::<Secret, Pod>(syncer, true).await?;
-    removed += sweep_kind::<Secret, Secret>(syncer, false).await?;
-    Ok(removed)
+    swept += sweep_kind::<Secret, Pod>(syncer, true).await?;
+    swept += sweep_kind::<Secret, Secret>(syncer, false).await?;
+    Ok(swept)
 }
 
 /// Host objects of kind `H` whose tenant origin of kind `T` is missing.
 /// `tokens` picks the token Secrets (labelled [`TOKEN_FOR_POD`]) or the rest.
-async fn sweep_kind<H, T>(syncer: &Syncer, tokens: bool) -> Result<usize>
+async fn sweep_kind<H, T>(syncer: &Syncer, tokens: bool) -> Result<Swept>
 where
     H: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -73,7 +104,7 @@ where
         format!("!{TOKEN_FOR_POD}")
     };
     let selector = format!("{MANAGED_BY}={MANAGER},{token_filter}");
-    let mut removed = 0;
+    let mut swept = Swept::default();
     let now = k8s_openapi::jiff::Timestamp::now();
     for object in host
         .list_metadata(&ListParams::default().labels(&selector))
@@ -85,9 +116,6 @@ where
             .creation_timestamp
             .as_ref()
             .is_some_and(|t| now.as_second() - t.0.as_second() < GRACE_SECONDS);
-        if young {
-            continue;
-        }
         let Some((namespace, name)) = origin(object.metadata.annotations.as_ref()) else {
             continue;
         };
@@ -100,14 +128,18 @@ where
         {
             continue;
         }
+        if young {
+            swept.too_young += 1;
+            continue;
+        }
         let Some(host_name) = object.metadata.name.clone() else {
             continue;
         };
         match host.delete(&host_name, &DeleteParams::default()).await {
-            Ok(_) => removed += 1,
+            Ok(_) => swept.removed += 1,
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return Err(e).on(Side::Host),
         }
     }
-    Ok(removed)
+    Ok(swept)
 }

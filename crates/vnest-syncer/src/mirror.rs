@@ -350,6 +350,7 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
     let on_delete = syncer.clone();
     let tenant_objects = watcher(tenant, K::tenant_watch())
         .default_backoff()
+        .modify(crate::context::lighten)
         .reflect(writer)
         .inspect(move |event| {
             if let Ok(watcher::Event::Delete(gone)) = event

@@ -37,7 +37,7 @@ use serde_json::json;
 use tracing::Instrument as _;
 use vnest_kube::apply::apply_namespaced;
 
-use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
+use crate::context::{FIELD_MANAGER, FINALIZER, POD_CONCURRENCY, RESYNC, Syncer, within_deadline};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::pod_certificates::{self, Outcome};
 use crate::policy::{self, Refusal, Rule};
@@ -72,10 +72,12 @@ pub async fn run(
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
     let host_changes = watcher(host, ours)
         .default_backoff()
+        .modify(crate::context::lighten)
         .reflect(host_pods)
         .touched_objects();
     let tenant_changes = watcher(tenant, watcher::Config::default())
         .default_backoff()
+        .modify(crate::context::lighten)
         .reflect(tenant_pods)
         .applied_objects();
     Controller::for_stream(tenant_changes, syncer.watched.tenant_pods.clone())
@@ -84,7 +86,7 @@ pub async fn run(
             Some(ObjectRef::new(&name).within(&namespace))
         })
         .reconcile_all_on(network_changes)
-        .with_config(controller::Config::default().concurrency(CONCURRENCY))
+        .with_config(controller::Config::default().concurrency(POD_CONCURRENCY))
         .shutdown_on_signal()
         .run(reconcile, error_policy, syncer)
         .for_each(|_| async {})

@@ -106,7 +106,7 @@ pub(crate) async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
-                "warning: no {} beside the snapshot: the Secrets it holds can be read only if this cluster seals them with the same key (restoring the cluster the snapshot came from)",
+                "warning: no {} beside the snapshot: the Secrets it holds can be read only by the cluster it came from (which seals them with the same key); restored over another cluster, that cluster's apiserver would not become ready",
                 keys_file.display()
             );
             None
@@ -139,6 +139,12 @@ pub(crate) async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             vc
         }
         None => {
+            if restored_keys.is_none() {
+                bail!(
+                    "refusing to restore into a new cluster without {}: the snapshot's Secrets are sealed with its cluster's encryption key, which `vnest snapshot` saves there; without it the new cluster's apiserver could not read them (and would not become ready)",
+                    keys_file.display()
+                );
+            }
             let mut vc = args.spec.virtual_cluster(Some(name), namespace)?;
             vc.spec.paused = true;
             create(&client, &vc).await?;
@@ -243,7 +249,7 @@ async fn add_restored_keys(
     restored: &str,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    use vnest_api::apiserver_encryption::{FILE, SECRET, with_restored_keys};
+    use vnest_api::apiserver_encryption::{FILE, SECRET, after_restore};
     let secrets: Api<Secret> = Api::namespaced(client.clone(), control_plane);
     let secret = loop {
         let found = secrets
@@ -264,7 +270,7 @@ async fn add_restored_keys(
         .and_then(|d| d.get(FILE))
         .map(|b| String::from_utf8_lossy(&b.0).into_owned())
         .with_context(|| format!("Secret {control_plane}/{SECRET} has no {FILE}"))?;
-    let Some(merged) = with_restored_keys(&current, restored)
+    let Some(merged) = after_restore(&current, restored)
         .with_context(|| format!("Secret {control_plane}/{SECRET}"))?
     else {
         return Ok(());
@@ -351,11 +357,9 @@ async fn restore_member(
         let claim = PersistentVolumeClaim {
             metadata: ObjectMeta {
                 name: Some(claim_name.clone()),
-                labels: pod
-                    .template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.clone()),
+                // As the StatefulSet names and labels the claims it makes
+                // from its template, so that it adopts this one.
+                labels: claim_template.metadata.labels.clone(),
                 ..ObjectMeta::default()
             },
             spec: claim_template.spec.clone(),

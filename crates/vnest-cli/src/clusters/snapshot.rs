@@ -164,12 +164,14 @@ async fn client_tls(client: &kube::Client, control_plane: &str) -> anyhow::Resul
     })?;
     let data = secret.data.unwrap_or_default();
     let file = |key: &str| -> anyhow::Result<String> {
-        let bytes = data.get(key).with_context(|| {
-            format!(
-                "Secret {control_plane}/{} has no {key}",
-                host_names::PKI_SECRET
-            )
-        })?;
+        let bytes = data
+            .get(&host_names::pki_secret_key(key))
+            .with_context(|| {
+                format!(
+                    "Secret {control_plane}/{} has no {key}",
+                    host_names::PKI_SECRET
+                )
+            })?;
         String::from_utf8(bytes.0.clone()).with_context(|| format!("{key} is not PEM text"))
     };
     let ca_pem = file("etcd/ca.crt")?;

@@ -106,6 +106,12 @@ async fn run(objects: usize, rounds: usize, rates: Vec<u32>) {
         plan.push((Workload::ConfigMaps, Load::PerSecond(*rate)));
         plan.push((Workload::Pods, Load::PerSecond(*rate)));
     }
+    // VNEST_BENCH_ONLY=pod,tpod measures those workloads alone (cm, pod,
+    // tpod), for a quicker look at one path.
+    if let Ok(only) = std::env::var("VNEST_BENCH_ONLY") {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        plan.retain(|(workload, _)| wanted.contains(&workload.short()));
+    }
     let idle_rss = bench.vnest_processes.syncer_rss_kib();
     let mut samples: BTreeMap<(Workload, Load, Route), Vec<Sample>> = BTreeMap::new();
     let routes = [Route::Floor, Route::Direct, Route::Vnest];

@@ -67,7 +67,7 @@ impl Workload {
             Workload::PodsWithTokens => "pods with a token",
         }
     }
-    fn short(self) -> &'static str {
+    pub fn short(self) -> &'static str {
         match self {
             Workload::ConfigMaps => "cm",
             Workload::Pods => "pod",

@@ -266,11 +266,7 @@ pub fn container_security_context() -> SecurityContext {
     }
 }
 
-/// Secret data keys may not contain `/`: `etcd/ca.crt` is stored as
-/// `etcd-ca.crt`.
-pub fn secret_key(path: &str) -> String {
-    path.replace('/', "-")
-}
+pub use vnest_api::host_names::pki_secret_key as secret_key;
 
 /// The volume `config`, mounted at [`CONFIG_DIR`]: `pki_files` of the PKI
 /// Secret under `pki/` in kubeadm's layout, plus `extra` files of other
