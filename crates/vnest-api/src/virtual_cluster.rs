@@ -197,6 +197,14 @@ pub struct Datastore {
     pub external: Option<ExternalEtcd>,
 }
 
+impl Datastore {
+    /// How many members the tenant's own etcd has (one unless set); the
+    /// count also applies, unused, while the datastore is external.
+    pub fn members(&self) -> i32 {
+        self.etcd.as_ref().map_or(1, |e| e.replicas.max(1))
+    }
+}
+
 /// An etcd run for this tenant alone, as a StatefulSet in its namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

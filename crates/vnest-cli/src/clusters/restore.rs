@@ -157,12 +157,7 @@ pub(crate) async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             "VirtualCluster {namespace}/{name} keeps its data in an external etcd, which vnest does not run: restore it with that etcd's own tools"
         );
     }
-    let members = vc
-        .spec
-        .datastore
-        .etcd
-        .as_ref()
-        .map_or(1, |e| e.replicas.max(1));
+    let members = vc.spec.datastore.members();
 
     let control_plane = host_namespace(namespace, name, HostNamespaceRole::ControlPlane);
     let deadline = Instant::now() + args.timeout;
@@ -397,11 +392,7 @@ async fn feed_and_finish(
     deadline: Instant,
 ) -> anyhow::Result<()> {
     loop {
-        let pod = pods
-            .get(pod_name)
-            .await
-            .context("reading the restore pod")?;
-        let status = pod.status.unwrap_or_default();
+        let status = pod_status(pods, pod_name).await?;
         let receiving = status
             .init_container_statuses
             .unwrap_or_default()
@@ -451,11 +442,7 @@ async fn feed_and_finish(
     attached.join().await.ok();
     eprintln!("  sent {sent} bytes to {pod_name}");
     loop {
-        let pod = pods
-            .get(pod_name)
-            .await
-            .context("reading the restore pod")?;
-        let status = pod.status.unwrap_or_default();
+        let status = pod_status(pods, pod_name).await?;
         match status.phase.as_deref() {
             Some("Succeeded") => return Ok(()),
             Some("Failed") => bail!("the restore failed: {}", failure(&status)),
@@ -469,6 +456,14 @@ async fn feed_and_finish(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+async fn pod_status(
+    pods: &Api<Pod>,
+    name: &str,
+) -> anyhow::Result<k8s_openapi::api::core::v1::PodStatus> {
+    let pod = pods.get(name).await.context("reading the restore pod")?;
+    Ok(pod.status.unwrap_or_default())
 }
 
 /// What the steps of a restore pod said when they ended badly.

@@ -60,12 +60,7 @@ pub fn pki_spec(vc: &VirtualCluster, apiserver_ip: Option<&str>) -> ControlPlane
         .extend(vc.spec.control_plane.expose.extra_sans.iter().cloned());
     let proxy = super::addresses::syncer::kubelet_proxy_host(vc);
     spec.kubelet_proxy_names = vec![proxy.clone(), format!("{proxy}.{}", spec.cluster_domain)];
-    let replicas = vc
-        .spec
-        .datastore
-        .etcd
-        .as_ref()
-        .map_or(1, |e| e.replicas.max(1));
+    let replicas = vc.spec.datastore.members();
     let etcd = format!("{ETCD_SERVICE}.{host_ns}.svc");
     spec.etcd_names = vec![etcd.clone(), format!("{etcd}.{}", spec.cluster_domain)];
     for i in 0..replicas {
