@@ -187,22 +187,15 @@ pub fn controller_manager_security(layout: &Layout, cluster: &str) -> Vec<String
 }
 
 /// Leader election of a controller-manager or scheduler that may run
-/// beside another instance (a rolling update), timed for a start beside
-/// its apiserver. Each try for the lease waits at most half the renew
-/// deadline for an answer, and until the apiserver's Service has a ready
-/// endpoint a try waits all of it: with upstream's 10 s deadline and 2 s
-/// retry period a controller-manager started with its apiserver took the
-/// lease 8 s after the apiserver was ready (docs/benchmarks.md). With 5 s
-/// and 1 s it takes it within about 3 s; the leader renews every second
-/// (a small write to the tenant's own etcd) and gives the lease up after
-/// 5 s without an answer instead of 10 (the lease itself still lasts the
-/// default 15 s, so a successor waits as long as before).
+/// beside another instance (a rolling update), with upstream's timing
+/// (lease 15 s, renew deadline 10 s, retry every 2 s). A shorter renew
+/// deadline (5 s, retries every 1 s) took the lease about 4 s sooner after
+/// a start, but lost it under load: with 20 tenants starting at once on
+/// two cores, renewals took longer than their 2.5 s timeout and every
+/// controller-manager restarted in a loop ("leaderelection lost";
+/// docs/benchmarks.md).
 pub fn leader_election() -> Vec<String> {
-    vec![
-        flag("leader-elect", "true"),
-        flag("leader-elect-renew-deadline", "5s"),
-        flag("leader-elect-retry-period", "1s"),
-    ]
+    vec![flag("leader-elect", "true")]
 }
 
 pub fn scheduler(layout: &Layout, ports: &Ports) -> Vec<String> {
