@@ -7,10 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 
-use super::{explain, get};
+use super::get;
 use crate::host::HostArgs;
 
 /// The key of the Secret holding the kubeconfig for use from outside.
@@ -47,19 +45,14 @@ pub(crate) async fn fetch(
             "VirtualCluster {namespace}/{name} has no kubeconfig yet (it is not serving); wait with `vnest create --wait` or see `vnest describe {name} -n {namespace}`"
         );
     };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets.get(&secret_name).await.map_err(|e| {
-        explain(
-            e,
-            &format!("reading Secret {namespace}/{secret_name}"),
-            namespace,
-        )
-    })?;
-    let bytes = secret
-        .data
-        .and_then(|mut d| d.remove(KUBECONFIG_KEY))
-        .with_context(|| format!("Secret {namespace}/{secret_name} has no {KUBECONFIG_KEY} key"))?;
-    String::from_utf8(bytes.0).context("the kubeconfig is not UTF-8")
+    super::secret_text(
+        client,
+        namespace,
+        &secret_name,
+        KUBECONFIG_KEY,
+        "the kubeconfig",
+    )
+    .await
 }
 
 /// `kubeconfig` with every cluster's server replaced by `server`.

@@ -59,6 +59,33 @@ pub(crate) async fn get(
         .ok_or_else(|| not_found(namespace, name))
 }
 
+/// Key `key` of Secret `namespace/name` (holding `what`) as text; the
+/// error says which Secret and key, and what to do about access.
+pub(crate) async fn secret_text(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    what: &str,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get(name).await.map_err(|e| {
+        explain(
+            e,
+            &format!("reading {what} (Secret {namespace}/{name})"),
+            namespace,
+        )
+    })?;
+    let bytes = secret
+        .data
+        .and_then(|mut d| d.remove(key))
+        .with_context(|| format!("Secret {namespace}/{name} has no {key} key"))?;
+    String::from_utf8(bytes.0)
+        .with_context(|| format!("{what} in Secret {namespace}/{name} is not text"))
+}
+
 /// Whether a 404 means the VirtualCluster type is unknown to the host (a
 /// GET says "could not find the requested resource", a LIST answers
 /// "404 page not found"), not that one object is missing.

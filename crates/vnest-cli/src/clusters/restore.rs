@@ -92,9 +92,9 @@ pub(crate) struct RestoreArgs {
 pub(crate) async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let verified = vnest_etcd::verify(&args.from).context("refusing to restore")?;
     eprintln!(
-        "{}: an etcd snapshot of {:.1} MiB, checksum intact (sha256 {})",
+        "{}: an etcd snapshot of {}, checksum intact (sha256 {})",
         args.from.display(),
-        verified.database_bytes as f64 / (1024.0 * 1024.0),
+        super::snapshot::mebibytes(verified.database_bytes),
         verified.sha256
     );
     let keys_file = super::snapshot::encryption_path(&args.from);

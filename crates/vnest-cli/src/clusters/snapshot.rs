@@ -195,26 +195,19 @@ async fn client_tls(client: &kube::Client, control_plane: &str) -> anyhow::Resul
 /// Secrets the snapshot holds).
 async fn encryption_config(client: &kube::Client, control_plane: &str) -> anyhow::Result<String> {
     use vnest_api::apiserver_encryption::{FILE, SECRET};
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), control_plane);
-    let secret = secrets.get(SECRET).await.map_err(|e| {
-        explain(
-            e,
-            &format!("reading the tenant's encryption keys (Secret {control_plane}/{SECRET})"),
-            control_plane,
-        )
-    })?;
-    let bytes = secret
-        .data
-        .and_then(|mut d| d.remove(FILE))
-        .with_context(|| format!("Secret {control_plane}/{SECRET} has no {FILE}"))?;
-    String::from_utf8(bytes.0).context("the encryption configuration is not text")
+    super::secret_text(
+        client,
+        control_plane,
+        SECRET,
+        FILE,
+        "the tenant's encryption keys",
+    )
+    .await
 }
 
 /// Where the encryption configuration of snapshot `out` is kept.
 pub(crate) fn encryption_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".encryption");
-    out.with_file_name(name)
+    beside(out, ".encryption")
 }
 
 /// `NAME-20261205T120000Z.db`.
@@ -226,12 +219,17 @@ fn default_file(name: &str) -> PathBuf {
 
 /// Where the snapshot is written until it is complete and verified.
 fn partial_path(out: &Path) -> PathBuf {
+    beside(out, ".partial")
+}
+
+/// The file next to `out` named as it is plus `suffix`.
+fn beside(out: &Path, suffix: &str) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
+    name.push(suffix);
     out.with_file_name(name)
 }
 
-fn mebibytes(bytes: u64) -> String {
+pub(crate) fn mebibytes(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
