@@ -245,15 +245,15 @@ impl TestHost {
         self.inner.as_ref().expect("present until stop")
     }
 
-    /// Restarts the host's apiserver (as a crash and restart would) and
-    /// waits until it serves again.
-    pub async fn restart_apiserver(&mut self) {
+    /// Kills the host's apiserver (SIGKILL), starts it again and waits
+    /// until it serves.
+    pub async fn crash_apiserver(&mut self) {
         self.inner
             .as_mut()
             .expect("present until stop")
-            .restart_apiserver()
+            .crash_apiserver()
             .await
-            .expect("the host apiserver restarts");
+            .expect("the host apiserver comes back");
     }
 
     /// Stops the NetworkPolicy enforcer on every node and takes its rules
@@ -284,7 +284,7 @@ impl TestHost {
     /// returns the host's directory (for testing the sweep).
     pub fn abandon(mut self) -> (PathBuf, HostSlot) {
         if let Some(host) = self.inner.take() {
-            std::mem::forget(host);
+            host.abandon();
         }
         (
             self.base_dir.clone(),

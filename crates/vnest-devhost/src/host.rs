@@ -14,6 +14,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use vnest_local::{LocalControlPlane, LocalOptions, UpstreamBinaries};
 
+use crate::machine_lock::{self, MachineLock};
 use crate::node::{RunningNode, wait_node_ready};
 use crate::node_config::NodePaths;
 use crate::topology::{HOST_IP, MAX_NODES, NodeSpec};
@@ -61,6 +62,8 @@ pub struct DevHost {
     base_dir: PathBuf,
     previous_forwarding: Option<String>,
     pod_namespaces_before: HashSet<String>,
+    // Released last, once everything is torn down.
+    machine: Option<MachineLock>,
 }
 
 impl DevHost {
@@ -78,6 +81,12 @@ impl DevHost {
             !options.nodes.is_empty() && options.nodes.len() <= usize::from(MAX_NODES),
             "a host has 1 to {MAX_NODES} nodes"
         );
+        let machine = MachineLock::acquire(
+            std::path::Path::new(machine_lock::LOCK_FILE),
+            Duration::from_secs(300),
+            &mut progress,
+        )
+        .await?;
         anyhow::ensure!(
             network::existing_node_namespaces().is_empty(),
             "a development host already runs on this machine (or a crashed one left \
@@ -92,6 +101,7 @@ impl DevHost {
             base_dir: options.base_dir.clone(),
             previous_forwarding: None,
             pod_namespaces_before: mounts::pod_namespaces().into_iter().collect(),
+            machine: Some(machine),
         };
         match host.bring_up(&options, &mut progress).await {
             Ok(()) => Ok(host),
@@ -207,10 +217,11 @@ impl DevHost {
         self.control_plane.as_ref()
     }
 
-    /// Restarts the host's apiserver and waits until it serves again.
-    pub async fn restart_apiserver(&mut self) -> anyhow::Result<()> {
+    /// Kills the host's apiserver (SIGKILL), starts it again and waits
+    /// until it serves.
+    pub async fn crash_apiserver(&mut self) -> anyhow::Result<()> {
         if let Some(control_plane) = self.control_plane.as_mut() {
-            control_plane.restart_apiserver().await?;
+            control_plane.crash_apiserver().await?;
         }
         Ok(())
     }
@@ -263,6 +274,14 @@ impl DevHost {
             }
         }
         logs
+    }
+
+    /// Leaves everything running, as an owner that crashed would: only the
+    /// machine lock goes (the kernel releases a dead process's lock), so the
+    /// next host may sweep this one's leftovers.
+    pub fn abandon(mut self) {
+        drop(self.machine.take());
+        std::mem::forget(self);
     }
 
     /// Deletes every pod (so the kubelets tear down their sandboxes, network

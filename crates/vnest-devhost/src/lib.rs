@@ -11,6 +11,7 @@ mod command;
 mod dns;
 mod host;
 pub mod images;
+mod machine_lock;
 mod mounts;
 mod network;
 pub mod network_policy;

@@ -220,10 +220,10 @@ impl LocalControlPlane {
             .try_for_each(|(_, p)| p.ensure_running())
     }
 
-    /// Restarts the apiserver (SIGTERM, then the same command line) and
-    /// returns once it is ready again: for tests of what clients do while
-    /// their apiserver goes away.
-    pub async fn restart_apiserver(&mut self) -> Result<()> {
+    /// Kills the apiserver (SIGKILL, as a crash), starts it again with the
+    /// same command line and returns once it is ready: for tests of what
+    /// clients do while their apiserver goes away.
+    pub async fn crash_apiserver(&mut self) -> Result<()> {
         let Some((_, process)) = self
             .processes
             .iter_mut()
@@ -231,7 +231,7 @@ impl LocalControlPlane {
         else {
             return Ok(());
         };
-        process.restart(STOP_GRACE).await?;
+        process.crash_and_restart()?;
         let since = Instant::now();
         loop {
             process.ensure_running()?;
@@ -244,7 +244,7 @@ impl LocalControlPlane {
                 Err(_) => false,
             };
             if ready {
-                tracing::info!(took = ?since.elapsed(), "apiserver restarted");
+                tracing::info!(took = ?since.elapsed(), "apiserver back after a crash");
                 return Ok(());
             }
             if since.elapsed() > STARTUP_TIMEOUT_AFTER_RESTART {

@@ -44,18 +44,18 @@ impl ManagedProcess {
         Ok(process)
     }
 
-    /// Stops the process as [`terminate`](Self::terminate) does and starts
-    /// it again with the same command line, appending to the same log
-    /// (what a crash and a supervisor's restart look like). Only for
-    /// processes started by [`spawn`](Self::spawn).
-    pub async fn restart(&mut self, grace: Duration) -> Result<()> {
+    /// Kills the process (SIGKILL: a crash, nothing flushed) and starts it
+    /// again with the same command line, appending to the same log (what a
+    /// crash and a supervisor's restart look like). Only for processes
+    /// started by [`spawn`](Self::spawn).
+    pub fn crash_and_restart(&mut self) -> Result<()> {
         let Some((binary, args)) = self.command_line.clone() else {
             return Err(Error::Io {
                 context: format!("restarting {}", self.name),
                 source: std::io::Error::other("it was not started from a command line vnest kept"),
             });
         };
-        self.terminate(grace).await;
+        self.kill_and_reap();
         *self = Self::spawn(self.name.clone(), &binary, &args, self.log.clone())?;
         Ok(())
     }

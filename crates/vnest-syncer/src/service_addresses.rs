@@ -33,6 +33,7 @@ use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
 
 use crate::context::{FIELD_MANAGER, Syncer};
 use crate::error::refused_by_host;
+use crate::host_copies::desired_hash;
 use crate::{host_quota, translate};
 
 /// The path the webhook is served at, on the kubelet proxy's listener.
@@ -233,6 +234,15 @@ async fn take_from_host(syncer: &Syncer, service: &Service) -> Result<Option<Val
     .await;
     match applied {
         Ok(Ok(host)) => {
+            // The syncer's own write: its watch event starts no sync, which
+            // would read the tenant Service from before this change (the
+            // tenant apiserver stores it only after this answer) and undo
+            // it, closing the node ports just given.
+            syncer.host_copies.of::<Service>().wrote(
+                &host_name,
+                desired_hash(&desired),
+                host.metadata.resource_version.as_deref(),
+            );
             tracing::info!(%namespace, %name, ip = ?host.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()), node_ports = ?node_ports_of(&host).collect::<Vec<_>>(), "host address given to a tenant Service");
             Ok(address_patch(&host))
         }

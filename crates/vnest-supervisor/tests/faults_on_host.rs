@@ -1,0 +1,543 @@
+//! Faults under load, on a real host: while a client creates and deletes
+//! ConfigMaps, Secrets and Services in a tenant and a Deployment's 200
+//! pods run on simulated pool nodes, each part of the system is killed
+//! with SIGKILL (a crash: nothing flushed, nothing said), one at a time and
+//! then two at once: a member of the tenant's 3-member etcd, one of its 2
+//! apiservers, its controller-manager, its syncer, the supervisor and the
+//! host's apiserver. Afterwards every object of the tenant has exactly one
+//! host copy and no host copy lacks its tenant object: 0 lost, 0
+//! duplicated, 0 orphaned. The time from the last fault until then, and
+//! the client's failed requests in each fault, are printed (reported in
+//! docs/operations.md), not asserted: timing belongs to benchmarks.
+//!
+//! Needs root and the packages of tools/host/install-prerequisites.sh.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::{Api, Client, Resource, ResourceExt};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+use vnest_api::host_copies::origin;
+use vnest_api::host_names::{HostNamespaceRole, host_namespace, labels};
+use vnest_devhost::topology::NodeSpec;
+use vnest_tests::{HostSlot, TestHost, kubectl};
+
+mod common;
+use common::*;
+
+/// The tenant namespace the load writes in.
+const LOAD: &str = "load";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
+    let slot = HostSlot::acquire().await;
+    let sim = vec![("vnest.dev/pool".to_owned(), "sim".to_owned())];
+    let mut host = TestHost::start_configured(slot, vec![NodeSpec::new(1)], |options| {
+        options.simulated_nodes = vec![sim.clone(), sim.clone(), sim.clone()];
+        options.vnest_binaries = vnest_tests::vnest_image_binaries();
+    })
+    .await;
+    let client = host.client();
+    let admin = host.kubeconfig();
+    let work = tempfile::tempdir().unwrap();
+    let mut vc = virtual_cluster("faults", "sim");
+    vc.spec
+        .isolation
+        .resource_quota
+        .insert("pods".into(), Quantity("400".into()));
+    vc.spec.control_plane.replicas = 2;
+    vc.spec.datastore.etcd = Some(vnest_api::OwnedEtcd {
+        replicas: 3,
+        ..Default::default()
+    });
+    let (_, tenant) = ready_tenant(&client, &admin, vc, work.path()).await;
+    let wl = host_namespace(TENANTS, "faults", HostNamespaceRole::Workloads);
+    let (ok, out, err) = kubectl(&tenant, &["create", "namespace", LOAD]);
+    assert!(ok, "{out}{err}");
+    apply_in_tenant(&tenant, work.path(), "many.yaml", MANY).await;
+    let tenant_api = patient_client(&tenant).await;
+    let load = Load::start(tenant_api.clone());
+
+    let mut report = Vec::new();
+    let mut fault = async |kills: &[Crash], host: &mut TestHost| {
+        let name = kills
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let failed_before = load.failed.load(Ordering::Relaxed);
+        let written_before = load.written.load(Ordering::Relaxed);
+        let mut killed = Vec::new();
+        for crash in kills.iter().filter(|k| **k != Crash::HostApiServer) {
+            killed.push((*crash, crash.inflict(&client).await));
+        }
+        let at = Instant::now();
+        if kills.contains(&Crash::Etcd) {
+            let tries = write_succeeds(&tenant_api, &name).await;
+            eprintln!("{name}: a write went through after {tries} failed tries");
+        }
+        if kills.contains(&Crash::HostApiServer) {
+            host.crash_apiserver().await;
+        }
+        for (crash, before) in killed {
+            crash.wait_back(&client, before).await;
+        }
+        // Some load on the recovered system before the next fault.
+        let written = load.written.load(Ordering::Relaxed);
+        wait_until("the load goes on", Duration::from_secs(120), || async {
+            (load.written.load(Ordering::Relaxed) >= written + 30).then_some(())
+        })
+        .await;
+        report.push(format!(
+            "{name}: {} writes, {} failed requests",
+            load.written.load(Ordering::Relaxed) - written_before,
+            load.failed.load(Ordering::Relaxed) - failed_before
+        ));
+        at
+    };
+    let pods_on_host = || async {
+        let pods: Api<PartialObjectMeta<Pod>> = Api::namespaced(client.clone(), &wl);
+        let listed = pods.list_metadata(&ListParams::default()).await.ok()?;
+        Some(
+            listed
+                .items
+                .iter()
+                .filter(|p| {
+                    origin(p.metadata.annotations.as_ref()).is_some_and(|(ns, _)| ns == LOAD)
+                })
+                .count(),
+        )
+    };
+    wait_until(
+        "50 of the pods are on the host",
+        Duration::from_secs(300),
+        || async { (pods_on_host().await? >= 50).then_some(()) },
+    )
+    .await;
+
+    use Crash::*;
+    fault(&[Etcd], &mut host).await;
+    fault(&[ApiServer], &mut host).await;
+    fault(&[ControllerManager], &mut host).await;
+    fault(&[Syncer], &mut host).await;
+    let (ok, out, err) = kubectl(
+        &tenant,
+        &["scale", "-n", LOAD, "deployment", "many", "--replicas=150"],
+    );
+    assert!(ok, "{out}{err}");
+    fault(&[Supervisor], &mut host).await;
+    fault(&[HostApiServer], &mut host).await;
+    fault(&[Syncer, ApiServer], &mut host).await;
+    fault(&[Etcd, Supervisor], &mut host).await;
+    let last = fault(&[ControllerManager, HostApiServer], &mut host).await;
+    let written = load.stop().await;
+    eprintln!(
+        "the load wrote {written} objects; faults:\n  {}",
+        report.join("\n  ")
+    );
+
+    let said = std::cell::RefCell::new(String::new());
+    wait_until(
+        "every tenant object has exactly one host copy, none is orphaned",
+        Duration::from_secs(600),
+        || async {
+            let difference = differences(&client, &wl, &tenant_api).await;
+            if *said.borrow() != difference {
+                eprintln!("not yet: {difference}");
+                *said.borrow_mut() = difference.clone();
+            }
+            difference.is_empty().then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "converged {:.1}s after the last fault",
+        last.elapsed().as_secs_f64()
+    );
+    wait_until(
+        "150 pods Running in the tenant",
+        Duration::from_secs(300),
+        || async {
+            let pods: Api<Pod> = Api::namespaced(tenant_api.clone(), LOAD);
+            let listed = pods.list(&ListParams::default()).await.ok()?;
+            let running = listed
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count();
+            (running == 150 && listed.items.len() == 150).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(pods_on_host().await, Some(150), "exactly 150 on the host");
+    assert_eq!(
+        differences(&client, &wl, &tenant_api).await,
+        "",
+        "still the same"
+    );
+
+    let (ok, out, err) = kubectl(&tenant, &["delete", "namespace", LOAD, "--wait=false"]);
+    assert!(ok, "{out}{err}");
+    wait_until(
+        "every host copy is gone",
+        Duration::from_secs(600),
+        || async {
+            (pods_on_host().await? == 0 && differences(&client, &wl, &tenant_api).await.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    host.stop().await;
+}
+
+/// A part of the system to crash: a pod's binary, or the host apiserver.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Crash {
+    Etcd,
+    ApiServer,
+    ControllerManager,
+    Syncer,
+    Supervisor,
+    HostApiServer,
+}
+
+impl Crash {
+    fn name(self) -> &'static str {
+        match self {
+            Crash::Etcd => "an etcd member",
+            Crash::ApiServer => "an apiserver",
+            Crash::ControllerManager => "the controller-manager",
+            Crash::Syncer => "the syncer",
+            Crash::Supervisor => "the supervisor",
+            Crash::HostApiServer => "the host apiserver",
+        }
+    }
+
+    /// The pods' namespace, their label selector and the binary.
+    fn target(self) -> (String, String, &'static str) {
+        let cp = host_namespace(TENANTS, "faults", HostNamespaceRole::ControlPlane);
+        let component = |c: &str| format!("{}={c}", labels::COMPONENT);
+        match self {
+            Crash::Etcd => (cp, component("etcd"), "etcd"),
+            Crash::ApiServer => (cp, component("apiserver"), "kube-apiserver"),
+            Crash::ControllerManager => (
+                cp,
+                component("controller-manager"),
+                "kube-controller-manager",
+            ),
+            Crash::Syncer => (cp, component("syncer"), "vnest-syncer"),
+            Crash::Supervisor => (
+                "vnest-system".to_owned(),
+                "app.kubernetes.io/name=vnest-supervisor".to_owned(),
+                "vnest-supervisor",
+            ),
+            Crash::HostApiServer => unreachable!("the host apiserver is no pod"),
+        }
+    }
+
+    /// SIGKILLs the binary in the last of its pods (by name: `etcd-2`, not
+    /// the first member); returns that pod and its restart count before.
+    async fn inflict(self, client: &Client) -> (String, i32) {
+        let (namespace, selector, binary) = self.target();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let mut listed = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items;
+        listed.sort_by_key(|p| p.name_any());
+        let pod = listed
+            .pop()
+            .unwrap_or_else(|| panic!("no pod {selector} in {namespace}"));
+        let uid = pod.metadata.uid.clone().unwrap();
+        let pid = process_in_pod(&uid, binary)
+            .unwrap_or_else(|| panic!("no {binary} process in pod {}", pod.name_any()));
+        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        eprintln!(
+            "killed {binary} (pid {pid}) of pod {namespace}/{}",
+            pod.name_any()
+        );
+        (pod.name_any(), restarts(&pod))
+    }
+
+    /// Waits until the killed container runs again and its pod is Ready.
+    async fn wait_back(self, client: &Client, (pod, before): (String, i32)) {
+        let (namespace, _, binary) = self.target();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        wait_until(
+            &format!("{binary} of {pod} is back"),
+            Duration::from_secs(300),
+            || async {
+                let pod = pods.get(&pod).await.ok()?;
+                let ready = pod
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                (restarts(&pod) > before && ready).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
+}
+
+/// The pid of the process running `binary` in the pod with `uid`: a
+/// process in the pod's cgroup (cgroupfs names it `pod<uid>`) whose first
+/// argument names the binary.
+fn process_in_pod(uid: &str, binary: &str) -> Option<i32> {
+    let cgroup_name = format!("pod{uid}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            if !cgroup.contains(&cgroup_name) {
+                return None;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let first = cmdline.split(|b| *b == 0).next()?;
+            let first = std::str::from_utf8(first).ok()?;
+            (Path::new(first).file_name() == Some(OsStr::new(binary))).then_some(pid)
+        })
+}
+
+/// A client of the tenant that gives up on a request after 10 s (a
+/// connection to a killed apiserver otherwise waits for TCP).
+async fn patient_client(kubeconfig: &Path) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(10));
+    config.write_timeout = Some(Duration::from_secs(10));
+    Client::try_from(config).unwrap()
+}
+
+/// Writes right after an etcd member was killed: with 3 members the tenant
+/// stays writable. Returns the failed tries before one went through.
+async fn write_succeeds(tenant: &Client, fault: &str) -> usize {
+    let maps: Api<ConfigMap> = Api::namespaced(tenant.clone(), LOAD);
+    let name = format!("probe-{}", fault.replace(' ', "-"));
+    let object: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+    for tries in 0..30 {
+        match maps.create(&PostParams::default(), &object).await {
+            Ok(_) => return tries,
+            Err(kube::Error::Api(e)) if e.code == 409 => return tries,
+            Err(e) => eprintln!("write with an etcd member down: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("no write went through in 15 s with one of three etcd members down");
+}
+
+/// How many objects of each kind the load keeps: it deletes the one made
+/// this many creates before (Services are limited by the host's quota).
+const WINDOW: usize = 40;
+
+/// A client creating ConfigMaps, Secrets and Services one after another
+/// and deleting the oldest, retrying what fails as a controller would.
+struct Load {
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(tenant: Client) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (s, w, f) = (stop.clone(), written.clone(), failed.clone());
+        let task = tokio::spawn(async move {
+            let maps: Api<ConfigMap> = Api::namespaced(tenant.clone(), LOAD);
+            let secrets: Api<Secret> = Api::namespaced(tenant.clone(), LOAD);
+            let services: Api<Service> = Api::namespaced(tenant, LOAD);
+            let mut i = 0usize;
+            while !s.load(Ordering::Relaxed) {
+                let name = format!("load-{i}");
+                let meta = json!({ "name": name, "labels": { "load": "faults" } });
+                let map = json!({ "metadata": meta, "data": { "i": i.to_string() } });
+                let secret = json!({ "metadata": meta, "stringData": { "i": i.to_string() } });
+                let service = json!({ "metadata": meta, "spec": {
+                    "selector": { "app": "none" }, "ports": [{ "port": 80 }] } });
+                create(&maps, map, &f).await;
+                create(&secrets, secret, &f).await;
+                create(&services, service, &f).await;
+                w.fetch_add(3, Ordering::Relaxed);
+                if let Some(old) = i.checked_sub(WINDOW) {
+                    let previous = format!("load-{old}");
+                    delete(&maps, &previous, &f).await;
+                    delete(&secrets, &previous, &f).await;
+                    delete(&services, &previous, &f).await;
+                    w.fetch_add(3, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        });
+        Self {
+            stop,
+            written,
+            failed,
+            task,
+        }
+    }
+
+    /// Stops the load; returns how many writes it made.
+    async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// Creates until it exists (a retry after a create whose answer was lost
+/// finds it there: 409).
+async fn create<K>(api: &Api<K>, object: serde_json::Value, failed: &AtomicUsize)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(object).unwrap();
+    loop {
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 => return,
+            Err(_) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Deletes until it is gone.
+async fn delete<K>(api: &Api<K>, name: &str, failed: &AtomicUsize)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    loop {
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 => return,
+            Err(_) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// What differs between the tenant's namespace [`LOAD`] and its host
+/// copies, kind by kind: lost (no copy), duplicated (two copies of one
+/// object), orphaned (a copy of nothing); empty when they match.
+async fn differences(host: &Client, workloads: &str, tenant: &Client) -> String {
+    let mut said = Vec::new();
+    said.extend(kind_differences::<ConfigMap>(host, workloads, tenant).await);
+    said.extend(kind_differences::<Secret>(host, workloads, tenant).await);
+    said.extend(kind_differences::<Service>(host, workloads, tenant).await);
+    said.extend(kind_differences::<Pod>(host, workloads, tenant).await);
+    said.join("; ")
+}
+
+async fn kind_differences<K>(host: &Client, workloads: &str, tenant: &Client) -> Vec<String>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    let tenant_names = match Api::<PartialObjectMeta<K>>::namespaced(tenant.clone(), LOAD)
+        .list_metadata(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items.iter().map(|o| o.name_any()).collect::<Vec<_>>(),
+        Err(e) => return vec![format!("listing the tenant's {kind}s: {e}")],
+    };
+    let copies = match Api::<PartialObjectMeta<K>>::namespaced(host.clone(), workloads)
+        .list_metadata(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        Err(e) => return vec![format!("listing the host's {kind}s: {e}")],
+    };
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for copy in &copies {
+        if let Some((namespace, name)) = origin(copy.metadata.annotations.as_ref())
+            && namespace == LOAD
+        {
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    let mut said = Vec::new();
+    let lost: Vec<&String> = tenant_names
+        .iter()
+        .filter(|n| !counts.contains_key(*n))
+        .collect();
+    if !lost.is_empty() {
+        said.push(format!("{} {kind}s lost: {lost:?}", lost.len()));
+    }
+    let duplicated: Vec<&String> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, _)| n)
+        .collect();
+    if !duplicated.is_empty() {
+        said.push(format!(
+            "{} {kind}s duplicated: {duplicated:?}",
+            duplicated.len()
+        ));
+    }
+    let orphaned: Vec<&String> = counts
+        .keys()
+        .filter(|n| !tenant_names.contains(n))
+        .collect();
+    if !orphaned.is_empty() {
+        said.push(format!("{} {kind}s orphaned: {orphaned:?}", orphaned.len()));
+    }
+    said
+}
+
+const MANY: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: many, namespace: load }
+spec:
+  replicas: 200
+  selector: { matchLabels: { app: many } }
+  template:
+    metadata: { labels: { app: many } }
+    spec:
+      automountServiceAccountToken: false
+      dnsPolicy: Default
+      tolerations: [{ key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule }]
+      securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: RuntimeDefault } }
+      containers:
+        - name: app
+          image: vnest.local/busybox:1
+          command: [sleep, "3600"]
+          securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+"#;
