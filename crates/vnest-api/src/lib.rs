@@ -3,6 +3,7 @@
 //! objects get on the host. Logic lives in the crates that use them.
 
 pub mod apiserver_encryption;
+pub mod certificate_renewal;
 pub mod cidr;
 pub mod conditions;
 pub mod etcd_volume;

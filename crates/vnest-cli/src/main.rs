@@ -63,6 +63,9 @@ enum Command {
     Pause(clusters::lifecycle::NameArgs),
     /// Bring a paused virtual cluster back.
     Resume(clusters::lifecycle::NameArgs),
+    /// Renew every leaf certificate of a virtual cluster's control plane now
+    /// (same CAs; its pods roll).
+    RenewCertificates(clusters::renew::RenewArgs),
     /// Take a consistent snapshot of a virtual cluster's etcd into a local file.
     Snapshot(clusters::snapshot::SnapshotArgs),
     /// Bring a virtual cluster's etcd back from a snapshot file (over a
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
             Command::Pause(args) => clusters::lifecycle::run_pause(args, true).await,
             Command::Resume(args) => clusters::lifecycle::run_pause(args, false).await,
             Command::Run(args) => clusters::run::run(args).await,
+            Command::RenewCertificates(args) => clusters::renew::run(args).await,
             Command::Snapshot(args) => clusters::snapshot::run(args).await,
             Command::Restore(args) => clusters::restore::run(args).await,
             Command::Verify(args) => clusters::verify::run(args).await,

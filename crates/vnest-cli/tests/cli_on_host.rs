@@ -873,6 +873,18 @@ async fn the_cli_drives_virtual_clusters_on_a_real_host() {
     interrupted_run_leaves_nothing(&cli, &client, "ci-int", Signal::SIGINT).await;
     interrupted_run_leaves_nothing(&cli, &client, "ci-term", Signal::SIGTERM).await;
 
+    // Every leaf renewed at once; the old kubeconfig (same CA) still works.
+    let (code, _, err) = cli.run(&["renew-certificates", "a", "-n", TENANTS, "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("] renewed") && err.contains("] ready"),
+        "{err}"
+    );
+    let (ok, _, err) = kubectl(&kubeconfig, &["get", "namespace", "default"]);
+    assert!(ok, "the kubeconfig works after the renewal: {err}");
+    let (code, _, err) = cli.run(&["renew-certificates", "nope", "-n", TENANTS]);
+    assert_eq!(code, 3, "{err}");
+
     // Uninstall is refused while clusters exist; delete them, then it goes.
     let (code, _, err) = cli.run(&["uninstall"]);
     assert_eq!(code, 1);

@@ -10,6 +10,7 @@ mod forward;
 pub(crate) mod kubeconfig;
 pub(crate) mod lifecycle;
 pub(crate) mod list;
+pub(crate) mod renew;
 pub(crate) mod restore;
 pub(crate) mod run;
 pub(crate) mod snapshot;

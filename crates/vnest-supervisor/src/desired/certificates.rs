@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 use time::{Duration, OffsetDateTime};
 use vnest_api::VirtualCluster;
+use vnest_api::certificate_renewal;
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of, identity};
 use vnest_pki::{ControlPlanePki, ControlPlaneSpec};
 
@@ -40,6 +41,14 @@ pub enum CertificateError {
 /// The annotation of the PKI Secret listing the names the apiserver
 /// certificate was issued for: when they change, the leaves are renewed.
 pub const NAMES_ANNOTATION: &str = "vnest.dev/apiserver-names";
+
+/// The renewal `vc` asks for, if any.
+fn renewal_asked(vc: &VirtualCluster) -> Option<&String> {
+    vc.metadata
+        .annotations
+        .as_ref()?
+        .get(certificate_renewal::ASKED)
+}
 
 /// The names the tenant's control plane is reached under. `apiserver_ip` is
 /// the apiserver Service's address on the host: tenant pods run there and
@@ -105,11 +114,9 @@ pub fn plan(
         .leaves_expiring_before(now + RENEW_BEFORE)
         .map_err(stored_error)?;
     let names = names_of(&spec);
-    let stored_names = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(NAMES_ANNOTATION));
+    let stored_annotation = |key| secret.metadata.annotations.as_ref()?.get(key);
+    let stored_names = stored_annotation(NAMES_ANNOTATION);
+    let asked = renewal_asked(vc);
     let stored_files = secret.data.as_ref();
     let webhook_ca_stored =
         stored_files.is_some_and(|d| d.contains_key(&secret_key(vnest_pki::WEBHOOK_CLIENT_CA.0)));
@@ -119,6 +126,10 @@ pub fn plan(
         "the webhook client CA was added".to_owned()
     } else if stored_names != Some(&names) {
         format!("the apiserver's names changed to {names}")
+    } else if let Some(asked) = asked
+        && stored_annotation(certificate_renewal::DONE) != Some(asked)
+    {
+        format!("renewal asked for at {asked}")
     } else {
         return Ok(CertificatePlan::Keep(pki));
     };
@@ -133,7 +144,7 @@ fn names_of(spec: &ControlPlaneSpec) -> String {
 }
 
 /// The Secret holding `pki` in the control-plane namespace of `vc`, noting
-/// the apiserver names it was issued for.
+/// the apiserver names it was issued for and the renewal it answers.
 pub fn to_secret(vc: &VirtualCluster, apiserver_ip: Option<&str>, pki: &ControlPlanePki) -> Secret {
     let data: BTreeMap<String, ByteString> = pki
         .files()
@@ -149,10 +160,18 @@ pub fn to_secret(vc: &VirtualCluster, apiserver_ip: Option<&str>, pki: &ControlP
         metadata: ObjectMeta {
             name: Some(PKI_SECRET.to_owned()),
             namespace: Some(host_namespace_of(vc, HostNamespaceRole::ControlPlane)),
-            annotations: Some(BTreeMap::from([(
-                NAMES_ANNOTATION.to_owned(),
-                names_of(&pki_spec(vc, apiserver_ip)),
-            )])),
+            annotations: Some(
+                [(
+                    NAMES_ANNOTATION.to_owned(),
+                    names_of(&pki_spec(vc, apiserver_ip)),
+                )]
+                .into_iter()
+                .chain(
+                    renewal_asked(vc)
+                        .map(|asked| (certificate_renewal::DONE.to_owned(), asked.clone())),
+                )
+                .collect(),
+            ),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_owned()),
@@ -256,6 +275,56 @@ mod tests {
         };
         assert!(why.contains("10.96.9.9"), "{why}");
         assert_eq!(moved.ca.cert().cert_pem, pki.ca.cert().cert_pem);
+    }
+
+    /// Each new value of the annotation renews once: the renewed Secret
+    /// records it, and the same value asks nothing more.
+    #[test]
+    fn an_asked_renewal_is_honoured_once_per_request() {
+        let now = OffsetDateTime::now_utc();
+        let ip = Some("10.96.3.4");
+        let mut vc = vc();
+        let CertificatePlan::Create(pki) = plan(&vc, ip, None, now).unwrap() else {
+            panic!("nothing stored must create");
+        };
+        let stored = to_secret(&vc, ip, &pki);
+        let ask = |vc: &mut VirtualCluster, at: &str| {
+            vc.metadata.annotations = Some(BTreeMap::from([(
+                certificate_renewal::ASKED.to_owned(),
+                at.to_owned(),
+            )]));
+        };
+        ask(&mut vc, "2026-12-05T10:00:00Z");
+        let CertificatePlan::Renew { pki: renewed, why } =
+            plan(&vc, ip, Some(&stored), now).unwrap()
+        else {
+            panic!("an asked renewal renews");
+        };
+        assert!(why.contains("2026-12-05T10:00:00Z"), "{why}");
+        assert_eq!(renewed.ca.cert().cert_pem, pki.ca.cert().cert_pem);
+        assert_ne!(renewed.apiserver.cert_pem, pki.apiserver.cert_pem);
+        let stored = to_secret(&vc, ip, &renewed);
+        assert!(
+            matches!(
+                plan(&vc, ip, Some(&stored), now).unwrap(),
+                CertificatePlan::Keep(_)
+            ),
+            "honoured once"
+        );
+        ask(&mut vc, "2026-12-06T10:00:00Z");
+        assert!(matches!(
+            plan(&vc, ip, Some(&stored), now).unwrap(),
+            CertificatePlan::Renew { .. }
+        ));
+        // A cluster made with the annotation already set starts renewed.
+        let CertificatePlan::Create(fresh) = plan(&vc, ip, None, now).unwrap() else {
+            panic!("nothing stored must create");
+        };
+        let stored = to_secret(&vc, ip, &fresh);
+        assert!(matches!(
+            plan(&vc, ip, Some(&stored), now).unwrap(),
+            CertificatePlan::Keep(_)
+        ));
     }
 
     #[test]
