@@ -77,7 +77,7 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
             .map(|k| k.name())
             .collect::<Vec<_>>()
             .join(" and ");
-        let failed_before = load.failed.load(Ordering::Relaxed);
+        let failed_before = load.failed.count();
         let written_before = load.written.load(Ordering::Relaxed);
         let mut killed = Vec::new();
         for crash in kills.iter().filter(|k| **k != Crash::HostApiServer) {
@@ -100,10 +100,12 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
             (load.written.load(Ordering::Relaxed) >= written + 30).then_some(())
         })
         .await;
+        let said = load.failed.said_since(failed_before);
         report.push(format!(
-            "{name}: {} writes, {} failed requests",
+            "{name}: {} writes, {} failed requests {:?}",
             load.written.load(Ordering::Relaxed) - written_before,
-            load.failed.load(Ordering::Relaxed) - failed_before
+            load.failed.count() - failed_before,
+            &said[..said.len().min(3)]
         ));
         at
     };
@@ -187,7 +189,7 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
         "",
         "still the same"
     );
-    every_leaf_renewed_under_load(&client, &tenant_api).await;
+    every_leaf_renewed_under_load(&client, &admin, &tenant_api).await;
 
     let (ok, out, err) = kubectl(&tenant, &["delete", "namespace", LOAD, "--wait=false"]);
     assert!(ok, "{out}{err}");
@@ -206,7 +208,7 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
 /// Every leaf certificate renewed (as `vnest renew-certificates` asks)
 /// while a client lists and writes through the tenant's 2 apiservers, which
 /// roll one at a time: the client sees no failed request.
-async fn every_leaf_renewed_under_load(host: &Client, tenant: &Client) {
+async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Client) {
     let load = Load::start(tenant.clone(), "renewal");
     let vcs: Api<vnest_api::VirtualCluster> = Api::namespaced(host.clone(), TENANTS);
     let asked = "2026-01-01T00:00:00Z";
@@ -222,15 +224,54 @@ async fn every_leaf_renewed_under_load(host: &Client, tenant: &Client) {
     let asked_at = k8s_openapi::jiff::Timestamp::now();
     let cp = host_namespace(TENANTS, "faults", HostNamespaceRole::ControlPlane);
     let secrets: Api<Secret> = Api::namespaced(host.clone(), &cp);
-    wait_until(
-        "the leaves are renewed",
-        Duration::from_secs(120),
-        || async {
-            let secret = secrets.get(vnest_api::host_names::PKI_SECRET).await.ok()?;
-            (secret.annotations().get(certificate_renewal::DONE)? == asked).then_some(())
-        },
-    )
-    .await;
+    let started = Instant::now();
+    loop {
+        let secret = secrets
+            .get(vnest_api::host_names::PKI_SECRET)
+            .await
+            .unwrap();
+        if secret
+            .annotations()
+            .get(certificate_renewal::DONE)
+            .map(String::as_str)
+            == Some(asked)
+        {
+            eprintln!(
+                "the leaves are renewed after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let (_, logs, _) = kubectl(
+                admin,
+                &[
+                    "logs",
+                    "-n",
+                    "vnest-system",
+                    "deployment/vnest-supervisor",
+                    "--tail=60",
+                ],
+            );
+            let (_, vc, _) = kubectl(
+                admin,
+                &[
+                    "get",
+                    "virtualcluster",
+                    "-n",
+                    TENANTS,
+                    "faults",
+                    "-o",
+                    "yaml",
+                ],
+            );
+            panic!(
+                "the leaves were not renewed in 120 s; the PKI Secret says {:?}\n{vc}\nthe supervisor:\n{logs}",
+                secret.annotations()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     wait_until(
         "Ready again with the new certificates",
         Duration::from_secs(300),
@@ -246,9 +287,10 @@ async fn every_leaf_renewed_under_load(host: &Client, tenant: &Client) {
         },
     )
     .await;
-    let failed = load.failed.load(Ordering::Relaxed);
+    let failed = load.failed.count();
+    let said = load.failed.said_since(0);
     let written = load.stop().await;
-    eprintln!("renewal under load: {written} writes, {failed} failed requests");
+    eprintln!("renewal under load: {written} writes, {failed} failed requests: {said:#?}");
     assert_eq!(
         failed, 0,
         "no request failed while the certificates were renewed"
@@ -417,7 +459,7 @@ const WINDOW: usize = 40;
 struct Load {
     stop: Arc<AtomicBool>,
     written: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
+    failed: Arc<Failures>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -426,7 +468,7 @@ impl Load {
     fn start(tenant: Client, prefix: &'static str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(Failures::default());
         let (s, w, f) = (stop.clone(), written.clone(), failed.clone());
         let task = tokio::spawn(async move {
             let maps: Api<ConfigMap> = Api::namespaced(tenant.clone(), LOAD);
@@ -444,8 +486,8 @@ impl Load {
                 create(&secrets, secret, &f).await;
                 create(&services, service, &f).await;
                 w.fetch_add(3, Ordering::Relaxed);
-                if maps.list(&ListParams::default().limit(50)).await.is_err() {
-                    f.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = maps.list(&ListParams::default().limit(50)).await {
+                    f.note(format!("list: {e}"));
                 }
                 if let Some(old) = i.checked_sub(WINDOW) {
                     let previous = format!("{prefix}-{old}");
@@ -473,19 +515,55 @@ impl Load {
     }
 }
 
+/// The load's failed requests: how many, and what the first ones said.
+#[derive(Default)]
+struct Failures {
+    count: AtomicUsize,
+    said: std::sync::Mutex<Vec<String>>,
+}
+
+impl Failures {
+    fn note(&self, what: String) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut said = self.said.lock().unwrap();
+        if said.len() < 200 {
+            said.push(what);
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// What the failures after the first `from` said.
+    fn said_since(&self, from: usize) -> Vec<String> {
+        self.said
+            .lock()
+            .unwrap()
+            .iter()
+            .skip(from)
+            .cloned()
+            .collect()
+    }
+}
+
 /// Creates until it exists (a retry after a create whose answer was lost
 /// finds it there: 409).
-async fn create<K>(api: &Api<K>, object: serde_json::Value, failed: &AtomicUsize)
+async fn create<K>(api: &Api<K>, object: serde_json::Value, failed: &Failures)
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
 {
     let object: K = serde_json::from_value(object).unwrap();
     loop {
         match api.create(&PostParams::default(), &object).await {
             Ok(_) => return,
             Err(kube::Error::Api(e)) if e.code == 409 => return,
-            Err(_) => {
-                failed.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                failed.note(format!("{} {}: {e}", K::kind(&()), api.resource_url()));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -493,16 +571,16 @@ where
 }
 
 /// Deletes until it is gone.
-async fn delete<K>(api: &Api<K>, name: &str, failed: &AtomicUsize)
+async fn delete<K>(api: &Api<K>, name: &str, failed: &Failures)
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     loop {
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => return,
             Err(kube::Error::Api(e)) if e.code == 404 => return,
-            Err(_) => {
-                failed.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                failed.note(format!("{} {}: {e}", K::kind(&()), api.resource_url()));
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

@@ -105,9 +105,29 @@ pub fn args(vc: &VirtualCluster) -> Vec<String> {
             format!("--etcd-keyfile={EXTERNAL_ETCD_DIR}/tls.key"),
         ]);
     }
-    args.extend(vc.spec.control_plane.extra_api_server_args.iter().cloned());
+    let extra = &vc.spec.control_plane.extra_api_server_args;
+    if vc.spec.control_plane.replicas > 1
+        && !extra
+            .iter()
+            .any(|a| flag_name(a) == "shutdown-delay-duration")
+    {
+        args.push(format!(
+            "--shutdown-delay-duration={}s",
+            SHUTDOWN_DELAY.as_secs()
+        ));
+    }
+    args.extend(extra.iter().cloned());
     args
 }
+
+/// How long a stopping apiserver of several keeps serving, unready, before
+/// it closes its connections: the host takes it out of its Service's
+/// endpoints meanwhile, so a rolling update (a certificate renewal, a
+/// version change) sends every new connection to a replica that stays and
+/// clients see no failed request. A single apiserver has no other replica
+/// to send them to, so it stops at once (a deleted or paused cluster goes
+/// sooner). The admin may set another in `extraApiServerArgs`.
+pub const SHUTDOWN_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Flags extra args may not set although vnest leaves them at their
 /// defaults: they switch admission plugins off or on (the default set,
@@ -341,6 +361,25 @@ mod tests {
                 "disable-admission-plugins".to_owned()
             ]
         );
+    }
+
+    /// Several apiservers hand their connections over before stopping; one
+    /// stops at once; the admin's own delay replaces vnest's.
+    #[test]
+    fn replicas_keep_serving_a_moment_when_stopping() {
+        let delay = |vc: &VirtualCluster| {
+            args(vc)
+                .into_iter()
+                .filter(|a| a.starts_with("--shutdown-delay-duration="))
+                .collect::<Vec<_>>()
+        };
+        let mut vc = VirtualCluster::new("a", Default::default());
+        assert!(delay(&vc).is_empty());
+        vc.spec.control_plane.replicas = 2;
+        assert_eq!(delay(&vc), ["--shutdown-delay-duration=10s"]);
+        vc.spec.control_plane.extra_api_server_args = vec!["--shutdown-delay-duration=30s".into()];
+        assert_eq!(delay(&vc), ["--shutdown-delay-duration=30s"]);
+        assert!(protected_flags_in_extra_args(&vc).is_empty());
     }
 
     #[test]
