@@ -76,6 +76,14 @@ pub async fn run(
 /// at its 256 MiB limit within 5 s, again at every restart.
 const CONCURRENCY: u16 = 8;
 
+/// How long one reconcile may take. A reconcile holds its VirtualCluster:
+/// while it waits, changes to it (a renewal asked for, a pause) queue
+/// behind it. A reconcile makes a few dozen calls, each normally answered
+/// in milliseconds; one to an apiserver that died mid-request may hang
+/// until the client's read timeout (minutes), so it is cut off here and
+/// tried again.
+const RECONCILE_DEADLINE: Duration = Duration::from_secs(60);
+
 /// [`reconcile::reconcile`] in a span naming its VirtualCluster, counted
 /// by outcome and timed, with the phase it saw (until it writes another).
 async fn measured(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -94,7 +102,10 @@ async fn measured(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Action, 
     ctx.metrics.phase(key.clone(), phase);
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", virtualcluster = %key);
-    let result = reconcile::reconcile(vc, ctx.clone()).instrument(span).await;
+    let result = tokio::time::timeout(RECONCILE_DEADLINE, reconcile::reconcile(vc, ctx.clone()))
+        .instrument(span)
+        .await
+        .unwrap_or(Err(Error::TimedOut(RECONCILE_DEADLINE)));
     let outcome = result.as_ref().map_or_else(Error::kind, |_| "ok");
     ctx.metrics.reconciled(outcome, started.elapsed());
     result

@@ -25,6 +25,10 @@ pub enum Error {
     Incomplete(&'static str),
     #[error("making the apiserver's encryption key: {0}")]
     EncryptionKey(#[source] std::io::Error),
+    /// A reconcile ran past its deadline (a call that never answered) and
+    /// was abandoned, to be tried again.
+    #[error("the reconcile did not finish within {} s (a call to an apiserver did not answer); trying again", .0.as_secs())]
+    TimedOut(std::time::Duration),
 }
 
 impl Error {
@@ -45,6 +49,7 @@ impl Error {
             Error::Wiping(_) => "wiping",
             Error::Incomplete(_) => "incomplete",
             Error::EncryptionKey(_) => "encryption_key",
+            Error::TimedOut(_) => "timed_out",
         }
     }
 }

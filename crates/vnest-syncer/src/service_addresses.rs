@@ -228,10 +228,17 @@ async fn take_from_host(syncer: &Syncer, service: &Service) -> Result<Option<Val
     let name = service.metadata.name.clone().unwrap_or_default();
     let desired = translate::service(service, &syncer.placement());
     let host_name = desired.metadata.name.clone().unwrap_or_default();
-    let applied = host_quota::within::<Service, _, _>(syncer, &host_name, async {
-        Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await?)
-    })
-    .await;
+    let mut tries = 1;
+    let applied = loop {
+        let applied = host_quota::within::<Service, _, _>(syncer, &host_name, async {
+            Ok(apply_namespaced(&syncer.host, FIELD_MANAGER, &desired).await?)
+        })
+        .await;
+        if tries == QUOTA_CONFLICT_TRIES || !lost_quota_race(&applied) {
+            break applied;
+        }
+        tries += 1;
+    };
     match applied {
         Ok(Ok(host)) => {
             // The syncer's own write: its watch event starts no sync, which
@@ -255,6 +262,23 @@ async fn take_from_host(syncer: &Syncer, service: &Service) -> Result<Option<Val
             "vnest's syncer could not reserve a host address for this Service: {e}; try again"
         )),
     }
+}
+
+/// How often the webhook applies a host copy whose create lost a race for
+/// the host quota's usage (the tenant's create waits meanwhile).
+const QUOTA_CONFLICT_TRIES: usize = 3;
+
+/// Whether the host's quota admission refused the copy only because
+/// another create updated the quota's usage at the same moment (409 on the
+/// ResourceQuota, which a client is to retry), not because it is over.
+fn lost_quota_race<T>(applied: &crate::error::Result<T>) -> bool {
+    matches!(
+        applied,
+        Err(crate::error::Error::Apply(ApplyError::Api {
+            source: kube::Error::Api(status),
+            ..
+        })) if status.code == 409 && status.message.contains("resourcequotas")
+    )
 }
 
 /// What the tenant is told when the host refuses `service`'s copy.
@@ -358,6 +382,34 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use k8s_openapi::api::core::v1::ServiceSpec;
+
+    /// Only a conflict on the quota's usage is tried again: a create over
+    /// the quota (403) or any other conflict is the tenant's to hear.
+    #[test]
+    fn a_lost_race_for_the_quota_is_tried_again() {
+        let refused = |code: u16, message: &str| -> crate::error::Result<()> {
+            Err(crate::error::Error::Apply(ApplyError::Api {
+                kind: "Service".into(),
+                name: "x".into(),
+                source: kube::Error::Api(Box::new(kube::core::Status {
+                    code,
+                    message: message.into(),
+                    ..Default::default()
+                })),
+            }))
+        };
+        let race = "Operation cannot be fulfilled on resourcequotas \"vnest-tenant\": the object has been modified";
+        assert!(lost_quota_race(&refused(409, race)));
+        assert!(!lost_quota_race(&refused(
+            403,
+            "exceeded quota: vnest-tenant"
+        )));
+        assert!(!lost_quota_race(&refused(
+            409,
+            "services \"x\" already exists"
+        )));
+        assert!(!lost_quota_race(&Ok(())));
+    }
 
     fn service(namespace: &str, name: &str, type_: &str, cluster_ip: Option<&str>) -> Service {
         Service {
