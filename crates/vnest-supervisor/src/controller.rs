@@ -49,6 +49,7 @@ pub async fn run(
         Api::<VirtualCluster>::all(client.clone()),
         watcher::Config::default().timeout(VIRTUAL_CLUSTER_WATCH_SECS),
     )
+    .trigger_backoff(WatchRetry::default())
     .watches(Api::<Deployment>::all(client.clone()), ours.clone(), |o| {
         owner_of(&o)
     })
@@ -79,6 +80,44 @@ pub async fn run(
 /// controller-runtime#1938). Watching again every 30 s bounds that; it
 /// costs one request.
 const VIRTUAL_CLUSTER_WATCH_SECS: u32 = 30;
+
+/// How soon the controller's watches are made again after an error: from
+/// 0.5 s, doubling, at most 5 s, back to 0.5 s once an event comes. The
+/// default (up to 30 s, reset only after two quiet minutes) left the
+/// supervisor deaf for over a minute after the host apiserver came back
+/// from a crash: each watch first failed to connect, then had to list
+/// again, each error waiting longer.
+#[derive(Debug)]
+struct WatchRetry {
+    next: Duration,
+}
+
+impl WatchRetry {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MOST: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchRetry {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchRetry {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next;
+        self.next = (wait * 2).min(Self::MOST);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchRetry {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
 
 /// VirtualClusters reconciled at once. Unbounded, a supervisor starting
 /// with 100 VirtualClusters reconciled them all together, each holding a
@@ -165,6 +204,20 @@ fn error_policy(vc: Arc<VirtualCluster>, error: &Error, _: Arc<Context>) -> Acti
 #[cfg(test)]
 mod retry_tests {
     use super::*;
+
+    #[test]
+    fn watches_are_made_again_within_five_seconds() {
+        use kube::runtime::utils::Backoff as _;
+        let mut retry = WatchRetry::default();
+        let waits: Vec<u64> = retry
+            .by_ref()
+            .take(6)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 5000, 5000]);
+        retry.reset();
+        assert_eq!(retry.next(), Some(Duration::from_millis(500)));
+    }
     use kube::runtime::finalizer::Error as Finalizer;
 
     #[test]

@@ -244,7 +244,7 @@ async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Cli
             );
             break;
         }
-        if started.elapsed() > Duration::from_secs(120) {
+        if started.elapsed() > Duration::from_secs(240) {
             let (_, logs, _) = kubectl(
                 admin,
                 &[
@@ -268,7 +268,7 @@ async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Cli
                 ],
             );
             panic!(
-                "the leaves were not renewed in 120 s; the PKI Secret says {:?}\n{vc}\nthe supervisor:\n{logs}",
+                "the leaves were not renewed in 240 s; the PKI Secret says {:?}\n{vc}\nthe supervisor:\n{logs}",
                 secret.annotations()
             );
         }
