@@ -22,8 +22,11 @@ use crate::error::{OnSide, Result, Side};
 use crate::pods::TOKEN_FOR_POD;
 use vnest_api::host_copies::{MANAGED_BY, MANAGER, origin};
 
-/// Host objects younger than this are left alone: the Service-address
-/// webhook creates a host copy a moment before the tenant's Service exists.
+/// Host Services younger than this are left alone: the Service-address
+/// webhook creates a host copy a moment before the tenant's Service exists
+/// (and the tenant apiserver may still refuse it). Other kinds' copies are
+/// made only for tenant objects that exist, so an orphan of theirs goes at
+/// once.
 const GRACE_SECONDS: i64 = 60;
 
 pub async fn run(syncer: Arc<Syncer>) {
@@ -36,11 +39,8 @@ pub async fn run(syncer: Arc<Syncer>) {
                         "removed host objects whose tenant origin is gone"
                     );
                 }
-                if swept.too_young > 0 {
-                    std::time::Duration::from_secs(GRACE_SECONDS.unsigned_abs())
-                } else {
-                    RESYNC
-                }
+                // Back as soon as one left alone is old enough to go.
+                swept.look_again_in.map_or(RESYNC, |wait| wait.min(RESYNC))
             }
             Err(error) => {
                 tracing::warn!(%error, "garbage collection failed");
@@ -56,15 +56,20 @@ pub async fn run(syncer: Arc<Syncer>) {
 pub struct Swept {
     /// Orphans deleted.
     pub removed: usize,
-    /// Orphans left alone because they are younger than [`GRACE_SECONDS`]
-    /// (looked at again once they are not).
+    /// Orphans left alone because they are younger than [`GRACE_SECONDS`].
     pub too_young: usize,
+    /// When the first of those is old enough to go.
+    pub look_again_in: Option<std::time::Duration>,
 }
 
 impl std::ops::AddAssign for Swept {
     fn add_assign(&mut self, other: Self) {
         self.removed += other.removed;
         self.too_young += other.too_young;
+        self.look_again_in = match (self.look_again_in, other.look_again_in) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -111,11 +116,12 @@ where
         .await
         .on(Side::Host)?
     {
-        let young = object
+        let age = object
             .metadata
             .creation_timestamp
             .as_ref()
-            .is_some_and(|t| now.as_second() - t.0.as_second() < GRACE_SECONDS);
+            .map_or(GRACE_SECONDS, |t| now.as_second() - t.0.as_second());
+        let young = H::kind(&()) == "Service" && age < GRACE_SECONDS;
         let Some((namespace, name)) = origin(object.metadata.annotations.as_ref()) else {
             continue;
         };
@@ -129,7 +135,14 @@ where
             continue;
         }
         if young {
-            swept.too_young += 1;
+            // One second more, for the clocks' rounding.
+            swept += Swept {
+                too_young: 1,
+                look_again_in: Some(std::time::Duration::from_secs(
+                    (GRACE_SECONDS - age + 1).unsigned_abs(),
+                )),
+                ..Swept::default()
+            };
             continue;
         }
         let Some(host_name) = object.metadata.name.clone() else {
@@ -142,4 +155,30 @@ where
         }
     }
     Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The sweep comes back as soon as the first orphan left alone may go.
+    #[test]
+    fn the_next_look_is_the_earliest_of_the_kinds() {
+        let young = |secs| Swept {
+            too_young: 1,
+            look_again_in: Some(Duration::from_secs(secs)),
+            ..Swept::default()
+        };
+        let mut swept = Swept {
+            removed: 2,
+            ..Swept::default()
+        };
+        swept += young(40);
+        swept += young(5);
+        swept += Swept::default();
+        assert_eq!(swept.removed, 2);
+        assert_eq!(swept.too_young, 2);
+        assert_eq!(swept.look_again_in, Some(Duration::from_secs(5)));
+    }
 }
