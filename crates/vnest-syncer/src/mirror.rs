@@ -359,7 +359,7 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
                 let syncer = on_delete.clone();
                 let gone = gone.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = delete_host_copy(&syncer, &gone).await {
+                    if let Err(error) = delete_after_tenant(&syncer, &gone).await {
                         tracing::warn!(
                             kind = K::kind(&()).as_ref(),
                             namespace = gone.meta().namespace.as_deref().unwrap_or_default(),
@@ -592,6 +592,42 @@ pub async fn delete_host_copy<K: Mirrored>(syncer: &Syncer, object: &K) -> Resul
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(e).on(Side::Host),
+    }
+}
+
+/// The longest wait between tries of a host copy's deletion.
+const DELETE_RETRY_MOST: Duration = Duration::from_secs(16);
+
+/// Deletes the host copy of `gone`, which the tenant deleted. A failure
+/// (the host apiserver away for a moment) is tried again for about half a
+/// minute, waiting 1, 2, 4, … s, unless the tenant has made an object of
+/// that name again meanwhile (its sync owns the copy then). Without it, a
+/// copy whose deletion failed waited for the garbage collector's next
+/// sweep, up to 5 minutes.
+async fn delete_after_tenant<K: Mirrored>(syncer: &Syncer, gone: &K) -> Result<()> {
+    let namespace = gone.meta().namespace.clone().unwrap_or_default();
+    let name = gone.meta().name.clone().unwrap_or_default();
+    let tenant: Api<K> = Api::namespaced(syncer.tenant.clone(), &namespace);
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let error = match delete_host_copy(syncer, gone).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if wait > DELETE_RETRY_MOST {
+            return Err(error);
+        }
+        tracing::debug!(kind = K::kind(&()).as_ref(), %namespace, %name, %error, retry_in_s = wait.as_secs(), "deleting the host copy failed");
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+        if tenant
+            .get_metadata_opt(&name)
+            .await
+            .on(Side::Tenant)?
+            .is_some()
+        {
+            return Ok(());
+        }
     }
 }
 
