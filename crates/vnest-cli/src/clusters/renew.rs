@@ -17,11 +17,10 @@ use serde_json::json;
 use vnest_api::certificate_renewal;
 use vnest_api::host_names::{HostNamespaceRole, PKI_SECRET, host_namespace};
 
+use super::wait::POLL;
 use super::{api, explain, get};
 use crate::exit::TIMED_OUT;
 use crate::host::HostArgs;
-
-const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \

@@ -12,7 +12,8 @@ use vnest_api::{Phase, VirtualCluster};
 use super::explain;
 
 use vnest_api::conditions::STAGES;
-const POLL: Duration = Duration::from_secs(1);
+/// How often a wait looks at the host again.
+pub(crate) const POLL: Duration = Duration::from_secs(1);
 
 /// How a wait ended, when it did not end in an error.
 pub(crate) enum Outcome {
