@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::certificate_reload::{self, ClientSwitch, Reloader};
 use crate::context::{FIELD_MANAGER, Settings, Syncer, TenantNetwork, Watched};
+use crate::kubelet_proxy::ServingTls;
 use crate::network_policy::NetworkScope;
 use crate::statusless::Statusless;
 use crate::{
@@ -80,12 +82,16 @@ pub async fn main() -> anyhow::Result<()> {
     }
     let args = Command::parse().args;
     vnest_kube::logging::init(args.log_format);
+    // Read before they are loaded: a change in between is taken later.
+    let certificate_files =
+        certificate_reload::contents(&args.tenant_kubeconfig, args.kubelet_proxy_pki.as_deref());
     let kubelet_tls = args
         .kubelet_proxy_pki
         .as_deref()
         .map(kubelet_proxy::tls_config)
         .transpose()
-        .context("loading the kubelet proxy's certificates")?;
+        .context("loading the kubelet proxy's certificates")?
+        .map(|tls| Arc::new(ServingTls::new(tls)));
     let apiserver = args.apiserver_address.clone();
     let settings = Settings {
         host_namespace: args.host_namespace.clone(),
@@ -128,21 +134,10 @@ pub async fn main() -> anyhow::Result<()> {
     let host_client = kube::Client::try_default()
         .await
         .context("connecting to the host cluster")?;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&args.tenant_kubeconfig)
-        .with_context(|| format!("reading {}", args.tenant_kubeconfig.display()))?;
-    let mut config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .context("loading the tenant kubeconfig")?;
-    // The tenant apiserver is a pod a few hops away: a connection not
-    // answered in 3 s will not be (a pod just started, its traffic not yet
-    // admitted by the NetworkPolicy enforcer), and the next try opens a new
-    // one. The client's default waits 30 s.
-    config.connect_timeout = Some(std::time::Duration::from_secs(3));
-    let tenant_client =
-        kube::Client::try_from(config).context("connecting to the tenant cluster")?;
+    let first_client = certificate_reload::tenant_client(&args.tenant_kubeconfig)
+        .await
+        .context("connecting to the tenant cluster")?;
+    let (tenant_switch, tenant_client) = ClientSwitch::new(first_client);
     let recorder = Recorder::new(
         tenant_client.clone(),
         Reporter {
@@ -201,6 +196,13 @@ pub async fn main() -> anyhow::Result<()> {
         readiness.clone(),
         Some(Arc::new(move || for_metrics.metrics.render())),
     ));
+    let reloader = Reloader {
+        kubeconfig: args.tenant_kubeconfig.clone(),
+        tenant: tenant_switch,
+        serving: args.kubelet_proxy_pki.clone().zip(kubelet_tls.clone()),
+        loaded: certificate_files,
+    };
+    let certificates = tokio::spawn(reloader.run(syncer.clone()));
     let kubelet_proxy = match (args.kubelet_proxy_listen, kubelet_tls) {
         (Some(listen), Some(tls)) => {
             let syncer = syncer.clone();
@@ -254,6 +256,7 @@ pub async fn main() -> anyhow::Result<()> {
         ),
     );
     heartbeat.abort();
+    certificates.abort();
     services_watch.abort();
     quotas_watch.abort();
     collector.abort();

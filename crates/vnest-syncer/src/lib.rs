@@ -26,8 +26,10 @@
 //! - `statusless`: tenant Services read without a status they may not
 //!   decode.
 //! - `gc`: host objects whose tenant origin is gone.
+//! - `certificate_reload`: renewed certificates taken without a restart.
 //! - `command`: the `vnest-syncer` command line.
 
+pub mod certificate_reload;
 pub mod command;
 pub mod context;
 pub mod downward;

@@ -68,6 +68,7 @@ pub struct Metrics {
     refusals: Family<RuleLabel, Counter>,
     kubelet_requests: Family<KubeletCallLabel, Counter>,
     service_addresses: Family<OutcomeLabel, Counter>,
+    certificate_reloads: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,6 +81,7 @@ impl Default for Metrics {
         let refusals = Family::<RuleLabel, Counter>::default();
         let kubelet_requests = Family::<KubeletCallLabel, Counter>::default();
         let service_addresses = Family::<OutcomeLabel, Counter>::default();
+        let certificate_reloads = Family::<OutcomeLabel, Counter>::default();
         registry.register("syncs", "Reconciles that succeeded", syncs.clone());
         registry.register(
             "sync_errors",
@@ -111,6 +113,11 @@ impl Default for Metrics {
             "Tenant Services given a host address, or refused one, at creation",
             service_addresses.clone(),
         );
+        registry.register(
+            "certificate_reloads",
+            "Renewed certificate files taken without a restart, or found but not loadable",
+            certificate_reloads.clone(),
+        );
         Self {
             registry,
             syncs,
@@ -120,6 +127,7 @@ impl Default for Metrics {
             refusals,
             kubelet_requests,
             service_addresses,
+            certificate_reloads,
         }
     }
 }
@@ -163,6 +171,14 @@ impl Metrics {
 
     pub fn service_address(&self, outcome: &str) {
         self.service_addresses
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn certificates_reloaded(&self, outcome: &str) {
+        self.certificate_reloads
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.to_owned(),
             })

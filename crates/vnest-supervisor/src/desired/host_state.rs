@@ -252,9 +252,7 @@ pub fn host_state(
         observed.pki,
     )?));
     objects.push(HostObject::Service(syncer::kubelet_proxy_service(vc)));
-    let mut files = vec!["admin.crt", "admin.key"];
-    files.extend(syncer::SYNCER_PKI_FILES);
-    let hash = pods::pki_hash(observed.pki_data, &files);
+    let hash = pods::pki_hash(observed.pki_data, syncer::RESTART_ON);
     let address = HostPort {
         host: observed.apiserver_ip.to_owned(),
         port: apiserver::SERVICE_PORT,
@@ -398,6 +396,69 @@ mod tests {
         };
         assert!(at("Secret", apiserver::ADMISSION_SECRET) < at("Deployment", apiserver::COMPONENT));
         assert!(at("Secret", syncer::KUBECONFIG_SECRET) < at("Deployment", syncer::COMPONENT));
+    }
+
+    /// The template of `state`'s Deployment `name`: its annotations.
+    fn template_annotations(state: &HostState, name: &str) -> BTreeMap<String, String> {
+        state
+            .objects
+            .iter()
+            .find_map(|o| match o {
+                HostObject::Deployment(d) if d.metadata.name.as_deref() == Some(name) => {
+                    d.spec.template.metadata.as_ref()?.annotations.clone()
+                }
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn renewed_leaves_roll_the_apiserver_but_not_the_syncer() {
+        let data = |pki: &ControlPlanePki| -> BTreeMap<String, Vec<u8>> {
+            pki.files()
+                .into_iter()
+                .map(|f| (pods::secret_key(f.path), f.contents.as_bytes().to_vec()))
+                .collect()
+        };
+        let state_of = |pki: &ControlPlanePki| {
+            let pki_data = data(pki);
+            host_state(
+                &vc(),
+                &Settings::default(),
+                &Observed {
+                    pki,
+                    pki_data: &pki_data,
+                    apiserver_ip: "10.96.0.20",
+                    endpoint: &endpoint(),
+                    forbidden: &HostAddresses::default(),
+                    pool: &[],
+                    ingress_hosts: &[],
+                    external_client_secret: None,
+                },
+            )
+            .unwrap()
+        };
+        let files: BTreeMap<&str, String> = pki()
+            .files()
+            .into_iter()
+            .map(|f| (f.path, f.contents.to_owned()))
+            .collect();
+        let renewed = ControlPlanePki::from_files(|path| files.get(path).cloned())
+            .unwrap()
+            .renew_leaves(&certificates::pki_spec(&vc(), Some("10.96.0.20")))
+            .unwrap();
+        let (before, after) = (state_of(pki()), state_of(&renewed));
+        // The syncer takes renewed leaves while it runs
+        // (`vnest_syncer::certificate_reload`): no restart, so the Service
+        // webhook it serves never stops.
+        assert_eq!(
+            template_annotations(&before, syncer::COMPONENT),
+            template_annotations(&after, syncer::COMPONENT)
+        );
+        assert_ne!(
+            template_annotations(&before, apiserver::COMPONENT),
+            template_annotations(&after, apiserver::COMPONENT)
+        );
     }
 
     #[test]

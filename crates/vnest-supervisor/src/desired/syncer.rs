@@ -43,6 +43,11 @@ pub const SYNCER_PKI_FILES: &[&str] = &[
     "kubelet-proxy.crt",
     "kubelet-proxy.key",
 ];
+/// The files whose change restarts the syncer: the CAs it trusts. Renewed
+/// leaves (its client certificate in the kubeconfig, its serving pair) it
+/// takes while it runs (`vnest_syncer::certificate_reload`), so its
+/// Service-address webhook never stops for a renewal.
+pub const RESTART_ON: &[&str] = &["ca.crt", vnest_pki::WEBHOOK_CLIENT_CA.0];
 
 /// The Service in front of the syncer's kubelet proxy.
 pub fn kubelet_proxy_service(vc: &VirtualCluster) -> Service {
@@ -138,7 +143,7 @@ pub fn deployment(
     apiserver: HostPort,
     host: &HostAddresses,
     ingress_hosts: &[String],
-    kubeconfig_hash: String,
+    trust_hash: String,
 ) -> Deployment {
     let replicas = if vc.spec.paused { 0 } else { 1 };
     let container = Container {
@@ -179,7 +184,7 @@ pub fn deployment(
     let mut template = pods::pod_template(
         vc,
         COMPONENT,
-        BTreeMap::from([(pods::PKI_HASH.to_owned(), kubeconfig_hash)]),
+        BTreeMap::from([(pods::PKI_HASH.to_owned(), trust_hash)]),
         container,
         vec![
             pods::secret_volume("tenant", KUBECONFIG_SECRET, &["kubeconfig"]),

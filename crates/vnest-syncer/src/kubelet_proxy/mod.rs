@@ -92,7 +92,7 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ProxyError>
 
 /// The proxy's TLS, and how it tells its callers apart.
 pub struct ProxyTls {
-    pub config: ServerConfig,
+    pub config: Arc<ServerConfig>,
     /// How long a client has for its TLS handshake.
     pub handshake_timeout: std::time::Duration,
     /// The webhook client CA's subject (DER): the issuer of the one
@@ -138,10 +138,36 @@ pub fn tls_config(pki_dir: &Path) -> Result<ProxyTls, ProxyError> {
     // Streams are HTTP/1.1 upgrades.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(ProxyTls {
-        config,
+        config: Arc::new(config),
         handshake_timeout: HANDSHAKE_TIMEOUT,
         webhook_issuer,
     })
+}
+
+/// The proxy's TLS as last loaded: each new connection takes the current
+/// one, so renewed certificates ([`ServingTls::replace`]) serve from the
+/// next handshake on while open connections go on with the old ones
+/// (still valid: a renewal keeps the CAs).
+pub struct ServingTls(std::sync::RwLock<Arc<ProxyTls>>);
+
+impl ServingTls {
+    pub fn new(tls: ProxyTls) -> Self {
+        Self(std::sync::RwLock::new(Arc::new(tls)))
+    }
+
+    pub fn replace(&self, tls: ProxyTls) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(tls);
+    }
+
+    fn current(&self) -> Arc<ProxyTls> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 /// Who is calling, from the certificate it proved it holds (verified to
@@ -188,14 +214,11 @@ const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 pub async fn serve(
     syncer: Arc<Syncer>,
     address: SocketAddr,
-    tls: ProxyTls,
+    serving: Arc<ServingTls>,
 ) -> Result<(), ProxyError> {
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| ProxyError::Listen { address, source })?;
-    let acceptor = TlsAcceptor::from(Arc::new(tls.config));
-    let handshake_timeout = tls.handshake_timeout;
-    let webhook_issuer = Arc::new(tls.webhook_issuer);
     tracing::info!(%address, "kubelet proxy serving");
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -208,13 +231,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
+        let current = serving.current();
         let syncer = syncer.clone();
-        let webhook_issuer = webhook_issuer.clone();
         tokio::spawn(async move {
+            let acceptor = TlsAcceptor::from(current.config.clone());
             // A client that opens a connection and says nothing gets no
             // task for longer than a handshake takes.
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let handshake = acceptor.accept(tcp);
+            let tls = match tokio::time::timeout(current.handshake_timeout, handshake).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     tracing::info!(%peer, %error, "kubelet proxy: TLS handshake refused");
@@ -230,7 +254,7 @@ pub async fn serve(
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .map_or(Caller::Other, |leaf| caller(leaf, &webhook_issuer));
+                .map_or(Caller::Other, |leaf| caller(leaf, &current.webhook_issuer));
             if caller == Caller::Other {
                 tracing::warn!(%peer, "kubelet proxy: caller is not the tenant apiserver");
             }
