@@ -93,11 +93,21 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
             json!({ "nodePool": { "nodeSelector": { "pool": "a" } },
                     "isolation": { "ingress": { "hosts": ["*", "shop.example.com", "*.shop.example.com"], "classNames": ["public"] } } }),
         ),
+        (
+            "backed-up",
+            json!({ "nodePool": { "nodeSelector": { "pool": "a" } }, "backup": { "schedule": "30 2 * * 1-5" } }),
+        ),
     ] {
         vcs.create(&PostParams::default(), &object(name, spec))
             .await
             .unwrap();
     }
+    let backup = typed.get("backed-up").await.unwrap().spec.backup.unwrap();
+    assert_eq!(
+        (backup.keep, backup.storage.0.as_str()),
+        (7, "5Gi"),
+        "defaults"
+    );
 
     let pool = json!({ "nodeSelector": { "pool": "a" } });
     let cases = [
@@ -161,6 +171,21 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
             "shared-tenant-scheduler",
             json!({ "nodePool": { "mode": "Shared", "acceptSharedKernel": true, "scheduler": "Tenant" } }),
             "scheduler: Tenant needs a Dedicated node pool",
+        ),
+        (
+            "bad-backup-schedule",
+            json!({ "nodePool": pool, "backup": { "schedule": "every night" } }),
+            "must be five cron fields",
+        ),
+        (
+            "backup-keeping-none",
+            json!({ "nodePool": pool, "backup": { "schedule": "@daily", "keep": 0 } }),
+            "must be between 1 and 100",
+        ),
+        (
+            "backup-of-external-etcd",
+            json!({ "nodePool": pool, "backup": { "schedule": "@daily" }, "datastore": { "external": { "endpoints": ["https://e:2379"], "clientCertSecretName": "s" } } }),
+            "back up an external etcd with its own tools",
         ),
         (
             "tiny-pid-limit",

@@ -29,6 +29,11 @@ pub const CONTROL_PLANE_PLACEMENT: &str = "ControlPlanePlacement";
 /// granted, and not a stage.
 pub const INGRESS_HOSTS: &str = "IngressHosts";
 
+/// Whether scheduled snapshots (`spec.backup`) are being taken: when the
+/// last one was, or that the last run failed; shown only with
+/// `spec.backup`, and not a stage.
+pub const BACKUP: &str = "Backup";
+
 /// The stages in the order they come.
 pub const STAGES: [&str; 7] = [
     CERTIFICATES,

@@ -45,6 +45,15 @@ pub mod etcd {
     pub const CLIENT_PORT: u16 = 2379;
 }
 
+/// Scheduled snapshots of the tenant's etcd (`spec.backup`): the CronJob
+/// taking them in the control-plane namespace, its pods' component label
+/// value, and the claim they are kept on.
+pub mod etcd_backup {
+    pub const CRON_JOB: &str = "etcd-backup";
+    pub const COMPONENT: &str = "etcd-backup";
+    pub const CLAIM: &str = "etcd-backups";
+}
+
 /// The tenant's syncer on the host: its Deployment, in the control-plane
 /// namespace, runs vnest's own image.
 pub mod syncer {

@@ -6,6 +6,7 @@ pub mod apiserver_encryption;
 pub mod certificate_renewal;
 pub mod cidr;
 pub mod conditions;
+pub mod etcd_backup_args;
 pub mod etcd_volume;
 pub mod host_copies;
 pub mod host_names;

@@ -48,6 +48,7 @@ pub const ETCD_IMAGE_TAG: &str = "3.7.3-0";
 )]
 #[x_kube(validation = Rule::new("!(has(self.ttl) && has(self.expiresAt))").message("set either ttl or expiresAt, not both"))]
 #[x_kube(validation = Rule::new("!has(self.nodePool.mode) || self.nodePool.mode != 'Shared' || has(self.isolation) && has(self.isolation.runtimeClassName) || has(self.nodePool.acceptSharedKernel) && self.nodePool.acceptSharedKernel").message("a Shared node pool needs isolation.runtimeClassName (a sandbox such as gvisor), or nodePool.acceptSharedKernel: true to accept that tenants share the nodes' kernel"))]
+#[x_kube(validation = Rule::new("!has(self.backup) || !has(self.datastore) || !has(self.datastore.external)").message("backup snapshots the tenant's own etcd; back up an external etcd with its own tools"))]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualClusterSpec {
     /// The tenant's Kubernetes version, like `v1.37.2`. Unset means the
@@ -84,6 +85,46 @@ pub struct VirtualClusterSpec {
     /// Scale the control plane to zero, keeping its data; false resumes it.
     #[serde(default)]
     pub paused: bool,
+
+    /// Snapshots of the tenant's etcd on a schedule, kept on a volume of
+    /// the control-plane namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+}
+
+/// Snapshots of the tenant's own etcd, taken on a schedule by a CronJob of
+/// the control-plane namespace (etcd's snapshot call, the tenant keeps
+/// serving) and kept on a volume there, the newest `keep` of them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Backup {
+    /// When, in UTC, in cron syntax: five fields (minute, hour, day of the
+    /// month, month, day of the week), like `0 3 * * *`, or a macro such as
+    /// `@daily`.
+    #[x_kube(validation = Rule::new(r"self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+( [^ ]+){4})$')").message("must be five cron fields (minute hour day-of-month month day-of-week), like `0 3 * * *`, or @hourly, @daily, @weekly, @monthly, @yearly"))]
+    #[schemars(length(max = 100))]
+    pub schedule: String,
+    /// How many snapshots to keep: after each new one, the oldest beyond
+    /// this count are removed.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("must be between 1 and 100"))]
+    #[serde(default = "default_keep")]
+    pub keep: i32,
+    /// The size of the backups' volume: room for `keep` snapshots and one
+    /// being written.
+    #[serde(default = "default_backup_storage")]
+    pub storage: Quantity,
+    /// The StorageClass of the backups' volume; unset uses the host's
+    /// default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_keep() -> i32 {
+    7
+}
+
+fn default_backup_storage() -> Quantity {
+    Quantity("5Gi".to_owned())
 }
 
 /// The tenant's apiserver and controller-manager.

@@ -71,6 +71,9 @@ enum Command {
     /// Bring a virtual cluster's etcd back from a snapshot file (over a
     /// paused cluster, or into a new one).
     Restore(clusters::restore::RestoreArgs),
+    /// List a virtual cluster's scheduled snapshots (spec.backup), or fetch
+    /// one into a local file.
+    Backups(clusters::backups::BackupsArgs),
     /// Run a command against an ephemeral virtual cluster, deleted afterwards.
     Run(clusters::run::RunArgs),
     /// Prove a virtual cluster's isolation: its layers on the host, and a
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
             Command::RenewCertificates(args) => clusters::renew::run(args).await,
             Command::Snapshot(args) => clusters::snapshot::run(args).await,
             Command::Restore(args) => clusters::restore::run(args).await,
+            Command::Backups(args) => clusters::backups::run(args).await,
             Command::Verify(args) => clusters::verify::run(args).await,
             Command::Map(args) => map::run(args).await,
             Command::Local(command) => local::run(command).await,

@@ -338,6 +338,9 @@ async fn snapshot_and_restore_bring_back_the_tenants_state(
         !cli.work.join("a.db.partial").exists(),
         "no partial file is left"
     );
+    // A scheduled snapshot taken now holds the same state: the copy below
+    // is restored from it.
+    let backup = scheduled_snapshots_are_kept_and_fetched(cli, client).await;
 
     // Written after the snapshot: gone once it is restored.
     let (ok, _, err) = kubectl(
@@ -389,6 +392,26 @@ async fn snapshot_and_restore_bring_back_the_tenants_state(
     // Over the paused cluster: resumed and Ready with the snapshot's state.
     let (code, _, _) = cli.run(&["pause", "a", "-n", TENANTS]);
     assert_eq!(code, 0);
+    let cp = host_namespace(TENANTS, "a", HostNamespaceRole::ControlPlane);
+    wait_for(
+        "a paused cluster's backup CronJob to be suspended",
+        Duration::from_secs(60),
+        || {
+            let (_, suspended, _) = kubectl(
+                &cli.admin,
+                &[
+                    "get",
+                    "cronjob",
+                    "etcd-backup",
+                    "-n",
+                    &cp,
+                    "-o",
+                    "jsonpath={.spec.suspend}",
+                ],
+            );
+            suspended == "true"
+        },
+    );
     let (code, _, err) = cli.run(&[
         "restore",
         "a",
@@ -446,7 +469,8 @@ async fn snapshot_and_restore_bring_back_the_tenants_state(
         "nothing was made"
     );
 
-    // Into a new cluster, created from the flags.
+    // Into a new cluster, created from the flags, from the scheduled
+    // snapshot fetched above.
     let copy_kubeconfig = cli.work.join("copy.kubeconfig");
     let (code, _, err) = cli.run(&[
         "restore",
@@ -454,7 +478,7 @@ async fn snapshot_and_restore_bring_back_the_tenants_state(
         "-n",
         TENANTS,
         "--from",
-        snapshot.to_str().unwrap(),
+        backup.to_str().unwrap(),
         "--pool",
         POOL,
         "--expose",
@@ -494,6 +518,131 @@ async fn snapshot_and_restore_bring_back_the_tenants_state(
     );
     let (code, _, err) = cli.run(&["delete", "a-copy", "-n", TENANTS, "--wait"]);
     assert_eq!(code, 0, "{err}");
+}
+
+/// `spec.backup` on cluster `a`: its CronJob's runs (three, asked for now
+/// rather than waited for) each leave a verified snapshot, the newest two
+/// are kept, `vnest backups` lists them and fetches the newest with its
+/// encryption file. Returns the fetched file.
+async fn scheduled_snapshots_are_kept_and_fetched(cli: &Cli, client: &kube::Client) -> PathBuf {
+    let cp = host_namespace(TENANTS, "a", HostNamespaceRole::ControlPlane);
+    let (code, _, err) = cli.run(&["backups", "a", "-n", TENANTS]);
+    assert_eq!(code, 1, "no spec.backup yet");
+    assert!(err.contains("spec.backup"), "{err}");
+    clusters_api(client)
+        .patch(
+            "a",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "spec": { "backup": { "schedule": "0 0 1 1 *", "keep": 2, "storage": "1Gi" } }
+            })),
+        )
+        .await
+        .unwrap();
+    wait_for("the backup CronJob", Duration::from_secs(60), || {
+        kubectl(&cli.admin, &["get", "cronjob", "etcd-backup", "-n", &cp]).0
+    });
+    for run in 1..=3 {
+        let job = format!("asked-{run}");
+        let (ok, _, err) = kubectl(
+            &cli.admin,
+            &[
+                "create",
+                "job",
+                &job,
+                "--from=cronjob/etcd-backup",
+                "-n",
+                &cp,
+            ],
+        );
+        assert!(ok, "{err}");
+        let started = Instant::now();
+        let outcome = loop {
+            let (_, counts, _) = kubectl(
+                &cli.admin,
+                &[
+                    "get",
+                    &format!("job/{job}"),
+                    "-n",
+                    &cp,
+                    "-o",
+                    "jsonpath={.status.succeeded},{.status.failed}",
+                ],
+            );
+            if counts.starts_with('1')
+                || counts.contains(",1")
+                || started.elapsed() > Duration::from_secs(180)
+            {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let (_, logs, _) = kubectl(&cli.admin, &["logs", &format!("job/{job}"), "-n", &cp]);
+        assert!(
+            outcome.starts_with("1,"),
+            "backup run {run} succeeded ({outcome:?} succeeded,failed after {:?}):\n{logs}",
+            started.elapsed()
+        );
+        eprintln!(
+            "backup run {run} took {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(logs.contains("snapshot written and checked"), "{logs}");
+        if run == 3 {
+            assert!(
+                logs.contains("removed=/var/lib/vnest/backups/a-2"),
+                "the oldest beyond 2 went: {logs}"
+            );
+        }
+        // Snapshots are named by the second they were taken.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (code, out, err) = cli.run(&["backups", "a", "-n", TENANTS]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(listed.len(), 2, "keep: 2 — {out}");
+    assert!(
+        listed
+            .iter()
+            .all(|n| n.starts_with("a-2") && n.ends_with("Z.db")),
+        "{out}"
+    );
+    let newest = listed[1];
+    let fetched = cli.work.join("scheduled.db");
+    let (code, out, err) = cli.run(&[
+        "backups",
+        "a",
+        "-n",
+        TENANTS,
+        "--fetch",
+        newest,
+        "--out",
+        fetched.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("sha256"), "{out}");
+    assert!(cli.work.join("scheduled.db.encryption").is_file());
+    let (code, _, err) = cli.run(&[
+        "backups",
+        "a",
+        "-n",
+        TENANTS,
+        "--fetch",
+        "a-20200101T000000Z.db",
+        "--out",
+        cli.work.join("none.db").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("not a snapshot on the backups' volume"),
+        "{err}"
+    );
+    assert!(!cli.work.join("none.db").exists());
+    fetched
 }
 
 fn clusters_api(client: &kube::Client) -> Api<VirtualCluster> {

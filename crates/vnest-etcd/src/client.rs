@@ -32,6 +32,10 @@ pub enum EtcdError {
     Incomplete { received: u64 },
 }
 
+/// How long a connection may take to open: a member a few hops away that
+/// has not answered by then will not (the caller tries again or another).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How to reach a member: its CA, a client certificate it accepts, and the
 /// name its serving certificate carries.
 #[derive(Clone)]
@@ -89,7 +93,7 @@ impl Member {
             .domain_name(tls.server_name.clone());
         let channel = Endpoint::from_shared(endpoint.to_owned())
             .map_err(failed)?
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .tls_config(config)
             .map_err(failed)?
             .connect()

@@ -5,7 +5,9 @@
 
 mod client;
 pub mod proto;
+pub mod saved;
 pub mod snapshot_file;
 
 pub use client::{EtcdError, Member, Progress, Snapshot, Tls};
+pub use saved::{SaveError, save};
 pub use snapshot_file::{SnapshotFileError, VerifiedSnapshot, verify};

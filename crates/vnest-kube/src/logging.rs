@@ -1,5 +1,6 @@
 //! Logs of vnest's long-running components: `tracing` to stderr, levels from
-//! `RUST_LOG` (default `info`), as text for people or JSON for collectors.
+//! `RUST_LOG` (default `info`), as text for people (coloured only on a
+//! terminal) or JSON for collectors.
 
 pub use vnest_api::LogFormat;
 
@@ -8,7 +9,12 @@ pub fn init(format: LogFormat) {
     let json = format == LogFormat::Json;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal: a pod's log, a file or a
+    // pipe gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     if json {
         builder.json().init();
     } else {

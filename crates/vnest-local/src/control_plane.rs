@@ -82,6 +82,7 @@ pub struct LocalControlPlane {
     processes: Vec<(Component, ManagedProcess)>,
     pki: ControlPlanePki,
     server: String,
+    etcd: String,
     admin_kubeconfig: String,
     client: Client,
     layout: Layout,
@@ -149,6 +150,7 @@ impl LocalControlPlane {
                         processes,
                         pki,
                         server: server_url(options.address, ports.apiserver),
+                        etcd: server_url(options.address, ports.etcd_client),
                         admin_kubeconfig,
                         client,
                         layout,
@@ -179,6 +181,17 @@ impl LocalControlPlane {
     /// The apiserver's URL, `https://ADDRESS:PORT`.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// etcd's client URL, `https://ADDRESS:PORT` (mutual TLS with the
+    /// etcd CA of [`Self::pki`]).
+    pub fn etcd(&self) -> &str {
+        &self.etcd
+    }
+
+    /// The PKI files' directory, in kubeadm's layout.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.layout.pki("")
     }
 
     /// A client authenticated as the cluster admin (`system:masters`).

@@ -14,6 +14,7 @@ pub mod datastore_restore;
 pub mod datastore_wipe;
 pub mod desired;
 pub mod error;
+pub mod etcd_backup;
 pub mod host_facts;
 pub mod ingress_grants;
 pub mod metrics;

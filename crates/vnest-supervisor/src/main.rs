@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use vnest_api::etcd_backup_args::EtcdBackupArgs;
 use vnest_api::etcd_volume::RestoreStep;
 use vnest_kube::logging::LogFormat;
 use vnest_supervisor::controller;
@@ -47,6 +48,19 @@ enum Command {
         step: RestoreStep,
         dir: std::path::PathBuf,
     },
+    /// One scheduled snapshot of a tenant's etcd into a directory, keeping
+    /// the newest few. Run by the CronJob of `spec.backup`; not for
+    /// people.
+    EtcdBackup(EtcdBackupArgs),
+    /// Once its stdin closes, writes to stdout the snapshots in DIR (a
+    /// line each: name and bytes) or, with --send, one of them with its
+    /// encryption file. Run in a pod `vnest backups` makes; not for
+    /// people.
+    EtcdBackups {
+        dir: std::path::PathBuf,
+        #[arg(long, value_name = "NAME")]
+        send: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -69,6 +83,54 @@ async fn main() -> anyhow::Result<()> {
             RestoreStep::Install => {
                 datastore_restore::install(dir)?;
                 tracing::info!(dir = %dir.display(), "restored member in place");
+            }
+        }
+        return Ok(());
+    }
+    if let Some(Command::EtcdBackup(backup)) = &args.command {
+        let outcome =
+            vnest_supervisor::etcd_backup::run(backup, vnest_supervisor::etcd_backup::CONNECT_FOR)
+                .await
+                .with_context(|| format!("backing up {}'s etcd", backup.cluster))?;
+        let shown = |paths: &[std::path::PathBuf]| {
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        tracing::info!(
+            file = %outcome.file.display(),
+            bytes = outcome.bytes,
+            sha256 = %outcome.sha256,
+            member = %outcome.member,
+            removed = %shown(&outcome.removed),
+            kept = %shown(&outcome.kept),
+            "snapshot written and checked"
+        );
+        return Ok(());
+    }
+    if let Some(Command::EtcdBackups { dir, send }) = &args.command {
+        use std::io::{Read as _, Write as _};
+        use vnest_supervisor::etcd_backup;
+        // The caller attaches first, then closes stdin: nothing written
+        // before that would reach it.
+        std::io::copy(
+            &mut std::io::stdin().lock().take(1 << 20),
+            &mut std::io::sink(),
+        )
+        .context("waiting for stdin to close")?;
+        let mut out = std::io::stdout().lock();
+        match send {
+            Some(name) => {
+                etcd_backup::send(dir, name, &mut out)?;
+            }
+            None => {
+                for (name, bytes) in
+                    etcd_backup::list(dir).with_context(|| format!("listing {}", dir.display()))?
+                {
+                    writeln!(out, "{name} {bytes}").context("writing the list")?;
+                }
             }
         }
         return Ok(());

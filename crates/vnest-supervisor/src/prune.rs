@@ -10,6 +10,7 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams};
@@ -25,7 +26,8 @@ use crate::error::Result;
 
 /// The kinds a spec change can remove objects of, and the host namespaces
 /// they live in: NetworkPolicies (`isolation.networkPolicy`), the owned
-/// etcd's Service and StatefulSet (`datastore.external`). Every other kind
+/// etcd's Service and StatefulSet (`datastore.external`), the backups'
+/// CronJob (`backup`; its volume is kept). Every other kind
 /// the supervisor applies is wanted for every spec of the default cluster
 /// (a test holds `host_state` to that), except the copy of an external
 /// etcd's client Secret after a move back to an owned etcd: the supervisor
@@ -41,6 +43,7 @@ pub const PRUNED: &[(&str, &[HostNamespaceRole])] = &[
     ),
     ("Service", &[HostNamespaceRole::ControlPlane]),
     ("StatefulSet", &[HostNamespaceRole::ControlPlane]),
+    ("CronJob", &[HostNamespaceRole::ControlPlane]),
 ];
 
 /// Deletes the objects `vc` owns that `state` no longer wants; returns what
@@ -53,6 +56,7 @@ pub async fn prune(ctx: &Context, vc: &VirtualCluster, state: &HostState) -> Res
             existing.extend(match *kind {
                 "NetworkPolicy" => owned::<NetworkPolicy>(ctx, vc, &namespace).await?,
                 "Service" => owned::<Service>(ctx, vc, &namespace).await?,
+                "CronJob" => owned::<CronJob>(ctx, vc, &namespace).await?,
                 _ => owned::<StatefulSet>(ctx, vc, &namespace).await?,
             });
         }
@@ -66,6 +70,7 @@ pub async fn prune(ctx: &Context, vc: &VirtualCluster, state: &HostState) -> Res
             "NetworkPolicy" => delete::<NetworkPolicy>(ctx, namespace, &key.name).await?,
             "Service" => delete::<Service>(ctx, namespace, &key.name).await?,
             "StatefulSet" => delete::<StatefulSet>(ctx, namespace, &key.name).await?,
+            "CronJob" => delete::<CronJob>(ctx, namespace, &key.name).await?,
             _ => false,
         };
         if gone {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -64,6 +64,25 @@ where
         + DeserializeOwned,
 {
     Ok(apply::apply_namespaced(&ctx.client, FIELD_MANAGER, object).await?)
+}
+
+/// Creates `claim` unless it exists; an existing claim is left as it is
+/// (its class is fixed, and its size can only grow where the class allows).
+async fn make_once(ctx: &Context, claim: &PersistentVolumeClaim) -> Result<()> {
+    let namespace = claim.metadata.namespace.as_deref().unwrap_or_default();
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
+    if api.get_metadata_opt(&claim.name_any()).await?.is_some() {
+        return Ok(());
+    }
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    match api.create(&params, claim).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The nodes the control plane's pods run on, each once.
@@ -233,6 +252,7 @@ async fn observe(vc: &VirtualCluster, ctx: &Context) -> Result<HostView> {
 struct Applied {
     deployments: BTreeMap<String, Deployment>,
     stateful_set: Option<k8s_openapi::api::apps::v1::StatefulSet>,
+    cron_job: Option<k8s_openapi::api::batch::v1::CronJob>,
 }
 
 /// Phase 4, apply: every object of `state`, in order.
@@ -254,6 +274,8 @@ async fn apply_state(ctx: &Context, state: &HostState) -> Result<Applied> {
             HostObject::Service(o) => drop(apply_object(ctx, o).await?),
             HostObject::Secret(o) => drop(apply_object(ctx, o).await?),
             HostObject::StatefulSet(o) => applied.stateful_set = Some(apply_object(ctx, o).await?),
+            HostObject::CronJob(o) => applied.cron_job = Some(apply_object(ctx, o.as_ref()).await?),
+            HostObject::PersistentVolumeClaim(o) => make_once(ctx, o).await?,
             HostObject::Deployment(o) => {
                 let deployment = apply_object(ctx, o).await?;
                 applied
@@ -400,6 +422,14 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     if !vc.spec.isolation.ingress.hosts.is_empty() {
         stages.push(status::ingress_hosts(&ingress));
     }
+    if let Some(backup) = &vc.spec.backup {
+        stages.push(status::backup(
+            &backup.schedule,
+            backup.keep,
+            vc.spec.paused,
+            applied.cron_job.as_ref().and_then(|c| c.status.as_ref()),
+        ));
+    }
     if let Some(wanted) = vc.spec.isolation.pid_limit {
         let limits = ctx.kubelets.pid_limits(&pool).await;
         stages.push(status::pid_limit(wanted, &limits));
@@ -461,6 +491,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
                     status::PID_LIMIT,
                     status::NODE_POOL,
                     status::CONTROL_PLANE_PLACEMENT,
+                    status::BACKUP,
                 ]
                 .contains(&c.type_.as_str())
         });

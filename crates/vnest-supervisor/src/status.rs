@@ -8,8 +8,8 @@ use vnest_api::{Phase, VirtualCluster};
 
 use vnest_api::NodePoolMode;
 pub use vnest_api::conditions::{
-    APISERVER, CERTIFICATES, CLUSTER_DNS, CONTROL_PLANE_PLACEMENT, CONTROLLER_MANAGER, DATASTORE,
-    INGRESS_HOSTS, NODE_POOL, PID_LIMIT, READY, SCHEDULER, SYNCER,
+    APISERVER, BACKUP, CERTIFICATES, CLUSTER_DNS, CONTROL_PLANE_PLACEMENT, CONTROLLER_MANAGER,
+    DATASTORE, INGRESS_HOSTS, NODE_POOL, PID_LIMIT, READY, SCHEDULER, SYNCER,
 };
 
 use crate::ingress_grants::Held;
@@ -278,6 +278,59 @@ pub fn pid_limit(wanted: i64, nodes: &[NodePidLimit]) -> Stage {
     )
 }
 
+/// Whether the scheduled snapshots are taken, from their CronJob's status
+/// (`None` before the CronJob exists).
+pub fn backup(
+    schedule: &str,
+    keep: i32,
+    paused: bool,
+    cron_job: Option<&k8s_openapi::api::batch::v1::CronJobStatus>,
+) -> Stage {
+    let last_success = cron_job.and_then(|s| s.last_successful_time.as_ref());
+    let last_run = cron_job.and_then(|s| s.last_schedule_time.as_ref());
+    let running = cron_job.is_some_and(|s| s.active.as_ref().is_some_and(|a| !a.is_empty()));
+    let last = last_success.map_or_else(
+        || "none has succeeded yet".to_owned(),
+        |t| format!("the last was taken at {}", t.0),
+    );
+    if paused {
+        return Stage::waiting(
+            BACKUP,
+            "Paused",
+            format!("the cluster is paused, so no snapshot is taken ({last})"),
+        );
+    }
+    if running {
+        return Stage::ok(
+            BACKUP,
+            "Running",
+            format!("a snapshot is being taken now; {last}"),
+        );
+    }
+    match (last_run, last_success) {
+        (None, None) => Stage::waiting(
+            BACKUP,
+            "NotYet",
+            format!("no snapshot yet; the first is due on the schedule {schedule:?} (UTC)"),
+        ),
+        (Some(run), success) if success.is_none_or(|s| s.0 < run.0) => Stage::waiting(
+            BACKUP,
+            "LastRunFailed",
+            format!(
+                "the run of {} did not succeed ({last}); its Job in the control-plane namespace says why (`kubectl logs job/NAME`)",
+                run.0
+            ),
+        ),
+        _ => Stage::ok(
+            BACKUP,
+            "Taken",
+            format!(
+                "{last}; the next is due on the schedule {schedule:?} (UTC), the newest {keep} are kept"
+            ),
+        ),
+    }
+}
+
 /// When `vc` expires: `spec.expiresAt`, or its creation time plus
 /// `spec.ttl`. `Err` says why the TTL cannot be read (the schema's pattern
 /// lets through numbers too large for a duration).
@@ -385,6 +438,43 @@ mod tests {
         assert_eq!(unknown.reason, "Unknown");
         assert!(unknown.message.contains("n4 (refused)"));
         assert_eq!(pid_limit(256, &[]).reason, "NoPoolNodes");
+    }
+
+    #[test]
+    fn the_backup_condition_tells_the_last_snapshot_or_the_failed_run() {
+        use k8s_openapi::api::batch::v1::CronJobStatus;
+        use k8s_openapi::api::core::v1::ObjectReference;
+        let at = |s: &str| Time(s.parse().unwrap());
+        let status = |run: Option<&str>, success: Option<&str>, active: bool| CronJobStatus {
+            last_schedule_time: run.map(at),
+            last_successful_time: success.map(at),
+            active: active.then(|| vec![ObjectReference::default()]),
+        };
+        let t1 = "2026-12-05T03:00:00Z";
+        let t2 = "2026-12-06T03:00:00Z";
+        let stage = |s: Option<&CronJobStatus>| backup("0 3 * * *", 7, false, s);
+        assert_eq!(stage(None).reason, "NotYet");
+        let taken = stage(Some(&status(Some(t1), Some(t1), false)));
+        assert!(taken.ok && taken.reason == "Taken", "{taken:?}");
+        assert!(taken.message.contains("newest 7"), "{}", taken.message);
+        let failed = stage(Some(&status(Some(t2), Some(t1), false)));
+        assert!(!failed.ok && failed.reason == "LastRunFailed", "{failed:?}");
+        assert!(
+            failed.message.contains("2026-12-06T03:00:00Z"),
+            "{}",
+            failed.message
+        );
+        let never = stage(Some(&status(Some(t1), None, false)));
+        assert_eq!(never.reason, "LastRunFailed");
+        let running = stage(Some(&status(Some(t2), Some(t1), true)));
+        assert!(running.ok && running.reason == "Running", "{running:?}");
+        let paused = backup(
+            "0 3 * * *",
+            7,
+            true,
+            Some(&status(Some(t1), Some(t1), false)),
+        );
+        assert_eq!(paused.reason, "Paused");
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! kubectl's conventions for reaching the host (`--kubeconfig`,
 //! `--context`, `-n`).
 
+pub(crate) mod backups;
 pub(crate) mod connect;
 pub(crate) mod create;
 pub(crate) mod describe;
 mod forward;
+mod helper_pods;
 pub(crate) mod kubeconfig;
 pub(crate) mod lifecycle;
 pub(crate) mod list;

@@ -46,7 +46,8 @@ use vnest_api::etcd_volume::{self, RestoreStep};
 use vnest_api::host_names::{self, HostNamespaceRole, host_namespace, labels};
 
 use super::create::{SpecArgs, create};
-use super::wait::{self, Outcome};
+use super::helper_pods::{delete_and_wait, failure, pod_status};
+use super::wait::{self, Outcome, POLL};
 use super::{api, explain, get};
 use crate::exit::TIMED_OUT;
 use crate::host::HostArgs;
@@ -59,7 +60,6 @@ const CLAIM_TEMPLATE: &str = "data";
 /// How much a restore raises the revision (upstream's advice: more than
 /// the writes that could have happened since the snapshot was taken).
 const REVISION_BUMP: u64 = 1_000_000_000;
-const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -97,7 +97,7 @@ pub(crate) async fn run(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         super::snapshot::mebibytes(verified.database_bytes),
         verified.sha256
     );
-    let keys_file = super::snapshot::encryption_path(&args.from);
+    let keys_file = vnest_etcd::saved::encryption_path(&args.from);
     let restored_keys = match std::fs::read_to_string(&keys_file) {
         Ok(config) => {
             vnest_api::apiserver_encryption::keys(&config)
@@ -456,57 +456,6 @@ async fn feed_and_finish(
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-async fn pod_status(
-    pods: &Api<Pod>,
-    name: &str,
-) -> anyhow::Result<k8s_openapi::api::core::v1::PodStatus> {
-    let pod = pods.get(name).await.context("reading the restore pod")?;
-    Ok(pod.status.unwrap_or_default())
-}
-
-/// What the steps of a restore pod said when they ended badly.
-fn failure(status: &k8s_openapi::api::core::v1::PodStatus) -> String {
-    let steps = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten());
-    let said: Vec<String> = steps
-        .filter_map(|c| {
-            let done = c.state.as_ref()?.terminated.as_ref()?;
-            (done.exit_code != 0).then(|| {
-                format!(
-                    "step {} exited {}: {}",
-                    c.name,
-                    done.exit_code,
-                    done.message.clone().unwrap_or_default().trim()
-                )
-            })
-        })
-        .collect();
-    if said.is_empty() {
-        format!("phase {}", status.phase.clone().unwrap_or_default())
-    } else {
-        said.join("; ")
-    }
-}
-
-async fn delete_and_wait(pods: &Api<Pod>, name: &str, deadline: Instant) -> anyhow::Result<()> {
-    pods.delete(name, &DeleteParams::default()).await.ok();
-    while pods
-        .get_opt(name)
-        .await
-        .context("reading a restore pod")?
-        .is_some()
-    {
-        if Instant::now() > deadline {
-            bail!("an earlier restore pod {name} did not go away");
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    Ok(())
 }
 
 /// The container names of a restore pod's steps.

@@ -14,7 +14,7 @@
 //! encryption configuration, whose keys sealed the Secrets in the
 //! snapshot; `vnest restore` reads it from there.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -65,7 +65,7 @@ pub(crate) async fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let out = args.out.clone().unwrap_or_else(|| default_file(name));
-    let keys_file = encryption_path(&out);
+    let keys_file = vnest_etcd::saved::encryption_path(&out);
     for file in [&out, &keys_file] {
         if file.exists() {
             bail!(
@@ -93,12 +93,18 @@ pub(crate) async fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
         status.header.as_ref().map_or(0, |h| h.revision)
     );
 
-    let partial = partial_path(&out);
-    let outcome = save(&member, &partial, &out).await;
-    if outcome.is_err() {
-        std::fs::remove_file(&partial).ok();
-    }
-    let (snapshot, verified) = outcome?;
+    let mut last_report = Instant::now();
+    let (snapshot, verified) = vnest_etcd::save(&member, &out, |progress| {
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            eprintln!(
+                "  {} received, {} to go",
+                mebibytes(progress.received),
+                mebibytes(progress.remaining)
+            );
+        }
+    })
+    .await?;
     super::kubeconfig::write_private(&keys_file, &encryption)?;
     println!(
         "{}: {} (sha256 {}, storage version {})",
@@ -112,40 +118,6 @@ pub(crate) async fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Streams the snapshot into `partial`, makes it durable, checks it and
-/// gives it its name.
-async fn save(
-    member: &vnest_etcd::Member,
-    partial: &Path,
-    out: &Path,
-) -> anyhow::Result<(vnest_etcd::Snapshot, vnest_etcd::VerifiedSnapshot)> {
-    let mut file = tokio::fs::File::create(partial)
-        .await
-        .with_context(|| format!("creating {}", partial.display()))?;
-    let mut last_report = Instant::now();
-    let snapshot = member
-        .snapshot(&mut file, |progress| {
-            if last_report.elapsed() >= PROGRESS_EVERY {
-                last_report = Instant::now();
-                eprintln!(
-                    "  {} received, {} to go",
-                    mebibytes(progress.received),
-                    mebibytes(progress.remaining)
-                );
-            }
-        })
-        .await
-        .context("streaming the snapshot")?;
-    file.sync_all()
-        .await
-        .with_context(|| format!("flushing {} to disk", partial.display()))?;
-    drop(file);
-    let verified = vnest_etcd::verify(partial).context("checking the snapshot just taken")?;
-    std::fs::rename(partial, out)
-        .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
-    Ok((snapshot, verified))
 }
 
 /// A client certificate for the tenant's etcd, issued from its etcd CA
@@ -205,28 +177,9 @@ async fn encryption_config(client: &kube::Client, control_plane: &str) -> anyhow
     .await
 }
 
-/// Where the encryption configuration of snapshot `out` is kept.
-pub(crate) fn encryption_path(out: &Path) -> PathBuf {
-    beside(out, ".encryption")
-}
-
-/// `NAME-20261205T120000Z.db`.
+/// `NAME-20261205T120000Z.db` here.
 fn default_file(name: &str) -> PathBuf {
-    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
-    PathBuf::from(format!("{name}-{compact}.db"))
-}
-
-/// Where the snapshot is written until it is complete and verified.
-fn partial_path(out: &Path) -> PathBuf {
-    beside(out, ".partial")
-}
-
-/// The file next to `out` named as it is plus `suffix`.
-fn beside(out: &Path, suffix: &str) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    out.with_file_name(name)
+    PathBuf::from(vnest_etcd::saved::file_name(name, SystemTime::now()))
 }
 
 pub(crate) fn mebibytes(bytes: u64) -> String {
@@ -243,17 +196,5 @@ mod tests {
         assert!(file.starts_with("team-a-2"), "{file}");
         assert!(file.ends_with("Z.db"), "{file}");
         assert!(!file.contains(':'), "{file}");
-    }
-
-    #[test]
-    fn the_partial_file_sits_beside_the_snapshot() {
-        assert_eq!(
-            partial_path(Path::new("/b/team-a.db")),
-            PathBuf::from("/b/team-a.db.partial")
-        );
-        assert_eq!(
-            partial_path(Path::new("a.db")),
-            PathBuf::from("a.db.partial")
-        );
     }
 }

@@ -8,7 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota, Secret, Service, ServiceAccount};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{
+    LimitRange, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::flowcontrol::v1::FlowSchema;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
@@ -24,8 +27,8 @@ use super::kubeconfig::Endpoint;
 use super::network_policy::HostAddresses;
 use super::pods::Settings;
 use super::{
-    apiserver, controller_manager, datastore, flow_control, kubeconfig, network_policy, pods,
-    quota, scheduler, syncer, syncer_rbac,
+    apiserver, backup, controller_manager, datastore, flow_control, kubeconfig, network_policy,
+    pods, quota, scheduler, syncer, syncer_rbac,
 };
 
 /// What the reconcile observed that the desired state depends on.
@@ -62,6 +65,10 @@ pub enum HostObject {
     Secret(Secret),
     StatefulSet(StatefulSet),
     Deployment(Deployment),
+    /// Made when missing, never changed: a claim's class is fixed and its
+    /// size can only grow where the class allows.
+    PersistentVolumeClaim(PersistentVolumeClaim),
+    CronJob(Box<CronJob>),
 }
 
 impl HostObject {
@@ -86,6 +93,8 @@ impl HostObject {
             HostObject::Secret(o) => key(o),
             HostObject::StatefulSet(o) => key(o),
             HostObject::Deployment(o) => key(o),
+            HostObject::PersistentVolumeClaim(o) => key(o),
+            HostObject::CronJob(o) => key(o.as_ref()),
         }
     }
 }
@@ -265,6 +274,19 @@ pub fn host_state(
         observed.ingress_hosts,
         hash,
     )));
+    // Snapshots on a schedule, of the tenant's own etcd. Their volume is
+    // kept when backups are switched off: it holds the snapshots.
+    kept.push(ObjectKey {
+        kind: "PersistentVolumeClaim".to_owned(),
+        namespace: Some(cp.clone()),
+        name: vnest_api::host_names::etcd_backup::CLAIM.to_owned(),
+    });
+    if let (Some(plan), Some(_)) = (&vc.spec.backup, datastore::owned_etcd(vc)) {
+        objects.push(HostObject::PersistentVolumeClaim(backup::claim(vc, plan)));
+        objects.push(HostObject::CronJob(Box::new(backup::cron_job(
+            vc, plan, settings,
+        ))));
+    }
     Ok(HostState {
         objects,
         kept,
@@ -566,8 +588,17 @@ mod tests {
         let mut paused = vc();
         paused.spec.paused = true;
         let waiting = Err("waiting".to_owned());
-        let full = state(&vc());
+        let mut backed_up = vc();
+        backed_up.spec.backup = Some(vnest_api::Backup {
+            schedule: "@daily".to_owned(),
+            keep: 3,
+            storage: k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".to_owned()),
+            storage_class_name: None,
+        });
+        let full = state(&backed_up);
+        assert!(!keys(&full, "CronJob").is_empty());
         for variant in [
+            state(&vc()),
             state(&off),
             state_with(&moved, &endpoint(), None),
             state(&paused),

@@ -2,6 +2,7 @@
 
 pub mod addresses;
 pub mod apiserver;
+pub mod backup;
 pub mod certificates;
 pub mod controller_manager;
 pub mod datastore;

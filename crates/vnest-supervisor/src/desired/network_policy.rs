@@ -12,7 +12,7 @@
 //! inside the same bounds (`vnest_syncer::network_policy`).
 //!
 //! Control-plane namespace (always): etcd accepts only the tenant's
-//! apiserver (clients) and its own members (peers); the syncer's kubelet
+//! apiserver and its backup pods (clients) and its own members (peers); the syncer's kubelet
 //! proxy accepts only the tenant's apiserver; the apiserver accepts
 //! its own namespace, the tenant's workloads and the supervisor, plus any
 //! address outside the host's pod subnets when it is exposed as a NodePort
@@ -138,7 +138,13 @@ pub fn network_policies(
             "vnest-etcd",
             component(etcd::COMPONENT),
             Some(vec![
-                ingress(vec![pod_peer(apiserver::COMPONENT)], &[CLIENT_PORT]),
+                ingress(
+                    vec![
+                        pod_peer(apiserver::COMPONENT),
+                        pod_peer(vnest_api::host_names::etcd_backup::COMPONENT),
+                    ],
+                    &[CLIENT_PORT],
+                ),
                 ingress(vec![pod_peer(etcd::COMPONENT)], &[PEER_PORT]),
             ]),
             None,
@@ -494,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn etcd_admits_only_its_apiserver_and_its_members() {
+    fn etcd_admits_only_its_apiserver_its_backups_and_its_members() {
         let policies =
             network_policies(&vc(), &Settings::default(), &HostAddresses::default(), &[]);
         let etcd = named(&policies, "vnest-etcd");
