@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, PostParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, CustomResourceExt};
 use serde_json::json;
 use vnest_api::{NodePoolMode, PodSecurityLevel, VirtualCluster};
@@ -215,5 +215,34 @@ async fn the_schema_defaults_valid_clusters_and_refuses_invalid_ones_with_a_reas
             Err(other) => panic!("{name}: {other}"),
         }
     }
+
+    // A version moves one minor up at a time: no downgrade of a minor, no
+    // skipped minor; patch releases move both ways.
+    let pinned = json!({ "nodePool": pool, "kubernetesVersion": "v1.36.3" });
+    vcs.create(&PostParams::default(), &object("upgrading", pinned))
+        .await
+        .unwrap();
+    let set_version = |version: &'static str| {
+        let vcs = vcs.clone();
+        async move {
+            vcs.patch(
+                "upgrading",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "kubernetesVersion": version } })),
+            )
+            .await
+        }
+    };
+    for refused in ["v1.38.0", "v1.35.9"] {
+        match set_version(refused).await {
+            Err(kube::Error::Api(status)) => assert!(
+                status.code == 422 && status.message.contains("one minor version up at a time"),
+                "{refused}: {status:?}"
+            ),
+            other => panic!("{refused}: {other:?}"),
+        }
+    }
+    set_version("v1.36.0").await.expect("a patch release back");
+    set_version("v1.37.2").await.expect("one minor up");
     cp.stop().await;
 }

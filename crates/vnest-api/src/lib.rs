@@ -16,6 +16,7 @@ pub mod pod_network;
 pub mod quota_keys;
 pub mod syncer_args;
 pub mod ttl;
+pub mod version_change;
 mod virtual_cluster;
 
 pub use virtual_cluster::*;

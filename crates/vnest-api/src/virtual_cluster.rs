@@ -54,6 +54,7 @@ pub struct VirtualClusterSpec {
     /// The tenant's Kubernetes version, like `v1.37.2`. Unset means the
     /// version this vnest release pins.
     #[x_kube(validation = Rule::new(r"self.matches('^v1\\.[0-9]+\\.[0-9]+$')").message("must be a Kubernetes release like v1.37.2"))]
+    #[x_kube(validation = Rule::new("!self.matches('^v1\\\\.[0-9]+\\\\.[0-9]+$') || !oldSelf.matches('^v1\\\\.[0-9]+\\\\.[0-9]+$') || (int(self.split('.')[1]) >= int(oldSelf.split('.')[1]) && int(self.split('.')[1]) <= int(oldSelf.split('.')[1]) + 1)").message("a running control plane moves one minor version up at a time: no minor downgrade, no skipped minor"))]
     #[schemars(length(max = 32))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<String>,

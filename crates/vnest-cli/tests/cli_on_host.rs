@@ -435,10 +435,21 @@ async fn snapshot_and_restore_bring_back_the_tenants_state(
     );
     let (ok, _, err) = kubectl(kubeconfig, &["get", "configmap", "after"]);
     assert!(!ok && err.contains("not found"), "{err}");
-    wait_for(
-        "the host copy of 'after' to go",
-        Duration::from_secs(90),
-        || !futures_lite_block(host_copy_exists(client, "a", "after")),
+    let started = Instant::now();
+    while host_copy_exists(client, "a", "after").await {
+        if started.elapsed() > Duration::from_secs(90) {
+            let cp = host_namespace(TENANTS, "a", HostNamespaceRole::ControlPlane);
+            let (_, logs, _) = kubectl(
+                &cli.admin,
+                &["logs", "deployment/syncer", "-n", &cp, "--tail=80"],
+            );
+            panic!("the host copy of 'after' is still there after 90 s; the syncer said:\n{logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "the host copy of 'after' went {:.1}s after the restored cluster was Ready",
+        started.elapsed().as_secs_f64()
     );
     assert!(host_copy_exists(client, "a", "before").await);
     let (ok, _, err) = kubectl(kubeconfig, &["create", "configmap", "after-restore"]);

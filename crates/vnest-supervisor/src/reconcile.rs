@@ -137,7 +137,8 @@ enum Invalid {
     },
 }
 
-/// Phase 1, validate (no client): the TTL and the extra apiserver flags.
+/// Phase 1, validate (no client): the TTL, the version change and the
+/// extra apiserver flags.
 /// Returns when the cluster expires, if it does.
 fn validate(vc: &VirtualCluster, now: Timestamp) -> Result<Option<Timestamp>, Invalid> {
     let expires_at = status::expires_at(vc).map_err(|message| Invalid::Refused {
@@ -146,6 +147,16 @@ fn validate(vc: &VirtualCluster, now: Timestamp) -> Result<Option<Timestamp>, In
     })?;
     if expires_at.is_some_and(|at| at <= now) {
         return Err(Invalid::Expired);
+    }
+    // What runs now (the last version the control plane was Ready at) may
+    // move one minor version up, not down and not further.
+    if let Some(running) = vc.status.as_ref().and_then(|s| s.version.as_deref()) {
+        vnest_api::version_change::allowed(running, pods::kubernetes_version(vc)).map_err(
+            |message| Invalid::Refused {
+                reason: "VersionChangeRefused",
+                message,
+            },
+        )?;
     }
     let protected = apiserver::protected_flags_in_extra_args(vc);
     if !protected.is_empty() {
@@ -442,7 +453,13 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         ));
     }
 
-    let version = is_ready.then(|| pods::kubernetes_version(vc).to_owned());
+    // The version the control plane last ran Ready at, kept while it is
+    // not (a roll, a pause): version changes are judged against it.
+    let version = if is_ready {
+        Some(pods::kubernetes_version(vc).to_owned())
+    } else {
+        vc.status.as_ref().and_then(|s| s.version.clone())
+    };
     let new_status = VirtualClusterStatus {
         phase: Some(status::phase(&stages, vc.spec.paused, false)),
         observed_generation: vc.metadata.generation,
@@ -857,5 +874,41 @@ pub(crate) async fn publish(
     };
     if let Err(error) = ctx.recorder.publish(&event, &vc.object_ref(&())).await {
         tracing::debug!(%error, reason, "recording an event failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(version: Option<&str>, wanted: &str) -> VirtualCluster {
+        let mut vc = crate::desired::test_cluster();
+        vc.spec.kubernetes_version = Some(wanted.to_owned());
+        vc.status = Some(VirtualClusterStatus {
+            version: version.map(str::to_owned),
+            ..VirtualClusterStatus::default()
+        });
+        vc
+    }
+
+    fn refusal(vc: &VirtualCluster) -> Option<String> {
+        match validate(vc, Timestamp::now()) {
+            Err(Invalid::Refused { reason, message }) => Some(format!("{reason}: {message}")),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_version_change_is_judged_against_what_runs() {
+        assert_eq!(refusal(&running(None, "v1.30.0")), None, "nothing runs yet");
+        assert_eq!(refusal(&running(Some("v1.36.3"), "v1.37.2")), None);
+        let down = refusal(&running(Some("v1.37.2"), "v1.36.3")).unwrap_or_default();
+        assert!(down.starts_with("VersionChangeRefused"), "{down}");
+        let skip = refusal(&running(Some("v1.35.1"), "v1.37.2")).unwrap_or_default();
+        assert!(skip.contains("v1.36.x first"), "{skip}");
+        // Unset means the pinned version: judged the same way.
+        let mut unset = running(Some("v1.39.0"), "v1.39.0");
+        unset.spec.kubernetes_version = None;
+        assert!(refusal(&unset).is_some_and(|r| r.contains("cannot be downgraded")));
     }
 }

@@ -4,7 +4,7 @@
 //! syncer that crashed between two writes, host copies of objects a
 //! restored snapshot no longer has): a sweep at start and every
 //! [`RESYNC`], or [`GRACE_SECONDS`] after a sweep that left an orphan
-//! alone for its youth.
+//! alone for its youth, or within seconds after a sweep that failed.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -29,10 +29,19 @@ use vnest_api::host_copies::{MANAGED_BY, MANAGER, origin};
 /// once.
 const GRACE_SECONDS: i64 = 60;
 
+/// How soon a failed sweep is tried again, at first: a sweep fails when
+/// either apiserver does not answer for a moment (the tenant's just
+/// restored, the host's restarting), and what it would remove (copies of
+/// objects a restored snapshot lacks) should not wait for [`RESYNC`]. Each
+/// failure in a row doubles it, up to [`RESYNC`].
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn run(syncer: Arc<Syncer>) {
+    let mut retry = RETRY_FIRST;
     loop {
         let next = match sweep(&syncer).await {
             Ok(swept) => {
+                retry = RETRY_FIRST;
                 if swept.removed > 0 {
                     tracing::info!(
                         removed = swept.removed,
@@ -43,8 +52,10 @@ pub async fn run(syncer: Arc<Syncer>) {
                 swept.look_again_in.map_or(RESYNC, |wait| wait.min(RESYNC))
             }
             Err(error) => {
-                tracing::warn!(%error, "garbage collection failed");
-                RESYNC
+                tracing::warn!(%error, ?retry, "garbage collection failed; trying again");
+                let now = retry;
+                retry = (retry * 2).min(RESYNC);
+                now
             }
         };
         tokio::time::sleep(next).await;

@@ -25,14 +25,15 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use vnest_api::host_names::etcd_backup::{CLAIM, CRON_JOB};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
 
-use super::helper_pods::{delete_and_wait, failure, pod_status};
+use super::helper_pods::{delete_and_wait, until_finished, until_running};
 use super::snapshot::mebibytes;
-use super::wait::POLL;
 use super::{explain, get};
 use crate::host::HostArgs;
 
 /// Where the reader pod mounts the backups' volume.
 const MOUNT: &str = "/var/lib/vnest/backups";
+/// The reader pod, for people.
+const WHAT: &str = "the pod reading the backups";
 /// The reader pod's one container.
 const READER: &str = "read";
 /// The most an encryption file may be (a few keys of YAML).
@@ -183,30 +184,7 @@ async fn read(
     out: Option<&std::path::Path>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    loop {
-        let status = pod_status(pods, pod_name).await?;
-        let state = status
-            .container_statuses
-            .as_ref()
-            .and_then(|c| c.first())
-            .and_then(|c| c.state.clone());
-        if state.as_ref().is_some_and(|s| s.running.is_some()) {
-            break;
-        }
-        if let Some(done) = state.and_then(|s| s.terminated) {
-            bail!(
-                "the pod reading the backups ended before it was asked: {}",
-                done.message.unwrap_or_default().trim()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the pod reading the backups did not start (phase {}); `kubectl describe pod {pod_name}` in the control-plane namespace tells why",
-                status.phase.unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    until_running(pods, pod_name, READER, WHAT, deadline).await?;
     let mut attached = pods
         .attach(
             pod_name,
@@ -239,21 +217,7 @@ async fn read(
         Some(out) => Received::Snapshot(receive(&mut stdout, out).await),
     };
     attached.join().await.ok();
-    loop {
-        let status = pod_status(pods, pod_name).await?;
-        match status.phase.as_deref() {
-            Some("Succeeded") => break,
-            Some("Failed") => bail!("{}", failure(&status)),
-            _ => {}
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the pod reading the backups did not finish in time: {}",
-                failure(&status)
-            );
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    until_finished(pods, pod_name, WHAT, deadline).await?;
     match received {
         Received::List(text) => print_list(&text),
         Received::Snapshot(outcome) => outcome?,

@@ -11,7 +11,68 @@ use kube::api::DeleteParams;
 
 use super::wait::POLL;
 
-pub(crate) async fn pod_status(
+/// Waits until container `container` of pod `name` (an init container or
+/// not) runs, to be attached to; `what` names the pod for people.
+pub(crate) async fn until_running(
+    pods: &Api<Pod>,
+    name: &str,
+    container: &str,
+    what: &str,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let status = pod_status(pods, name).await?;
+        let state = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten())
+            .find(|c| c.name == container)
+            .and_then(|c| c.state.clone());
+        if let Some(state) = state {
+            if state.running.is_some() {
+                return Ok(());
+            }
+            if let Some(done) = state.terminated {
+                bail!(
+                    "{what}'s step {container} ended before it was given its input: {}",
+                    done.message.unwrap_or_default().trim()
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{what} did not start (phase {}); `kubectl describe pod {name}` in the control-plane namespace tells why",
+                status.phase.unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until pod `name` has finished: `Ok` when it succeeded, else what
+/// its steps said; `what` names the pod for people.
+pub(crate) async fn until_finished(
+    pods: &Api<Pod>,
+    name: &str,
+    what: &str,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        let status = pod_status(pods, name).await?;
+        match status.phase.as_deref() {
+            Some("Succeeded") => return Ok(()),
+            Some("Failed") => bail!("{what} failed: {}", failure(&status)),
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not finish in time: {}", failure(&status));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn pod_status(
     pods: &Api<Pod>,
     name: &str,
 ) -> anyhow::Result<k8s_openapi::api::core::v1::PodStatus> {
@@ -23,7 +84,7 @@ pub(crate) async fn pod_status(
 }
 
 /// What the steps (containers) of a pod said when they ended badly.
-pub(crate) fn failure(status: &k8s_openapi::api::core::v1::PodStatus) -> String {
+fn failure(status: &k8s_openapi::api::core::v1::PodStatus) -> String {
     let steps = status
         .init_container_statuses
         .iter()

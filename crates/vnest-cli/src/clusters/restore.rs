@@ -46,7 +46,7 @@ use vnest_api::etcd_volume::{self, RestoreStep};
 use vnest_api::host_names::{self, HostNamespaceRole, host_namespace, labels};
 
 use super::create::{SpecArgs, create};
-use super::helper_pods::{delete_and_wait, failure, pod_status};
+use super::helper_pods::{delete_and_wait, until_finished, until_running};
 use super::wait::{self, Outcome, POLL};
 use super::{api, explain, get};
 use crate::exit::TIMED_OUT;
@@ -391,32 +391,7 @@ async fn feed_and_finish(
     from: &std::path::Path,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    loop {
-        let status = pod_status(pods, pod_name).await?;
-        let receiving = status
-            .init_container_statuses
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| c.name == RECEIVE);
-        if let Some(state) = receiving.and_then(|c| c.state) {
-            if state.running.is_some() {
-                break;
-            }
-            if let Some(done) = state.terminated {
-                bail!(
-                    "the restore pod's receive step ended before it was given the snapshot: {}",
-                    done.message.unwrap_or_default()
-                );
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the restore pod did not start (phase {}); `kubectl describe pod {pod_name}` in the control-plane namespace tells why",
-                status.phase.unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    until_running(pods, pod_name, RECEIVE, "the restore pod", deadline).await?;
     let mut attached = pods
         .attach(
             pod_name,
@@ -441,21 +416,7 @@ async fn feed_and_finish(
     drop(stdin);
     attached.join().await.ok();
     eprintln!("  sent {sent} bytes to {pod_name}");
-    loop {
-        let status = pod_status(pods, pod_name).await?;
-        match status.phase.as_deref() {
-            Some("Succeeded") => return Ok(()),
-            Some("Failed") => bail!("the restore failed: {}", failure(&status)),
-            _ => {}
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the restore pod did not finish in time: {}",
-                failure(&status)
-            );
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    until_finished(pods, pod_name, "the restore pod", deadline).await
 }
 
 /// The container names of a restore pod's steps.
