@@ -13,8 +13,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
 };
 use vnest_api::etcd_backup_args::EtcdBackupArgs;
 use vnest_api::host_names::etcd_backup::{CLAIM, COMPONENT, CRON_JOB};
@@ -39,18 +38,10 @@ const RUN_DEADLINE_SECONDS: i64 = 30 * 60;
 pub fn claim(vc: &VirtualCluster, backup: &Backup) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: pods::control_plane_meta(vc, CLAIM, COMPONENT),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-            storage_class_name: backup.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_owned(),
-                    backup.storage.clone(),
-                )])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
+        spec: Some(pods::volume_claim_spec(
+            &backup.storage,
+            backup.storage_class_name.as_deref(),
+        )),
         status: None,
     }
 }

@@ -368,6 +368,24 @@ pub fn pki_hash(pki_data: &BTreeMap<String, Vec<u8>>, files: &[&str]) -> String 
         .collect()
 }
 
+/// A claim of `storage` for one pod (`ReadWriteOnce`), of StorageClass
+/// `class` or the host's default: how the control plane's volumes (etcd's
+/// members', the backups') are asked for.
+pub fn volume_claim_spec(
+    storage: &k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+    class: Option<&str>,
+) -> k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
+    k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+        storage_class_name: class.map(str::to_owned),
+        resources: Some(k8s_openapi::api::core::v1::VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([("storage".to_owned(), storage.clone())])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The annotations of a pod template that mounts `files`.
 pub fn template_annotations(
     pki_data: &BTreeMap<String, Vec<u8>>,
