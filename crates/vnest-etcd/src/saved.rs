@@ -1,7 +1,8 @@
 //! A snapshot written to a file so that nothing incomplete or unchecked
 //! ever carries the file's name: it streams into `FILE.partial`, is flushed
-//! to disk and verified, and only then renamed. `vnest snapshot` and the
-//! scheduled backups both write this way, and name their files alike.
+//! to disk and verified, and only then renamed. `vnest snapshot`, the
+//! scheduled backups and `vnest backups --fetch` all write this way, and
+//! name their files alike.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -21,7 +22,7 @@ pub enum SaveError {
     },
     #[error("streaming the snapshot: {0}")]
     Stream(#[from] EtcdError),
-    #[error("checking the snapshot just taken: {0}")]
+    #[error("checking the snapshot just written: {0}")]
     Verify(#[from] SnapshotFileError),
 }
 
@@ -32,25 +33,55 @@ pub async fn save(
     out: &Path,
     progress: impl FnMut(Progress),
 ) -> Result<(Snapshot, VerifiedSnapshot), SaveError> {
+    write_checked(out, async move |file| {
+        Ok(member.snapshot(file, progress).await?)
+    })
+    .await
+}
+
+/// Copies a snapshot from `stream` (one `save` wrote elsewhere) into
+/// `out`, checked as [`save`] checks it; returns the bytes copied.
+pub async fn save_copy(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    out: &Path,
+) -> Result<(u64, VerifiedSnapshot), SaveError> {
+    let partial = partial_path(out);
+    write_checked(out, async move |file| {
+        tokio::io::copy(stream, file)
+            .await
+            .map_err(|source| SaveError::Write {
+                path: partial,
+                source,
+            })
+    })
+    .await
+}
+
+/// Writes `out` through `fill`, which gets the partial file: flushed,
+/// verified and only then renamed; on failure no file is left under
+/// either name, and an existing `out` is never touched.
+async fn write_checked<T>(
+    out: &Path,
+    fill: impl AsyncFnOnce(&mut tokio::fs::File) -> Result<T, SaveError>,
+) -> Result<(T, VerifiedSnapshot), SaveError> {
     if out.exists() {
         return Err(SaveError::Exists {
             path: out.to_owned(),
         });
     }
     let partial = partial_path(out);
-    let outcome = save_via(member, &partial, out, progress).await;
+    let outcome = write_via(&partial, out, fill).await;
     if outcome.is_err() {
         std::fs::remove_file(&partial).ok();
     }
     outcome
 }
 
-async fn save_via(
-    member: &Member,
+async fn write_via<T>(
     partial: &Path,
     out: &Path,
-    progress: impl FnMut(Progress),
-) -> Result<(Snapshot, VerifiedSnapshot), SaveError> {
+    fill: impl AsyncFnOnce(&mut tokio::fs::File) -> Result<T, SaveError>,
+) -> Result<(T, VerifiedSnapshot), SaveError> {
     let write = |path: &Path| {
         let path = path.to_owned();
         move |source| SaveError::Write { path, source }
@@ -58,12 +89,12 @@ async fn save_via(
     let mut file = tokio::fs::File::create(partial)
         .await
         .map_err(write(partial))?;
-    let snapshot = member.snapshot(&mut file, progress).await?;
+    let filled = fill(&mut file).await?;
     file.sync_all().await.map_err(write(partial))?;
     drop(file);
     let verified = verify(partial)?;
     std::fs::rename(partial, out).map_err(write(out))?;
-    Ok((snapshot, verified))
+    Ok((filled, verified))
 }
 
 /// `CLUSTER-20261205T120000Z.db`: a snapshot of `cluster` taken `at`, in
@@ -103,6 +134,22 @@ mod tests {
         assert_eq!(name, "team-a-20261205T120000Z.db");
         let later = file_name("team-a", at + std::time::Duration::from_secs(61));
         assert!(name < later);
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_is_no_snapshot_leaves_no_file_and_nothing_is_overwritten() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let out = dir.path().join("a.db");
+        let outcome = save_copy(&mut &b"not a snapshot"[..], &out).await;
+        assert!(matches!(outcome, Err(SaveError::Verify(_))), "{outcome:?}");
+        assert!(!out.exists() && !partial_path(&out).exists());
+        std::fs::write(&out, "kept").unwrap_or_else(|e| panic!("{e}"));
+        let outcome = save_copy(&mut &b"x"[..], &out).await;
+        assert!(
+            matches!(outcome, Err(SaveError::Exists { .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&out).ok().as_deref(), Some("kept"));
     }
 
     #[test]

@@ -266,30 +266,9 @@ async fn receive(
         .read_exact(&mut keys)
         .await
         .context("reading the snapshot's encryption file")?;
-    let partial = vnest_etcd::saved::partial_path(out);
-    let copied = async {
-        let mut file = tokio::fs::File::create(&partial)
-            .await
-            .with_context(|| format!("creating {}", partial.display()))?;
-        let bytes = tokio::io::copy(stream, &mut file)
-            .await
-            .context("receiving the snapshot")?;
-        file.sync_all()
-            .await
-            .with_context(|| format!("flushing {}", partial.display()))?;
-        let verified = vnest_etcd::verify(&partial).context("checking the fetched snapshot")?;
-        anyhow::Ok((bytes, verified))
-    }
-    .await;
-    let (bytes, verified) = match copied {
-        Ok(done) => done,
-        Err(error) => {
-            std::fs::remove_file(&partial).ok();
-            return Err(error);
-        }
-    };
-    std::fs::rename(&partial, out)
-        .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
+    let (bytes, verified) = vnest_etcd::saved::save_copy(stream, out)
+        .await
+        .context("receiving the fetched snapshot")?;
     if keys.is_empty() {
         eprintln!(
             "warning: the snapshot has no encryption file beside it on the volume; its Secrets can be read only by the cluster it came from"
