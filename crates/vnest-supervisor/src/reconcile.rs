@@ -215,11 +215,7 @@ async fn prerequisites(
         return Ok(ControlFlow::Break(Action::requeue(Duration::from_secs(60))));
     };
     ensure_encryption_key(vc, ctx).await?;
-    let pki_data = pki
-        .files()
-        .into_iter()
-        .map(|f| (pods::secret_key(f.path), f.contents.as_bytes().to_vec()))
-        .collect();
+    let pki_data = pods::pki_data(&pki);
     Ok(ControlFlow::Continue(Prerequisites {
         service,
         apiserver_ip,

@@ -146,15 +146,9 @@ fn names_of(spec: &ControlPlaneSpec) -> String {
 /// The Secret holding `pki` in the control-plane namespace of `vc`, noting
 /// the apiserver names it was issued for and the renewal it answers.
 pub fn to_secret(vc: &VirtualCluster, apiserver_ip: Option<&str>, pki: &ControlPlanePki) -> Secret {
-    let data: BTreeMap<String, ByteString> = pki
-        .files()
+    let data: BTreeMap<String, ByteString> = super::pods::pki_data(pki)
         .into_iter()
-        .map(|f| {
-            (
-                secret_key(f.path),
-                ByteString(f.contents.as_bytes().to_vec()),
-            )
-        })
+        .map(|(key, bytes)| (key, ByteString(bytes)))
         .collect();
     Secret {
         metadata: ObjectMeta {

@@ -436,14 +436,8 @@ mod tests {
 
     #[test]
     fn renewed_leaves_roll_the_apiserver_but_not_the_syncer() {
-        let data = |pki: &ControlPlanePki| -> BTreeMap<String, Vec<u8>> {
-            pki.files()
-                .into_iter()
-                .map(|f| (pods::secret_key(f.path), f.contents.as_bytes().to_vec()))
-                .collect()
-        };
         let state_of = |pki: &ControlPlanePki| {
-            let pki_data = data(pki);
+            let pki_data = pods::pki_data(pki);
             host_state(
                 &vc(),
                 &Settings::default(),

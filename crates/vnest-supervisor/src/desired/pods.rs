@@ -350,6 +350,15 @@ pub fn config_mount() -> VolumeMount {
     }
 }
 
+/// The PKI Secret's data for `pki`: each file under its key
+/// ([`secret_key`]), as pods mount it.
+pub fn pki_data(pki: &vnest_pki::ControlPlanePki) -> BTreeMap<String, Vec<u8>> {
+    pki.files()
+        .into_iter()
+        .map(|f| (secret_key(f.path), f.contents.as_bytes().to_vec()))
+        .collect()
+}
+
 /// A hash of the PKI Secret's `files`: it changes exactly when one of the
 /// files a pod mounts changes.
 pub fn pki_hash(pki_data: &BTreeMap<String, Vec<u8>>, files: &[&str]) -> String {
