@@ -543,6 +543,12 @@ pub struct VirtualClusterStatus {
     pub kubeconfig_secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// The last certificate renewal asked for (the value of the
+    /// `vnest.dev/renew-certificates` annotation) that the control plane
+    /// runs with: its pods rolled onto the renewed certificates and it was
+    /// Ready after. `vnest renew-certificates --wait` waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_rolled_out: Option<String>,
 }
 
 /// Where a VirtualCluster is in its life.

@@ -22,5 +22,6 @@ pub mod pod_problems;
 pub mod pool_nodes;
 pub mod prune;
 pub mod reconcile;
+pub mod rollout;
 pub mod status;
 pub mod teardown;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::ingress_grants;
 use crate::pool_nodes::{self, Pools};
 use crate::status::{self, Stage};
-use crate::{host_facts, pod_problems, prune};
+use crate::{host_facts, pod_problems, prune, rollout};
 use vnest_control_plane::cluster_dns::{ClusterDns, ClusterDnsSpec};
 use vnest_kube::apply;
 
@@ -179,6 +179,8 @@ struct Prerequisites {
     apiserver_ip: String,
     pki: vnest_pki::ControlPlanePki,
     pki_data: BTreeMap<String, Vec<u8>>,
+    /// The renewal request the certificates were issued for.
+    renewal_answered: Option<String>,
     stage: Stage,
 }
 
@@ -211,7 +213,12 @@ async fn prerequisites(
         return Err(Error::Incomplete("apiserver Service ClusterIP"));
     };
     // Unusable stored certificates: only the admin can fix them.
-    let Some((pki, stage)) = certificates(vc, ctx, Some(&apiserver_ip)).await? else {
+    let Some(Certificates {
+        pki,
+        renewal_answered,
+        stage,
+    }) = certificates(vc, ctx, Some(&apiserver_ip)).await?
+    else {
         return Ok(ControlFlow::Break(Action::requeue(Duration::from_secs(60))));
     };
     ensure_encryption_key(vc, ctx).await?;
@@ -221,6 +228,7 @@ async fn prerequisites(
         apiserver_ip,
         pki,
         pki_data,
+        renewal_answered,
         stage,
     }))
 }
@@ -456,6 +464,15 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     } else {
         vc.status.as_ref().and_then(|s| s.version.clone())
     };
+    // A renewal is rolled out once the control plane, given the renewed
+    // certificates (this reconcile's templates carry them), is Ready.
+    let renewal_rolled_out = if is_ready && !vc.spec.paused {
+        made.renewal_answered.clone()
+    } else {
+        vc.status
+            .as_ref()
+            .and_then(|s| s.renewal_rolled_out.clone())
+    };
     let new_status = VirtualClusterStatus {
         phase: Some(status::phase(&stages, vc.spec.paused, false)),
         observed_generation: vc.metadata.generation,
@@ -463,12 +480,16 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             vc.status.as_ref().map_or(&[], |s| &s.conditions),
             &stages,
             vc.metadata.generation,
-            now,
+            // When this was seen, not when the reconcile began: waiting on
+            // the tenant's API can take seconds, and a change dated before
+            // it was seen reads as older than it is.
+            Timestamp::now(),
         ),
         endpoint: endpoint.ok().map(|e| e.url),
         version,
         kubeconfig_secret_name: kubeconfig_secret,
         expires_at: expires_at.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+        renewal_rolled_out,
     };
     let was = vc.status.as_ref().and_then(|s| s.phase);
     write_status(vc, ctx, &new_status).await?;
@@ -523,27 +544,50 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(recheck.min(until_expiry)))
 }
 
+/// The certificates the control plane is given, and the renewal request
+/// they answer.
+struct Certificates {
+    pki: vnest_pki::ControlPlanePki,
+    renewal_answered: Option<String>,
+    stage: Stage,
+}
+
 /// The stored certificates, kept, created or renewed. `None` after a stored
 /// set proved unusable (the status says what to do).
 async fn certificates(
     vc: &VirtualCluster,
     ctx: &Context,
     apiserver_ip: Option<&str>,
-) -> Result<Option<(vnest_pki::ControlPlanePki, Stage)>> {
+) -> Result<Option<Certificates>> {
     let cp = host_namespace_of(vc, HostNamespaceRole::ControlPlane);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cp);
     let stored = secrets.get_opt(PKI_SECRET).await?;
-    let stage = |reason, message: &str| Stage::ok(status::CERTIFICATES, reason, message);
-    match certificates::plan(vc, apiserver_ip, stored.as_ref(), OffsetDateTime::now_utc()) {
-        Ok(CertificatePlan::Keep(pki)) => Ok(Some((
+    let plan = certificates::plan(vc, apiserver_ip, stored.as_ref(), OffsetDateTime::now_utc());
+    let written = match &plan {
+        Ok(CertificatePlan::Create(pki) | CertificatePlan::Renew { pki, .. }) => {
+            Some(apply_object(ctx, &certificates::to_secret(vc, apiserver_ip, pki)).await?)
+        }
+        _ => None,
+    };
+    let renewal_answered = written
+        .as_ref()
+        .or(stored.as_ref())
+        .and_then(certificates::renewal_answered)
+        .cloned();
+    let made = |pki, reason, message: &str| {
+        Ok(Some(Certificates {
             pki,
-            stage(
-                "Valid",
-                "issued by the tenant's own CAs; leaves are renewed 30 days before they expire",
-            ),
-        ))),
+            renewal_answered: renewal_answered.clone(),
+            stage: Stage::ok(status::CERTIFICATES, reason, message),
+        }))
+    };
+    match plan {
+        Ok(CertificatePlan::Keep(pki)) => made(
+            pki,
+            "Valid",
+            "issued by the tenant's own CAs; leaves are renewed 30 days before they expire",
+        ),
         Ok(CertificatePlan::Create(pki)) => {
-            apply_object(ctx, &certificates::to_secret(vc, apiserver_ip, &pki)).await?;
             publish(
                 vc,
                 ctx,
@@ -552,13 +596,9 @@ async fn certificates(
                 "issued the tenant's CAs and certificates".into(),
             )
             .await;
-            Ok(Some((
-                pki,
-                stage("Issued", "issued the tenant's CAs and certificates"),
-            )))
+            made(pki, "Issued", "issued the tenant's CAs and certificates")
         }
         Ok(CertificatePlan::Renew { pki, why }) => {
-            apply_object(ctx, &certificates::to_secret(vc, apiserver_ip, &pki)).await?;
             let message =
                 format!("renewed every leaf certificate ({why}); the control-plane pods roll");
             publish(
@@ -569,7 +609,7 @@ async fn certificates(
                 message.clone(),
             )
             .await;
-            Ok(Some((pki, stage("Renewed", &message))))
+            made(pki, "Renewed", &message)
         }
         Err(error) => {
             let message = error.to_string();
@@ -615,29 +655,33 @@ fn datastore_stage(
             format!("using external etcd at {}", external.endpoints.join(", ")),
         );
     }
-    let want = datastore::owned_etcd(vc).map_or(1, |etcd| etcd.replicas);
-    let ready = stateful_set
-        .and_then(|s| s.status.as_ref())
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
     if vc.spec.paused {
-        Stage::ok(
+        return Stage::ok(
             status::DATASTORE,
             "Paused",
             "etcd is scaled to zero; its volumes keep the data",
-        )
-    } else if ready >= want {
-        Stage::ok(
-            status::DATASTORE,
-            "Running",
-            format!("{ready}/{want} etcd members ready"),
-        )
-    } else {
-        Stage::waiting(
+        );
+    }
+    let want = datastore::owned_etcd(vc).map_or(1, |etcd| etcd.replicas);
+    let Some(stateful_set) = stateful_set else {
+        return Stage::waiting(
             status::DATASTORE,
             "EtcdStarting",
-            format!("{ready}/{want} etcd members ready"),
-        )
+            format!("0/{want} etcd members ready"),
+        );
+    };
+    let rollout = rollout::stateful_set("etcd members", want, stateful_set);
+    let ready = stateful_set
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    if rollout.done {
+        Stage::ok(status::DATASTORE, "Running", rollout.message)
+    } else if ready < want {
+        Stage::waiting(status::DATASTORE, "EtcdStarting", rollout.message)
+    } else {
+        Stage::waiting(status::DATASTORE, "RollingOut", rollout.message)
     }
 }
 
@@ -731,27 +775,16 @@ async fn explain(vc: &VirtualCluster, ctx: &Context, stage: Stage, component: &s
     }
 }
 
-/// A Deployment's rollout as a stage: every replica updated and available.
+/// A Deployment's rollout as a stage ([`rollout::deployment`]).
 fn rollout_stage(type_: &'static str, what: &str, deployment: &Deployment, paused: bool) -> Stage {
     if paused {
         return Stage::ok(type_, "Paused", format!("{what} is scaled to zero"));
     }
-    let want = deployment.spec.replicas.unwrap_or(1);
-    let observed = deployment.status.clone().unwrap_or_default();
-    let DeploymentStatus {
-        available_replicas,
-        updated_replicas,
-        observed_generation,
-        ..
-    } = observed;
-    let available = available_replicas.unwrap_or(0);
-    let updated = updated_replicas.unwrap_or(0);
-    let current = observed_generation >= deployment.metadata.generation;
-    let message = format!("{available}/{want} {what} replicas available, {updated} updated");
-    if current && available >= want && updated >= want {
-        Stage::ok(type_, "Running", message)
+    let rollout = rollout::deployment(what, deployment);
+    if rollout.done {
+        Stage::ok(type_, "Running", rollout.message)
     } else {
-        Stage::waiting(type_, "RollingOut", message)
+        Stage::waiting(type_, "RollingOut", rollout.message)
     }
 }
 

@@ -222,6 +222,18 @@ async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Cli
         (pod.uid().unwrap_or_default(), restarts(&pod))
     };
     let syncer_before = syncer_pod().await;
+    let apiserver_pods = || async {
+        let pods: Api<Pod> = Api::namespaced(host.clone(), &cp);
+        pods.list(&ListParams::default().labels("vnest.dev/component=apiserver"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.uid().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let apiservers_before = apiserver_pods().await;
     let load = Load::start(tenant.clone(), "renewal");
     let vcs: Api<vnest_api::VirtualCluster> = Api::namespaced(host.clone(), TENANTS);
     let asked = "2026-01-01T00:00:00Z";
@@ -234,7 +246,6 @@ async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Cli
     )
     .await
     .unwrap();
-    let asked_at = k8s_openapi::jiff::Timestamp::now();
     let secrets: Api<Secret> = Api::namespaced(host.clone(), &cp);
     let started = Instant::now();
     loop {
@@ -289,16 +300,18 @@ async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Cli
         Duration::from_secs(300),
         || async {
             let vc = vcs.get("faults").await.ok()?;
-            vc.status?
-                .conditions
-                .iter()
-                .any(|c| {
-                    c.type_ == "Ready" && c.status == "True" && c.last_transition_time.0 > asked_at
-                })
-                .then_some(())
+            (vc.status?.renewal_rolled_out.as_deref() == Some(asked)).then_some(())
         },
     )
     .await;
+    let apiservers_after = apiserver_pods().await;
+    assert!(
+        !apiservers_before.is_empty()
+            && apiservers_after
+                .iter()
+                .all(|uid| !apiservers_before.contains(uid)),
+        "said rolled out only once no apiserver from before the renewal runs: {apiservers_before:?} then {apiservers_after:?}"
+    );
     // The kubelet rewrites the syncer's mounted Secrets at its next sync
     // of the pod, and the syncer looks at them every few seconds.
     wait_until(

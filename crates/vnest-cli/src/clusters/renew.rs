@@ -17,7 +17,7 @@ use serde_json::json;
 use vnest_api::certificate_renewal;
 use vnest_api::host_names::{HostNamespaceRole, PKI_SECRET, host_namespace};
 
-use super::wait::POLL;
+use super::wait::{self, Outcome, POLL};
 use super::{api, explain, get};
 use crate::exit::TIMED_OUT;
 use crate::host::HostArgs;
@@ -44,9 +44,8 @@ pub(crate) async fn run(args: RenewArgs) -> anyhow::Result<ExitCode> {
     let client = args.connection.client().await?;
     let (namespace, name) = (args.namespace.as_str(), args.name.as_str());
     let vc = get(&client, namespace, name).await?;
-    // Whole seconds, as the conditions' times are.
-    let asked_at = Timestamp::from_second(Timestamp::now().as_second())?;
-    let asked = asked_at.to_string();
+    // The request is named by its time, to the second.
+    let asked = Timestamp::from_second(Timestamp::now().as_second())?.to_string();
     api(&client, namespace)
         .patch(
             name,
@@ -106,26 +105,26 @@ pub(crate) async fn run(args: RenewArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    // Ready again after the second of the request: the roll the renewal
-    // started is done.
-    loop {
-        let vc = get(&client, namespace, name).await?;
-        let ready_since_asked = vc
-            .status
-            .iter()
-            .flat_map(|s| s.conditions.iter())
-            .find(|c| c.type_ == "Ready")
-            .is_some_and(|c| c.status == "True" && c.last_transition_time.0 > asked_at);
-        if ready_since_asked {
-            eprintln!("[{:>6.1}s] ready", started.elapsed().as_secs_f64());
-            return Ok(ExitCode::SUCCESS);
+    // Ready again, and the supervisor says so of the control plane on the
+    // renewed certificates (not merely Ready, which it may have been since
+    // before the roll).
+    let outcome = wait::until_ready_and(
+        &api(&client, namespace),
+        name,
+        started,
+        args.timeout,
+        |status| {
+            (status.renewal_rolled_out.as_deref() != Some(asked.as_str())).then(|| {
+                "the control plane's pods to roll onto the renewed certificates".to_owned()
+            })
+        },
+    )
+    .await?;
+    match outcome {
+        Outcome::Done => Ok(ExitCode::SUCCESS),
+        Outcome::TimedOut(why) => {
+            eprintln!("error: {why}");
+            Ok(ExitCode::from(TIMED_OUT))
         }
-        if started.elapsed() > args.timeout {
-            eprintln!(
-                "error: timed out waiting for {namespace}/{name} to be Ready with its new certificates"
-            );
-            return Ok(ExitCode::from(TIMED_OUT));
-        }
-        tokio::time::sleep(POLL).await;
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use kube::Api;
-use vnest_api::{Phase, VirtualCluster};
+use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
 use super::explain;
 
@@ -28,7 +28,19 @@ pub(crate) async fn until_ready(
     name: &str,
     timeout: Duration,
 ) -> anyhow::Result<Outcome> {
-    let started = Instant::now();
+    until_ready_and(api, name, Instant::now(), timeout, |_| None).await
+}
+
+/// [`until_ready`], and then until `still_waiting` (what a Ready status
+/// still lacks, said as what is waited for) says nothing; times are since
+/// `started`.
+pub(crate) async fn until_ready_and(
+    api: &Api<VirtualCluster>,
+    name: &str,
+    started: Instant,
+    timeout: Duration,
+    still_waiting: impl Fn(&VirtualClusterStatus) -> Option<String>,
+) -> anyhow::Result<Outcome> {
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
     let mut pending = "the supervisor to pick it up".to_owned();
     loop {
@@ -58,10 +70,13 @@ pub(crate) async fn until_ready(
             }
         }
         match status.phase {
-            Some(Phase::Ready) => {
-                eprintln!("[{:>6.1}s] ready", started.elapsed().as_secs_f64());
-                return Ok(Outcome::Done);
-            }
+            Some(Phase::Ready) => match still_waiting(&status) {
+                None => {
+                    eprintln!("[{:>6.1}s] ready", started.elapsed().as_secs_f64());
+                    return Ok(Outcome::Done);
+                }
+                Some(waiting) => pending = waiting,
+            },
             Some(Phase::Failed) => {
                 let why = status
                     .conditions

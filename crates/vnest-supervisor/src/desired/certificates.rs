@@ -127,7 +127,7 @@ pub fn plan(
     } else if stored_names != Some(&names) {
         format!("the apiserver's names changed to {names}")
     } else if let Some(asked) = asked
-        && stored_annotation(certificate_renewal::DONE) != Some(asked)
+        && renewal_answered(secret) != Some(asked)
     {
         format!("renewal asked for at {asked}")
     } else {
@@ -172,6 +172,16 @@ pub fn to_secret(vc: &VirtualCluster, apiserver_ip: Option<&str>, pki: &ControlP
         data: Some(data),
         ..Secret::default()
     }
+}
+
+/// The renewal request ([`certificate_renewal::ASKED`]) the leaves stored
+/// in `secret` were issued for, if any.
+pub fn renewal_answered(secret: &Secret) -> Option<&String> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(certificate_renewal::DONE)
 }
 
 /// The set stored in a Secret written by [`to_secret`].
