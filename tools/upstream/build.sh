@@ -17,6 +17,10 @@
 # Caches live outside the clone: the binaries under $VNEST_CACHE_DIR (default
 # ~/.cache/vnest), Go's module and build caches wherever `go env` says.
 #
+# The previous Kubernetes minor's kube-apiserver, kube-controller-manager and
+# kube-scheduler (pinned in previous/go.mod) go into previous/ under that
+# directory: tenants are upgraded from them.
+#
 # Usage: tools/upstream/build.sh            # build what is missing, print dir
 #        tools/upstream/build.sh --print    # print the dir, build nothing
 set -euo pipefail
@@ -109,6 +113,41 @@ if [ ! -f "$out/kwok-stages.yaml" ]; then
     cat "$kwok_dir/kustomize/stage/$stage.yaml"
   done > "$tmp"
   mv -f "$tmp" "$out/kwok-stages.yaml"
+fi
+
+# The previous minor's control plane (previous/go.mod), which tenants are
+# upgraded from: into a directory of its own keyed by its pins, named by the
+# link previous/ beside the main binaries, so that changing one pin never
+# rebuilds the other's binaries.
+previous_version="$(awk '$1=="k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' previous/go.mod)"
+[ -n "$previous_version" ] || { echo "build.sh: cannot read the pin from previous/go.mod" >&2; exit 1; }
+previous_hash="$(cat previous/go.mod previous/go.sum build.sh | sha256sum | cut -c1-12)"
+previous_dir="previous-k8s-${previous_version}_${previous_hash}"
+mkdir -p "$out/$previous_dir"
+previous_minor="${previous_version#v1.}"; previous_minor="${previous_minor%%.*}"
+previous_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  previous_ldflags+=" -X $pkg.gitVersion=$previous_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$previous_minor"
+  previous_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+for name in kube-apiserver kube-controller-manager kube-scheduler; do
+  if [ -x "$out/$previous_dir/$name" ]; then
+    continue
+  fi
+  echo "build.sh: building $name $previous_version (the previous minor)" >&2
+  tmp="$(mktemp "$out/$previous_dir/.$name.XXXXXX")"
+  if ! (cd previous && go build -ldflags "$previous_ldflags" -o "$tmp" "k8s.io/kubernetes/cmd/$name") >&2; then
+    rm -f "$tmp"
+    echo "build.sh: building $name $previous_version failed" >&2
+    exit 1
+  fi
+  chmod 0755 "$tmp"
+  mv -f "$tmp" "$out/$previous_dir/$name"
+  built=$((built + 1))
+done
+if [ "$(readlink "$out/previous" 2>/dev/null)" != "$previous_dir" ]; then
+  ln -sfn "$previous_dir" "$out/.previous.tmp"
+  mv -Tf "$out/.previous.tmp" "$out/previous"
 fi
 
 if [ "$built" -gt 0 ]; then

@@ -34,6 +34,11 @@ pub const INGRESS_HOSTS: &str = "IngressHosts";
 /// `spec.backup`, and not a stage.
 pub const BACKUP: &str = "Backup";
 
+/// A change of `spec.kubernetesVersion` under way: the snapshot taken
+/// first, the apiservers moving, then the controllers; shown only while
+/// one is, and not a stage.
+pub const UPGRADE: &str = "Upgrade";
+
 /// The stages in the order they come.
 pub const STAGES: [&str; 7] = [
     CERTIFICATES,

@@ -52,6 +52,9 @@ pub mod etcd_backup {
     pub const CRON_JOB: &str = "etcd-backup";
     pub const COMPONENT: &str = "etcd-backup";
     pub const CLAIM: &str = "etcd-backups";
+    /// The Job snapshotting etcd into the backups' volume before an
+    /// upgrade, followed by the version (`v1-37-2`).
+    pub const BEFORE_UPGRADE_JOB_PREFIX: &str = "etcd-before-upgrade-to-";
 }
 
 /// The tenant's syncer on the host: its Deployment, in the control-plane

@@ -120,12 +120,17 @@ pub struct Backup {
     pub storage_class_name: Option<String>,
 }
 
+/// How many snapshots `spec.backup` keeps unless told.
+pub const DEFAULT_BACKUP_KEEP: i32 = 7;
+/// The size of the backups' volume unless `spec.backup` says.
+pub const DEFAULT_BACKUP_STORAGE: &str = "5Gi";
+
 fn default_keep() -> i32 {
-    7
+    DEFAULT_BACKUP_KEEP
 }
 
 fn default_backup_storage() -> Quantity {
-    Quantity("5Gi".to_owned())
+    Quantity(DEFAULT_BACKUP_STORAGE.to_owned())
 }
 
 /// The tenant's apiserver and controller-manager.
@@ -543,12 +548,33 @@ pub struct VirtualClusterStatus {
     pub kubeconfig_secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// The version each component of the control plane runs: set once
+    /// all of its pods run it (during an upgrade, the apiservers move
+    /// first, then the controller-manager and scheduler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_versions: Option<ComponentVersions>,
     /// The last certificate renewal asked for (the value of the
     /// `vnest.dev/renew-certificates` annotation) that the control plane
     /// runs with: its pods rolled onto the renewed certificates and it was
     /// Ready after. `vnest renew-certificates --wait` waits for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_rolled_out: Option<String>,
+}
+
+/// The version each upstream component of a control plane runs.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentVersions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_apiserver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_controller_manager: Option<String>,
+    /// Only with `nodePool.scheduler: Tenant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_scheduler: Option<String>,
+    /// The tenant's own etcd (the image's tag); none with an external one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<String>,
 }
 
 /// Where a VirtualCluster is in its life.

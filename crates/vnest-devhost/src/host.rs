@@ -37,6 +37,9 @@ pub struct DevHostOptions {
     /// supervisor and tenant control planes run here) and the test clients
     /// image ([`images::CLIENTS_IMAGE`]).
     pub vnest_binaries: Vec<PathBuf>,
+    /// Also the previous Kubernetes minor's control-plane images, for
+    /// tests that upgrade a tenant from it (with `vnest_binaries` only).
+    pub previous_minor: bool,
 }
 
 impl DevHostOptions {
@@ -49,6 +52,7 @@ impl DevHostOptions {
             timeout: Duration::from_secs(180),
             simulated_nodes: Vec::new(),
             vnest_binaries: Vec::new(),
+            previous_minor: false,
         }
     }
 }
@@ -127,6 +131,12 @@ impl DevHost {
             archives.extend(images::control_plane_images(&image_dir, &options.binaries)?);
             archives.push(images::vnest_image(&image_dir, &options.vnest_binaries)?);
             archives.push(images::clients_image(&image_dir, &options.binaries)?);
+            if options.previous_minor {
+                archives.extend(images::previous_minor_images(
+                    &image_dir,
+                    &options.binaries,
+                )?);
+            }
         }
         let coredns_image = images::coredns_reference(&coredns)?;
 

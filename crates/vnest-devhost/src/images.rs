@@ -41,18 +41,7 @@ pub fn control_plane_images(
     out: &Path,
     binaries: &UpstreamBinaries,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let apiserver = binaries.locate_binary("kube-apiserver")?;
-    let kube_tag = version_word(&apiserver, "--version", "v")?;
-    let mut images = Vec::new();
-    for name in [
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-    ] {
-        let binary = binaries.locate_binary(name)?;
-        let reference = format!("registry.k8s.io/{name}:{kube_tag}");
-        images.push((name, single_binary(&reference, name, &binary)));
-    }
+    let mut images = kubernetes_images(binaries)?;
     let etcd = binaries.locate_binary("etcd")?;
     let etcd_version = version_word(&etcd, "--version", "3.")?;
     let mut etcd_image = single_binary(
@@ -69,11 +58,42 @@ pub fn control_plane_images(
             0o755,
         );
     }
-    images.push(("etcd", etcd_image));
-    write_all(
-        out,
-        images.into_iter().map(|(n, s)| (tar_name(n), s)).collect(),
-    )
+    images.push(("etcd.tar".to_owned(), etcd_image));
+    write_all(out, images)
+}
+
+/// The kube-apiserver, kube-controller-manager and kube-scheduler images of
+/// the Kubernetes release `binaries` hold, each with its archive's name.
+fn kubernetes_images(binaries: &UpstreamBinaries) -> anyhow::Result<Vec<(String, ImageSpec)>> {
+    let apiserver = binaries.locate_binary("kube-apiserver")?;
+    let kube_tag = version_word(&apiserver, "--version", "v")?;
+    let mut images = Vec::new();
+    for name in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        let binary = binaries.locate_binary(name)?;
+        let reference = format!("registry.k8s.io/{name}:{kube_tag}");
+        images.push((
+            format!("{name}-{kube_tag}.tar"),
+            single_binary(&reference, name, &binary),
+        ));
+    }
+    Ok(images)
+}
+
+/// The previous Kubernetes minor's control-plane images (what
+/// `tools/upstream/build.sh` puts in `previous/`), which tenants are
+/// upgraded from.
+pub fn previous_minor_images(
+    out: &Path,
+    binaries: &UpstreamBinaries,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let previous = binaries.previous_minor().context(
+        "the previous Kubernetes minor's binaries are found only in a directory (set VNEST_UPSTREAM_BIN_DIR to what tools/upstream/build.sh prints)",
+    )?;
+    write_all(out, kubernetes_images(&previous)?)
 }
 
 /// [`CLIENTS_IMAGE`], written as `clients.tar` into `out`.
@@ -188,15 +208,6 @@ fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
             path.starts_with('/').then(|| PathBuf::from(path))
         })
         .collect())
-}
-
-fn tar_name(name: &str) -> &'static str {
-    match name {
-        "kube-apiserver" => "kube-apiserver.tar",
-        "kube-controller-manager" => "kube-controller-manager.tar",
-        "kube-scheduler" => "kube-scheduler.tar",
-        _ => "etcd.tar",
-    }
 }
 
 fn write_all<F: AsRef<Path>>(

@@ -52,6 +52,16 @@ impl UpstreamBinaries {
         }
     }
 
+    /// The previous Kubernetes minor's control-plane binaries, which
+    /// `tools/upstream/build.sh` puts in `previous/` of its directory; none
+    /// when looked up on `PATH`.
+    pub fn previous_minor(&self) -> Option<UpstreamBinaries> {
+        match self {
+            UpstreamBinaries::Dir(dir) => Some(UpstreamBinaries::Dir(dir.join("previous"))),
+            UpstreamBinaries::Path => None,
+        }
+    }
+
     /// The path of `component`'s binary, checked to exist and be executable.
     pub fn locate(&self, component: Component) -> Result<PathBuf> {
         self.locate_binary(component.binary())

@@ -10,7 +10,7 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams};
@@ -27,7 +27,8 @@ use crate::error::Result;
 /// The kinds a spec change can remove objects of, and the host namespaces
 /// they live in: NetworkPolicies (`isolation.networkPolicy`), the owned
 /// etcd's Service and StatefulSet (`datastore.external`), the backups'
-/// CronJob (`backup`; its volume is kept). Every other kind
+/// CronJob (`backup`; its volume is kept), an upgrade's snapshot Job (once
+/// the apiservers run the new version). Every other kind
 /// the supervisor applies is wanted for every spec of the default cluster
 /// (a test holds `host_state` to that), except the copy of an external
 /// etcd's client Secret after a move back to an owned etcd: the supervisor
@@ -44,6 +45,7 @@ pub const PRUNED: &[(&str, &[HostNamespaceRole])] = &[
     ("Service", &[HostNamespaceRole::ControlPlane]),
     ("StatefulSet", &[HostNamespaceRole::ControlPlane]),
     ("CronJob", &[HostNamespaceRole::ControlPlane]),
+    ("Job", &[HostNamespaceRole::ControlPlane]),
 ];
 
 /// Deletes the objects `vc` owns that `state` no longer wants; returns what
@@ -57,6 +59,7 @@ pub async fn prune(ctx: &Context, vc: &VirtualCluster, state: &HostState) -> Res
                 "NetworkPolicy" => owned::<NetworkPolicy>(ctx, vc, &namespace).await?,
                 "Service" => owned::<Service>(ctx, vc, &namespace).await?,
                 "CronJob" => owned::<CronJob>(ctx, vc, &namespace).await?,
+                "Job" => owned::<Job>(ctx, vc, &namespace).await?,
                 _ => owned::<StatefulSet>(ctx, vc, &namespace).await?,
             });
         }
@@ -71,6 +74,7 @@ pub async fn prune(ctx: &Context, vc: &VirtualCluster, state: &HostState) -> Res
             "Service" => delete::<Service>(ctx, namespace, &key.name).await?,
             "StatefulSet" => delete::<StatefulSet>(ctx, namespace, &key.name).await?,
             "CronJob" => delete::<CronJob>(ctx, namespace, &key.name).await?,
+            "Job" => delete::<Job>(ctx, namespace, &key.name).await?,
             _ => false,
         };
         if gone {

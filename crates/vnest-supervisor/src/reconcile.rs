@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -30,7 +31,7 @@ use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::host_state::{self, HostObject, HostState, Observed};
 use crate::desired::{
     apiserver, controller_manager, datastore, kubeconfig, namespaces, pods, scheduler,
-    syncer as desired_syncer,
+    syncer as desired_syncer, upgrade,
 };
 use crate::error::{Error, Result};
 use crate::ingress_grants;
@@ -66,19 +67,27 @@ where
     Ok(apply::apply_namespaced(&ctx.client, FIELD_MANAGER, object).await?)
 }
 
-/// Creates `claim` unless it exists; an existing claim is left as it is
-/// (its class is fixed, and its size can only grow where the class allows).
-async fn make_once(ctx: &Context, claim: &PersistentVolumeClaim) -> Result<()> {
-    let namespace = claim.metadata.namespace.as_deref().unwrap_or_default();
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
-    if api.get_metadata_opt(&claim.name_any()).await?.is_some() {
+/// Creates `object` unless it exists; an existing one is left as it is (a
+/// claim's class is fixed and its size can only grow where the class
+/// allows; a Job's template is fixed).
+async fn make_once<K>(ctx: &Context, object: &K) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let namespace = object.meta().namespace.as_deref().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    if api.get_metadata_opt(&object.name_any()).await?.is_some() {
         return Ok(());
     }
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PostParams::default()
     };
-    match api.create(&params, claim).await {
+    match api.create(&params, object).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
@@ -238,6 +247,8 @@ struct HostView {
     host: host_facts::HostFacts,
     virtual_clusters: Vec<VirtualCluster>,
     external_client_secret: Option<Secret>,
+    /// What to do about the version, given the upgrade's snapshot Job.
+    upgrade: upgrade::Upgrade,
 }
 
 async fn observe(vc: &VirtualCluster, ctx: &Context) -> Result<HostView> {
@@ -255,10 +266,20 @@ async fn observe(vc: &VirtualCluster, ctx: &Context) -> Result<HostView> {
         }
         None => None,
     };
+    // The upgrade's snapshot Job is looked at only while one is wanted.
+    let mut upgrade = upgrade::plan(vc, None);
+    if let Some(job) = &upgrade.snapshot_job {
+        let jobs: Api<Job> = Api::namespaced(
+            ctx.client.clone(),
+            &host_namespace_of(vc, HostNamespaceRole::ControlPlane),
+        );
+        upgrade = upgrade::plan(vc, jobs.get_opt(job).await?.as_ref());
+    }
     Ok(HostView {
         host,
         virtual_clusters,
         external_client_secret,
+        upgrade,
     })
 }
 
@@ -291,6 +312,7 @@ async fn apply_state(ctx: &Context, state: &HostState) -> Result<Applied> {
             HostObject::StatefulSet(o) => applied.stateful_set = Some(apply_object(ctx, o).await?),
             HostObject::CronJob(o) => applied.cron_job = Some(apply_object(ctx, o.as_ref()).await?),
             HostObject::PersistentVolumeClaim(o) => make_once(ctx, o).await?,
+            HostObject::Job(o) => make_once(ctx, o.as_ref()).await?,
             HostObject::Deployment(o) => {
                 let deployment = apply_object(ctx, o).await?;
                 applied
@@ -335,6 +357,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
             pool: &pool_addresses,
             ingress_hosts: &ingress.hosts,
             external_client_secret: view.external_client_secret.as_ref(),
+            upgrade: &view.upgrade,
         },
     )?;
 
@@ -457,13 +480,20 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         ));
     }
 
-    // The version the control plane last ran Ready at, kept while it is
-    // not (a roll, a pause): version changes are judged against it.
-    let version = if is_ready {
-        Some(pods::kubernetes_version(vc).to_owned())
-    } else {
-        vc.status.as_ref().and_then(|s| s.version.clone())
-    };
+    if let Some(stage) = &view.upgrade.stage {
+        stages.push(stage.clone());
+    }
+    let previous = vc.status.clone().unwrap_or_default();
+    let component_versions = component_versions(vc, &applied, &previous);
+    // The version every Kubernetes component runs, kept while they differ
+    // (an upgrade under way): version changes are judged against it.
+    let version = whole_version(vc, &component_versions).or(previous.version.clone());
+    if let (Some(from), Some(to)) = (&previous.version, &version)
+        && from != to
+    {
+        let note = format!("every component of the control plane moved from {from} to {to}");
+        publish(vc, ctx, EventType::Normal, "Upgraded", note).await;
+    }
     // A renewal is rolled out once the control plane, given the renewed
     // certificates (this reconcile's templates carry them), is Ready.
     let renewal_rolled_out = if is_ready && !vc.spec.paused {
@@ -489,6 +519,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         version,
         kubeconfig_secret_name: kubeconfig_secret,
         expires_at: expires_at.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+        component_versions: Some(component_versions),
         renewal_rolled_out,
     };
     let was = vc.status.as_ref().and_then(|s| s.phase);
@@ -773,6 +804,60 @@ async fn explain(vc: &VirtualCluster, ctx: &Context, stage: Stage, component: &s
         },
         None => stage,
     }
+}
+
+/// The version each component runs after this reconcile: its template's,
+/// once every pod of it runs that ([`upgrade::runs`]).
+fn component_versions(
+    vc: &VirtualCluster,
+    applied: &Applied,
+    previous: &VirtualClusterStatus,
+) -> vnest_api::ComponentVersions {
+    let ran = previous.component_versions.clone().unwrap_or_default();
+    let deployment = |component: &str, ran: Option<&String>| {
+        let deployment = applied.deployments.get(component)?;
+        let image = deployment
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.as_deref());
+        let rolled_out = !vc.spec.paused && rollout::deployment("", deployment).done;
+        upgrade::runs(image, rolled_out, ran)
+    };
+    let etcd = applied.stateful_set.as_ref().and_then(|set| {
+        let want = datastore::owned_etcd(vc)?.replicas;
+        let image = set
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.as_deref());
+        let rolled_out = !vc.spec.paused && rollout::stateful_set("", want, set).done;
+        upgrade::runs(image, rolled_out, ran.etcd.as_ref())
+    });
+    vnest_api::ComponentVersions {
+        kube_apiserver: deployment(apiserver::COMPONENT, ran.kube_apiserver.as_ref()),
+        kube_controller_manager: deployment(
+            controller_manager::COMPONENT,
+            ran.kube_controller_manager.as_ref(),
+        ),
+        kube_scheduler: scheduler::runs(vc)
+            .then(|| deployment(scheduler::COMPONENT, ran.kube_scheduler.as_ref()))
+            .flatten(),
+        etcd,
+    }
+}
+
+/// The Kubernetes version all of `vc`'s Kubernetes components run, if
+/// they run one.
+fn whole_version(vc: &VirtualCluster, runs: &vnest_api::ComponentVersions) -> Option<String> {
+    let apiserver = runs.kube_apiserver.as_ref()?;
+    let same = |v: &Option<String>| v.as_ref() == Some(apiserver);
+    (same(&runs.kube_controller_manager) && (!scheduler::runs(vc) || same(&runs.kube_scheduler)))
+        .then(|| apiserver.clone())
 }
 
 /// A Deployment's rollout as a stage ([`rollout::deployment`]).

@@ -9,7 +9,7 @@ use vnest_api::{Phase, VirtualCluster};
 use vnest_api::NodePoolMode;
 pub use vnest_api::conditions::{
     APISERVER, BACKUP, CERTIFICATES, CLUSTER_DNS, CONTROL_PLANE_PLACEMENT, CONTROLLER_MANAGER,
-    DATASTORE, INGRESS_HOSTS, NODE_POOL, PID_LIMIT, READY, SCHEDULER, SYNCER,
+    DATASTORE, INGRESS_HOSTS, NODE_POOL, PID_LIMIT, READY, SCHEDULER, SYNCER, UPGRADE,
 };
 
 use crate::ingress_grants::Held;

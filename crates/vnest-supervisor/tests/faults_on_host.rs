@@ -10,6 +10,9 @@
 //! the client's failed requests in each fault, are printed (reported in
 //! docs/operations.md), not asserted: timing belongs to benchmarks.
 //!
+//! First, with the same kind of load, the tenant (made at the previous
+//! Kubernetes minor) is upgraded to the pinned one: no request fails.
+//!
 //! Needs root and the packages of tools/host/install-prerequisites.sh.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -47,12 +52,16 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
     let mut host = TestHost::start_configured(slot, vec![NodeSpec::new(1)], |options| {
         options.simulated_nodes = vec![sim.clone(), sim.clone(), sim.clone()];
         options.vnest_binaries = vnest_tests::vnest_image_binaries();
+        options.previous_minor = true;
     })
     .await;
     let client = host.client();
     let admin = host.kubeconfig();
     let work = tempfile::tempdir().unwrap();
     let mut vc = virtual_cluster("faults", "sim");
+    // Made at the previous minor, and upgraded under load first.
+    let previous = previous_minor_version();
+    vc.spec.kubernetes_version = Some(previous.clone());
     vc.spec
         .isolation
         .resource_quota
@@ -66,8 +75,9 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
     let wl = host_namespace(TENANTS, "faults", HostNamespaceRole::Workloads);
     let (ok, out, err) = kubectl(&tenant, &["create", "namespace", LOAD]);
     assert!(ok, "{out}{err}");
-    apply_in_tenant(&tenant, work.path(), "many.yaml", MANY).await;
     let tenant_api = patient_client(&tenant).await;
+    upgraded_under_load(&client, &tenant_api, &previous).await;
+    apply_in_tenant(&tenant, work.path(), "many.yaml", MANY).await;
     let load = Load::start(tenant_api.clone(), "load");
 
     let mut report = Vec::new();
@@ -203,6 +213,148 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
     )
     .await;
     host.stop().await;
+}
+
+/// The Kubernetes version of the previous minor's binaries the host has
+/// images of (`tools/upstream/build.sh` builds them into `previous/`).
+fn previous_minor_version() -> String {
+    let binaries = vnest_tests::upstream_binaries()
+        .previous_minor()
+        .expect("the upstream binaries in a directory");
+    let apiserver = binaries
+        .locate_binary("kube-apiserver")
+        .expect("the previous minor's kube-apiserver (tools/upstream/build.sh builds it)");
+    let output = std::process::Command::new(apiserver)
+        .arg("--version")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with('v'))
+        .expect("kube-apiserver --version names its version")
+        .to_owned()
+}
+
+/// The tag of the image of the first container of Deployment `name`.
+async fn template_version(host: &Client, namespace: &str, name: &str) -> Option<String> {
+    let deployments: Api<Deployment> = Api::namespaced(host.clone(), namespace);
+    let deployment = deployments.get(name).await.ok()?;
+    let spec = deployment.spec.template.spec?;
+    let image = spec.containers.first()?.image.clone()?;
+    Some(image.rsplit_once(':')?.1.to_owned())
+}
+
+/// `spec.kubernetesVersion` moved from the previous minor to the pinned one
+/// while a client lists and writes through the tenant's 2 apiservers: etcd
+/// is snapshotted first, then the apiservers move, and only once every one
+/// of them runs the new version do the controller-manager and scheduler;
+/// no request fails, and the status says what each component runs.
+async fn upgraded_under_load(host: &Client, tenant: &Client, previous: &str) {
+    let cp = host_namespace(TENANTS, "faults", HostNamespaceRole::ControlPlane);
+    let vcs: Api<vnest_api::VirtualCluster> = Api::namespaced(host.clone(), TENANTS);
+    let versions = || async {
+        vcs.get("faults")
+            .await
+            .ok()
+            .and_then(|vc| vc.status?.component_versions)
+    };
+    let before = versions().await.expect("the versions the components run");
+    assert_eq!(before.kube_apiserver.as_deref(), Some(previous));
+    assert_eq!(before.kube_controller_manager.as_deref(), Some(previous));
+    assert_eq!(before.etcd.as_deref(), Some(vnest_api::ETCD_IMAGE_TAG));
+    let wanted = vnest_api::DEFAULT_KUBERNETES_VERSION;
+    let job_name = format!(
+        "{}{}",
+        vnest_api::host_names::etcd_backup::BEFORE_UPGRADE_JOB_PREFIX,
+        wanted.replace('.', "-")
+    );
+    let load = Load::start(tenant.clone(), "upgrade");
+    vcs.patch(
+        "faults",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({ "spec": { "kubernetesVersion": wanted } })),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let jobs: Api<Job> = Api::namespaced(host.clone(), &cp);
+    let mut snapshot_seen_done = false;
+    let mut apiserver_moved_at = None;
+    loop {
+        // Read in the order the supervisor acts, so that what a later
+        // read shows cannot precede what an earlier one shows.
+        let controllers = template_version(host, &cp, "controller-manager").await;
+        let recorded = versions().await.unwrap_or_default();
+        let apiserver = template_version(host, &cp, "apiserver").await;
+        let job = jobs.get_opt(&job_name).await.unwrap();
+        if controllers.as_deref() == Some(wanted) {
+            assert_eq!(
+                recorded.kube_apiserver.as_deref(),
+                Some(wanted),
+                "the controller-manager moved only once every apiserver ran {wanted}"
+            );
+        }
+        if apiserver.as_deref() == Some(wanted) && apiserver_moved_at.is_none() {
+            apiserver_moved_at = Some(started.elapsed());
+            assert!(
+                snapshot_seen_done
+                    || job.as_ref().is_some_and(|j| {
+                        j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0
+                    }),
+                "etcd was snapshotted (Job {job_name}) before the apiserver moved: {job:?}"
+            );
+        }
+        snapshot_seen_done |= job
+            .as_ref()
+            .is_some_and(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0);
+        let vc = vcs.get("faults").await.unwrap();
+        let status = vc.status.unwrap_or_default();
+        if status.version.as_deref() == Some(wanted) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not upgraded in 10 minutes: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = started.elapsed();
+    let after = versions().await.unwrap();
+    assert_eq!(after.kube_apiserver.as_deref(), Some(wanted));
+    assert_eq!(after.kube_controller_manager.as_deref(), Some(wanted));
+    let served = tenant.apiserver_version().await.unwrap();
+    assert_eq!(served.git_version, wanted, "the tenant's API says so too");
+    // The snapshot is on the backups' volume.
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(host.clone(), &cp);
+    let claim = claims.get("etcd-backups").await.unwrap();
+    let volume = claim.spec.and_then(|s| s.volume_name).expect("bound");
+    let volumes: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(host.clone());
+    let path = volumes
+        .get(&volume)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.local.map(|l| l.path))
+        .expect("a local volume");
+    let snapshots: Vec<String> = std::fs::read_dir(&path)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("faults-") && n.ends_with(".db"))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "one snapshot in {path}: {snapshots:?}");
+    let failed = load.failed.count();
+    let said = load.failed.said_since(0);
+    let written = load.stop().await;
+    eprintln!(
+        "upgrade {previous} -> {wanted} under load: done in {:.1}s (apiservers moving after {:.1}s), {written} writes, {failed} failed requests: {said:#?}",
+        took.as_secs_f64(),
+        apiserver_moved_at.unwrap_or_default().as_secs_f64()
+    );
+    assert_eq!(
+        failed, 0,
+        "no request failed while the control plane was upgraded: {said:#?}"
+    );
 }
 
 /// Every leaf certificate renewed (as `vnest renew-certificates` asks)

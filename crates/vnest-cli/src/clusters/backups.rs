@@ -1,5 +1,6 @@
-//! `vnest backups NAME`: the scheduled snapshots (`spec.backup`) on a
-//! tenant's backups volume, oldest first; `--fetch SNAPSHOT` copies one
+//! `vnest backups NAME`: the scheduled snapshots (`spec.backup`) and the
+//! one taken before the last upgrade, on a tenant's backups volume, oldest
+//! first; `--fetch SNAPSHOT` copies one
 //! here with its encryption file, checked, ready for `vnest restore
 //! --from`.
 //!
@@ -17,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use kube::Api;
-use kube::api::{AttachParams, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{AttachParams, DeleteParams, ListParams, ObjectMeta, PostParams};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use vnest_api::host_names::etcd_backup::{CLAIM, CRON_JOB};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace};
@@ -83,21 +84,27 @@ pub(crate) async fn run(args: BackupsArgs) -> anyhow::Result<ExitCode> {
     }
     let control_plane = host_namespace(namespace, name, HostNamespaceRole::ControlPlane);
     let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &control_plane);
-    let Some(cron_job) = cron_jobs
+    let cron_job = cron_jobs
         .get_opt(CRON_JOB)
         .await
-        .map_err(|e| explain(e, "reading the backup CronJob", &control_plane))?
-    else {
-        bail!(
-            "VirtualCluster {namespace}/{name} takes no scheduled snapshots: set spec.backup (docs/operations.md#scheduled-snapshots), or take one now with `vnest snapshot {name} -n {namespace}`"
-        );
+        .map_err(|e| explain(e, "reading the backup CronJob", &control_plane))?;
+    let template = match cron_job {
+        Some(cron_job) => cron_job
+            .spec
+            .job_template
+            .spec
+            .map(|job| job.template)
+            .context("the backup CronJob has no pod template")?,
+        // No schedule, but an upgrade snapshotted etcd into the volume:
+        // its Job's pod is the same run.
+        None => upgrade_snapshot_template(&client, &control_plane)
+            .await?
+            .with_context(|| {
+                format!(
+                    "VirtualCluster {namespace}/{name} takes no scheduled snapshots and has not been upgraded: set spec.backup (docs/operations.md#scheduled-snapshots), or take one now with `vnest snapshot {name} -n {namespace}`"
+                )
+            })?,
     };
-    let template = cron_job
-        .spec
-        .job_template
-        .spec
-        .map(|job| job.template)
-        .context("the backup CronJob has no pod template")?;
     let pod = reader_pod(&template, args.fetch.as_deref())?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &control_plane);
@@ -110,6 +117,28 @@ pub(crate) async fn run(args: BackupsArgs) -> anyhow::Result<ExitCode> {
     pods.delete(&pod_name, &DeleteParams::default()).await.ok();
     outcome?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pod template of the Job that snapshotted etcd before the last
+/// upgrade, if it is there.
+async fn upgrade_snapshot_template(
+    client: &kube::Client,
+    control_plane: &str,
+) -> anyhow::Result<Option<PodTemplateSpec>> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), control_plane);
+    let selector = format!(
+        "{}={}",
+        vnest_api::host_names::labels::COMPONENT,
+        vnest_api::host_names::etcd_backup::COMPONENT
+    );
+    let listed = jobs
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| explain(e, "listing the snapshot Jobs", control_plane))?;
+    Ok(listed
+        .items
+        .into_iter()
+        .find_map(|job| job.spec.map(|s| s.template)))
 }
 
 /// The pod reading the backups' volume: the CronJob's pod, with the volume

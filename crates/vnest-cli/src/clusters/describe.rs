@@ -131,6 +131,28 @@ fn render(vc: &VirtualCluster, events: &[Event], layers: &Layers, now: Timestamp
             .or(spec.kubernetes_version.as_deref())
             .unwrap_or("default"),
     );
+    // While an upgrade moves the components one after another.
+    if let Some(runs) = &status.component_versions {
+        let wanted = spec
+            .kubernetes_version
+            .as_deref()
+            .unwrap_or(vnest_api::DEFAULT_KUBERNETES_VERSION);
+        let parts: Vec<String> = [
+            ("kube-apiserver", &runs.kube_apiserver),
+            ("kube-controller-manager", &runs.kube_controller_manager),
+            ("kube-scheduler", &runs.kube_scheduler),
+        ]
+        .iter()
+        .filter_map(|(component, version)| Some(format!("{component} {}", version.as_ref()?)))
+        .collect();
+        if status.version.as_deref() != Some(wanted) && !parts.is_empty() {
+            field(
+                &mut out,
+                "Upgrading to",
+                &format!("{wanted} (now: {})", parts.join(", ")),
+            );
+        }
+    }
     field(
         &mut out,
         "Endpoint",
@@ -341,5 +363,27 @@ mod tests {
         assert!(out.contains("pods=100"), "{out}");
         assert!(out.contains("control plane: vnest-default-deny"), "{out}");
         assert!(out.contains("<none>"), "no events: {out}");
+        assert!(!out.contains("Upgrading to"), "{out}");
+    }
+
+    #[test]
+    fn an_upgrade_under_way_shows_what_each_component_runs() {
+        let mut upgrading = vc();
+        upgrading.spec.kubernetes_version = Some("v1.37.2".into());
+        if let Some(status) = upgrading.status.as_mut() {
+            status.version = Some("v1.36.3".into());
+            status.component_versions = Some(vnest_api::ComponentVersions {
+                kube_apiserver: Some("v1.37.2".into()),
+                kube_controller_manager: Some("v1.36.3".into()),
+                ..Default::default()
+            });
+        }
+        let out = render(&upgrading, &[], &Layers::default(), Timestamp::now());
+        assert!(
+            out.contains(
+                "Upgrading to:       v1.37.2 (now: kube-apiserver v1.37.2, kube-controller-manager v1.36.3)"
+            ),
+            "{out}"
+        );
     }
 }

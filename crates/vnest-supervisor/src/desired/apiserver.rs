@@ -230,6 +230,7 @@ pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
     pki_data: &BTreeMap<String, Vec<u8>>,
+    version: &str,
 ) -> Deployment {
     let replicas = if vc.spec.paused {
         0
@@ -261,7 +262,7 @@ pub fn deployment(
     }
     let container = Container {
         name: COMPONENT.to_owned(),
-        image: Some(pods::kubernetes_image(settings, "kube-apiserver", vc)),
+        image: Some(pods::kubernetes_image(settings, "kube-apiserver", version)),
         command: Some(vec!["kube-apiserver".to_owned()]),
         args: Some(args(vc)),
         env: Some(vec![pods::field_env("POD_IP", "status.podIP")]),
@@ -338,6 +339,7 @@ mod tests {
             &VirtualCluster::new("a", Default::default()),
             &Settings::default(),
             &BTreeMap::new(),
+            "v1.37.2",
         );
         let volumes: Vec<Volume> = d.spec.template.spec.unwrap().volumes.unwrap();
         assert_eq!(volumes.len(), 1);

@@ -8,13 +8,18 @@
 //! The claim is made once and kept: switching backups off deletes the
 //! CronJob, not the snapshots. It goes with the control-plane namespace
 //! when the VirtualCluster is deleted.
+//!
+//! An upgrade snapshots etcd first with one more run of the same pod, as a
+//! Job of its own ([`one_snapshot`]), into the same volume (made then with
+//! the default size when `spec.backup` is unset).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use vnest_api::etcd_backup_args::EtcdBackupArgs;
 use vnest_api::host_names::etcd_backup::{CLAIM, COMPONENT, CRON_JOB};
 use vnest_api::host_names::{HostNamespaceRole, host_namespace_of};
@@ -34,7 +39,19 @@ const PKI_FILES: &[&str] = &[
 /// How long one run may take before it is stopped and counted failed.
 const RUN_DEADLINE_SECONDS: i64 = 30 * 60;
 
-/// The backups' volume of `vc`: made when `spec.backup` is first set.
+/// `vc`'s `spec.backup`, or the defaults' size and count for the volume an
+/// upgrade's snapshot needs when it is unset.
+pub fn plan(vc: &VirtualCluster) -> Backup {
+    vc.spec.backup.clone().unwrap_or_else(|| Backup {
+        schedule: String::new(),
+        keep: vnest_api::DEFAULT_BACKUP_KEEP,
+        storage: Quantity(vnest_api::DEFAULT_BACKUP_STORAGE.to_owned()),
+        storage_class_name: None,
+    })
+}
+
+/// The backups' volume of `vc`: made when `spec.backup` is first set (or
+/// an upgrade first snapshots etcd).
 pub fn claim(vc: &VirtualCluster, backup: &Backup) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: pods::control_plane_meta(vc, CLAIM, COMPONENT),
@@ -61,9 +78,9 @@ pub fn args(vc: &VirtualCluster, backup: &Backup) -> EtcdBackupArgs {
     }
 }
 
-/// The CronJob taking `vc`'s snapshots on `backup.schedule` (UTC), one run
-/// at a time; a paused cluster's is suspended (its etcd is not running).
-pub fn cron_job(vc: &VirtualCluster, backup: &Backup, settings: &Settings) -> CronJob {
+/// One run: a pod that snapshots `vc`'s etcd into the backups' volume,
+/// tried up to three times, within [`RUN_DEADLINE_SECONDS`].
+fn run_spec(vc: &VirtualCluster, backup: &Backup, settings: &Settings) -> JobSpec {
     let mut command = vec!["vnest-supervisor".to_owned(), "etcd-backup".to_owned()];
     command.extend(args(vc, backup).to_args());
     let container = Container {
@@ -108,6 +125,17 @@ pub fn cron_job(vc: &VirtualCluster, backup: &Backup, settings: &Settings) -> Cr
     if let Some(spec) = template.spec.as_mut() {
         spec.restart_policy = Some("Never".to_owned());
     }
+    JobSpec {
+        backoff_limit: Some(2),
+        active_deadline_seconds: Some(RUN_DEADLINE_SECONDS),
+        template,
+        ..JobSpec::default()
+    }
+}
+
+/// The CronJob taking `vc`'s snapshots on `backup.schedule` (UTC), one run
+/// at a time; a paused cluster's is suspended (its etcd is not running).
+pub fn cron_job(vc: &VirtualCluster, backup: &Backup, settings: &Settings) -> CronJob {
     CronJob {
         metadata: pods::control_plane_meta(vc, CRON_JOB, COMPONENT),
         spec: CronJobSpec {
@@ -122,14 +150,19 @@ pub fn cron_job(vc: &VirtualCluster, backup: &Backup, settings: &Settings) -> Cr
             failed_jobs_history_limit: Some(3),
             job_template: JobTemplateSpec {
                 metadata: None,
-                spec: Some(JobSpec {
-                    backoff_limit: Some(2),
-                    active_deadline_seconds: Some(RUN_DEADLINE_SECONDS),
-                    template,
-                    ..JobSpec::default()
-                }),
+                spec: Some(run_spec(vc, backup, settings)),
             },
         },
+        status: None,
+    }
+}
+
+/// One snapshot now, as Job `name` (an upgrade's, before the apiserver
+/// moves): counted among the `keep` newest like the scheduled ones.
+pub fn one_snapshot(vc: &VirtualCluster, backup: &Backup, settings: &Settings, name: &str) -> Job {
+    Job {
+        metadata: pods::control_plane_meta(vc, name, COMPONENT),
+        spec: Some(run_spec(vc, backup, settings)),
         status: None,
     }
 }

@@ -57,6 +57,7 @@ pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
     pki_data: &BTreeMap<String, Vec<u8>>,
+    version: &str,
 ) -> Deployment {
     let component = KubeComponent {
         name: COMPONENT,
@@ -68,6 +69,7 @@ pub fn deployment(
         kubeconfig: (KUBECONFIG_SECRET, KUBECONFIG_FILE),
         resources: Component::ControllerManager,
         replicas: if vc.spec.paused { 0 } else { 1 },
+        version,
     };
     kube_component::deployment(vc, settings, pki_data, component)
 }

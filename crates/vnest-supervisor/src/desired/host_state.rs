@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     LimitRange, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
 };
@@ -26,6 +26,7 @@ use super::addresses::PKI_SECRET;
 use super::kubeconfig::Endpoint;
 use super::network_policy::HostAddresses;
 use super::pods::Settings;
+use super::upgrade::Upgrade;
 use super::{
     apiserver, backup, controller_manager, datastore, flow_control, kubeconfig, network_policy,
     pods, quota, scheduler, syncer, syncer_rbac,
@@ -49,6 +50,9 @@ pub struct Observed<'a> {
     /// The admin's Secret with the external etcd's client certificate,
     /// when the datastore is external and the Secret exists.
     pub external_client_secret: Option<&'a Secret>,
+    /// The versions the components are given, and the snapshot an
+    /// upgrade takes first.
+    pub upgrade: &'a Upgrade,
 }
 
 /// One object the supervisor applies, by kind.
@@ -69,6 +73,8 @@ pub enum HostObject {
     /// size can only grow where the class allows.
     PersistentVolumeClaim(PersistentVolumeClaim),
     CronJob(Box<CronJob>),
+    /// Made when missing, never changed (a Job's template is fixed).
+    Job(Box<Job>),
 }
 
 impl HostObject {
@@ -95,6 +101,7 @@ impl HostObject {
             HostObject::Deployment(o) => key(o),
             HostObject::PersistentVolumeClaim(o) => key(o),
             HostObject::CronJob(o) => key(o.as_ref()),
+            HostObject::Job(o) => key(o.as_ref()),
         }
     }
 }
@@ -221,10 +228,12 @@ pub fn host_state(
     }
 
     objects.push(HostObject::Secret(apiserver::admission_secret(vc)));
+    let versions = &observed.upgrade.versions;
     objects.push(HostObject::Deployment(apiserver::deployment(
         vc,
         settings,
         observed.pki_data,
+        &versions.apiserver,
     )));
     match observed.endpoint {
         Ok(endpoint) => objects.push(HostObject::Secret(kubeconfig::admin_secret(
@@ -245,6 +254,7 @@ pub fn host_state(
         vc,
         settings,
         observed.pki_data,
+        &versions.controllers,
     )));
     objects.push(HostObject::Secret(scheduler::kubeconfig_secret(
         vc,
@@ -254,6 +264,7 @@ pub fn host_state(
         vc,
         settings,
         observed.pki_data,
+        &versions.controllers,
     )));
 
     objects.push(HostObject::Secret(syncer::kubeconfig_secret(
@@ -281,11 +292,29 @@ pub fn host_state(
         namespace: Some(cp.clone()),
         name: vnest_api::host_names::etcd_backup::CLAIM.to_owned(),
     });
-    if let (Some(plan), Some(_)) = (&vc.spec.backup, datastore::owned_etcd(vc)) {
-        objects.push(HostObject::PersistentVolumeClaim(backup::claim(vc, plan)));
-        objects.push(HostObject::CronJob(Box::new(backup::cron_job(
-            vc, plan, settings,
-        ))));
+    if datastore::owned_etcd(vc).is_some() {
+        let plan = backup::plan(vc);
+        if vc.spec.backup.is_some() || observed.upgrade.snapshot_job.is_some() {
+            objects.push(HostObject::PersistentVolumeClaim(backup::claim(vc, &plan)));
+        }
+        if vc.spec.backup.is_some() {
+            objects.push(HostObject::CronJob(Box::new(backup::cron_job(
+                vc, &plan, settings,
+            ))));
+        }
+        // An upgrade snapshots etcd first, into the same volume. The Job of
+        // the last upgrade stays (its log names the snapshot, and `vnest
+        // backups` reads the volume with its pod); an older one goes.
+        kept.push(ObjectKey {
+            kind: "Job".to_owned(),
+            namespace: Some(cp.clone()),
+            name: super::upgrade::snapshot_job_name(pods::kubernetes_version(vc)),
+        });
+        if let Some(name) = &observed.upgrade.snapshot_job {
+            objects.push(HostObject::Job(Box::new(backup::one_snapshot(
+                vc, &plan, settings, name,
+            ))));
+        }
     }
     Ok(HostState {
         objects,
@@ -353,6 +382,7 @@ mod tests {
                 pool: &[],
                 ingress_hosts: &[],
                 external_client_secret: external,
+                upgrade: &super::super::upgrade::plan(vc, None),
             },
         )
         .unwrap()
@@ -420,6 +450,39 @@ mod tests {
         assert!(at("Secret", syncer::KUBECONFIG_SECRET) < at("Deployment", syncer::COMPONENT));
     }
 
+    /// An upgrade waiting for its snapshot: the Job and the backups'
+    /// volume are wanted (without `spec.backup`, and no CronJob), and the
+    /// apiserver keeps the version it runs.
+    #[test]
+    fn an_upgrade_snapshots_into_the_backups_volume_before_the_apiserver_moves() {
+        let mut upgrading = vc();
+        upgrading.spec.kubernetes_version = Some("v1.37.2".into());
+        upgrading.status = Some(vnest_api::VirtualClusterStatus {
+            version: Some("v1.36.3".into()),
+            ..vnest_api::VirtualClusterStatus::default()
+        });
+        let state = state(&upgrading);
+        assert_eq!(keys(&state, "Job"), ["etcd-before-upgrade-to-v1-37-2"]);
+        assert_eq!(keys(&state, "PersistentVolumeClaim"), ["etcd-backups"]);
+        assert!(keys(&state, "CronJob").is_empty());
+        let image = state.objects.iter().find_map(|o| match o {
+            HostObject::Deployment(d)
+                if d.metadata.name.as_deref() == Some(apiserver::COMPONENT) =>
+            {
+                d.spec.template.spec.as_ref()?.containers[0].image.clone()
+            }
+            _ => None,
+        });
+        assert_eq!(
+            image.as_deref(),
+            Some("registry.k8s.io/kube-apiserver:v1.36.3")
+        );
+        // Nothing to upgrade: neither the Job nor the volume.
+        let settled = state_with(&vc(), &endpoint(), None);
+        assert!(keys(&settled, "Job").is_empty());
+        assert!(keys(&settled, "PersistentVolumeClaim").is_empty());
+    }
+
     /// The template of `state`'s Deployment `name`: its annotations.
     fn template_annotations(state: &HostState, name: &str) -> BTreeMap<String, String> {
         state
@@ -450,6 +513,7 @@ mod tests {
                     pool: &[],
                     ingress_hosts: &[],
                     external_client_secret: None,
+                    upgrade: &super::super::upgrade::plan(&vc(), None),
                 },
             )
             .unwrap()

@@ -32,6 +32,8 @@ pub struct KubeComponent<'a> {
     pub kubeconfig: (&'a str, &'a str),
     pub resources: Component,
     pub replicas: i32,
+    /// The Kubernetes version it runs ([`super::upgrade`] decides).
+    pub version: &'a str,
 }
 
 /// The Secret with the kubeconfig of `user`, whose certificate is `cert`,
@@ -63,12 +65,13 @@ pub fn deployment(
         kubeconfig,
         resources: requirements,
         replicas,
+        version,
     } = component;
     let probe = |cadence| pods::probe("/healthz", secure_port, "HTTPS", cadence);
     let hashed = [pki_files, &client_pair].concat();
     let container = Container {
         name: name.to_owned(),
-        image: Some(pods::kubernetes_image(settings, binary, vc)),
+        image: Some(pods::kubernetes_image(settings, binary, version)),
         command: Some(vec![binary.to_owned()]),
         args: Some(args),
         ports: Some(vec![pods::container_port("https", secure_port)]),

@@ -18,6 +18,7 @@ pub mod resources;
 pub mod scheduler;
 pub mod syncer;
 pub mod syncer_rbac;
+pub mod upgrade;
 
 /// VirtualCluster `tenants/team-a` with the default spec: what the tests of
 /// `desired` start from.

@@ -68,13 +68,9 @@ pub fn kubernetes_version(vc: &VirtualCluster) -> &str {
         .unwrap_or(DEFAULT_KUBERNETES_VERSION)
 }
 
-/// The image of an upstream Kubernetes component at `vc`'s version.
-pub fn kubernetes_image(settings: &Settings, component: &str, vc: &VirtualCluster) -> String {
-    format!(
-        "{}/{component}:{}",
-        settings.registry,
-        kubernetes_version(vc)
-    )
+/// The image of an upstream Kubernetes component at `version`.
+pub fn kubernetes_image(settings: &Settings, component: &str, version: &str) -> String {
+    format!("{}/{component}:{version}", settings.registry)
 }
 
 /// The CoreDNS release tenant clusters get (tools/upstream/coredns/go.mod).
@@ -427,13 +423,10 @@ mod tests {
             registry: "mirror.example/k8s".into(),
             ..Settings::default()
         };
-        assert_eq!(
-            kubernetes_image(&settings, "kube-apiserver", &vc),
-            format!("mirror.example/k8s/kube-apiserver:{DEFAULT_KUBERNETES_VERSION}")
-        );
+        assert_eq!(kubernetes_version(&vc), DEFAULT_KUBERNETES_VERSION);
         vc.spec.kubernetes_version = Some("v1.36.0".into());
         assert_eq!(
-            kubernetes_image(&settings, "kube-apiserver", &vc),
+            kubernetes_image(&settings, "kube-apiserver", kubernetes_version(&vc)),
             "mirror.example/k8s/kube-apiserver:v1.36.0"
         );
     }

@@ -62,6 +62,7 @@ pub fn deployment(
     vc: &VirtualCluster,
     settings: &Settings,
     pki_data: &BTreeMap<String, Vec<u8>>,
+    version: &str,
 ) -> Deployment {
     let component = KubeComponent {
         name: COMPONENT,
@@ -73,6 +74,7 @@ pub fn deployment(
         kubeconfig: (KUBECONFIG_SECRET, KUBECONFIG_FILE),
         resources: Component::Scheduler,
         replicas: i32::from(runs(vc)),
+        version,
     };
     kube_component::deployment(vc, settings, pki_data, component)
 }
@@ -87,8 +89,11 @@ mod tests {
     fn it_runs_only_for_a_tenant_scheduler_and_not_while_paused() {
         let mut vc = test_cluster();
         let settings = Settings::default();
-        let replicas =
-            |vc: &VirtualCluster| deployment(vc, &settings, &BTreeMap::new()).spec.replicas;
+        let replicas = |vc: &VirtualCluster| {
+            deployment(vc, &settings, &BTreeMap::new(), "v1.37.2")
+                .spec
+                .replicas
+        };
         assert_eq!(replicas(&vc), Some(0));
         vc.spec.node_pool.scheduler = PodScheduler::Tenant;
         assert_eq!(replicas(&vc), Some(1));
