@@ -71,12 +71,16 @@ targets=(
 # Kubernetes reports its version from these variables (hack/lib/version.sh sets
 # the same); without them every component says v0.0.0-master and version-skew
 # checks between kubelet and apiserver misfire.
-minor="${k8s_version#v1.}"; minor="${minor%%.*}"
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
+kubernetes_ldflags() {
+  local version="$1" minor pkg flags="-s -w"
+  minor="${version#v1.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+ldflags="$(kubernetes_ldflags "$k8s_version")"
 
 # -mod=readonly: a go.sum that does not match fails instead of moving the pin.
 export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false -trimpath"
@@ -121,15 +125,11 @@ fi
 # rebuilds the other's binaries.
 previous_version="$(awk '$1=="k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' previous/go.mod)"
 [ -n "$previous_version" ] || { echo "build.sh: cannot read the pin from previous/go.mod" >&2; exit 1; }
-previous_hash="$(cat previous/go.mod previous/go.sum build.sh | sha256sum | cut -c1-12)"
+# Keyed by what they are built from: the pins and the flags.
+previous_hash="$( { cat previous/go.mod previous/go.sum; declare -f kubernetes_ldflags; } | sha256sum | cut -c1-12)"
 previous_dir="previous-k8s-${previous_version}_${previous_hash}"
 mkdir -p "$out/$previous_dir"
-previous_minor="${previous_version#v1.}"; previous_minor="${previous_minor%%.*}"
-previous_ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  previous_ldflags+=" -X $pkg.gitVersion=$previous_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$previous_minor"
-  previous_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
+previous_ldflags="$(kubernetes_ldflags "$previous_version")"
 for name in kube-apiserver kube-controller-manager kube-scheduler; do
   if [ -x "$out/$previous_dir/$name" ]; then
     continue

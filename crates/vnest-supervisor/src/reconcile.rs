@@ -814,29 +814,19 @@ fn component_versions(
     previous: &VirtualClusterStatus,
 ) -> vnest_api::ComponentVersions {
     let ran = previous.component_versions.clone().unwrap_or_default();
+    let image = |template: &'_ k8s_openapi::api::core::v1::PodTemplateSpec| {
+        let container = template.spec.as_ref()?.containers.first()?;
+        container.image.clone()
+    };
     let deployment = |component: &str, ran: Option<&String>| {
         let deployment = applied.deployments.get(component)?;
-        let image = deployment
-            .spec
-            .template
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .and_then(|c| c.image.as_deref());
         let rolled_out = !vc.spec.paused && rollout::deployment("", deployment).done;
-        upgrade::runs(image, rolled_out, ran)
+        upgrade::runs(image(&deployment.spec.template).as_deref(), rolled_out, ran)
     };
     let etcd = applied.stateful_set.as_ref().and_then(|set| {
         let want = datastore::owned_etcd(vc)?.replicas;
-        let image = set
-            .spec
-            .template
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .and_then(|c| c.image.as_deref());
         let rolled_out = !vc.spec.paused && rollout::stateful_set("", want, set).done;
-        upgrade::runs(image, rolled_out, ran.etcd.as_ref())
+        upgrade::runs(image(&set.spec.template).as_deref(), rolled_out, ran.etcd.as_ref())
     });
     vnest_api::ComponentVersions {
         kube_apiserver: deployment(apiserver::COMPONENT, ran.kube_apiserver.as_ref()),
