@@ -63,6 +63,8 @@ pub struct DevHost {
     kwok: Option<ManagedProcess>,
     control_plane: Option<LocalControlPlane>,
     nodes: Vec<RunningNode>,
+    /// Every node whose network was made, running or not.
+    networks: Vec<NodeSpec>,
     base_dir: PathBuf,
     previous_forwarding: Option<String>,
     pod_namespaces_before: HashSet<String>,
@@ -102,6 +104,7 @@ impl DevHost {
             kwok: None,
             control_plane: None,
             nodes: Vec::new(),
+            networks: Vec::new(),
             base_dir: options.base_dir.clone(),
             previous_forwarding: None,
             pod_namespaces_before: mounts::pod_namespaces().into_iter().collect(),
@@ -143,6 +146,7 @@ impl DevHost {
         progress("creating the network");
         self.previous_forwarding = Some(network::create_bridge()?);
         for node in &options.nodes {
+            self.networks.push(node.clone());
             network::create_node_network(node)?;
         }
 
@@ -308,17 +312,25 @@ impl DevHost {
                 tracing::warn!("the apiserver did not answer; tearing down without deleting pods");
             }
         }
+        let mut stopped = Vec::new();
         for node in std::mem::take(&mut self.nodes) {
             let paths = node.paths.clone();
             let spec = node.spec.clone();
             node.stop().await;
-            cgroups::kill_all(&spec.cgroup_root());
-            mounts::unmount_all_under(&paths.dir);
-            let busy = cgroups::remove(&spec.cgroup_root());
-            if !busy.is_empty() {
-                tracing::warn!(?busy, "cgroups still in use");
+            remove_node_remains(&spec, &paths.dir);
+            stopped.push(spec.name());
+        }
+        // A node whose start failed is not among them, but its network, a
+        // process or mounts may be there.
+        for spec in std::mem::take(&mut self.networks) {
+            if stopped.contains(&spec.name()) {
+                continue;
             }
-            network::delete_node_network(&spec);
+            let dir = NodePaths::new(&self.base_dir, &spec).dir;
+            for pid in crate::procs::with_cmdline_containing(&[&dir.display().to_string()]) {
+                crate::procs::kill(pid);
+            }
+            remove_node_remains(&spec, &dir);
         }
         if let Some(mut kwok) = self.kwok.take() {
             kwok.terminate(Duration::from_secs(5)).await;
@@ -452,6 +464,18 @@ fn running_nodes(base_dir: &Path) -> anyhow::Result<Vec<NodePaths>> {
         base_dir.display()
     );
     Ok(nodes)
+}
+
+/// What a stopped node leaves on the machine: its cgroups' processes, its
+/// mounts, cgroups and network (missing pieces are fine).
+fn remove_node_remains(spec: &NodeSpec, dir: &Path) {
+    cgroups::kill_all(&spec.cgroup_root());
+    mounts::unmount_all_under(dir);
+    let busy = cgroups::remove(&spec.cgroup_root());
+    if !busy.is_empty() {
+        tracing::warn!(?busy, "cgroups still in use");
+    }
+    network::delete_node_network(spec);
 }
 
 /// Removes what a host that died without tearing down left behind: its

@@ -54,30 +54,35 @@ pub async fn reconcile(vc: Arc<VirtualCluster>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// Applies a namespaced `object` to the host under the supervisor's field
-/// manager.
-async fn apply_object<K>(ctx: &Context, object: &K) -> Result<K>
-where
+/// A kind of object the supervisor writes into a host namespace.
+trait NamespacedObject:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+{
+}
+
+impl<K> NamespacedObject for K where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + std::fmt::Debug
         + Serialize
-        + DeserializeOwned,
+        + DeserializeOwned
 {
+}
+
+/// Applies a namespaced `object` to the host under the supervisor's field
+/// manager.
+async fn apply_object<K: NamespacedObject>(ctx: &Context, object: &K) -> Result<K> {
     Ok(apply::apply_namespaced(&ctx.client, FIELD_MANAGER, object).await?)
 }
 
 /// Creates `object` unless it exists; an existing one is left as it is (a
 /// claim's class is fixed and its size can only grow where the class
 /// allows; a Job's template is fixed).
-async fn make_once<K>(ctx: &Context, object: &K) -> Result<()>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
+async fn make_once<K: NamespacedObject>(ctx: &Context, object: &K) -> Result<()> {
     let namespace = object.meta().namespace.as_deref().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     if api.get_metadata_opt(&object.name_any()).await?.is_some() {
@@ -826,7 +831,11 @@ fn component_versions(
     let etcd = applied.stateful_set.as_ref().and_then(|set| {
         let want = datastore::owned_etcd(vc)?.replicas;
         let rolled_out = !vc.spec.paused && rollout::stateful_set("", want, set).done;
-        upgrade::runs(image(&set.spec.template).as_deref(), rolled_out, ran.etcd.as_ref())
+        upgrade::runs(
+            image(&set.spec.template).as_deref(),
+            rolled_out,
+            ran.etcd.as_ref(),
+        )
     });
     vnest_api::ComponentVersions {
         kube_apiserver: deployment(apiserver::COMPONENT, ran.kube_apiserver.as_ref()),

@@ -66,6 +66,12 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
         .isolation
         .resource_quota
         .insert("pods".into(), Quantity("400".into()));
+    // Each of the three loads (the upgrade's, the faults', the renewal's)
+    // leaves up to 40 Services, each with its host copy.
+    vc.spec
+        .isolation
+        .resource_quota
+        .insert("services".into(), Quantity("200".into()));
     vc.spec.control_plane.replicas = 2;
     vc.spec.datastore.etcd = Some(vnest_api::OwnedEtcd {
         replicas: 3,
@@ -344,10 +350,11 @@ async fn upgraded_under_load(host: &Client, tenant: &Client, previous: &str) {
         .collect();
     assert_eq!(snapshots.len(), 1, "one snapshot in {path}: {snapshots:?}");
     let failed = load.failed.count();
+    let retries = load.failed.retries();
     let said = load.failed.said_since(0);
     let written = load.stop().await;
     eprintln!(
-        "upgrade {previous} -> {wanted} under load: done in {:.1}s (apiservers moving after {:.1}s), {written} writes, {failed} failed requests: {said:#?}",
+        "upgrade {previous} -> {wanted} under load: done in {:.1}s (apiservers moving after {:.1}s), {written} writes, {failed} failed requests, {retries} answered 429 Retry-After: {said:#?}",
         took.as_secs_f64(),
         apiserver_moved_at.unwrap_or_default().as_secs_f64()
     );
@@ -489,9 +496,12 @@ async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Cli
         started.elapsed().as_secs_f64()
     );
     let failed = load.failed.count();
+    let retries = load.failed.retries();
     let said = load.failed.said_since(0);
     let written = load.stop().await;
-    eprintln!("renewal under load: {written} writes, {failed} failed requests: {said:#?}");
+    eprintln!(
+        "renewal under load: {written} writes, {failed} failed requests, {retries} answered 429 Retry-After: {said:#?}"
+    );
     assert_eq!(
         syncer_pod().await,
         syncer_before,
@@ -692,8 +702,10 @@ impl Load {
                 create(&secrets, secret, &f).await;
                 create(&services, service, &f).await;
                 w.fetch_add(3, Ordering::Relaxed);
-                if let Err(e) = maps.list(&ListParams::default().limit(50)).await {
-                    f.note(format!("list: {e}"));
+                match maps.list(&ListParams::default().limit(50)).await {
+                    Err(e) if told_to_retry(&e) => f.note_retry(),
+                    Err(e) => f.note(format!("list: {e}")),
+                    Ok(_) => {}
                 }
                 if let Some(old) = i.checked_sub(WINDOW) {
                     let previous = format!("{prefix}-{old}");
@@ -721,14 +733,32 @@ impl Load {
     }
 }
 
-/// The load's failed requests: how many, and what the first ones said.
+/// The load's failed requests: how many, and what the first ones said;
+/// and how many answers were 429 with Retry-After (a stopping apiserver's
+/// "ask again", which client-go follows without a word): retried, not
+/// failed.
 #[derive(Default)]
 struct Failures {
     count: AtomicUsize,
     said: std::sync::Mutex<Vec<String>>,
+    retries: AtomicUsize,
+}
+
+/// Whether the answer was "too many requests, ask again": what an
+/// apiserver gives while it finishes its requests before it stops.
+fn told_to_retry(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(e) if e.code == 429)
 }
 
 impl Failures {
+    fn note_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn retries(&self) -> usize {
+        self.retries.load(Ordering::Relaxed)
+    }
+
     fn note(&self, what: String) {
         self.count.fetch_add(1, Ordering::Relaxed);
         let mut said = self.said.lock().unwrap();
@@ -764,12 +794,24 @@ where
         + std::fmt::Debug,
 {
     let object: K = serde_json::from_value(object).unwrap();
+    let started = Instant::now();
     loop {
         match api.create(&PostParams::default(), &object).await {
             Ok(_) => return,
             Err(kube::Error::Api(e)) if e.code == 409 => return,
+            Err(e) if told_to_retry(&e) => {
+                failed.note_retry();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             Err(e) => {
-                failed.note(format!("{} {}: {e}", K::kind(&()), api.resource_url()));
+                let said = format!("{} {}: {e}", K::kind(&()), api.resource_url());
+                // A refusal that lasts is a failure of the test, not a
+                // fault to ride out: it fails instead of hanging.
+                assert!(
+                    started.elapsed() < Duration::from_secs(180),
+                    "a create failed for 3 minutes: {said}"
+                );
+                failed.note(said);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -785,6 +827,10 @@ where
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => return,
             Err(kube::Error::Api(e)) if e.code == 404 => return,
+            Err(e) if told_to_retry(&e) => {
+                failed.note_retry();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             Err(e) => {
                 failed.note(format!("{} {}: {e}", K::kind(&()), api.resource_url()));
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -116,6 +116,19 @@ pub fn args(vc: &VirtualCluster) -> Vec<String> {
             SHUTDOWN_DELAY.as_secs()
         ));
     }
+    if vc.spec.control_plane.replicas > 1
+        && !extra
+            .iter()
+            .any(|a| flag_name(a) == "shutdown-send-retry-after")
+    {
+        // Once the delay is over, requests still in flight are finished,
+        // not cut: the apiserver keeps listening until they are, answering
+        // new ones with 429 and Retry-After (which client-go follows
+        // without a word) but serving its own loopback calls. Without it a
+        // Service created in that moment failed ("failed to allocate IP":
+        // the apiserver's call to itself for the IPAddress was refused).
+        args.push("--shutdown-send-retry-after=true".to_owned());
+    }
     args.extend(extra.iter().cloned());
     args
 }
@@ -372,15 +385,27 @@ mod tests {
         let delay = |vc: &VirtualCluster| {
             args(vc)
                 .into_iter()
-                .filter(|a| a.starts_with("--shutdown-delay-duration="))
+                .filter(|a| a.starts_with("--shutdown-"))
                 .collect::<Vec<_>>()
         };
         let mut vc = VirtualCluster::new("a", Default::default());
         assert!(delay(&vc).is_empty());
         vc.spec.control_plane.replicas = 2;
-        assert_eq!(delay(&vc), ["--shutdown-delay-duration=10s"]);
+        assert_eq!(
+            delay(&vc),
+            [
+                "--shutdown-delay-duration=10s",
+                "--shutdown-send-retry-after=true"
+            ]
+        );
         vc.spec.control_plane.extra_api_server_args = vec!["--shutdown-delay-duration=30s".into()];
-        assert_eq!(delay(&vc), ["--shutdown-delay-duration=30s"]);
+        assert_eq!(
+            delay(&vc),
+            [
+                "--shutdown-send-retry-after=true",
+                "--shutdown-delay-duration=30s"
+            ]
+        );
         assert!(protected_flags_in_extra_args(&vc).is_empty());
     }
 
