@@ -1,8 +1,10 @@
 //! Whether every pod of a control-plane workload runs its current
-//! template, judged as `kubectl rollout status` does. Replicas available
-//! are not enough: while a Deployment surges, the old pod is the available
-//! one and the new pod may not serve yet; while a StatefulSet rolls, its
-//! members are ready on the old template. Pure, so each case is tested.
+//! template, judged as `kubectl rollout status` does, and no pod of an
+//! older one is still stopping. Replicas available are not enough: while a
+//! Deployment surges, the old pod is the available one and the new pod may
+//! not serve yet; while a StatefulSet rolls, its members are ready on the
+//! old template; and a stopping apiserver serves its open connections for
+//! its shutdown delay. Pure, so each case is tested.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, StatefulSet, StatefulSetStatus};
 
@@ -16,7 +18,9 @@ pub struct Rollout {
 
 /// A Deployment of `what` (`kube-apiserver`): done when the controller saw
 /// the current template, every wanted replica runs it and is available,
-/// and no pod of an older template is left.
+/// and no pod of an older template is left, stopping ones included (the
+/// status counts those where the host has the beta
+/// DeploymentReplicaSetTerminatingReplicas on, as v1.37 has by default).
 pub fn deployment(what: &str, deployment: &Deployment) -> Rollout {
     let want = deployment.spec.replicas.unwrap_or(1);
     let DeploymentStatus {
@@ -24,18 +28,23 @@ pub fn deployment(what: &str, deployment: &Deployment) -> Rollout {
         updated_replicas,
         replicas,
         observed_generation,
+        terminating_replicas,
         ..
     } = deployment.status.clone().unwrap_or_default();
     let available = available_replicas.unwrap_or(0);
     let updated = updated_replicas.unwrap_or(0);
     let old = replicas.unwrap_or(0).saturating_sub(updated).max(0);
+    let stopping = terminating_replicas.unwrap_or(0);
     let current = observed_generation >= deployment.metadata.generation;
     let mut message = format!("{available}/{want} {what} replicas available, {updated} updated");
     if old > 0 {
         message.push_str(&format!(", {old} of the previous template still running"));
     }
+    if stopping > 0 {
+        message.push_str(&format!(", {stopping} stopping"));
+    }
     Rollout {
-        done: current && updated >= want && old == 0 && available >= want,
+        done: current && updated >= want && old == 0 && stopping == 0 && available >= want,
         message,
     }
 }
@@ -75,7 +84,7 @@ mod tests {
     fn deployment_at(
         generation: i64,
         observed: i64,
-        (replicas, updated, available): (i32, i32, i32),
+        (replicas, updated, available, stopping): (i32, i32, i32, i32),
     ) -> Deployment {
         Deployment {
             metadata: ObjectMeta {
@@ -91,6 +100,7 @@ mod tests {
                 replicas: Some(replicas),
                 updated_replicas: Some(updated),
                 available_replicas: Some(available),
+                terminating_replicas: Some(stopping),
                 ..DeploymentStatus::default()
             }),
         }
@@ -102,13 +112,15 @@ mod tests {
     fn a_surging_deployment_is_done_only_once_the_new_pod_serves_alone() {
         let steps = [
             // The new template applied; the controller has not seen it.
-            (deployment_at(2, 1, (1, 1, 1)), false),
+            (deployment_at(2, 1, (1, 1, 1, 0)), false),
             // The new pod made: the available one is the old pod.
-            (deployment_at(2, 2, (2, 1, 1)), false),
+            (deployment_at(2, 2, (2, 1, 1, 0)), false),
             // Both available; the old one not yet stopping.
-            (deployment_at(2, 2, (2, 1, 2)), false),
-            // The old pod gone (or terminating, which is not counted).
-            (deployment_at(2, 2, (1, 1, 1)), true),
+            (deployment_at(2, 2, (2, 1, 2, 0)), false),
+            // The old pod stopping: it still serves its connections.
+            (deployment_at(2, 2, (1, 1, 1, 1)), false),
+            // The old pod gone.
+            (deployment_at(2, 2, (1, 1, 1, 0)), true),
         ];
         for (i, (step, done)) in steps.iter().enumerate() {
             let rollout = deployment("kube-apiserver", step);
@@ -120,6 +132,10 @@ mod tests {
         );
         assert_eq!(
             deployment("kube-apiserver", &steps[3].0).message,
+            "1/1 kube-apiserver replicas available, 1 updated, 1 stopping"
+        );
+        assert_eq!(
+            deployment("kube-apiserver", &steps[4].0).message,
             "1/1 kube-apiserver replicas available, 1 updated"
         );
         // Nothing reported yet (a Deployment just made).
