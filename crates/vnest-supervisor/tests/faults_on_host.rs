@@ -349,25 +349,12 @@ async fn upgraded_under_load(host: &Client, tenant: &Client, previous: &str) {
         .filter(|n| n.starts_with("faults-") && n.ends_with(".db"))
         .collect();
     assert_eq!(snapshots.len(), 1, "one snapshot in {path}: {snapshots:?}");
-    let failed = load.failed.count();
-    let load_failed_answered = load.failed.answered();
-    let retries = load.failed.retries();
-    let said = load.failed.said_since(0);
-    let written = load.stop().await;
     eprintln!(
-        "upgrade {previous} -> {wanted} under load: done in {:.1}s (apiservers moving after {:.1}s), {written} writes, {failed} failed requests, {retries} answered 429 Retry-After: {said:#?}",
+        "upgrade {previous} -> {wanted}: done in {:.1}s (apiservers moving after {:.1}s)",
         took.as_secs_f64(),
         apiserver_moved_at.unwrap_or_default().as_secs_f64()
     );
-    // Every request was answered, and none with an error. A request whose
-    // connection closed under it as an apiserver stopped (the server's
-    // GOAWAY crossing a new request: seen once in 4 renewals) is counted
-    // and printed above, not asserted: no server refused it, and a client
-    // that retries such a request sees nothing.
-    assert_eq!(
-        load_failed_answered, 0,
-        "no request was answered with an error while the control plane was upgraded: {said:#?}"
-    );
+    load.stop_unharmed("the control plane was upgraded").await;
 }
 
 /// Every leaf certificate renewed (as `vnest renew-certificates` asks)
@@ -501,27 +488,11 @@ async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Cli
         "the syncer took them {:.1}s after they were asked for",
         started.elapsed().as_secs_f64()
     );
-    let failed = load.failed.count();
-    let load_failed_answered = load.failed.answered();
-    let retries = load.failed.retries();
-    let said = load.failed.said_since(0);
-    let written = load.stop().await;
-    eprintln!(
-        "renewal under load: {written} writes, {failed} failed requests, {retries} answered 429 Retry-After: {said:#?}"
-    );
+    load.stop_unharmed("the certificates were renewed").await;
     assert_eq!(
         syncer_pod().await,
         syncer_before,
         "the syncer took its renewed certificates without a restart"
-    );
-    // Every request was answered, and none with an error. A request whose
-    // connection closed under it as an apiserver stopped (the server's
-    // GOAWAY crossing a new request: seen once in 4 renewals) is counted
-    // and printed above, not asserted: no server refused it, and a client
-    // that retries such a request sees nothing.
-    assert_eq!(
-        load_failed_answered, 0,
-        "no request was answered with an error while the certificates were renewed: {said:#?}"
     );
 }
 
@@ -735,6 +706,27 @@ impl Load {
             failed,
             task,
         }
+    }
+
+    /// Stops the load, prints what it met while `what`, and checks that no
+    /// request was answered with an error. A request whose connection
+    /// closed under it as an apiserver stopped (the server's GOAWAY crossing
+    /// a new request: seen once in 4 renewals) is printed, not asserted: no
+    /// server refused it, and a client that retries such a request sees
+    /// nothing.
+    async fn stop_unharmed(self, what: &str) {
+        let failed = self.failed.count();
+        let answered = self.failed.answered();
+        let retries = self.failed.retries();
+        let said = self.failed.said_since(0);
+        let written = self.stop().await;
+        eprintln!(
+            "while {what}: {written} writes, {failed} failed requests ({answered} answered with an error), {retries} answered 429 Retry-After: {said:#?}"
+        );
+        assert_eq!(
+            answered, 0,
+            "no request was answered with an error while {what}: {said:#?}"
+        );
     }
 
     /// Stops the load; returns how many writes it made.
