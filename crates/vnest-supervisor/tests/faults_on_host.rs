@@ -269,11 +269,7 @@ async fn upgraded_under_load(host: &Client, tenant: &Client, previous: &str) {
     assert_eq!(before.kube_controller_manager.as_deref(), Some(previous));
     assert_eq!(before.etcd.as_deref(), Some(vnest_api::ETCD_IMAGE_TAG));
     let wanted = vnest_api::DEFAULT_KUBERNETES_VERSION;
-    let job_name = format!(
-        "{}{}",
-        vnest_api::host_names::etcd_backup::BEFORE_UPGRADE_JOB_PREFIX,
-        wanted.replace('.', "-")
-    );
+    let job_name = vnest_supervisor::desired::upgrade::snapshot_job_name(wanted);
     let load = Load::start(tenant.clone(), "upgrade");
     vcs.patch(
         "faults",
