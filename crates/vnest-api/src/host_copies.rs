@@ -19,6 +19,10 @@ pub const TENANT_NAMESPACE: &str = "vnest.dev/tenant-namespace";
 /// longer than a label value may be).
 pub const TENANT_NAMESPACE_ANNOTATION: &str = "vnest.dev/tenant-namespace";
 pub const TENANT_NAME: &str = "vnest.dev/tenant-name";
+/// Annotation of a host pod with its tenant pod's UID: a tenant pod made
+/// again under the same name (a StatefulSet's) is another pod, whose host
+/// pod the deletion of the old one must not take.
+pub const TENANT_UID: &str = "vnest.dev/tenant-uid";
 /// Label marking objects the syncer owns on the host.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "vnest-syncer";

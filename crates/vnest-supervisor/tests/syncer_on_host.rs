@@ -169,7 +169,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
     let cp = host_namespace(TENANTS, SHOP, HostNamespaceRole::ControlPlane);
     kubelet_calls_of_the_tenant_work(&client, &tenant, &cp, &web_pod, work.path()).await;
     downward_api_files_show_the_tenant_pod(&tenant).await;
-    a_pod_created_on_a_pool_node_runs_there(&tenant, work.path()).await;
+    a_pod_created_on_a_pool_node_runs_there(&client, &wl, &tenant, work.path()).await;
     a_pod_held_by_a_finalizer_goes_once_it_is_removed(&tenant, work.path()).await;
     a_pod_with_a_subdomain_finds_its_tenant_name_in_etc_hosts(&tenant, work.path()).await;
     pods_choose_nodes_by_the_tenants_node_labels(&client, &tenant, work.path()).await;
@@ -1097,7 +1097,12 @@ async fn downward_api_files_show_the_tenant_pod(tenant: &Path) {
 /// A pod created bound to a node of the pool (`nodeName`, as a DaemonSet of
 /// old or the conformance suite's host-port tests make them) runs there:
 /// having no host pod yet does not read as a host pod gone.
-async fn a_pod_created_on_a_pool_node_runs_there(tenant: &Path, dir: &Path) {
+async fn a_pod_created_on_a_pool_node_runs_there(
+    client: &kube::Client,
+    wl: &str,
+    tenant: &Path,
+    dir: &Path,
+) {
     apply_sleeper(tenant, dir, "prebound", "nodeName: vnest-node1");
     wait_for_pod(
         tenant,
@@ -1105,6 +1110,38 @@ async fn a_pod_created_on_a_pool_node_runs_there(tenant: &Path, dir: &Path) {
         "{.status.phase} {.spec.nodeName}",
         "Running vnest-node1",
         Duration::from_secs(120),
+    )
+    .await;
+    // No finalizer of the syncer's: deleted outright (forced), the tenant
+    // pod is gone at once and its host pod follows.
+    let (ok, finalizers, err) = kubectl(
+        tenant,
+        &[
+            "get",
+            "pod",
+            "prebound",
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+    );
+    assert!(ok && finalizers.trim().is_empty(), "{finalizers}{err}");
+    let (ok, out, err) = kubectl(
+        tenant,
+        &["delete", "pod", "prebound", "--grace-period=0", "--force"],
+    );
+    assert!(ok, "{out}{err}");
+    let host_pods: Api<Pod> = Api::namespaced(client.clone(), wl);
+    wait_until(
+        "the host pod of a pod deleted outright is gone",
+        Duration::from_secs(60),
+        || async {
+            host_pods
+                .get_opt(&host_name("default", "prebound"))
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
     )
     .await;
 }
@@ -1136,12 +1173,14 @@ async fn a_pod_held_by_a_finalizer_goes_once_it_is_removed(tenant: &Path, dir: &
     .await;
     let (ok, out, err) = kubectl(tenant, &["delete", "pod", "held", "--wait=false"]);
     assert!(ok, "{out}{err}");
-    // The syncer's cleanup is done when only the tenant's finalizer is left.
+    // The syncer's cleanup is done when it has ended the deletion (as a
+    // kubelet does, with no grace period left) and only the tenant's
+    // finalizer holds the pod.
     wait_for_pod(
         tenant,
         "held",
-        "{.metadata.finalizers}",
-        r#"["example.com/hold"]"#,
+        "{.metadata.deletionGracePeriodSeconds} {.metadata.finalizers}",
+        r#"0 ["example.com/hold"]"#,
         Duration::from_secs(60),
     )
     .await;

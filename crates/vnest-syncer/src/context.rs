@@ -25,11 +25,41 @@ use crate::translate::Placement;
 /// The field manager and finalizer of everything the syncer writes.
 pub const FIELD_MANAGER: &str = "vnest-syncer";
 pub const FINALIZER: &str = "vnest.dev/syncer";
+/// Removes [`FINALIZER`] from `object`, which syncers before this one put
+/// on every pod and mirrored object; now only claims keep it.
+pub async fn release_finalizer<K>(api: &kube::Api<K>, object: &K) -> crate::error::Result<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    use crate::error::{OnSide, Side};
+    let Some(finalizers) = object.meta().finalizers.as_ref() else {
+        return Ok(());
+    };
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    // With its resourceVersion the patch fails (409, tried again) if the
+    // list changed since it was read.
+    let patch = serde_json::json!({ "metadata": {
+        "finalizers": kept,
+        "resourceVersion": object.meta().resource_version,
+    } });
+    api.patch(
+        object.meta().name.as_deref().unwrap_or_default(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .on(Side::Tenant)?;
+    Ok(())
+}
+
 /// At most this many objects of one kind are synced at once (each is a
 /// few requests to either apiserver).
 pub const CONCURRENCY: u16 = 16;
 /// Pods are synced this many at once: a pod takes several reconciles with
-/// a write each (finalizer, host create, binding, status), each waiting on
+/// a write each (host create, binding, status), each waiting on
 /// an apiserver, so the pod sync is bound by how many wait at once.
 pub const POD_CONCURRENCY: u16 = 64;
 /// What the syncer keeps of a watched object: all but its managed fields,

@@ -36,6 +36,40 @@ const GRACE_SECONDS: i64 = 60;
 /// failure in a row doubles it, up to [`RESYNC`].
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The longest wait between tries of [`after_tenant_delete`].
+const DELETE_RETRY_MOST: std::time::Duration = std::time::Duration::from_secs(16);
+
+/// Runs `delete`, which removes the host side of tenant object
+/// `namespace/name` of `kind` that the tenant deleted. A failure (the host
+/// apiserver away for a moment) is tried again for about half a minute,
+/// waiting 1, 2, 4, … s; the last one is returned, and the sweep
+/// removes what is left. Without it, a copy whose deletion failed waited
+/// for the next sweep, up to [`RESYNC`].
+pub async fn after_tenant_delete<F, Fut>(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    mut delete: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        let error = match delete().await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if wait > DELETE_RETRY_MOST {
+            return Err(error);
+        }
+        tracing::debug!(kind, namespace, name, %error, retry_in_s = wait.as_secs(), "deleting the host side failed");
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+}
+
 pub async fn run(syncer: Arc<Syncer>) {
     let mut retry = RETRY_FIRST;
     loop {

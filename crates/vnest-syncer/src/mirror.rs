@@ -39,7 +39,9 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 use vnest_kube::apply::{ApplyError, apply_namespaced};
 
-use crate::context::{CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, within_deadline};
+use crate::context::{
+    CONCURRENCY, FIELD_MANAGER, FINALIZER, RESYNC, Syncer, release_finalizer, within_deadline,
+};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::host_copies::desired_hash;
 use crate::policy::{self, EndpointFence, Refusal};
@@ -434,32 +436,6 @@ async fn sync_one<K: Mirrored>(object: Arc<K>, syncer: &Syncer) -> Result<Action
     mirror_one(object.as_ref(), syncer).await
 }
 
-/// Removes the finalizer that syncers before this one put on every
-/// mirrored object.
-async fn release_finalizer<K: Mirrored>(api: &Api<K>, object: &K) -> Result<()> {
-    let Some(finalizers) = object.meta().finalizers.as_ref() else {
-        return Ok(());
-    };
-    if !finalizers.iter().any(|f| f == FINALIZER) {
-        return Ok(());
-    }
-    let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
-    // With its resourceVersion the patch fails (409, tried again) if the
-    // list changed since it was read.
-    let patch = serde_json::json!({ "metadata": {
-        "finalizers": kept,
-        "resourceVersion": object.meta().resource_version,
-    } });
-    api.patch(
-        object.meta().name.as_deref().unwrap_or_default(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await
-    .on(Side::Tenant)?;
-    Ok(())
-}
-
 /// Applies `object`'s host copy (or refuses it, telling the tenant).
 async fn mirror_one<K: Mirrored>(object: &K, syncer: &Syncer) -> Result<Action> {
     let namespace = object.meta().namespace.clone().unwrap_or_default();
@@ -595,40 +571,32 @@ pub async fn delete_host_copy<K: Mirrored>(syncer: &Syncer, object: &K) -> Resul
     }
 }
 
-/// The longest wait between tries of a host copy's deletion.
-const DELETE_RETRY_MOST: Duration = Duration::from_secs(16);
-
-/// Deletes the host copy of `gone`, which the tenant deleted. A failure
-/// (the host apiserver away for a moment) is tried again for about half a
-/// minute, waiting 1, 2, 4, … s, unless the tenant has made an object of
-/// that name again meanwhile (its sync owns the copy then). Without it, a
-/// copy whose deletion failed waited for the garbage collector's next
-/// sweep, up to 5 minutes.
+/// Deletes the host copy of `gone`, which the tenant deleted, unless the
+/// tenant has made an object of that name again meanwhile (its sync owns
+/// the copy then).
 async fn delete_after_tenant<K: Mirrored>(syncer: &Syncer, gone: &K) -> Result<()> {
     let namespace = gone.meta().namespace.clone().unwrap_or_default();
     let name = gone.meta().name.clone().unwrap_or_default();
     let tenant: Api<K> = Api::namespaced(syncer.tenant.clone(), &namespace);
-    let mut wait = Duration::from_secs(1);
-    loop {
-        let error = match delete_host_copy(syncer, gone).await {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        if wait > DELETE_RETRY_MOST {
-            return Err(error);
+    let mut first = true;
+    crate::gc::after_tenant_delete(K::kind(&()).as_ref(), &namespace, &name, || {
+        let again = !std::mem::replace(&mut first, false);
+        let tenant = tenant.clone();
+        let name = name.clone();
+        async move {
+            if again
+                && tenant
+                    .get_metadata_opt(&name)
+                    .await
+                    .on(Side::Tenant)?
+                    .is_some()
+            {
+                return Ok(());
+            }
+            delete_host_copy(syncer, gone).await
         }
-        tracing::debug!(kind = K::kind(&()).as_ref(), %namespace, %name, %error, retry_in_s = wait.as_secs(), "deleting the host copy failed");
-        tokio::time::sleep(wait).await;
-        wait *= 2;
-        if tenant
-            .get_metadata_opt(&name)
-            .await
-            .on(Side::Tenant)?
-            .is_some()
-        {
-            return Ok(());
-        }
-    }
+    })
+    .await
 }
 
 fn error_policy<K: Mirrored>(object: Arc<K>, error: &Error, _: Arc<Syncer>) -> Action {

@@ -2,8 +2,14 @@
 //! (refused with a visible reason, never silently dropped), created on the
 //! host as [`crate::translate::pod`] says, bound in the tenant to the node
 //! the host scheduled it on, given a tenant ServiceAccount token bound to
-//! the pod and that node, and kept up to date with the host pod's status. Deleting the tenant pod deletes
-//! the host pod first (a finalizer), with the same grace period.
+//! the pod and that node, and kept up to date with the host pod's status.
+//!
+//! Tenant pods carry no finalizer of the syncer's. A bound pod is deleted
+//! gracefully, so it stays until the syncer has deleted its host pod with
+//! the same grace period and ends its deletion, as a kubelet does; one
+//! deleted outright (unbound, finished, forced) takes its host pod with it
+//! when the watch reports the deletion, and one missed while the syncer
+//! was away is left to the garbage collector ([`crate::gc`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -29,7 +35,6 @@ use kube::api::{
     DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
 };
 use kube::runtime::controller::{self, Action};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, store::Writer};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource};
@@ -37,7 +42,9 @@ use serde_json::json;
 use tracing::Instrument as _;
 use vnest_kube::apply::apply_namespaced;
 
-use crate::context::{FIELD_MANAGER, FINALIZER, POD_CONCURRENCY, RESYNC, Syncer, within_deadline};
+use crate::context::{
+    FIELD_MANAGER, POD_CONCURRENCY, RESYNC, Syncer, release_finalizer, within_deadline,
+};
 use crate::error::{Error, OnSide, Result, Side, refused_by_host};
 use crate::pod_certificates::{self, Outcome};
 use crate::policy::{self, Refusal, Rule};
@@ -45,7 +52,7 @@ use crate::translate::{self, pod_secret_name};
 use crate::{downward, etc_hosts, network_policy, node_selection, nodes, trust_bundles};
 use vnest_api::PodScheduler;
 use vnest_api::host_copies::{
-    MANAGED_BY, MANAGER, host_name, origin, origin_annotations, origin_labels,
+    MANAGED_BY, MANAGER, TENANT_UID, host_name, origin, origin_annotations, origin_labels,
 };
 
 /// `status.reason` of a pod the policy refused (kubectl shows it as the
@@ -75,10 +82,28 @@ pub async fn run(
         .modify(crate::context::lighten)
         .reflect(host_pods)
         .touched_objects();
+    let on_delete = syncer.clone();
     let tenant_changes = watcher(tenant, watcher::Config::default())
         .default_backoff()
         .modify(crate::context::lighten)
         .reflect(tenant_pods)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(gone)) = event {
+                let syncer = on_delete.clone();
+                let gone = gone.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = delete_after_tenant(&syncer, &gone).await {
+                        let (namespace, name) = identity(&gone);
+                        tracing::warn!(
+                            namespace,
+                            name,
+                            %error,
+                            "deleting the host pod failed; the garbage collector will"
+                        );
+                    }
+                });
+            }
+        })
         .applied_objects();
     Controller::for_stream(tenant_changes, syncer.watched.tenant_pods.clone())
         .watches_stream(host_changes, |pod: Pod| {
@@ -127,34 +152,85 @@ async fn reconcile(pod: Arc<Pod>, syncer: Arc<Syncer>) -> Result<Action> {
 }
 
 async fn sync_one(pod: Arc<Pod>, syncer: &Syncer) -> Result<Action> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        // Held by its grace period (bound) or by finalizers: the host pod
+        // goes first.
+        return cleanup(&pod, syncer).await;
+    }
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), &namespace);
-    if awaits_final_delete(&pod) {
-        // Its cleanup is done (the host pod is gone) and the last
-        // finalizer left only now: the delete that ends it, repeated as a
-        // kubelet repeats it until the pod is gone. (The one the cleanup
-        // sent found other finalizers and left the grace period as it was.)
-        end_deletion(&api, identity(&pod).1).await?;
-        return Ok(Action::await_change());
-    }
-    finalizer(&api, FINALIZER, pod, |event| async {
-        match event {
-            FinalizerEvent::Apply(pod) => apply(&pod, syncer).await,
-            FinalizerEvent::Cleanup(pod) => cleanup(&pod, syncer).await,
+    release_finalizer(&api, pod.as_ref()).await?;
+    apply(&pod, syncer).await
+}
+
+/// Whether the tenant pod `pod` stands for is still the one the tenant
+/// store holds (not deleted, nor made again under its name).
+fn still_in_tenant(pod: &Pod, syncer: &Syncer) -> bool {
+    let (namespace, name) = identity(pod);
+    let key = ObjectRef::new(name).within(namespace);
+    syncer
+        .watched
+        .tenant_pods
+        .get(&key)
+        .is_some_and(|current| current.metadata.uid == pod.metadata.uid)
+}
+
+/// Removes the host pod and token Secret of tenant pod `gone`, which the
+/// tenant deleted outright: an unbound pod, a finished one, or a forced
+/// deletion. (A bound pod deleted gracefully stays until [`cleanup`] has
+/// stopped its host pod.) Only the host pod made for this very pod goes,
+/// not one of a pod made again under its name.
+async fn delete_after_tenant(syncer: &Syncer, gone: &Pod) -> Result<()> {
+    let (namespace, name) = identity(gone);
+    let host_name = host_name(namespace, name);
+    let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    let secrets: Api<Secret> =
+        Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    crate::gc::after_tenant_delete("Pod", namespace, name, || async {
+        let Some(host_pod) = host_pod(syncer, &host_name, true).await? else {
+            return Ok(());
+        };
+        let made_for = host_pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TENANT_UID));
+        if made_for.is_some_and(|uid| Some(uid) != gone.metadata.uid.as_ref()) {
+            return Ok(());
+        }
+        delete_host_pod(&host_pods, &host_pod).await?;
+        match secrets
+            .delete(&pod_secret_name(namespace, name), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(e).on(Side::Host),
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// A bound pod being deleted that holds no finalizer (the syncer's
-/// cleanup has run) but a grace period: only a delete with none ends it.
-fn awaits_final_delete(pod: &Pod) -> bool {
-    let meta = &pod.metadata;
-    meta.deletion_timestamp.is_some()
-        && meta.finalizers.as_ref().is_none_or(Vec::is_empty)
-        && meta.deletion_grace_period_seconds != Some(0)
-        && pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
+/// Deletes `host_pod` itself (by its UID), if it is still there.
+async fn delete_host_pod(host_pods: &Api<Pod>, host_pod: &Pod) -> Result<()> {
+    let this_one = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: host_pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match host_pods
+        .delete(
+            host_pod.metadata.name.as_deref().unwrap_or_default(),
+            &this_one,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
+        Err(e) => Err(e).on(Side::Host),
+    }
 }
 
 fn identity(pod: &Pod) -> (&str, &str) {
@@ -285,6 +361,12 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
                 ..PostParams::default()
             };
             match host_pods.create(&params, &desired).await {
+                // Deleted in the tenant while it was made: the deletion's
+                // handler may have looked before it existed.
+                Ok(created) if !still_in_tenant(pod, syncer) => {
+                    delete_host_pod(&host_pods, &created).await?;
+                    return Ok(Action::await_change());
+                }
                 Ok(created) => created,
                 // The host's own admission (Pod Security, quota) refused it.
                 Err(kube::Error::Api(status)) if refused_by_host(&status) => {
@@ -1256,8 +1338,9 @@ fn resources_as_asked(status: &mut PodStatus, spec: &PodSpec) {
     }
 }
 
-/// Deletes the host pod with the tenant pod's grace period and waits for it
-/// to be gone, then lets the tenant pod go.
+/// Deletes the host pod of `pod`, which is being deleted, with the tenant
+/// pod's grace period and waits for it to be gone, then ends the tenant
+/// pod's deletion.
 async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     let (namespace, name) = identity(pod);
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
@@ -1297,6 +1380,8 @@ async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
         Err(kube::Error::Api(status)) if status.code == 404 => {}
         Err(e) => return Err(e).on(Side::Host),
     }
+    let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+    release_finalizer(&api, pod).await?;
     if pod
         .spec
         .as_ref()
@@ -1304,8 +1389,9 @@ async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
         .is_some()
     {
         // No kubelet in the tenant finishes a bound pod's deletion; the
-        // syncer does, now that the host pod has terminated.
-        let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
+        // syncer does, now that the host pod has terminated. (A pod
+        // other finalizers hold goes when they are done; this delete
+        // is repeated on each of its changes, as a kubelet repeats it.)
         end_deletion(&api, name).await?;
     }
     Ok(Action::await_change())
@@ -1339,39 +1425,6 @@ fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-
-    #[test]
-    fn a_bound_pod_left_with_a_grace_period_and_no_finalizer_gets_the_final_delete() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        let pod = |finalizers: &[&str], grace: i64, node: Option<&str>| Pod {
-            metadata: ObjectMeta {
-                deletion_timestamp: Some(Time(Timestamp::now())),
-                deletion_grace_period_seconds: Some(grace),
-                finalizers: Some(finalizers.iter().map(|f| (*f).to_owned()).collect()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(PodSpec {
-                node_name: node.map(str::to_owned),
-                ..PodSpec::default()
-            }),
-            ..Pod::default()
-        };
-        assert!(awaits_final_delete(&pod(&[], 30, Some("n1"))));
-        assert!(!awaits_final_delete(&pod(
-            &["example.com/hold"],
-            30,
-            Some("n1")
-        )));
-        assert!(!awaits_final_delete(&pod(&[FINALIZER], 30, Some("n1"))));
-        assert!(
-            !awaits_final_delete(&pod(&[], 0, Some("n1"))),
-            "already final"
-        );
-        assert!(!awaits_final_delete(&pod(&[], 30, None)), "never ran");
-        let mut running = pod(&[], 30, Some("n1"));
-        running.metadata.deletion_timestamp = None;
-        assert!(!awaits_final_delete(&running));
-    }
 
     #[test]
     fn conditions_only_the_tenant_sets_survive_a_status_copied_up() {

@@ -25,7 +25,9 @@ use crate::downward;
 use crate::network_policy::NetworkScope;
 use crate::node_selection::{self, PoolLabels};
 use crate::selectors::{exists, in_namespace, in_namespace_list, in_namespaces};
-use vnest_api::host_copies::{TENANT_NAMESPACE, host_name, origin_annotations, origin_labels};
+use vnest_api::host_copies::{
+    TENANT_NAMESPACE, TENANT_UID, host_name, origin_annotations, origin_labels,
+};
 
 /// Where the tenant's pods are put and what they are told.
 #[derive(Clone, Debug, Default)]
@@ -583,10 +585,11 @@ pub fn pod(
 
     let mut metadata = host_meta(&tenant.metadata, placement, BTreeMap::new());
     metadata.labels = Some(pod_labels(tenant, network, placement.pod_labels));
-    metadata
-        .annotations
-        .get_or_insert_with(BTreeMap::new)
-        .extend(downward::annotations(tenant));
+    let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.extend(downward::annotations(tenant));
+    if let Some(uid) = &tenant.metadata.uid {
+        annotations.insert(TENANT_UID.to_owned(), uid.clone());
+    }
     Ok(Pod {
         metadata,
         spec: Some(spec),
