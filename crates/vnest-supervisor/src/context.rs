@@ -9,6 +9,7 @@ use kube::runtime::events::Recorder;
 use crate::desired::pods::Settings;
 use crate::metrics::Metrics;
 use crate::pool_nodes::KubeletConfigs;
+use crate::recently_applied::RecentlyApplied;
 
 /// The field manager of every object the supervisor applies.
 pub const FIELD_MANAGER: &str = "vnest-supervisor";
@@ -22,4 +23,6 @@ pub struct Context {
     pub settings: Settings,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// CoreDNS as applied to each tenant lately.
+    pub tenant_dns: RecentlyApplied,
 }

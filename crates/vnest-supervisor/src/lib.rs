@@ -22,6 +22,7 @@ pub mod pod_problems;
 pub mod pool_nodes;
 pub mod prune;
 pub mod reconcile;
+pub mod recently_applied;
 pub mod rollout;
 pub mod status;
 pub mod teardown;

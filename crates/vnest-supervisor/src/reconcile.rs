@@ -34,6 +34,7 @@ use crate::desired::{
     syncer as desired_syncer, upgrade,
 };
 use crate::error::{Error, Result};
+use crate::recently_applied::hash_of;
 use crate::ingress_grants;
 use crate::pool_nodes::{self, Pools};
 use crate::status::{self, Stage};
@@ -398,10 +399,13 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     let tenant = if apiserver_rollout.ok && !vc.spec.paused {
         Some(tenant_client(vc, &made.pki).await)
     } else {
+        // What it holds is applied again once it serves (it may have been
+        // restored, or be a new version).
+        ctx.tenant_dns.forget(&tenant_key(vc));
         None
     };
     let dns_stage = match &tenant {
-        Some(client) => tenant_dns(client.as_ref(), ctx, Some(&made.apiserver_ip)).await,
+        Some(client) => tenant_dns(vc, client.as_ref(), ctx, Some(&made.apiserver_ip)).await,
         None => Stage::waiting(
             status::CLUSTER_DNS,
             "WaitingForAPIServer",
@@ -724,7 +728,15 @@ fn datastore_stage(
 /// CoreDNS inside the tenant cluster, through the tenant apiserver's
 /// Service with the tenant admin's certificate. Its pods run on the host
 /// once the syncer runs tenant pods.
+/// Which tenant cluster `vc` is, to [`Context::tenant_dns`].
+fn tenant_key(vc: &VirtualCluster) -> String {
+    vc.metadata.uid.clone().unwrap_or_default()
+}
+
+/// CoreDNS in the tenant cluster: applied, unless the same objects were
+/// applied lately ([`crate::recently_applied`]).
 async fn tenant_dns(
+    vc: &VirtualCluster,
     client: Result<&kube::Client, &String>,
     ctx: &Context,
     apiserver_ip: Option<&str>,
@@ -745,15 +757,34 @@ async fn tenant_dns(
         Ok(dns) => dns,
         Err(e) => return failed(e.to_string()),
     };
-    match apply::apply_cluster_dns(client, FIELD_MANAGER, &dns).await {
-        Ok(()) => Stage::ok(
+    let installed = || {
+        Stage::ok(
             status::CLUSTER_DNS,
             "Installed",
             format!(
                 "CoreDNS {} is installed in the tenant cluster",
                 pods::COREDNS_TAG
             ),
-        ),
+        )
+    };
+    let hash = hash_of(&(
+        &dns.service_account,
+        &dns.cluster_role,
+        &dns.cluster_role_binding,
+        &dns.config_map,
+        &dns.deployment,
+        &dns.service,
+    ));
+    let key = tenant_key(vc);
+    let now = std::time::Instant::now();
+    if ctx.tenant_dns.holds(&key, hash, now) {
+        return installed();
+    }
+    match apply::apply_cluster_dns(client, FIELD_MANAGER, &dns).await {
+        Ok(()) => {
+            ctx.tenant_dns.record(&key, hash, now);
+            installed()
+        }
         Err(e) => failed(format!("installing CoreDNS in the tenant cluster: {e}")),
     }
 }
