@@ -23,6 +23,7 @@ pub struct Context {
     pub settings: Settings,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// CoreDNS as applied to each tenant lately.
-    pub tenant_dns: RecentlyApplied,
+    /// What was applied for each tenant lately (host objects no watch
+    /// covers, CoreDNS in the tenant).
+    pub recently_applied: RecentlyApplied,
 }

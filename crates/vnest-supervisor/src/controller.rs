@@ -42,7 +42,7 @@ pub async fn run(
         kubelets,
         settings,
         metrics,
-        tenant_dns: Default::default(),
+        recently_applied: Default::default(),
     });
     let ours =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));

@@ -5,7 +5,7 @@
 //! stops and removes everything of the tenant on the host first
 //! ([`crate::teardown`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +34,9 @@ use crate::desired::{
     syncer as desired_syncer, upgrade,
 };
 use crate::error::{Error, Result};
-use crate::recently_applied::hash_of;
 use crate::ingress_grants;
 use crate::pool_nodes::{self, Pools};
+use crate::recently_applied::hash_of;
 use crate::status::{self, Stage};
 use crate::{host_facts, pod_problems, prune, rollout};
 use vnest_control_plane::cluster_dns::{ClusterDns, ClusterDnsSpec};
@@ -298,9 +298,19 @@ struct Applied {
 }
 
 /// Phase 4, apply: every object of `state`, in order.
-async fn apply_state(ctx: &Context, state: &HostState) -> Result<Applied> {
+async fn apply_state(vc: &VirtualCluster, ctx: &Context, state: &HostState) -> Result<Applied> {
+    let tenant = tenant_key(vc);
+    let now = std::time::Instant::now();
+    let desired: BTreeSet<String> = state.objects.iter().map(memo_key).collect();
+    ctx.recently_applied.keep_only(&tenant, &desired);
     let mut applied = Applied::default();
     for object in &state.objects {
+        let unwatched = unwatched_hash(object).map(|hash| (memo_key(object), hash));
+        if let Some((key, hash)) = &unwatched
+            && ctx.recently_applied.holds(&tenant, key, *hash, now)
+        {
+            continue;
+        }
         match object {
             HostObject::ServiceAccount(o) => drop(apply_object(ctx, o).await?),
             HostObject::RoleBinding(o) => drop(apply_object(ctx, o).await?),
@@ -326,8 +336,44 @@ async fn apply_state(ctx: &Context, state: &HostState) -> Result<Applied> {
                     .insert(deployment.name_any(), deployment);
             }
         }
+        if let Some((key, hash)) = unwatched {
+            ctx.recently_applied.record(&tenant, &key, hash, now);
+        }
     }
     Ok(applied)
+}
+
+/// `object`'s key to [`Context::recently_applied`].
+fn memo_key(object: &HostObject) -> String {
+    let key = object.key();
+    format!(
+        "{}/{}/{}",
+        key.kind,
+        key.namespace.unwrap_or_default(),
+        key.name
+    )
+}
+
+/// The hash of `object` if it is of a kind no watch of the supervisor
+/// covers ([`crate::recently_applied`]); watched kinds, and those whose
+/// state the status reads, are applied on every reconcile.
+fn unwatched_hash(object: &HostObject) -> Option<u64> {
+    match object {
+        HostObject::ServiceAccount(o) => Some(hash_of(o)),
+        HostObject::RoleBinding(o) => Some(hash_of(o)),
+        HostObject::ClusterRoleBinding(o) => Some(hash_of(o)),
+        HostObject::FlowSchema(o) => Some(hash_of(o)),
+        HostObject::ResourceQuota(o) => Some(hash_of(o)),
+        HostObject::LimitRange(o) => Some(hash_of(o)),
+        HostObject::NetworkPolicy(o) => Some(hash_of(o)),
+        HostObject::Secret(o) => Some(hash_of(o)),
+        HostObject::Service(_)
+        | HostObject::StatefulSet(_)
+        | HostObject::CronJob(_)
+        | HostObject::PersistentVolumeClaim(_)
+        | HostObject::Job(_)
+        | HostObject::Deployment(_) => None,
+    }
 }
 
 async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
@@ -368,7 +414,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     )?;
 
     // Phase 4, apply it, and delete what is no longer wanted.
-    let applied = apply_state(ctx, &state).await?;
+    let applied = apply_state(vc, ctx, &state).await?;
     // A failed deletion does not keep the status from being written; the
     // reconcile still fails (and is retried) once it is.
     let pruned = match prune::prune(ctx, vc, &state).await {
@@ -401,7 +447,8 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     } else {
         // What it holds is applied again once it serves (it may have been
         // restored, or be a new version).
-        ctx.tenant_dns.forget(&tenant_key(vc));
+        ctx.recently_applied
+            .forget_object(&tenant_key(vc), TENANT_DNS);
         None
     };
     let dns_stage = match &tenant {
@@ -728,10 +775,13 @@ fn datastore_stage(
 /// CoreDNS inside the tenant cluster, through the tenant apiserver's
 /// Service with the tenant admin's certificate. Its pods run on the host
 /// once the syncer runs tenant pods.
-/// Which tenant cluster `vc` is, to [`Context::tenant_dns`].
+/// Which tenant `vc` is, to [`Context::recently_applied`].
 fn tenant_key(vc: &VirtualCluster) -> String {
     vc.metadata.uid.clone().unwrap_or_default()
 }
+
+/// CoreDNS's objects in the tenant, to [`Context::recently_applied`].
+const TENANT_DNS: &str = "tenant/coredns";
 
 /// CoreDNS in the tenant cluster: applied, unless the same objects were
 /// applied lately ([`crate::recently_applied`]).
@@ -777,12 +827,12 @@ async fn tenant_dns(
     ));
     let key = tenant_key(vc);
     let now = std::time::Instant::now();
-    if ctx.tenant_dns.holds(&key, hash, now) {
+    if ctx.recently_applied.holds(&key, TENANT_DNS, hash, now) {
         return installed();
     }
     match apply::apply_cluster_dns(client, FIELD_MANAGER, &dns).await {
         Ok(()) => {
-            ctx.tenant_dns.record(&key, hash, now);
+            ctx.recently_applied.record(&key, TENANT_DNS, hash, now);
             installed()
         }
         Err(e) => failed(format!("installing CoreDNS in the tenant cluster: {e}")),

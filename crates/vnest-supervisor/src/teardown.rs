@@ -42,7 +42,7 @@ const STOP_GRACE_SECONDS: u32 = 1;
 /// can run again, [`Error::Wiping`] or [`Error::Stopping`] (looked at again
 /// within a second) until then.
 pub async fn teardown(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
-    ctx.tenant_dns
+    ctx.recently_applied
         .forget(vc.metadata.uid.as_deref().unwrap_or_default());
     let namespaces = owned_namespaces(vc, ctx).await?;
     let api: Api<Namespace> = Api::all(ctx.client.clone());
