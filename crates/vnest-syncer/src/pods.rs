@@ -190,12 +190,7 @@ async fn delete_after_tenant(syncer: &Syncer, gone: &Pod) -> Result<()> {
         let Some(host_pod) = host_pod(syncer, &host_name, true).await? else {
             return Ok(());
         };
-        let made_for = host_pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(TENANT_UID));
-        if made_for.is_some_and(|uid| Some(uid) != gone.metadata.uid.as_ref()) {
+        if made_for_another(gone, &host_pod) {
             return Ok(());
         }
         delete_host_pod(&host_pods, &host_pod).await?;
@@ -209,6 +204,18 @@ async fn delete_after_tenant(syncer: &Syncer, gone: &Pod) -> Result<()> {
         }
     })
     .await
+}
+
+/// Whether `host_pod` was made for another tenant pod than `pod` (an
+/// earlier one of the same name). Host pods made before they carried
+/// the UID are taken for the pod's own.
+fn made_for_another(pod: &Pod, host_pod: &Pod) -> bool {
+    let made_for = host_pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TENANT_UID));
+    made_for.is_some_and(|uid| Some(uid) != pod.metadata.uid.as_ref())
 }
 
 /// Deletes `host_pod` itself (by its UID), if it is still there.
@@ -293,6 +300,17 @@ async fn apply(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     }
     let network = network_labels(pod, syncer).await?;
     let host_pod = match existing {
+        Some(host_pod) if made_for_another(pod, &host_pod) => {
+            // A pod of this name deleted outright and made again while
+            // the syncer was away: its host pod is not this one's.
+            tracing::info!(
+                namespace,
+                name,
+                "the host pod was made for an earlier pod of this name; removing it"
+            );
+            delete_host_pod(&host_pods, &host_pod).await?;
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
         Some(host_pod) if chooses_otherwise(pod, &host_pod, &syncer.placement()) => {
             tracing::info!(
                 namespace,
@@ -1425,6 +1443,33 @@ fn error_policy(pod: Arc<Pod>, error: &Error, _: Arc<Syncer>) -> Action {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_host_pod_belongs_to_the_tenant_pod_whose_uid_it_carries() {
+        let pod = |uid: &str| Pod {
+            metadata: ObjectMeta {
+                uid: Some(uid.to_owned()),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        let host_pod = |uid: Option<&str>| Pod {
+            metadata: ObjectMeta {
+                annotations: uid.map(|u| BTreeMap::from([(TENANT_UID.to_owned(), u.to_owned())])),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        assert!(!made_for_another(&pod("a"), &host_pod(Some("a"))));
+        assert!(
+            made_for_another(&pod("b"), &host_pod(Some("a"))),
+            "an earlier pod's"
+        );
+        assert!(
+            !made_for_another(&pod("b"), &host_pod(None)),
+            "made before host pods carried the UID"
+        );
+    }
 
     #[test]
     fn conditions_only_the_tenant_sets_survive_a_status_copied_up() {
