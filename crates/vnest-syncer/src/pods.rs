@@ -184,8 +184,6 @@ async fn delete_after_tenant(syncer: &Syncer, gone: &Pod) -> Result<()> {
     let (namespace, name) = identity(gone);
     let host_name = host_name(namespace, name);
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
-    let secrets: Api<Secret> =
-        Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
     crate::gc::after_tenant_delete("Pod", namespace, name, || async {
         let Some(host_pod) = host_pod(syncer, &host_name, true).await? else {
             return Ok(());
@@ -194,16 +192,24 @@ async fn delete_after_tenant(syncer: &Syncer, gone: &Pod) -> Result<()> {
             return Ok(());
         }
         delete_host_pod(&host_pods, &host_pod).await?;
-        match secrets
-            .delete(&pod_secret_name(namespace, name), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => Err(e).on(Side::Host),
-        }
+        delete_pod_secret(syncer, namespace, name).await
     })
     .await
+}
+
+/// Deletes the host Secret with tenant pod `namespace/name`'s tokens, if
+/// there is one.
+async fn delete_pod_secret(syncer: &Syncer, namespace: &str, name: &str) -> Result<()> {
+    let secrets: Api<Secret> =
+        Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
+    match secrets
+        .delete(&pod_secret_name(namespace, name), &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e).on(Side::Host),
+    }
 }
 
 /// Whether `host_pod` was made for another tenant pod than `pod` (an
@@ -1388,16 +1394,7 @@ async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
     {
         end_tenant_pod(pod, syncer).await?;
     }
-    let secrets: Api<Secret> =
-        Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
-    match secrets
-        .delete(&pod_secret_name(namespace, name), &DeleteParams::default())
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(e) => return Err(e).on(Side::Host),
-    }
+    delete_pod_secret(syncer, namespace, name).await?;
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
     release_finalizer(&api, pod).await?;
     if pod
