@@ -772,9 +772,6 @@ fn datastore_stage(
     }
 }
 
-/// CoreDNS inside the tenant cluster, through the tenant apiserver's
-/// Service with the tenant admin's certificate. Its pods run on the host
-/// once the syncer runs tenant pods.
 /// Which tenant `vc` is, to [`Context::recently_applied`].
 fn tenant_key(vc: &VirtualCluster) -> String {
     vc.metadata.uid.clone().unwrap_or_default()
@@ -783,8 +780,10 @@ fn tenant_key(vc: &VirtualCluster) -> String {
 /// CoreDNS's objects in the tenant, to [`Context::recently_applied`].
 const TENANT_DNS: &str = "tenant/coredns";
 
-/// CoreDNS in the tenant cluster: applied, unless the same objects were
-/// applied lately ([`crate::recently_applied`]).
+/// CoreDNS inside the tenant cluster, through the tenant apiserver's
+/// Service with the tenant admin's certificate: applied, unless the same
+/// objects were applied lately ([`crate::recently_applied`]). Its pods run
+/// on the host once the syncer runs tenant pods.
 async fn tenant_dns(
     vc: &VirtualCluster,
     client: Result<&kube::Client, &String>,

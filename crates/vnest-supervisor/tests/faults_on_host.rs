@@ -706,10 +706,11 @@ impl Load {
 
     /// Stops the load, prints what it met while `what`, and checks that no
     /// request was answered with an error. A request whose connection
-    /// closed under it as an apiserver stopped (the server's GOAWAY crossing
-    /// a new request: seen once in 4 renewals) is printed, not asserted: no
-    /// server refused it, and a client that retries such a request sees
-    /// nothing.
+    /// closed under it as an apiserver stopped (this HTTP/1.1 client's
+    /// request crossing the server's closing of a kept-alive connection:
+    /// seen once in 4 renewals) is printed, not asserted: no server refused
+    /// it, and an HTTP/2 client (client-go) is told by the server's GOAWAY
+    /// which requests to send again (docs/operations.md).
     async fn stop_unharmed(self, what: &str) {
         let failed = self.failed.count();
         let answered = self.failed.answered();
