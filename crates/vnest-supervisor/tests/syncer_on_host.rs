@@ -263,6 +263,7 @@ async fn tenant_workloads_run_on_their_pool_and_what_would_escape_is_refused() {
         "the host Service has the tenant's address"
     );
     address_taken_on_the_host_is_refused(&client, &tenant, &wl, work.path()).await;
+    a_service_created_again_is_told_it_exists(&client, &tenant, &wl).await;
     assert!(
         client_said.contains("BY-NAME"),
         "DNS name of a tenant Service: {client_said}"
@@ -676,6 +677,58 @@ async fn address_taken_on_the_host_is_refused(
         .cluster_ip
         .unwrap_or_default();
     eprintln!("tenant kube-dns {tenant_dns}, host copy {host_dns}");
+}
+
+/// A create sent again (as a client does whose first answer was lost
+/// when an apiserver stopped) is answered "already exists" (409), never
+/// "address already allocated" (422): the webhook gives no address to a
+/// Service the tenant has, even before its watch of the tenant's Services
+/// shows it (each second create follows the first at once). A Service
+/// deleted and made again at once gets an address, and the one its host
+/// copy has.
+async fn a_service_created_again_is_told_it_exists(
+    client: &kube::Client,
+    tenant: &Path,
+    workloads: &str,
+) {
+    type Service = k8s_openapi::api::core::v1::Service;
+    let kubeconfig = kube::config::Kubeconfig::read_from(tenant).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let services: Api<Service> =
+        Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let copies: Api<Service> = Api::namespaced(client.clone(), workloads);
+    let create = kube::api::PostParams::default();
+    for i in 0..10 {
+        let name = format!("again-{i}");
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name },
+            "spec": { "ports": [{ "port": 80 }] },
+        }))
+        .unwrap();
+        services.create(&create, &service).await.unwrap();
+        match services.create(&create, &service).await {
+            Err(kube::Error::Api(status)) => assert_eq!(
+                status.code, 409,
+                "a create of an existing Service is told it exists: {status:?}"
+            ),
+            other => panic!("a second create of {name} must fail with 409: {other:?}"),
+        }
+        services.delete(&name, &Default::default()).await.unwrap();
+        let made_again = services.create(&create, &service).await.unwrap();
+        let address = made_again.spec.and_then(|s| s.cluster_ip).unwrap();
+        wait_until(
+            "the host copy of a Service made again has its address",
+            Duration::from_secs(60),
+            || async {
+                let copy = copies.get_opt(&host_name("default", &name)).await.ok()??;
+                (copy.spec?.cluster_ip.as_deref() == Some(address.as_str())).then_some(())
+            },
+        )
+        .await;
+        services.delete(&name, &Default::default()).await.unwrap();
+    }
 }
 
 /// A NodePort Service is refused, with the reason, while the admin grants

@@ -148,6 +148,17 @@ impl HostCopies {
         Reservation::Reserved
     }
 
+    /// Whether host object `name` exists (or is being created), as far as
+    /// the watch and the syncer's own creates show.
+    pub fn has(&self, name: &str) -> bool {
+        let seen = self.seen();
+        seen.objects.contains_key(name)
+            || seen
+                .creating
+                .get(name)
+                .is_some_and(|since| since.elapsed() < CREATE_SEEN_WITHIN)
+    }
+
     /// Forgets a reserved create that failed.
     pub fn release(&self, name: &str) {
         self.seen().creating.remove(name);

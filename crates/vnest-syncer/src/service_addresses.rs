@@ -17,7 +17,8 @@
 //! only the tenant apiserver's client certificate (the supervisor points
 //! the apiserver's webhook kubeconfig at it), so nobody else can make the
 //! syncer create host objects. Dry runs and objects the tenant already has
-//! cause nothing on the host.
+//! cause nothing on the host, and a create of a name the tenant has keeps
+//! the apiserver's answer "already exists".
 
 use base64::Engine as _;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -26,9 +27,11 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
 use kube::runtime::reflector::ObjectRef;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use vnest_api::host_copies::host_name;
 use vnest_kube::apply::{ApplyError, apply_cluster, apply_namespaced};
 
 use crate::context::{FIELD_MANAGER, Syncer};
@@ -210,15 +213,40 @@ pub async fn review(syncer: &Syncer, body: &[u8]) -> Result<Value, String> {
 async fn allocate(syncer: &Syncer, service: &Service) -> Result<Option<Value>, String> {
     let namespace = service.metadata.namespace.clone().unwrap_or_default();
     let name = service.metadata.name.clone().unwrap_or_default();
-    // A create of a name the tenant already has fails in the apiserver after
-    // this webhook; its host copy belongs to the existing Service. Read
-    // from the watch of the tenant's Services: the webhook asks the tenant
-    // apiserver nothing while that apiserver waits for its answer.
-    let key = ObjectRef::new(&name).within(&namespace);
-    if syncer.network.services.get(&key).is_some() {
+    if tenant_has(syncer, &namespace, &name).await {
         return Ok(None);
     }
     take_from_host(syncer, service).await
+}
+
+/// Whether the tenant already has Service `namespace/name`: then its create
+/// fails in the apiserver after this webhook (409), and the host copy
+/// belongs to the existing Service. The address must then be left alone:
+/// given the existing Service's address, the apiserver would refuse it as
+/// "already allocated" (422) before it finds the name taken, which a client
+/// retrying a create whose answer it lost does not take for "it exists".
+///
+/// A create of a new name, which neither the watch of the tenant's
+/// Services nor the host's copies know, asks nothing. Otherwise the tenant
+/// apiserver is asked, as the watch may lag (it reconnects while an
+/// apiserver stops; a Service just deleted may still be in it); if it
+/// cannot answer, the watch decides.
+async fn tenant_has(syncer: &Syncer, namespace: &str, name: &str) -> bool {
+    let key = ObjectRef::new(name).within(namespace);
+    let watched = syncer.network.services.get(&key).is_some();
+    let copies = syncer.host_copies.of::<Service>();
+    copies.listed().await;
+    if !watched && !copies.has(&host_name(namespace, name)) {
+        return false;
+    }
+    let services: Api<Service> = Api::namespaced(syncer.tenant.clone(), namespace);
+    match services.get_metadata_opt(name).await {
+        Ok(found) => found.is_some(),
+        Err(error) => {
+            tracing::warn!(%namespace, %name, %error, watched, "could not ask the tenant apiserver whether it has this Service; its watch decides");
+            watched
+        }
+    }
 }
 
 /// Applies the host copy of `service` and returns the patch that gives
