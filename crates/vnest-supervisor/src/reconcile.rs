@@ -30,8 +30,8 @@ use crate::context::{Context, FIELD_MANAGER, FINALIZER};
 use crate::desired::certificates::{self, CertificatePlan, PKI_SECRET};
 use crate::desired::host_state::{self, HostObject, HostState, Observed};
 use crate::desired::{
-    apiserver, controller_manager, datastore, kubeconfig, namespaces, pods, scheduler,
-    syncer as desired_syncer, upgrade,
+    apiserver, controller_manager, datastore, kube_component, kubeconfig, namespaces, pods,
+    scheduler, syncer as desired_syncer, upgrade,
 };
 use crate::error::{Error, Result};
 use crate::ingress_grants;
@@ -471,7 +471,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         apiserver_stage = Stage::waiting(status::APISERVER, "WaitingForEndpoint", waiting);
     }
     stages.push(explain(vc, ctx, apiserver_stage, apiserver::COMPONENT).await);
-    let mut kcm_stage = deployment_stage(
+    let mut kcm_stage = controller_stage(
         vc,
         &applied,
         status::CONTROLLER_MANAGER,
@@ -486,7 +486,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     }
     stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
     if scheduler::runs(vc) {
-        let scheduler_stage = deployment_stage(
+        let scheduler_stage = controller_stage(
             vc,
             &applied,
             status::SCHEDULER,
@@ -722,6 +722,28 @@ fn deployment_stage(
     match applied.deployments.get(component) {
         Some(deployment) => rollout_stage(type_, what, deployment, vc.spec.paused),
         None => Stage::waiting(type_, "NotApplied", format!("{what} is not applied yet")),
+    }
+}
+
+/// The controller-manager's or the tenant scheduler's Deployment as a
+/// stage: made only once the apiserver has run ([`kube_component::started`]).
+fn controller_stage(
+    vc: &VirtualCluster,
+    applied: &Applied,
+    type_: &'static str,
+    component: &str,
+    what: &str,
+) -> Stage {
+    if kube_component::started(vc) {
+        deployment_stage(vc, applied, type_, component, what)
+    } else if vc.spec.paused {
+        Stage::ok(type_, "Paused", format!("{what} is not started"))
+    } else {
+        Stage::waiting(
+            type_,
+            "WaitingForAPIServer",
+            format!("{what} starts once the tenant apiserver serves"),
+        )
     }
 }
 

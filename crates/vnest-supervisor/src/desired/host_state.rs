@@ -28,8 +28,8 @@ use super::network_policy::HostAddresses;
 use super::pods::Settings;
 use super::upgrade::Upgrade;
 use super::{
-    apiserver, backup, controller_manager, datastore, flow_control, kubeconfig, network_policy,
-    pods, quota, scheduler, syncer, syncer_rbac,
+    apiserver, backup, controller_manager, datastore, flow_control, kube_component, kubeconfig,
+    network_policy, pods, quota, scheduler, syncer, syncer_rbac,
 };
 
 /// What the reconcile observed that the desired state depends on.
@@ -250,22 +250,24 @@ pub fn host_state(
         vc,
         observed.pki,
     )?));
-    objects.push(HostObject::Deployment(controller_manager::deployment(
-        vc,
-        settings,
-        observed.pki_data,
-        &versions.controllers,
-    )));
     objects.push(HostObject::Secret(scheduler::kubeconfig_secret(
         vc,
         observed.pki,
     )?));
-    objects.push(HostObject::Deployment(scheduler::deployment(
-        vc,
-        settings,
-        observed.pki_data,
-        &versions.controllers,
-    )));
+    if kube_component::started(vc) {
+        objects.push(HostObject::Deployment(controller_manager::deployment(
+            vc,
+            settings,
+            observed.pki_data,
+            &versions.controllers,
+        )));
+        objects.push(HostObject::Deployment(scheduler::deployment(
+            vc,
+            settings,
+            observed.pki_data,
+            &versions.controllers,
+        )));
+    }
 
     objects.push(HostObject::Secret(syncer::kubeconfig_secret(
         vc,
@@ -344,7 +346,21 @@ mod tests {
     use crate::prune::PRUNED;
     use vnest_api::ExternalEtcd;
 
-    use crate::desired::test_cluster as vc;
+    /// A cluster whose apiserver has run: all of its control plane is
+    /// wanted.
+    fn vc() -> VirtualCluster {
+        let mut vc = new_cluster();
+        vc.status = Some(vnest_api::VirtualClusterStatus {
+            component_versions: Some(vnest_api::ComponentVersions {
+                kube_apiserver: Some("v1.37.2".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        vc
+    }
+
+    use crate::desired::test_cluster as new_cluster;
 
     fn pki() -> &'static ControlPlanePki {
         static PKI: std::sync::OnceLock<ControlPlanePki> = std::sync::OnceLock::new();
@@ -417,6 +433,32 @@ mod tests {
             endpoints: vec!["https://etcd.example:2379".into()],
             client_cert_secret_name: "etcd-cert".into(),
         });
+    }
+
+    #[test]
+    fn the_controllers_start_once_the_apiserver_has_run_and_stay() {
+        let deployments = |vc: &VirtualCluster| keys(&state(vc), "Deployment");
+        assert_eq!(
+            deployments(&new_cluster()),
+            [apiserver::COMPONENT, syncer::COMPONENT],
+            "a new cluster starts its apiserver first"
+        );
+        let mut after_outage = new_cluster();
+        after_outage.status = Some(vnest_api::VirtualClusterStatus {
+            component_versions: Some(vnest_api::ComponentVersions {
+                kube_controller_manager: Some("v1.37.2".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        for vc in [vc(), after_outage] {
+            assert!(
+                deployments(&vc).contains(&controller_manager::COMPONENT.to_owned()),
+                "{:?}",
+                vc.status
+            );
+            assert!(deployments(&vc).contains(&scheduler::COMPONENT.to_owned()));
+        }
     }
 
     #[test]

@@ -15,6 +15,22 @@ use super::kubeconfig::{component_secret, in_cluster};
 use super::pods::{self, Settings};
 use super::resources::{self, Component};
 
+/// Whether the controller-manager and the tenant scheduler are to exist
+/// yet: once the tenant apiserver has run (the status names a version it
+/// runs), and from then on, through any later outage. Made earlier, each
+/// asks for its leader lease through the apiserver's Service before
+/// anything serves there, every try waits out its timeout (half the
+/// 10 s renew deadline) and the lease comes seconds after the apiserver
+/// serves (docs/benchmarks.md, Lifecycle); made then, the first try takes
+/// it, and they do not compete with the apiserver for the CPU while it
+/// starts.
+pub fn started(vc: &VirtualCluster) -> bool {
+    vc.status
+        .as_ref()
+        .and_then(|s| s.component_versions.as_ref())
+        .is_some_and(|runs| runs.kube_apiserver.is_some() || runs.kube_controller_manager.is_some())
+}
+
 /// What sets one such component apart from another.
 pub struct KubeComponent<'a> {
     /// Its name on the host (Deployment, pods' component label).
