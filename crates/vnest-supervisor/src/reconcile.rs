@@ -471,7 +471,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         apiserver_stage = Stage::waiting(status::APISERVER, "WaitingForEndpoint", waiting);
     }
     stages.push(explain(vc, ctx, apiserver_stage, apiserver::COMPONENT).await);
-    let mut kcm_stage = controller_stage(
+    let mut kcm_stage = deployment_stage(
         vc,
         &applied,
         status::CONTROLLER_MANAGER,
@@ -486,7 +486,7 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
     }
     stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
     if scheduler::runs(vc) {
-        let scheduler_stage = controller_stage(
+        let scheduler_stage = deployment_stage(
             vc,
             &applied,
             status::SCHEDULER,
@@ -711,7 +711,9 @@ async fn certificates(
     }
 }
 
-/// A component's Deployment, as applied, as a stage.
+/// A component's Deployment, as applied, as a stage. Only the
+/// controller-manager's and the scheduler's can be missing: they are made
+/// once the apiserver has run ([`kube_component::started`]).
 fn deployment_stage(
     vc: &VirtualCluster,
     applied: &Applied,
@@ -721,29 +723,13 @@ fn deployment_stage(
 ) -> Stage {
     match applied.deployments.get(component) {
         Some(deployment) => rollout_stage(type_, what, deployment, vc.spec.paused),
-        None => Stage::waiting(type_, "NotApplied", format!("{what} is not applied yet")),
-    }
-}
-
-/// The controller-manager's or the tenant scheduler's Deployment as a
-/// stage: made only once the apiserver has run ([`kube_component::started`]).
-fn controller_stage(
-    vc: &VirtualCluster,
-    applied: &Applied,
-    type_: &'static str,
-    component: &str,
-    what: &str,
-) -> Stage {
-    if kube_component::started(vc) {
-        deployment_stage(vc, applied, type_, component, what)
-    } else if vc.spec.paused {
-        Stage::ok(type_, "Paused", format!("{what} is not started"))
-    } else {
-        Stage::waiting(
+        None if vc.spec.paused => Stage::ok(type_, "Paused", format!("{what} is not started")),
+        None if !kube_component::started(vc) => Stage::waiting(
             type_,
             "WaitingForAPIServer",
             format!("{what} starts once the tenant apiserver serves"),
-        )
+        ),
+        None => Stage::waiting(type_, "NotApplied", format!("{what} is not applied yet")),
     }
 }
 

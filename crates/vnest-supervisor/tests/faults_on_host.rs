@@ -656,12 +656,13 @@ async fn http2_client(kubeconfig: &Path) -> Client {
         None => https,
     };
     let https = https.enable_http2().wrap_connector(tcp);
-    // Pings find a connection whose apiserver was killed.
+    // Pings find a connection whose apiserver went without a word, late
+    // enough that a busy apiserver's slow answer is not taken for that.
     let http = hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .timer(hyper_util::rt::TokioTimer::new())
-        .http2_keep_alive_interval(Duration::from_secs(2))
-        .http2_keep_alive_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .http2_keep_alive_timeout(Duration::from_secs(20))
         .http2_keep_alive_while_idle(true)
         .build(https);
     let http = tower::ServiceExt::map_err(http, |error| {

@@ -346,18 +346,23 @@ mod tests {
     use crate::prune::PRUNED;
     use vnest_api::ExternalEtcd;
 
-    /// A cluster whose apiserver has run: all of its control plane is
-    /// wanted.
-    fn vc() -> VirtualCluster {
+    /// A cluster whose status says its components run `runs`.
+    fn running(runs: vnest_api::ComponentVersions) -> VirtualCluster {
         let mut vc = new_cluster();
         vc.status = Some(vnest_api::VirtualClusterStatus {
-            component_versions: Some(vnest_api::ComponentVersions {
-                kube_apiserver: Some("v1.37.2".to_owned()),
-                ..Default::default()
-            }),
+            component_versions: Some(runs),
             ..Default::default()
         });
         vc
+    }
+
+    /// A cluster whose apiserver has run: all of its control plane is
+    /// wanted.
+    fn vc() -> VirtualCluster {
+        running(vnest_api::ComponentVersions {
+            kube_apiserver: Some("v1.37.2".to_owned()),
+            ..Default::default()
+        })
     }
 
     use crate::desired::test_cluster as new_cluster;
@@ -443,12 +448,8 @@ mod tests {
             [apiserver::COMPONENT, syncer::COMPONENT],
             "a new cluster starts its apiserver first"
         );
-        let mut after_outage = new_cluster();
-        after_outage.status = Some(vnest_api::VirtualClusterStatus {
-            component_versions: Some(vnest_api::ComponentVersions {
-                kube_controller_manager: Some("v1.37.2".to_owned()),
-                ..Default::default()
-            }),
+        let after_outage = running(vnest_api::ComponentVersions {
+            kube_controller_manager: Some("v1.37.2".to_owned()),
             ..Default::default()
         });
         for vc in [vc(), after_outage] {
