@@ -746,7 +746,7 @@ impl Load {
                 create(&services, service, &f).await;
                 w.fetch_add(3, Ordering::Relaxed);
                 match maps.list(&ListParams::default().limit(50)).await {
-                    Err(e) if told_to_retry(&e) || not_taken(&e) => f.note_retry(),
+                    Err(e) if to_send_again(&e) => f.note_retry(),
                     Err(e) => f.note(format!("list: {e}")),
                     Ok(_) => {}
                 }
@@ -801,10 +801,11 @@ struct Failures {
     retries: AtomicUsize,
 }
 
-/// Whether the answer was "too many requests, ask again": what an
-/// apiserver gives while it finishes its requests before it stops.
-fn told_to_retry(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(e) if e.code == 429)
+/// Whether the request is to be sent again: the server said it did not
+/// take it ("too many requests, ask again", what an apiserver gives while
+/// it finishes its requests before it stops; or [`not_taken`]).
+fn to_send_again(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(e) if e.code == 429) || not_taken(error)
 }
 
 impl Failures {
@@ -856,7 +857,7 @@ where
         match api.create(&PostParams::default(), &object).await {
             Ok(_) => return,
             Err(kube::Error::Api(e)) if e.code == 409 => return,
-            Err(e) if told_to_retry(&e) || not_taken(&e) => {
+            Err(e) if to_send_again(&e) => {
                 failed.note_retry();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -884,7 +885,7 @@ where
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => return,
             Err(kube::Error::Api(e)) if e.code == 404 => return,
-            Err(e) if told_to_retry(&e) || not_taken(&e) => {
+            Err(e) if to_send_again(&e) => {
                 failed.note_retry();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

@@ -692,12 +692,7 @@ async fn a_service_created_again_is_told_it_exists(
     workloads: &str,
 ) {
     type Service = k8s_openapi::api::core::v1::Service;
-    let kubeconfig = kube::config::Kubeconfig::read_from(tenant).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let services: Api<Service> =
-        Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let services: Api<Service> = Api::namespaced(tenant_client(tenant).await, "default");
     let copies: Api<Service> = Api::namespaced(client.clone(), workloads);
     let create = kube::api::PostParams::default();
     for i in 0..10 {

@@ -68,6 +68,18 @@ struct Seen {
     written: HashMap<String, Written>,
 }
 
+impl Seen {
+    /// Whether `name` exists, or a create of it sent before `now` is
+    /// still counted as under way.
+    fn exists(&self, name: &str, now: Instant) -> bool {
+        self.objects.contains_key(name)
+            || self
+                .creating
+                .get(name)
+                .is_some_and(|since| now.duration_since(*since) < CREATE_SEEN_WITHIN)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Written {
     desired: u64,
@@ -137,7 +149,7 @@ impl HostCopies {
         let mut seen = self.seen();
         seen.creating
             .retain(|_, since| now.duration_since(*since) < CREATE_SEEN_WITHIN);
-        if seen.objects.contains_key(name) || seen.creating.contains_key(name) {
+        if seen.exists(name, now) {
             return Reservation::Exists;
         }
         let used = seen.objects.len() + seen.creating.len();
@@ -151,12 +163,7 @@ impl HostCopies {
     /// Whether host object `name` exists (or is being created), as far as
     /// the watch and the syncer's own creates show.
     pub fn has(&self, name: &str) -> bool {
-        let seen = self.seen();
-        seen.objects.contains_key(name)
-            || seen
-                .creating
-                .get(name)
-                .is_some_and(|since| since.elapsed() < CREATE_SEEN_WITHIN)
+        self.seen().exists(name, Instant::now())
     }
 
     /// Forgets a reserved create that failed.
