@@ -46,6 +46,7 @@ pub mod network_policy;
 pub mod node_selection;
 pub mod nodes;
 pub mod pod_certificates;
+pub mod pod_status;
 pub mod pods;
 pub mod policy;
 pub mod selectors;
