@@ -70,6 +70,40 @@ pub fn lighten<K: kube::Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
+/// For a tenant watch's `inspect`: every object the watch reports deleted
+/// has `delete` (its host copy's deletion) spawned for it, without a
+/// finalizer having held it; a failure is logged, and the garbage
+/// collector ([`crate::gc`]) removes what is missed.
+pub fn follow_deletions<K, F, Fut>(
+    syncer: std::sync::Arc<Syncer>,
+    delete: F,
+) -> impl Fn(&Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + 'static,
+    F: Fn(std::sync::Arc<Syncer>, K) -> Fut,
+    Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
+{
+    move |event| {
+        if let Ok(kube::runtime::watcher::Event::Delete(gone)) = event {
+            let kind = K::kind(&()).into_owned();
+            let namespace = gone.meta().namespace.clone().unwrap_or_default();
+            let name = gone.meta().name.clone().unwrap_or_default();
+            let deletion = delete(syncer.clone(), gone.clone());
+            tokio::spawn(async move {
+                if let Err(error) = deletion.await {
+                    tracing::warn!(
+                        kind,
+                        namespace,
+                        name,
+                        %error,
+                        "deleting the host copy failed; the garbage collector will"
+                    );
+                }
+            });
+        }
+    }
+}
+
 /// Every synced object is looked at again this often, repairing drift the
 /// watches did not report.
 pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(300);

@@ -354,25 +354,16 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
         .default_backoff()
         .modify(crate::context::lighten)
         .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::Delete(gone)) = event
-                && !K::KEEPS_FINALIZER
-            {
-                let syncer = on_delete.clone();
-                let gone = gone.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = delete_after_tenant(&syncer, &gone).await {
-                        tracing::warn!(
-                            kind = K::kind(&()).as_ref(),
-                            namespace = gone.meta().namespace.as_deref().unwrap_or_default(),
-                            name = gone.meta().name.as_deref().unwrap_or_default(),
-                            %error,
-                            "deleting the host copy failed; the garbage collector will"
-                        );
-                    }
-                });
-            }
-        })
+        .inspect(crate::context::follow_deletions(
+            on_delete,
+            |syncer, gone: K| async move {
+                if K::KEEPS_FINALIZER {
+                    // Its finalizer holds it until the sync has cleaned up.
+                    return Ok(());
+                }
+                delete_after_tenant(&syncer, &gone).await
+            },
+        ))
         .applied_objects();
     Controller::for_stream(tenant_objects, store)
         .watches_stream(host_changes, |object| {

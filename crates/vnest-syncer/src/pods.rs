@@ -85,23 +85,10 @@ pub async fn run(
         .default_backoff()
         .modify(crate::context::lighten)
         .reflect(tenant_pods)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::Delete(gone)) = event {
-                let syncer = on_delete.clone();
-                let gone = gone.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = delete_after_tenant(&syncer, &gone).await {
-                        let (namespace, name) = identity(&gone);
-                        tracing::warn!(
-                            namespace,
-                            name,
-                            %error,
-                            "deleting the host pod failed; the garbage collector will"
-                        );
-                    }
-                });
-            }
-        })
+        .inspect(crate::context::follow_deletions(
+            on_delete,
+            |syncer, gone: Pod| async move { delete_after_tenant(&syncer, &gone).await },
+        ))
         .applied_objects();
     Controller::for_stream(tenant_changes, syncer.watched.tenant_pods.clone())
         .watches_stream(host_changes, |pod: Pod| {

@@ -328,16 +328,19 @@ fn report(
             ),
         );
     }
-    let peak = samples
-        .iter()
-        .filter(|((w, _, r), _)| *w != Workload::ConfigMaps && *r == Route::Vnest)
-        .flat_map(|(_, s)| s.iter().map(|s| s.syncer_rss_kib))
-        .max()
-        .unwrap_or(0);
+    let largest = |rss: fn(&Sample) -> u64| {
+        samples
+            .iter()
+            .filter(|((w, _, r), _)| *w != Workload::ConfigMaps && *r == Route::Vnest)
+            .flat_map(|(_, s)| s.iter().map(rss))
+            .max()
+            .unwrap_or(0)
+    };
     println!();
     println!(
-        "syncer RSS: idle {} MiB, with {objects} pods synced (largest) {} MiB",
+        "syncer RSS: idle {} MiB; with {objects} pods synced (largest) {} MiB as the last arrived, {} MiB after 20 s quiet",
         idle_rss / 1024,
-        peak / 1024
+        largest(|s| s.syncer_rss_kib) / 1024,
+        largest(|s| s.settled_rss_kib) / 1024,
     );
 }

@@ -118,8 +118,17 @@ pub struct Sample {
     /// the host (and running, for pods).
     pub per_second: f64,
     pub cpu: Cpu,
+    /// The syncer's RSS as the last object arrived, and after
+    /// [`SETTLE`] of quiet with every object still synced (pods through
+    /// vnest only; 0 otherwise).
     pub syncer_rss_kib: u64,
+    pub settled_rss_kib: u64,
 }
+
+/// How long the syncer is left quiet, its pods synced, before its memory
+/// is read again: the burst's connections and buffers idle, what is left
+/// is what it keeps.
+const SETTLE: Duration = Duration::from_secs(20);
 
 pub async fn measure(
     bench: &Bench,
@@ -136,12 +145,16 @@ pub async fn measure(
         }
     };
     eprintln!(
-        "{run} ({}): to host p50 {:.0} ms p99 {:.0} ms, {:.0}/s, cpu {:?}",
+        "{run} ({}): to host p50 {:.0} ms p99 {:.0} ms, to Running p50 {:.0} ms p99 {:.0} ms, {:.0}/s, cpu {:?}, syncer RSS {} / settled {} MiB",
         load.name(),
         super::ms(quantile(&sample.to_host, 0.5)),
         super::ms(quantile(&sample.to_host, 0.99)),
+        super::ms(quantile(&sample.to_running, 0.5)),
+        super::ms(quantile(&sample.to_running, 0.99)),
         sample.per_second,
         sample.cpu,
+        sample.syncer_rss_kib / 1024,
+        sample.settled_rss_kib / 1024,
     );
     tokio::time::sleep(QUIET).await;
     sample
@@ -365,6 +378,12 @@ async fn measure_kind<K: Kind>(
         watch.abort();
     }
     drop(relay);
+    let settled_rss_kib = if is_pod && route == Route::Vnest {
+        tokio::time::sleep(SETTLE).await;
+        bench.vnest_processes.syncer_rss_kib()
+    } else {
+        0
+    };
     let host_names: HashSet<String> = names.iter().map(|n| on_host(n)).collect();
     clean_up::<K>(bench, route, tenant, host_ns, run, &host_names).await;
     Sample {
@@ -373,6 +392,7 @@ async fn measure_kind<K: Kind>(
         per_second: names.len() as f64 / last.duration_since(first).as_secs_f64().max(1e-9),
         cpu,
         syncer_rss_kib,
+        settled_rss_kib,
     }
 }
 
