@@ -1,19 +1,48 @@
 //! Waiting on a VirtualCluster with the admin watching: each stage's
 //! condition is printed when it changes, with the time since the wait
-//! began, and a wait that runs out says in which stage.
+//! began, and a wait that runs out says in which stage. A wait reads the
+//! VirtualCluster again as soon as a watch says it changed (at the latest
+//! after [`POLL`]), so a wait ends when what it waits for happens, not up
+//! to a poll later.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use vnest_api::{Phase, VirtualCluster, VirtualClusterStatus};
 
 use super::explain;
 
 use vnest_api::conditions::STAGES;
-/// How often a wait looks at the host again.
+/// How often a wait looks at the host again (at the latest, for waits on
+/// a VirtualCluster: [`Changes`]).
 pub(crate) const POLL: Duration = Duration::from_secs(1);
+
+/// Wakes a wait on one VirtualCluster when a watch reports a change to it,
+/// or after [`POLL`] without one (a watch that cannot be made, or breaks,
+/// leaves the wait polling; its errors are the next read's to report).
+struct Changes(BoxStream<'static, ()>);
+
+impl Changes {
+    fn of(api: &Api<VirtualCluster>, name: &str) -> Self {
+        let only = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        Self(
+            watcher(api.clone(), only)
+                .default_backoff()
+                .map(|_| ())
+                .boxed(),
+        )
+    }
+
+    async fn next(&mut self) {
+        // Elapsed (no change) and a change both mean: read it again.
+        let _ = tokio::time::timeout(POLL, self.0.next()).await;
+    }
+}
 
 /// How a wait ended, when it did not end in an error.
 pub(crate) enum Outcome {
@@ -43,6 +72,7 @@ pub(crate) async fn until_ready_and(
 ) -> anyhow::Result<Outcome> {
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
     let mut pending = "the supervisor to pick it up".to_owned();
+    let mut changes = Changes::of(api, name);
     loop {
         let vc = api
             .get_opt(name)
@@ -95,7 +125,7 @@ pub(crate) async fn until_ready_and(
                 humantime::format_duration(Duration::from_secs(timeout.as_secs()))
             )));
         }
-        tokio::time::sleep(POLL).await;
+        changes.next().await;
     }
 }
 
@@ -117,6 +147,7 @@ pub(crate) async fn until_deleted(
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut announced = false;
+    let mut changes = Changes::of(api, name);
     loop {
         let vc = api
             .get_opt(name)
@@ -139,6 +170,6 @@ pub(crate) async fn until_deleted(
                 humantime::format_duration(Duration::from_secs(timeout.as_secs()))
             )));
         }
-        tokio::time::sleep(POLL).await;
+        changes.next().await;
     }
 }
