@@ -25,6 +25,7 @@
 mod floor;
 mod measure;
 mod processes;
+mod requests;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -123,6 +123,10 @@ pub struct Sample {
     /// vnest only; 0 otherwise).
     pub syncer_rss_kib: u64,
     pub settled_rss_kib: u64,
+    /// Requests per object each apiserver served meanwhile
+    /// ([`super::requests`]); none for the tenant when there is none.
+    pub host_requests: Vec<(String, f64)>,
+    pub tenant_requests: Vec<(String, f64)>,
 }
 
 /// How long the syncer is left quiet, its pods synced, before its memory
@@ -155,6 +159,11 @@ pub async fn measure(
         sample.cpu,
         sample.syncer_rss_kib / 1024,
         sample.settled_rss_kib / 1024,
+    );
+    eprintln!(
+        "{run} requests per object: host: {}; tenant: {}",
+        super::requests::line(&sample.host_requests),
+        super::requests::line(&sample.tenant_requests),
     );
     tokio::time::sleep(QUIET).await;
     sample
@@ -320,6 +329,11 @@ async fn measure_kind<K: Kind>(
     // The watches' first lists.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
+    let host_requests_before = super::requests::read(&bench.host).await;
+    let tenant_requests_before = match tenant {
+        Some(tenant) => super::requests::read(tenant).await,
+        None => Default::default(),
+    };
     let cpu_before = processes.cpu();
     let api: Api<K> = match tenant {
         Some(tenant) => Api::namespaced(tenant.clone(), BENCH_NS),
@@ -359,6 +373,19 @@ async fn measure_kind<K: Kind>(
     };
     let cpu = processes.cpu().since(cpu_before);
     let syncer_rss_kib = bench.vnest_processes.syncer_rss_kib();
+    let host_requests = super::requests::per_object(
+        &host_requests_before,
+        &super::requests::read(&bench.host).await,
+        names.len(),
+    );
+    let tenant_requests = match tenant {
+        Some(tenant) => super::requests::per_object(
+            &tenant_requests_before,
+            &super::requests::read(tenant).await,
+            names.len(),
+        ),
+        None => Vec::new(),
+    };
     let last = finished
         .iter()
         .map(|(at, running)| running.unwrap_or(*at).max(*at))
@@ -393,6 +420,8 @@ async fn measure_kind<K: Kind>(
         cpu,
         syncer_rss_kib,
         settled_rss_kib,
+        host_requests,
+        tenant_requests,
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, PodSpec, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
+    Container, EnvVar, PodSpec, Secret, Service, ServicePort, ServiceSpec, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::net::SocketAddr;
@@ -151,7 +151,20 @@ pub fn deployment(
         image: Some(settings.vnest_image.clone()),
         command: Some(vec!["/usr/local/bin/vnest-syncer".to_owned()]),
         args: Some(args(vc, apiserver, host, ingress_hosts, &settings.vnest_image).to_args()),
-        env: Some(vec![pods::field_env("POD_NAME", "metadata.name")]),
+        env: Some(vec![
+            pods::field_env("POD_NAME", "metadata.name"),
+            // glibc's allocator gives each thread that allocates an arena
+            // of its own (up to 8 per core) and returns little of a freed
+            // arena to the system: after a burst of pods the syncer kept
+            // ~80 MiB resident with none left to sync
+            // (docs/benchmarks.md). Two arenas serve its two worker
+            // threads.
+            EnvVar {
+                name: "MALLOC_ARENA_MAX".to_owned(),
+                value: Some("2".to_owned()),
+                ..EnvVar::default()
+            },
+        ]),
         ports: Some(vec![
             pods::container_port("health", i32::from(HEALTH_PORT)),
             pods::container_port("kubelet", i32::from(KUBELET_PROXY_PORT)),
