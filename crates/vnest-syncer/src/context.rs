@@ -18,6 +18,7 @@ use crate::host_copies::ByKind;
 use crate::metrics::Metrics;
 use crate::network_policy::NetworkScope;
 use crate::node_selection::PoolLabels;
+use crate::own_writes::OwnWrites;
 use crate::policy::Policy;
 use crate::statusless::Statusless;
 use crate::translate::Placement;
@@ -203,6 +204,8 @@ pub struct Syncer {
     /// ([`crate::host_copies`]).
     pub host_copies: ByKind,
     pub watched: Watched,
+    /// Its own writes to tenant pods its watch has not shown yet.
+    pub own_writes: OwnWrites,
     learned: RwLock<Learned>,
 }
 
@@ -224,6 +227,7 @@ impl Syncer {
             network,
             host_copies: ByKind::default(),
             watched,
+            own_writes: OwnWrites::default(),
             learned: RwLock::new(Learned::default()),
         }
     }

@@ -45,6 +45,7 @@ pub mod mirror;
 pub mod network_policy;
 pub mod node_selection;
 pub mod nodes;
+pub mod own_writes;
 pub mod pod_certificates;
 pub mod pod_status;
 pub mod pods;

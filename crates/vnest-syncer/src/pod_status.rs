@@ -67,13 +67,15 @@ pub(crate) async fn sync_status(
     }
     let (namespace, name) = identity(pod);
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": host_status })),
-    )
-    .await
-    .on(Side::Tenant)?;
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": host_status })),
+        )
+        .await
+        .on(Side::Tenant)?;
+    syncer.own_writes.wrote(pod, &written);
     Ok(())
 }
 

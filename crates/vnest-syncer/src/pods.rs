@@ -142,6 +142,11 @@ async fn sync_one(pod: Arc<Pod>, syncer: &Syncer) -> Result<Action> {
         // goes first.
         return cleanup(&pod, syncer).await;
     }
+    if syncer.own_writes.ahead_of(&pod) {
+        // Its watch is about to show the syncer's own last write, and
+        // that starts the next sync; the next second's is a fallback.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), &namespace);
     release_finalizer(&api, pod.as_ref()).await?;
@@ -166,6 +171,7 @@ fn still_in_tenant(pod: &Pod, syncer: &Syncer) -> bool {
 /// stopped its host pod.) Only the host pod made for this very pod goes,
 /// not one of a pod made again under its name.
 async fn delete_after_tenant(syncer: &Syncer, gone: &Pod) -> Result<()> {
+    syncer.own_writes.forget(gone);
     let (namespace, name) = identity(gone);
     let host_name = host_name(namespace, name);
     let host_pods: Api<Pod> = Api::namespaced(syncer.host.clone(), &syncer.settings.host_namespace);
@@ -1125,11 +1131,13 @@ async fn bind(pod: &Pod, syncer: &Syncer, node: &str) -> Result<()> {
         )
         .await
     {
-        Ok(_) => Ok(()),
-        // Already bound (a concurrent or earlier reconcile).
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(e) => Err(e).on(Side::Tenant),
+        // Already bound (a concurrent or earlier reconcile) is bound too.
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => return Err(e).on(Side::Tenant),
     }
+    syncer.own_writes.bound(pod);
+    Ok(())
 }
 
 /// Deletes the host pod of `pod`, which is being deleted, with the tenant
