@@ -74,7 +74,7 @@ async fn crashes_under_load_lose_duplicate_and_orphan_nothing() {
         .insert("services".into(), Quantity("200".into()));
     vc.spec.control_plane.replicas = 2;
     vc.spec.datastore.etcd = Some(vnest_api::OwnedEtcd {
-        replicas: 3,
+        replicas: ETCD_MEMBERS as i32,
         ..Default::default()
     });
     let (_, tenant) = ready_tenant(&client, &admin, vc, work.path()).await;
@@ -353,7 +353,8 @@ async fn upgraded_under_load(host: &Client, tenant: &Client, previous: &str) {
         took.as_secs_f64(),
         apiserver_moved_at.unwrap_or_default().as_secs_f64()
     );
-    load.stop_unharmed("the control plane was upgraded").await;
+    load.stop_unharmed("the control plane was upgraded", 0)
+        .await;
 }
 
 /// Every leaf certificate renewed (as `vnest renew-certificates` asks)
@@ -487,7 +488,8 @@ async fn every_leaf_renewed_under_load(host: &Client, admin: &Path, tenant: &Cli
         "the syncer took them {:.1}s after they were asked for",
         started.elapsed().as_secs_f64()
     );
-    load.stop_unharmed("the certificates were renewed").await;
+    load.stop_unharmed("the certificates were renewed", ETCD_MEMBERS)
+        .await;
     assert_eq!(
         syncer_pod().await,
         syncer_before,
@@ -769,16 +771,27 @@ impl Load {
     }
 
     /// Stops the load, prints what it met while `what`, and checks that no
-    /// request failed.
-    async fn stop_unharmed(self, what: &str) {
+    /// request failed, but for at most one write per etcd member rolled
+    /// meanwhile (`etcd_rolled`) that etcd dropped as its leadership moved
+    /// ([`ETCD_LEADER_MOVED`]).
+    async fn stop_unharmed(self, what: &str, etcd_rolled: usize) {
         let failed = self.failed.count();
+        let leader_moved = self.failed.leader_moved();
         let retries = self.failed.retries();
         let said = self.failed.said_since(0);
         let written = self.stop().await;
         eprintln!(
-            "while {what}: {written} writes, {failed} failed requests, {retries} answered 429 Retry-After or not taken (GOAWAY) and sent again: {said:#?}"
+            "while {what}: {written} writes, {failed} failed requests ({leader_moved} dropped by etcd as its leader moved), {retries} answered 429 Retry-After or not taken (GOAWAY) and sent again: {said:#?}"
         );
-        assert_eq!(failed, 0, "no request failed while {what}: {said:#?}");
+        assert_eq!(
+            failed - leader_moved,
+            0,
+            "no request failed while {what}: {said:#?}"
+        );
+        assert!(
+            leader_moved <= etcd_rolled,
+            "at most one write per etcd member rolled ({etcd_rolled}) is dropped as its leader moves while {what}: {said:#?}"
+        );
     }
 
     /// Stops the load; returns how many writes it made.
@@ -794,12 +807,25 @@ impl Load {
 /// them: 429 with Retry-After (a stopping apiserver's "ask again", which
 /// client-go follows without a word) or an HTTP/2 stream a GOAWAY left
 /// out ([`not_taken`]).
+/// The tenant's etcd members.
+const ETCD_MEMBERS: usize = 3;
+
 #[derive(Default)]
 struct Failures {
     count: AtomicUsize,
     said: std::sync::Mutex<Vec<String>>,
     retries: AtomicUsize,
+    leader_moved: AtomicUsize,
 }
+
+/// What etcd answers a write it took but dropped as its leadership moved
+/// to another member, after its request timeout: an etcd member stopping
+/// gracefully (a roll) hands its leadership over, and the writes proposed
+/// to it meanwhile are lost; the apiserver answers 500, and whether the
+/// write happened is not known. A roll of etcd's members (a renewal of
+/// their certificates) moves the leadership at least once
+/// (docs/operations.md).
+const ETCD_LEADER_MOVED: &str = "possibly due to previous leader failure";
 
 /// Whether the request is to be sent again: the server said it did not
 /// take it ("too many requests, ask again", what an apiserver gives while
@@ -819,6 +845,9 @@ impl Failures {
 
     fn note(&self, what: String) {
         self.count.fetch_add(1, Ordering::Relaxed);
+        if what.contains(ETCD_LEADER_MOVED) {
+            self.leader_moved.fetch_add(1, Ordering::Relaxed);
+        }
         let mut said = self.said.lock().unwrap();
         if said.len() < 200 {
             said.push(what);
@@ -827,6 +856,10 @@ impl Failures {
 
     fn count(&self) -> usize {
         self.count.load(Ordering::Relaxed)
+    }
+
+    fn leader_moved(&self) -> usize {
+        self.leader_moved.load(Ordering::Relaxed)
     }
 
     /// What the failures after the first `from` said.

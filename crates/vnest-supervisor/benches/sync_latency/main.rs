@@ -26,6 +26,7 @@ mod floor;
 mod measure;
 mod processes;
 mod requests;
+mod syncer_metrics;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -200,6 +201,7 @@ async fn set_up(client: &Client, admin: &Path, dir: &Path, objects: usize) -> Be
         vnest: tenants[0].clone(),
         vnest_workloads: workloads("bench"),
         vnest_processes: Watched::find(client, &control_plane("bench")).await,
+        vnest_control_plane: control_plane("bench"),
         floor: tenants[1].clone(),
         floor_workloads: workloads("floor"),
         floor_processes: Watched::find(client, &control_plane("floor")).await,

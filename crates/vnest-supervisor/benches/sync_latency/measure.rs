@@ -103,6 +103,8 @@ pub struct Bench {
     pub vnest: Client,
     pub vnest_workloads: String,
     pub vnest_processes: Watched,
+    /// Its syncer's namespace (the control plane's).
+    pub vnest_control_plane: String,
     /// The tenant whose syncer is stopped, for the floor's relay; its
     /// workloads namespace takes the floor's and direct's objects.
     pub floor: Client,
@@ -127,6 +129,8 @@ pub struct Sample {
     /// ([`super::requests`]); none for the tenant when there is none.
     pub host_requests: Vec<(String, f64)>,
     pub tenant_requests: Vec<(String, f64)>,
+    /// The syncer's pod syncs meanwhile (vnest's pods only).
+    pub syncs: Option<super::syncer_metrics::Syncs>,
 }
 
 /// How long the syncer is left quiet, its pods synced, before its memory
@@ -160,6 +164,9 @@ pub async fn measure(
         sample.syncer_rss_kib / 1024,
         sample.settled_rss_kib / 1024,
     );
+    if let Some(syncs) = &sample.syncs {
+        eprintln!("{run} syncer: {}", syncs.line(sample.to_host.len()));
+    }
     eprintln!(
         "{run} requests per object: host: {}; tenant: {}",
         super::requests::line(&sample.host_requests),
@@ -334,6 +341,15 @@ async fn measure_kind<K: Kind>(
         Some(tenant) => super::requests::read(tenant).await,
         None => Default::default(),
     };
+    let syncs_of = || async {
+        match (route, is_pod) {
+            (Route::Vnest, true) => {
+                super::syncer_metrics::pod_syncs(&bench.host, &bench.vnest_control_plane).await
+            }
+            _ => None,
+        }
+    };
+    let syncs_before = syncs_of().await;
     let cpu_before = processes.cpu();
     let api: Api<K> = match tenant {
         Some(tenant) => Api::namespaced(tenant.clone(), BENCH_NS),
@@ -378,6 +394,10 @@ async fn measure_kind<K: Kind>(
         &super::requests::read(&bench.host).await,
         names.len(),
     );
+    let syncs = match (syncs_before, syncs_of().await) {
+        (Some(before), Some(after)) => Some(after.since(before)),
+        _ => None,
+    };
     let tenant_requests = match tenant {
         Some(tenant) => super::requests::per_object(
             &tenant_requests_before,
@@ -422,6 +442,7 @@ async fn measure_kind<K: Kind>(
         settled_rss_kib,
         host_requests,
         tenant_requests,
+        syncs,
     }
 }
 
