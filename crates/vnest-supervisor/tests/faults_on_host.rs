@@ -802,14 +802,14 @@ impl Load {
     }
 }
 
+/// The tenant's etcd members.
+const ETCD_MEMBERS: usize = 3;
+
 /// The load's failed requests: how many, and what the first ones said;
 /// and how many were sent again because the server said it did not take
 /// them: 429 with Retry-After (a stopping apiserver's "ask again", which
 /// client-go follows without a word) or an HTTP/2 stream a GOAWAY left
 /// out ([`not_taken`]).
-/// The tenant's etcd members.
-const ETCD_MEMBERS: usize = 3;
-
 #[derive(Default)]
 struct Failures {
     count: AtomicUsize,

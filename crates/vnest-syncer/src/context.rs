@@ -71,25 +71,27 @@ pub fn lighten<K: kube::Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
-/// For a tenant watch's `inspect`: every object the watch reports deleted
-/// has `delete` (its host copy's deletion) spawned for it, without a
-/// finalizer having held it; a failure is logged, and the garbage
-/// collector ([`crate::gc`]) removes what is missed.
+/// For a tenant watch's `inspect`: for every object the watch reports
+/// deleted, the deletion `delete` makes of it (its host copy's, without a
+/// finalizer having held it; `None`: nothing to do) is spawned; a failure
+/// is logged, and the garbage collector ([`crate::gc`]) removes what is
+/// missed.
 pub fn follow_deletions<K, F, Fut>(
     syncer: std::sync::Arc<Syncer>,
     delete: F,
 ) -> impl Fn(&Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>)
 where
     K: kube::Resource<DynamicType = ()> + Clone + Send + 'static,
-    F: Fn(std::sync::Arc<Syncer>, K) -> Fut,
+    F: Fn(std::sync::Arc<Syncer>, K) -> Option<Fut>,
     Fut: Future<Output = crate::error::Result<()>> + Send + 'static,
 {
     move |event| {
-        if let Ok(kube::runtime::watcher::Event::Delete(gone)) = event {
+        if let Ok(kube::runtime::watcher::Event::Delete(gone)) = event
+            && let Some(deletion) = delete(syncer.clone(), gone.clone())
+        {
             let kind = K::kind(&()).into_owned();
             let namespace = gone.meta().namespace.clone().unwrap_or_default();
             let name = gone.meta().name.clone().unwrap_or_default();
-            let deletion = delete(syncer.clone(), gone.clone());
             tokio::spawn(async move {
                 if let Err(error) = deletion.await {
                     tracing::warn!(

@@ -356,12 +356,11 @@ pub async fn run<K: Mirrored>(syncer: Arc<Syncer>) {
         .reflect(writer)
         .inspect(crate::context::follow_deletions(
             on_delete,
-            |syncer, gone: K| async move {
-                if K::KEEPS_FINALIZER {
-                    // Its finalizer holds it until the sync has cleaned up.
-                    return Ok(());
-                }
-                delete_after_tenant(&syncer, &gone).await
+            // A kind that keeps its finalizer is held until the sync has
+            // cleaned up.
+            |syncer, gone: K| {
+                (!K::KEEPS_FINALIZER)
+                    .then_some(async move { delete_after_tenant(&syncer, &gone).await })
             },
         ))
         .applied_objects();

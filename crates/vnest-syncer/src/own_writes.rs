@@ -19,6 +19,8 @@ use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::pods::is_bound;
+
 /// The last own write to each tenant pod (by UID) the store has not shown
 /// yet.
 #[derive(Debug, Default)]
@@ -41,10 +43,6 @@ fn uid(pod: &Pod) -> Option<&str> {
 
 fn version(pod: &Pod) -> Option<u64> {
     pod.metadata.resource_version.as_deref()?.parse().ok()
-}
-
-fn is_bound(pod: &Pod) -> bool {
-    pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
 }
 
 impl OwnWrites {

@@ -387,6 +387,8 @@ mod tests {
         assert_eq!(terminal_status(&pod), None);
     }
 
+    /// Container statuses show the resources the tenant named, not the
+    /// host LimitRange's additions.
     #[test]
     fn status_resources_are_the_ones_the_tenant_asked_for() {
         let tenant = pod_spec(json!({ "containers": [

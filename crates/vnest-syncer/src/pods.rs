@@ -87,7 +87,7 @@ pub async fn run(
         .reflect(tenant_pods)
         .inspect(crate::context::follow_deletions(
             on_delete,
-            |syncer, gone: Pod| async move { delete_after_tenant(&syncer, &gone).await },
+            |syncer, gone: Pod| Some(async move { delete_after_tenant(&syncer, &gone).await }),
         ))
         .applied_objects();
     Controller::for_stream(tenant_changes, syncer.watched.tenant_pods.clone())
@@ -235,6 +235,11 @@ async fn delete_host_pod(host_pods: &Api<Pod>, host_pod: &Pod) -> Result<()> {
         Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
         Err(e) => Err(e).on(Side::Host),
     }
+}
+
+/// Whether `pod` is bound to a node.
+pub(crate) fn is_bound(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
 }
 
 pub(crate) fn identity(pod: &Pod) -> (&str, &str) {
@@ -1161,27 +1166,16 @@ async fn cleanup(pod: &Pod, syncer: &Syncer) -> Result<Action> {
         }
         // The host kubelet's last word (a terminal phase, exit codes)
         // reaches the tenant pod while the host pod goes.
-        let bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
-        sync_status(pod, &host_pod, bound, syncer).await?;
+        sync_status(pod, &host_pod, is_bound(pod), syncer).await?;
         return Err(Error::StillDeleting(host_name));
     }
-    if pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_ref())
-        .is_some()
-    {
+    if is_bound(pod) {
         end_tenant_pod(pod, syncer).await?;
     }
     delete_pod_secret(syncer, namespace, name).await?;
     let api: Api<Pod> = Api::namespaced(syncer.tenant.clone(), namespace);
     release_finalizer(&api, pod).await?;
-    if pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_ref())
-        .is_some()
-    {
+    if is_bound(pod) {
         // No kubelet in the tenant finishes a bound pod's deletion; the
         // syncer does, now that the host pod has terminated. (A pod
         // other finalizers hold goes when they are done; this delete
@@ -1368,8 +1362,6 @@ mod tests {
         assert_eq!(resize_updates(&tenant, &host, None).len(), 1);
     }
 
-    /// Container statuses show the resources the tenant named, not the
-    /// host LimitRange's additions.
     #[test]
     fn deadline_and_image_updates_reach_the_host_pod_and_nothing_else() {
         let host = pod_spec(json!({
