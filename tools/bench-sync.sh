@@ -8,6 +8,7 @@
 #   VNEST_BENCH_OBJECTS=N    objects per measurement (default 1000)
 #   VNEST_BENCH_ROUNDS=R     rounds, the routes' order rotating (default 3)
 #   VNEST_BENCH_RATES=50,200 open-loop rates, objects per second
+#   VNEST_BENCH_BURST=no     no closed-loop bursts (the rates only)
 #   VNEST_BENCH_ONLY=pod,tpod only these workloads (cm, pod, tpod)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -99,11 +99,16 @@ async fn run(objects: usize, rounds: usize, rates: Vec<u32>) {
     let dir = tempfile::tempdir().unwrap();
     let bench = set_up(&client, &admin, dir.path(), objects).await;
 
-    let mut plan: Vec<(Workload, Load)> = vec![
-        (Workload::ConfigMaps, Load::Burst),
-        (Workload::Pods, Load::Burst),
-        (Workload::PodsWithTokens, Load::Burst),
-    ];
+    // VNEST_BENCH_BURST=no leaves the bursts out (open-loop rates only).
+    let bursts = std::env::var("VNEST_BENCH_BURST").map_or(true, |v| v != "no");
+    let mut plan: Vec<(Workload, Load)> = Vec::new();
+    if bursts {
+        plan.extend([
+            (Workload::ConfigMaps, Load::Burst),
+            (Workload::Pods, Load::Burst),
+            (Workload::PodsWithTokens, Load::Burst),
+        ]);
+    }
     for rate in &rates {
         plan.push((Workload::ConfigMaps, Load::PerSecond(*rate)));
         plan.push((Workload::Pods, Load::PerSecond(*rate)));
@@ -259,11 +264,12 @@ fn report(
     samples: &BTreeMap<(Workload, Load, Route), Vec<Sample>>,
 ) {
     println!(
-        "N = {objects} objects per measurement, {rounds} rounds (latencies pooled, throughput and CPU the median round), 2 cores"
+        "N = {objects} objects per measurement, {rounds} rounds (latencies pooled, throughput and CPU the median round), {} cores",
+        processes::cores()
     );
     println!();
     println!(
-        "| workload | load | route | to host copy p50 / p99 (ms) | to Running p50 / p99 (ms) | objects/s | CPU s per 1000: syncer / tenant apiserver / host apiserver |"
+        "| workload | load | route | to host copy p50 / p99 (ms) | to Running p50 / p99 (ms) | objects/s | CPU s per 1000: syncer / tenant apiserver / host apiserver / machine |"
     );
     println!("|---|---|---|---|---|---|---|");
     let per_thousand = |v: f64| v * 1000.0 / objects as f64;
@@ -280,7 +286,7 @@ fn report(
             format!("{:.1}", per_thousand(cpu(|s| s.cpu.tenant_apiserver)))
         };
         println!(
-            "| {} | {} | {} | {} | {} | {:.0} | {syncer} / {tenant} / {:.1} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {syncer} / {tenant} / {:.1} / {:.1} |",
             workload.name(),
             load.name(),
             route.name(),
@@ -288,6 +294,7 @@ fn report(
             p50_p99(&pooled(rounds, |s| &s.to_running)),
             median(rounds.iter().map(|s| s.per_second).collect()),
             per_thousand(cpu(|s| s.cpu.host_apiserver)),
+            per_thousand(cpu(|s| s.cpu.machine)),
         );
     }
     println!();

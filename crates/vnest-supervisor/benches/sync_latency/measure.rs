@@ -127,8 +127,8 @@ pub struct Sample {
     pub settled_rss_kib: u64,
     /// Requests per object each apiserver served meanwhile
     /// ([`super::requests`]); none for the tenant when there is none.
-    pub host_requests: Vec<(String, f64)>,
-    pub tenant_requests: Vec<(String, f64)>,
+    pub host_requests: Vec<(String, super::requests::Served)>,
+    pub tenant_requests: Vec<(String, super::requests::Served)>,
     /// The syncer's pod syncs meanwhile (vnest's pods only).
     pub syncs: Option<super::syncer_metrics::Syncs>,
 }
@@ -152,8 +152,9 @@ pub async fn measure(
             measure_kind::<Pod>(bench, route, workload, load, &run).await
         }
     };
+    let seconds = sample.to_host.len() as f64 / sample.per_second.max(1e-9);
     eprintln!(
-        "{run} ({}): to host p50 {:.0} ms p99 {:.0} ms, to Running p50 {:.0} ms p99 {:.0} ms, {:.0}/s, cpu {:?}, syncer RSS {} / settled {} MiB",
+        "{run} ({}): to host p50 {:.0} ms p99 {:.0} ms, to Running p50 {:.0} ms p99 {:.0} ms, {:.0}/s, cpu {:?}, machine busy {:.0}%, syncer RSS {} / settled {} MiB",
         load.name(),
         super::ms(quantile(&sample.to_host, 0.5)),
         super::ms(quantile(&sample.to_host, 0.99)),
@@ -161,6 +162,7 @@ pub async fn measure(
         super::ms(quantile(&sample.to_running, 0.99)),
         sample.per_second,
         sample.cpu,
+        100.0 * sample.cpu.machine / (seconds * super::processes::cores()),
         sample.syncer_rss_kib / 1024,
         sample.settled_rss_kib / 1024,
     );
@@ -351,6 +353,7 @@ async fn measure_kind<K: Kind>(
     };
     let syncs_before = syncs_of().await;
     let cpu_before = processes.cpu();
+    let commands_before = super::processes::cpu_by_command();
     let api: Api<K> = match tenant {
         Some(tenant) => Api::namespaced(tenant.clone(), BENCH_NS),
         None => Api::namespaced(bench.writer.clone(), host_ns),
@@ -388,6 +391,10 @@ async fn measure_kind<K: Kind>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let cpu = processes.cpu().since(cpu_before);
+    eprintln!(
+        "{run} CPU by command: {}",
+        super::processes::busiest(&commands_before, &super::processes::cpu_by_command())
+    );
     let syncer_rss_kib = bench.vnest_processes.syncer_rss_kib();
     let host_requests = super::requests::per_object(
         &host_requests_before,

@@ -3,6 +3,7 @@
 //! cgroup) and the host's apiserver (the one kube-apiserver outside the
 //! dev host's node cgroups).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -18,12 +19,14 @@ pub struct Watched {
     pub host_apiserver: Vec<u32>,
 }
 
-/// CPU seconds (user + system) of each watched group.
+/// CPU seconds (user + system) of each watched group, and of the whole
+/// machine (every process: etcds, schedulers, kwok, the bench itself).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu {
     pub syncer: f64,
     pub tenant_apiserver: f64,
     pub host_apiserver: f64,
+    pub machine: f64,
 }
 
 impl Cpu {
@@ -32,6 +35,7 @@ impl Cpu {
             syncer: self.syncer - before.syncer,
             tenant_apiserver: self.tenant_apiserver - before.tenant_apiserver,
             host_apiserver: self.host_apiserver - before.host_apiserver,
+            machine: self.machine - before.machine,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Watched {
             syncer: sum(&self.syncer),
             tenant_apiserver: sum(&self.tenant_apiserver),
             host_apiserver: sum(&self.host_apiserver),
+            machine: machine_cpu_seconds(),
         }
     }
 
@@ -129,6 +134,58 @@ fn cpu_seconds(pid: u32) -> f64 {
         .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
         .sum();
     ticks as f64 / clock_ticks_per_second()
+}
+
+/// CPU seconds of every process running now, summed by command name
+/// (`etcd`, `kube-scheduler`, …): where the machine's time went.
+pub fn cpu_by_command() -> BTreeMap<String, f64> {
+    let mut by = BTreeMap::new();
+    for (pid, command, _) in processes() {
+        let name = command.rsplit('/').next().unwrap_or(&command).to_owned();
+        *by.entry(name).or_default() += cpu_seconds(pid);
+    }
+    by
+}
+
+/// The commands that took the most CPU between `before` and `after`,
+/// largest first: `etcd 3.1 s, kube-scheduler 2.0 s, …`.
+pub fn busiest(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    let mut took: Vec<(&String, f64)> = after
+        .iter()
+        .map(|(name, now)| (name, now - before.get(name).copied().unwrap_or(0.0)))
+        .filter(|(_, seconds)| *seconds >= 0.5)
+        .collect();
+    took.sort_by(|a, b| b.1.total_cmp(&a.1));
+    took.iter()
+        .take(10)
+        .map(|(name, seconds)| format!("{name} {seconds:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The CPU time every core spent busy since boot (all but idle and
+/// iowait), in seconds.
+fn machine_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(total) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already in user).
+    let ticks: u64 = total
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / clock_ticks_per_second()
+}
+
+/// The machine's cores.
+pub fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 fn clock_ticks_per_second() -> f64 {

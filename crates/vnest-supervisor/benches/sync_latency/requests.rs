@@ -1,15 +1,25 @@
 //! What a measurement asked of each apiserver: the apiserver's own
-//! `apiserver_request_total` counters, read before and after, their
-//! difference per object by verb and resource. Every client of that
-//! apiserver counts (the host's scheduler and kubelets too, the same for
-//! every route), so the routes' differences are what tell.
+//! `apiserver_request_duration_seconds` (count and sum), read before and
+//! after, their difference per object by verb and resource, with the mean
+//! time a request took; and the time requests waited in each API Priority
+//! and Fairness level (`apiserver_flowcontrol_request_wait_duration_seconds`,
+//! as `wait <level>`). Every client of that apiserver counts (the host's
+//! scheduler and kubelets too, the same for every route), so the routes'
+//! differences are what tell.
 
 use std::collections::BTreeMap;
 
 use kube::Client;
 
-/// Requests served, by `VERB resource[/subresource]`.
-pub type Counts = BTreeMap<String, f64>;
+/// Requests served and the seconds they took, by `VERB
+/// resource[/subresource]` (or `wait <priority level>`).
+pub type Counts = BTreeMap<String, Served>;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Served {
+    pub count: f64,
+    pub seconds: f64,
+}
 
 /// The apiserver's request counters now (empty if it does not answer:
 /// the measurement goes on without them).
@@ -26,12 +36,23 @@ pub async fn read(client: &Client) -> Counts {
     }
 }
 
+const REQUESTS: &str = "apiserver_request_duration_seconds";
+const WAITS: &str = "apiserver_flowcontrol_request_wait_duration_seconds";
+
 fn parse(text: &str) -> Counts {
     let mut counts = Counts::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+        let Some((metric, rest)) = line.split_once('{') else {
             continue;
         };
+        let (family, count) = match metric.rsplit_once('_') {
+            Some((family, "count")) => (family, true),
+            Some((family, "sum")) => (family, false),
+            _ => continue,
+        };
+        if family != REQUESTS && family != WAITS {
+            continue;
+        }
         let Some((labels, value)) = rest.rsplit_once("} ") else {
             continue;
         };
@@ -45,35 +66,60 @@ fn parse(text: &str) -> Counts {
                 .map(|v| v.trim_end_matches('"').to_owned())
                 .unwrap_or_default()
         };
-        let mut key = format!("{} {}", label("verb"), label("resource"));
-        let subresource = label("subresource");
-        if !subresource.is_empty() {
-            key = format!("{key}/{subresource}");
+        let key = if family == WAITS {
+            // Rejected requests did not wait for a seat: left out.
+            if label("execute") != "true" {
+                continue;
+            }
+            format!("wait {}", label("priority_level"))
+        } else {
+            let verb = label("verb");
+            // A watch lasts as long as it is open.
+            if verb == "WATCH" {
+                continue;
+            }
+            match label("subresource").as_str() {
+                "" => format!("{verb} {}", label("resource")),
+                subresource => format!("{verb} {}/{subresource}", label("resource")),
+            }
+        };
+        let served = counts.entry(key).or_default();
+        if count {
+            served.count += value;
+        } else {
+            served.seconds += value;
         }
-        *counts.entry(key).or_default() += value;
     }
     counts
 }
 
-/// Requests per object between `before` and `after`, the most first,
-/// leaving out what came to less than one per 20 objects.
-pub fn per_object(before: &Counts, after: &Counts, objects: usize) -> Vec<(String, f64)> {
-    let mut per: Vec<(String, f64)> = after
+/// Requests between `before` and `after`: how many per object and the
+/// mean seconds each took, the most first, leaving out what came to less
+/// than one per 20 objects.
+pub fn per_object(before: &Counts, after: &Counts, objects: usize) -> Vec<(String, Served)> {
+    let mut per: Vec<(String, Served)> = after
         .iter()
-        .map(|(key, n)| {
-            let was = before.get(key).copied().unwrap_or(0.0);
-            (key.clone(), (n - was) / objects.max(1) as f64)
+        .map(|(key, now)| {
+            let was = before.get(key).copied().unwrap_or_default();
+            let count = now.count - was.count;
+            let served = Served {
+                count: count / objects.max(1) as f64,
+                seconds: (now.seconds - was.seconds) / count.max(1.0),
+            };
+            (key.clone(), served)
         })
-        .filter(|(_, n)| *n >= 0.05)
+        .filter(|(_, served)| served.count >= 0.05)
         .collect();
-    per.sort_by(|a, b| b.1.total_cmp(&a.1));
+    per.sort_by(|a, b| b.1.count.total_cmp(&a.1.count));
     per
 }
 
-/// `per_object` as one line: `POST pods 1.00, PATCH pods/status 2.01, …`.
-pub fn line(per: &[(String, f64)]) -> String {
+/// `per_object` as one line: `POST pods 1.00 (12 ms), PATCH pods/status
+/// 2.01 (8 ms), …`.
+pub fn line(per: &[(String, Served)]) -> String {
     per.iter()
-        .map(|(key, n)| format!("{key} {n:.2}"))
+        .map(|(key, n)| format!("{key} {:.2} ({:.0} ms)", n.count, n.seconds * 1000.0))
         .collect::<Vec<_>>()
         .join(", ")
 }
+
