@@ -10,6 +10,7 @@ use crate::desired::pods::Settings;
 use crate::metrics::Metrics;
 use crate::pool_nodes::KubeletConfigs;
 use crate::recently_applied::RecentlyApplied;
+use crate::tenant_waits::TenantWaits;
 
 /// The field manager of every object the supervisor applies.
 pub const FIELD_MANAGER: &str = "vnest-supervisor";
@@ -26,4 +27,6 @@ pub struct Context {
     /// What was applied for each tenant lately (host objects no watch
     /// covers, CoreDNS in the tenant).
     pub recently_applied: RecentlyApplied,
+    /// Watches of tenants for what their status waits for.
+    pub tenant_waits: TenantWaits,
 }

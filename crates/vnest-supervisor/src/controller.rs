@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pool_nodes::KubeletConfigs;
 use crate::reconcile;
+use crate::tenant_waits::TenantWaits;
 
 /// Runs until the process is told to stop.
 pub async fn run(
@@ -36,6 +37,7 @@ pub async fn run(
         controller: FIELD_MANAGER.to_owned(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let (tenant_waits, tenants_changed) = TenantWaits::new();
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client: client.clone(),
@@ -43,6 +45,7 @@ pub async fn run(
         settings,
         metrics,
         recently_applied: Default::default(),
+        tenant_waits,
     });
     let ours =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
@@ -58,6 +61,7 @@ pub async fn run(
         owner_of(&o)
     })
     .watches(Api::<Service>::all(client), ours, |o| owner_of(&o))
+    .reconcile_on(tenants_changed)
     .with_config(controller::Config::default().concurrency(CONCURRENCY))
     .shutdown_on_signal()
     .run(measured, error_policy, context)

@@ -26,3 +26,4 @@ pub mod reconcile;
 pub mod rollout;
 pub mod status;
 pub mod teardown;
+pub mod tenant_waits;

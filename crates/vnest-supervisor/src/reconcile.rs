@@ -19,6 +19,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -482,6 +483,11 @@ async fn apply(vc: &VirtualCluster, ctx: &Context) -> Result<Action> {
         && let Some(client) = &tenant
         && let Err(waiting) = controllers_started(client.as_ref()).await
     {
+        if let Ok(client) = client {
+            // Its arrival starts the next reconcile.
+            ctx.tenant_waits
+                .default_account(ObjectRef::from_obj(vc), client.clone());
+        }
         kcm_stage = Stage::waiting(status::CONTROLLER_MANAGER, "StartingControllers", waiting);
     }
     stages.push(explain(vc, ctx, kcm_stage, controller_manager::COMPONENT).await);
