@@ -122,4 +122,3 @@ pub fn line(per: &[(String, Served)]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
