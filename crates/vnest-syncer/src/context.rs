@@ -61,8 +61,12 @@ where
 pub const CONCURRENCY: u16 = 16;
 /// Pods are synced this many at once: a pod takes several reconciles with
 /// a write each (host create, binding, status), each waiting on
-/// an apiserver, so the pod sync is bound by how many wait at once.
-pub const POD_CONCURRENCY: u16 = 64;
+/// an apiserver, so the pod sync is bound by how many wait at once. When
+/// all are busy, kube-runtime holds the pods that come due in no order:
+/// with 64, a burst of 1000 pods left some 27 s from their host copy (p99;
+/// 2.7–6.8 s with 256), for 12–16 MiB more at the peak
+/// (docs/benchmarks.md).
+pub const POD_CONCURRENCY: u16 = 256;
 /// What the syncer keeps of a watched object: all but its managed fields,
 /// which it never reads and which are often the largest part of an
 /// object (one entry per writer). Set to none, not to an empty list: an
