@@ -141,7 +141,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 pub fn cpu_by_command() -> BTreeMap<String, f64> {
     let mut by = BTreeMap::new();
     for (pid, command, _) in processes() {
-        let name = command.rsplit('/').next().unwrap_or(&command).to_owned();
+        let name = match command.rsplit('/').next().unwrap_or(&command) {
+            // Kernel threads have no command line.
+            "" => "(kernel threads)".to_owned(),
+            name => name.to_owned(),
+        };
         *by.entry(name).or_default() += cpu_seconds(pid);
     }
     by
