@@ -127,8 +127,8 @@ pub struct Sample {
     pub settled_rss_kib: u64,
     /// Requests per object each apiserver served meanwhile
     /// ([`super::requests`]); none for the tenant when there is none.
-    pub host_requests: Vec<(String, super::requests::Served)>,
-    pub tenant_requests: Vec<(String, super::requests::Served)>,
+    pub host_requests: Vec<(String, super::requests::PerObject)>,
+    pub tenant_requests: Vec<(String, super::requests::PerObject)>,
     /// The syncer's pod syncs meanwhile (vnest's pods only).
     pub syncs: Option<super::syncer_metrics::Syncs>,
 }

@@ -15,10 +15,21 @@ use kube::Client;
 /// resource[/subresource]` (or `wait <priority level>`).
 pub type Counts = BTreeMap<String, Served>;
 
+/// Running totals of one kind of request, as the apiserver counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Served {
     pub count: f64,
+    /// Their seconds, summed.
     pub seconds: f64,
+}
+
+/// One kind of request over a measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct PerObject {
+    /// How many per object.
+    pub requests: f64,
+    /// The mean seconds one took.
+    pub mean_seconds: f64,
 }
 
 /// The apiserver's request counters now (empty if it does not answer:
@@ -96,29 +107,35 @@ fn parse(text: &str) -> Counts {
 /// Requests between `before` and `after`: how many per object and the
 /// mean seconds each took, the most first, leaving out what came to less
 /// than one per 20 objects.
-pub fn per_object(before: &Counts, after: &Counts, objects: usize) -> Vec<(String, Served)> {
-    let mut per: Vec<(String, Served)> = after
+pub fn per_object(before: &Counts, after: &Counts, objects: usize) -> Vec<(String, PerObject)> {
+    let mut per: Vec<(String, PerObject)> = after
         .iter()
         .map(|(key, now)| {
             let was = before.get(key).copied().unwrap_or_default();
             let count = now.count - was.count;
-            let served = Served {
-                count: count / objects.max(1) as f64,
-                seconds: (now.seconds - was.seconds) / count.max(1.0),
+            let per = PerObject {
+                requests: count / objects.max(1) as f64,
+                mean_seconds: (now.seconds - was.seconds) / count.max(1.0),
             };
-            (key.clone(), served)
+            (key.clone(), per)
         })
-        .filter(|(_, served)| served.count >= 0.05)
+        .filter(|(_, per)| per.requests >= 0.05)
         .collect();
-    per.sort_by(|a, b| b.1.count.total_cmp(&a.1.count));
+    per.sort_by(|a, b| b.1.requests.total_cmp(&a.1.requests));
     per
 }
 
 /// `per_object` as one line: `POST pods 1.00 (12 ms), PATCH pods/status
 /// 2.01 (8 ms), …`.
-pub fn line(per: &[(String, Served)]) -> String {
+pub fn line(per: &[(String, PerObject)]) -> String {
     per.iter()
-        .map(|(key, n)| format!("{key} {:.2} ({:.0} ms)", n.count, n.seconds * 1000.0))
+        .map(|(key, n)| {
+            format!(
+                "{key} {:.2} ({:.0} ms)",
+                n.requests,
+                n.mean_seconds * 1000.0
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
